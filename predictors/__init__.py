@@ -1,0 +1,1 @@
+"""Architecture encodings and accuracy/latency predictors (``elasticnas.predictors``)."""

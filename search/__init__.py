@@ -1,0 +1,1 @@
+"""Multi-objective search over architecture spaces (``elasticnas.search``)."""

@@ -1,0 +1,16 @@
+"""Elastic operators: each slices one set of maximum-size weights to the active size."""
+
+from elasticnas.supernet.layers.activation import build_activation
+from elasticnas.supernet.layers.conv import ElasticConv2d, ElasticDepthwiseConv2d
+from elasticnas.supernet.layers.linear import ElasticLinear
+from elasticnas.supernet.layers.norm import ElasticBatchNorm2d
+from elasticnas.supernet.layers.se import ElasticSqueezeExcite
+
+__all__ = [
+    "ElasticBatchNorm2d",
+    "ElasticConv2d",
+    "ElasticDepthwiseConv2d",
+    "ElasticLinear",
+    "ElasticSqueezeExcite",
+    "build_activation",
+]

@@ -1,0 +1,16 @@
+"""Activation modules by name, shared by the supernet and the static models it exports."""
+
+from __future__ import annotations
+
+from elasticnas.supernet.errors import unknown_name
+from torch import nn
+
+_ACTIVATIONS = {"relu": nn.ReLU, "hswish": nn.Hardswish}
+
+
+def build_activation(name: str | None) -> nn.Module:
+    if name is None:
+        return nn.Identity()
+    if name not in _ACTIVATIONS:
+        raise unknown_name("activation", name, _ACTIVATIONS)
+    return _ACTIVATIONS[name]()

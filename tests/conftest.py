@@ -1,0 +1,69 @@
+from __future__ import annotations
+
+import pytest
+import torch
+from elasticnas.supernet import create_supernet, list_supernets
+from torch import nn
+
+# The OFA presets at full size are slow on 2 CPU cores; conformance tests run them at
+# their smallest resolutions, which exercise exactly the same code paths.
+FAST_RESOLUTIONS = {"ofa_mbv3_w10": (128, 132), "ofa_mbv3_w12": (128, 132)}
+
+
+def make_supernet(name: str, num_classes: int = 10, seed: int = 0, **overrides) -> nn.Module:
+    """A supernet whose every weight, transform and BN statistic is random, so that any
+    slicing or copying mistake changes its outputs."""
+    overrides.setdefault("resolutions", FAST_RESOLUTIONS.get(name))
+    if overrides["resolutions"] is None:
+        del overrides["resolutions"]
+    net = create_supernet(name, num_classes=num_classes, **overrides)
+    randomise_(net, seed)
+    return net
+
+
+@torch.no_grad()
+def randomise_(net: nn.Module, seed: int) -> None:
+    gen = torch.Generator().manual_seed(seed)
+    for name, tensor in [*net.named_parameters(), *net.named_buffers()]:
+        if tensor.dtype == torch.long:
+            continue
+        noise = torch.randn(tensor.shape, generator=gen)
+        if "running_var" in name:
+            tensor.copy_(0.5 + noise.abs())
+        elif "transforms" in name:
+            tensor.add_(0.1 * noise)
+        elif name.endswith("weight") and tensor.dim() == 1:  # batch-norm scale
+            tensor.copy_(1.0 + 0.2 * noise)
+        else:
+            tensor.copy_(noise * (1.0 / max(1, tensor[0].numel()) ** 0.5))
+
+
+@pytest.fixture(params=list_supernets())
+def supernet_name(request) -> str:
+    return request.param
+
+
+def hook_counts(model: nn.Module, x: torch.Tensor) -> tuple[int, int]:
+    """(params, MACs) of a static model as forward hooks see them: the independent check."""
+    macs = 0
+
+    def conv_hook(module: nn.Conv2d, inputs, output):
+        nonlocal macs
+        kh, kw = module.kernel_size
+        macs += output[0].numel() * module.in_channels // module.groups * kh * kw
+
+    def linear_hook(module: nn.Linear, inputs, output):
+        nonlocal macs
+        macs += module.in_features * module.out_features
+
+    handles = []
+    for module in model.modules():
+        if isinstance(module, nn.Conv2d):
+            handles.append(module.register_forward_hook(conv_hook))
+        elif isinstance(module, nn.Linear):
+            handles.append(module.register_forward_hook(linear_hook))
+    with torch.no_grad():
+        model.eval()(x)
+    for handle in handles:
+        handle.remove()
+    return sum(p.numel() for p in model.parameters()), macs
