@@ -8,12 +8,21 @@ from elasticnas.hardware.counting import (
     model_size_bytes,
     peak_activation_bytes,
 )
+from elasticnas.hardware.latency import LatencyResult, measure_archs, measure_latency
+from elasticnas.hardware.lookup import LatencyTable
+from elasticnas.hardware.runtimes import RUNTIMES, export_onnx_bytes
 
 __all__ = [
+    "RUNTIMES",
+    "LatencyResult",
+    "LatencyTable",
     "count_all",
     "count_macs",
     "count_params",
+    "export_onnx_bytes",
     "layer_cost",
+    "measure_archs",
+    "measure_latency",
     "model_size_bytes",
     "peak_activation_bytes",
 ]

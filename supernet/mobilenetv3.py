@@ -149,7 +149,10 @@ class MobileNetV3Supernet(nn.Module):
         ``x`` should already have the architecture's resolution; the network itself accepts
         any size.
         """
-        arch = self.active_arch if arch is None else self.space.validate(arch)
+        if arch is None:
+            arch = self.active_arch
+        elif arch is not self.active_arch:
+            arch = self.space.validate(arch)
         space = self.space
         x = self.stem(x, space.stem_channels)
         x = self.first_block(x, 3, 1)

@@ -146,6 +146,14 @@ class MobileNetV3Space:
             min(self.resolutions), min(self.depth_choices), min(self.kernel_choices), min(self.expand_choices)
         )
 
+    def middle(self) -> Arch:
+        """Every dimension at its middle choice (the lower middle for an even count)."""
+        def mid(choices):
+            return choices[(len(choices) - 1) // 2]
+
+        return self._uniform(mid(self.resolutions), mid(self.depth_choices), mid(self.kernel_choices),
+                             mid(self.expand_choices))
+
     def _uniform(self, resolution: int, depth: int, kernel: int, expand: int | float) -> Arch:
         return Arch(resolution, (depth,) * self.num_stages, (kernel,) * self.num_slots, (expand,) * self.num_slots)
 
@@ -311,6 +319,30 @@ class MobileNetV3Space:
         )
         specs.append(LinearSpec(self.feature_mix_channels, self.num_classes, self.dropout))
         return tuple(specs)
+
+    def layer_choices(
+        self, resolution: int
+    ) -> tuple[tuple[LayerSpec, ...], dict[tuple[int, int, int | float], LayerSpec]]:
+        """Every layer any subnet at ``resolution`` can run.
+
+        Returns the layers every subnet runs (stem, fixed block, head) and, for each
+        ``(slot, kernel_size, expand_ratio)``, the block that slot runs with those genes.
+        A slot's layer does not depend on the other slots (depth never changes a stage's
+        input size), which is what makes per-layer latency tables exact in what they sum.
+        """
+        if resolution not in self.resolutions:
+            raise InvalidArchitectureError(
+                f"resolution={resolution} is not allowed; choose one of {list(self.resolutions)}"
+            )
+        fixed: tuple[LayerSpec, ...] = ()
+        blocks: dict[tuple[int, int, int | float], LayerSpec] = {}
+        for kernel in self.kernel_choices:
+            for expand in self.expand_choices:
+                specs = self._layers(self._uniform(resolution, self.max_depth, kernel, expand))
+                fixed = (*specs[:2], *specs[2 + self.num_slots :])
+                for slot, spec in enumerate(specs[2 : 2 + self.num_slots]):
+                    blocks[(slot, kernel, expand)] = spec
+        return fixed, blocks
 
     def slot_index(self, stage: int, block: int) -> int:
         return stage * self.max_depth + block

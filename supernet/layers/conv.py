@@ -2,9 +2,19 @@
 
 from __future__ import annotations
 
+from functools import cache
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+
+
+@cache
+def _centre_index(size: int, crop: int) -> Tensor:
+    """Flat indices of the centre ``crop x crop`` window of a ``size x size`` kernel."""
+    start = (size - crop) // 2
+    rows = torch.arange(start, start + crop)
+    return (rows[:, None] * size + rows[None, :]).reshape(-1)
 
 
 class ElasticConv2d(nn.Module):
@@ -18,13 +28,21 @@ class ElasticConv2d(nn.Module):
         nn.init.kaiming_normal_(self.weight, mode="fan_out")
 
     def forward(self, x: Tensor, out_channels: int) -> Tensor:
-        bias = None if self.bias is None else self.bias[:out_channels]
-        return F.conv2d(x, self.weight[:out_channels, : x.shape[1]], bias, self.stride, self.kernel_size // 2)
+        state = self.active_state(x.shape[1], out_channels)
+        return F.conv2d(x, state["weight"], state.get("bias"), self.stride, self.kernel_size // 2)
 
     def active_state(self, in_channels: int, out_channels: int) -> dict[str, Tensor]:
-        state = {"weight": self.weight[:out_channels, :in_channels]}
+        # A full-size "slice" would still cost a slice op and a full zero-filled gradient in backward.
+        full_out, full_in = self.weight.shape[:2]
+        if (out_channels, in_channels) == (full_out, full_in):
+            weight = self.weight
+        elif in_channels == full_in:
+            weight = self.weight[:out_channels]
+        else:
+            weight = self.weight[:out_channels, :in_channels]
+        state = {"weight": weight}
         if self.bias is not None:
-            state["bias"] = self.bias[:out_channels]
+            state["bias"] = self.bias if out_channels == full_out else self.bias[:out_channels]
         return state
 
 
@@ -60,15 +78,19 @@ class ElasticDepthwiseConv2d(nn.Module):
         return {"weight": self.active_weight(channels, kernel_size)}
 
     def active_weight(self, channels: int, kernel_size: int) -> Tensor:
-        weight = self.weight[:channels]
-        src = self.kernel_choices[-1]
-        for dst in reversed(self.kernel_choices[:-1]):
-            if dst < kernel_size:
-                break
-            start = (src - dst) // 2
-            centre = weight[:, :, start : start + dst, start : start + dst]
-            matrix = self.transforms[f"{src}to{dst}"]
-            weight = F.linear(centre.reshape(channels, dst * dst), matrix).view(channels, 1, dst, dst)
-            src = dst
-        return weight
+        weight = self.weight if channels == self.weight.shape[0] else self.weight[:channels]
+        largest = self.kernel_choices[-1]
+        if kernel_size == largest:
+            return weight
+        # The chain crop -> transform -> crop -> transform ... is linear in the centre crop of
+        # the next-smaller kernel, so it collapses into one (k*k x k'*k') matrix built from the
+        # small transform matrices: one matmul over the channels instead of one per step.
+        sizes = [k for k in reversed(self.kernel_choices[:-1]) if k >= kernel_size]
+        matrix = self.transforms[f"{largest}to{sizes[0]}"]
+        for src, dst in zip(sizes, sizes[1:], strict=False):
+            matrix = self.transforms[f"{src}to{dst}"] @ matrix[_centre_index(src, dst)]
+        first = sizes[0]
+        start = (largest - first) // 2
+        centre = weight[:, :, start : start + first, start : start + first].reshape(channels, first * first)
+        return F.linear(centre, matrix).view(channels, 1, kernel_size, kernel_size)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
+from elasticnas.supernet.distributed import rank_and_world, sync_batch_statistics
 from torch import Tensor, nn
 
 
@@ -15,6 +16,8 @@ class ElasticBatchNorm2d(nn.BatchNorm2d):
 
     def forward(self, x: Tensor) -> Tensor:
         channels = x.shape[1]
+        if self.training and rank_and_world()[1] > 1:
+            return self._synchronised(x, channels)
         if channels == self.num_features:
             return super().forward(x)
         momentum = 0.0 if self.momentum is None else self.momentum
@@ -33,6 +36,20 @@ class ElasticBatchNorm2d(nn.BatchNorm2d):
             momentum,
             self.eps,
         )
+
+    def _synchronised(self, x: Tensor, channels: int) -> Tensor:
+        """Batch statistics over the global batch of all processes (sync batch norm)."""
+        mean, var, count = sync_batch_statistics(x)
+        if self.track_running_stats:
+            with torch.no_grad():
+                self.num_batches_tracked.add_(1)
+                momentum = 1.0 / float(self.num_batches_tracked) if self.momentum is None else self.momentum
+                unbiased = var * count / max(count - 1, 1)
+                self.running_mean[:channels].mul_(1 - momentum).add_(momentum * mean)
+                self.running_var[:channels].mul_(1 - momentum).add_(momentum * unbiased)
+        scale = self.weight[:channels] * torch.rsqrt(var + self.eps)
+        shift = self.bias[:channels] - mean * scale
+        return x * scale[None, :, None, None] + shift[None, :, None, None]
 
     def active_state(self, channels: int) -> dict[str, Tensor]:
         return {

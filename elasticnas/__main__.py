@@ -1,0 +1,3 @@
+from elasticnas.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,136 @@
+"""The ``elasticnas`` command line.
+
+User errors print one line and exit with status 2; ``--debug`` shows the traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from elasticnas.supernet.errors import ElasticNASError
+
+_COMMANDS: dict[str, Callable[[argparse.ArgumentParser], None]] = {}
+
+
+def command(name: str, help: str, example: str):
+    """Register a subcommand: the decorated function adds its arguments and sets ``run``."""
+
+    def decorate(add_arguments):
+        _COMMANDS[name] = (help, example, add_arguments)
+        return add_arguments
+
+    return decorate
+
+
+def _int_list(text: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(part) for part in text.split(",") if part.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
+
+
+@command("train", "train a supernet once, with one sampling strategy, from a YAML config",
+         "elasticnas train mnist_sandwich --out runs/mnist --set train.epochs=2 data.name=digits")
+def _train_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("config", nargs="?", default=None,
+                        help="YAML path or a name in experiments/ (default: mnist_sandwich)")
+    parser.add_argument("--out", type=Path, required=True, help="run folder (config, checkpoint, metrics)")
+    parser.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint")
+    parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
+                        help="dotted overrides, e.g. train.epochs=2 sampler.name=uniform")
+    parser.set_defaults(run=_run_train)
+
+
+def _run_train(args: argparse.Namespace) -> None:
+    from elasticnas.experiment import load_experiment, train_experiment
+    from elasticnas.supernet.distributed import rank_and_world
+
+    config = load_experiment(args.config, args.set)
+    trainer, metrics = train_experiment(config, args.out, resume=args.resume)
+    if rank_and_world()[0] == 0:
+        print(metrics.round(3).to_string(index=False))
+        print(f"run folder: {args.out} (metrics.csv, training_curves.png, checkpoint.pt)")
+
+
+@command("profile", "build a per-layer latency lookup table on this device",
+         "elasticnas profile --supernet tiny_mbv3 --in-channels 1 --runtime onnxruntime --out runs/tables/cpu_ort")
+def _profile_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--supernet", required=True, help="registered supernet preset, e.g. tiny_mbv3")
+    parser.add_argument("--num-classes", type=int, default=10)
+    parser.add_argument("--in-channels", type=int, default=3)
+    parser.add_argument("--resolutions", type=_int_list, default=None,
+                        help="comma-separated resolutions to cover (default: all of the space)")
+    parser.add_argument("--device", default="cpu", help="cpu or cuda")
+    parser.add_argument("--runtime", default="torch", help="torch, torchscript or onnxruntime")
+    parser.add_argument("--batch-size", type=int, default=1)
+    parser.add_argument("--threads", type=int, default=None, help="CPU threads (default: torch's setting)")
+    parser.add_argument("--warmup", type=int, default=5)
+    parser.add_argument("--repeats", type=int, default=30)
+    parser.add_argument("--rounds", type=int, default=3, help="passes over all layers; the median is kept")
+    parser.add_argument("--calibrate", type=int, default=0, metavar="N",
+                        help="measure N random subnets end to end and fit a linear correction")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", type=Path, required=True, help="folder for latency_table.csv/.json")
+    parser.set_defaults(run=_run_profile)
+
+
+def _run_profile(args: argparse.Namespace) -> None:
+    import numpy as np
+
+    from elasticnas.hardware import LatencyTable, measure_archs
+    from elasticnas.supernet import create_space
+
+    space = create_space(args.supernet, num_classes=args.num_classes, in_channels=args.in_channels)
+    table = LatencyTable.build(space, device=args.device, runtime=args.runtime, batch_size=args.batch_size,
+                               resolutions=args.resolutions, threads=args.threads, warmup=args.warmup,
+                               repeats=args.repeats, rounds=args.rounds, seed=args.seed, out=args.out)
+    if args.calibrate:
+        pool = [a for a in space.sample(np.random.default_rng(args.seed), n=20 * args.calibrate)
+                if a.resolution in table.resolutions]
+        archs = list(dict.fromkeys(pool))[: args.calibrate]
+        measured = measure_archs(space, archs, runtime=args.runtime, device=args.device,
+                                 batch_size=args.batch_size, threads=args.threads, progress=True)
+        table = table.calibrate(archs, measured)
+        table.save(args.out)
+    print(f"latency table: {len(table.entries)} layers, resolutions {list(table.resolutions)}, "
+          f"{table.metadata['runtime']} on {table.metadata['device_name']} -> {args.out}")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="elasticnas", description="Train once, predict, search, export.")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks of errors")
+    subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name, (help_text, example, add_arguments) in _COMMANDS.items():
+        sub = subparsers.add_parser(name, help=help_text, description=help_text, epilog=f"example:\n  {example}",
+                                    formatter_class=argparse.RawDescriptionHelpFormatter)
+        sub.add_argument("--debug", action="store_true", help="show tracebacks of errors")
+        add_arguments(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    from elasticnas.supernet.training import TrainingInterrupted
+
+    try:
+        args.run(args)
+    except TrainingInterrupted as stop:
+        print(f"elasticnas {args.command}: {stop}", file=sys.stderr)
+        return 130
+    except (ElasticNASError, FileNotFoundError, PermissionError) as error:
+        if args.debug:
+            raise
+        print(f"elasticnas {args.command}: error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"elasticnas {args.command}: interrupted", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    raise SystemExit(main())
+

@@ -1,0 +1,77 @@
+"""Forward+backward time of the supernet against its extracted static twin, on CPU.
+
+For the max and the min subnet of ``ofa_mbv3_w10`` (10 classes), at batch 64 x 32 px and
+batch 8 x 224 px, the two models are timed in alternation within one run, in ABBA order so
+that neither always runs second. ``ratio`` is the ratio of the median step times
+(1.00 = no slicing overhead); ``paired_ratio`` the median of per-pair ratios. Large
+activations make single steps spike (page faults on fresh allocations hit either model at
+random), so medians over many repeats are the figures to compare, not single timings.
+
+    python experiments/bench_supernet_overhead.py [--repeats 15] [--threads 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import time
+from pathlib import Path
+
+import pandas as pd
+import torch
+from elasticnas.supernet import create_supernet
+
+SETTINGS = ((64, 32), (8, 224))
+
+
+def _step_time(model, x, arch=None) -> float:
+    start = time.perf_counter()
+    out = model(x) if arch is None else model(x, arch)
+    out.sum().backward()
+    elapsed = time.perf_counter() - start
+    model.zero_grad(set_to_none=True)
+    return elapsed
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--repeats", type=int, default=40)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "supernet_overhead.csv")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+    net = create_supernet("ofa_mbv3_w10", num_classes=10, resolutions=(32, 224)).train()
+    rows = []
+    for batch, res in SETTINGS:
+        for which in ("max", "min"):
+            template = getattr(net.space, which)()
+            arch = type(template)(res, template.depths, template.kernel_sizes, template.expand_ratios)
+            static = net.extract(arch).train()
+            x = torch.randn(batch, 3, res, res)
+            for _ in range(3):  # warm-up: allocator, kernels
+                _step_time(net, x, arch), _step_time(static, x)
+            sup, sta = [], []
+            for i in range(args.repeats):
+                if i % 2:
+                    sta.append(_step_time(static, x))
+                    sup.append(_step_time(net, x, arch))
+                else:
+                    sup.append(_step_time(net, x, arch))
+                    sta.append(_step_time(static, x))
+            paired = float(pd.Series([a / b for a, b in zip(sup, sta, strict=True)]).median())
+            sup_ms, sta_ms = 1e3 * float(pd.Series(sup).median()), 1e3 * float(pd.Series(sta).median())
+            rows.append({"subnet": which, "batch": batch, "resolution": res, "supernet_ms": round(sup_ms, 2),
+                         "static_ms": round(sta_ms, 2), "ratio": round(sup_ms / sta_ms, 3),
+                         "paired_ratio": round(paired, 3)})
+            print(rows[-1], flush=True)
+    table = pd.DataFrame(rows)
+    table["threads"], table["cpu"], table["torch"] = args.threads, platform.processor() or platform.machine(), \
+        torch.__version__
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    table.to_csv(args.out, index=False)
+    print(table.to_string(index=False))
+
+
+if __name__ == "__main__":
+    main()

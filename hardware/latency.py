@@ -1,0 +1,162 @@
+"""Latency measurement of a model on a real runtime and device.
+
+CPU runs are timed with ``time.perf_counter`` under an explicit thread count; CUDA runs
+with CUDA events after synchronising. Everything runs under ``torch.inference_mode()``.
+Each timed run covers ``number`` back-to-back inferences and reports their mean: layers of
+tens of microseconds cannot be timed one call at a time without the timer's own jitter
+dominating. By default ``number`` is chosen so that one run lasts about a millisecond.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+import torch
+from elasticnas.hardware.runtimes import prepare
+from elasticnas.supernet.errors import ConfigError
+from torch import nn
+
+
+@dataclass(frozen=True)
+class LatencyResult:
+    """Summary of repeated timings, in milliseconds, with the settings that produced them."""
+
+    median_ms: float
+    mean_ms: float
+    trimmed_mean_ms: float  # mean of the runs between the 10th and 90th percentile
+    p10_ms: float
+    p90_ms: float
+    std_ms: float
+    runs: int
+    settings: dict = field(default_factory=dict)
+
+    @classmethod
+    def from_samples(cls, samples_ms: Sequence[float], settings: dict | None = None) -> LatencyResult:
+        values = np.sort(np.asarray(samples_ms, dtype=float))
+        if values.size == 0:
+            raise ConfigError("no timings to summarise: repeats must be >= 1")
+        p10, p90 = np.percentile(values, [10, 90])
+        inner = values[(values >= p10) & (values <= p90)]
+        return cls(
+            median_ms=float(np.median(values)),
+            mean_ms=float(values.mean()),
+            trimmed_mean_ms=float(inner.mean() if inner.size else values.mean()),
+            p10_ms=float(p10),
+            p90_ms=float(p90),
+            std_ms=float(values.std()),
+            runs=int(values.size),
+            settings=dict(settings or {}),
+        )
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@contextlib.contextmanager
+def torch_threads(threads: int | None) -> Iterator[None]:
+    """Run with ``threads`` intra-op threads, restoring the previous count afterwards."""
+    if threads is None:
+        yield
+        return
+    if threads < 1:
+        raise ConfigError(f"threads must be >= 1, but got {threads}")
+    previous = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
+
+
+def measure_latency(
+    model: nn.Module,
+    *,
+    input_shape: Sequence[int],
+    batch_size: int = 1,
+    device: str = "cpu",
+    runtime: str = "torch",
+    threads: int | None = None,
+    warmup: int = 10,
+    repeats: int = 50,
+    number: int | None = None,
+    min_run_ms: float = 1.0,
+    seed: int = 0,
+) -> LatencyResult:
+    """Time single inferences of ``model`` on ``runtime`` and ``device``.
+
+    ``input_shape`` excludes the batch dimension, e.g. ``(3, 224, 224)``.
+
+    >>> from torch import nn
+    >>> result = measure_latency(nn.Conv2d(3, 8, 3), input_shape=(3, 32, 32), repeats=5, warmup=1)
+    >>> result.runs
+    5
+    """
+    if batch_size < 1 or repeats < 1 or warmup < 0 or (number is not None and number < 1):
+        raise ConfigError(f"need batch_size >= 1, repeats >= 1, warmup >= 0, number >= 1; "
+                          f"got {batch_size=}, {repeats=}, {warmup=}, {number=}")
+    shape = (batch_size, *(int(s) for s in input_shape))
+    example = torch.randn(shape, generator=torch.Generator().manual_seed(seed))
+    settings = {"runtime": runtime, "device": device, "threads": threads or torch.get_num_threads(),
+                "batch_size": batch_size, "input_shape": list(shape[1:]), "warmup": warmup, "repeats": repeats}
+    with torch_threads(threads), torch.inference_mode():
+        prepared = prepare(model, example, runtime=runtime, device=device, threads=threads)
+        for _ in range(warmup):
+            prepared.run()
+        prepared.synchronize()
+        timer = _time_cuda if torch.device(device).type == "cuda" else _time_cpu
+        if number is None:
+            single = min(timer(prepared, 1) for _ in range(3))
+            number = max(1, int(np.ceil(min_run_ms / max(single, 1e-6))))
+        samples = [timer(prepared, number) for _ in range(repeats)]
+    settings["number"] = number
+    return LatencyResult.from_samples(samples, settings)
+
+
+def _time_cpu(prepared, number: int) -> float:
+    start = time.perf_counter()
+    for _ in range(number):
+        prepared.run()
+    return 1e3 * (time.perf_counter() - start) / number
+
+
+def _time_cuda(prepared, number: int) -> float:  # pragma: no cover - needs a GPU
+    start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+    start.record()
+    for _ in range(number):
+        prepared.run()
+    end.record()
+    end.synchronize()
+    return start.elapsed_time(end) / number
+
+
+def measure_archs(space, archs: Sequence, *, runtime: str = "torch", device: str = "cpu", batch_size: int = 1,
+                  threads: int | None = None, warmup: int = 10, repeats: int = 30, rounds: int = 3,
+                  progress: bool = False, models: Sequence[nn.Module] | None = None,
+                  per_round: bool = False) -> np.ndarray:
+    """End-to-end median latency (ms) of each architecture's static model.
+
+    Weights do not change latency, so fresh builds are timed unless ``models`` (e.g.
+    extracted, trained subnets) are given. All architectures are measured in ``rounds``
+    passes and each gets the smallest of its per-round medians: a shared machine switches
+    between speed modes for seconds at a time, and the minimum tracks its undisturbed
+    speed (as latency tables do). ``per_round=True`` returns the ``(rounds, len(archs))``
+    matrix of medians instead, to judge reproducibility.
+    """
+    from elasticnas.supernet.static import build_static
+    from tqdm.auto import tqdm
+
+    samples = np.zeros((rounds, len(archs)))
+    bar = tqdm(total=rounds * len(archs), disable=not progress, desc=f"measuring ({runtime})", unit="subnet")
+    for round_index in range(rounds):
+        for i, arch in enumerate(archs):
+            model = models[i] if models is not None else build_static(space, arch)
+            samples[round_index, i] = measure_latency(
+                model, input_shape=(space.in_channels, arch.resolution, arch.resolution), batch_size=batch_size,
+                device=device, runtime=runtime, threads=threads, warmup=warmup, repeats=repeats).median_ms
+            bar.update()
+    bar.close()
+    return samples if per_round else samples.min(axis=0)

@@ -1,0 +1,101 @@
+"""Inference runtimes a model can be timed on: eager torch, TorchScript, ONNX Runtime.
+
+Each runtime turns a torch module and an example input into a callable that runs one
+inference on a tensor already prepared for it (on the right device, as the right type).
+"""
+
+from __future__ import annotations
+
+import io
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from elasticnas.supernet.errors import ConfigError, unknown_name
+from torch import nn
+
+
+@dataclass(frozen=True)
+class Prepared:
+    run: Callable[[], object]  # one inference on the prepared input
+    synchronize: Callable[[], None]  # waits until the device has finished
+
+
+def _check_device(device: str) -> torch.device:
+    dev = torch.device(device)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("device 'cuda' was asked for but CUDA is not available here; use device='cpu'")
+    if dev.type not in ("cpu", "cuda"):
+        raise ConfigError(f"unknown device {device!r}; choose 'cpu' or 'cuda'")
+    return dev
+
+
+def _sync(dev: torch.device) -> Callable[[], None]:
+    return torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
+
+
+def _prepare_torch(model: nn.Module, example: torch.Tensor, dev: torch.device) -> Prepared:
+    model = model.eval().to(dev)
+    x = example.to(dev)
+    return Prepared(lambda: model(x), _sync(dev))
+
+
+def _prepare_torchscript(model: nn.Module, example: torch.Tensor, dev: torch.device) -> Prepared:
+    x = example.to(dev)
+    with torch.no_grad():
+        scripted = torch.jit.freeze(torch.jit.script(model.eval().to(dev)))
+    return Prepared(lambda: scripted(x), _sync(dev))
+
+
+def export_onnx_bytes(model: nn.Module, example: torch.Tensor, *, dynamic_batch: bool = False) -> bytes:
+    """ONNX (opset 17) bytes of ``model``, exported with the TorchScript-based exporter."""
+    buffer = io.BytesIO()
+    dynamic_axes = {"input": {0: "batch"}, "output": {0: "batch"}} if dynamic_batch else None
+    # The TorchScript-based exporter is deprecated in favour of torch.export, but it is
+    # fast (per-layer tables export hundreds of graphs) and handles these plain CNNs fully.
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore", (DeprecationWarning, UserWarning, FutureWarning))
+        torch.onnx.export(model.eval().cpu(), (example.cpu(),), buffer, input_names=["input"],
+                          output_names=["output"], opset_version=17, dynamic_axes=dynamic_axes, dynamo=False)
+    return buffer.getvalue()
+
+
+def _prepare_onnxruntime(model: nn.Module, example: torch.Tensor, dev: torch.device, threads: int | None) -> Prepared:
+    try:
+        import onnxruntime as ort
+    except ImportError:  # pragma: no cover - a dependency, but users may trim it
+        raise ConfigError("runtime 'onnxruntime' needs the onnxruntime package: pip install onnxruntime") from None
+    providers = ["CPUExecutionProvider"]
+    if dev.type == "cuda":
+        if "CUDAExecutionProvider" not in ort.get_available_providers():
+            raise ConfigError(
+                "onnxruntime has no CUDA execution provider here (install onnxruntime-gpu); "
+                f"available: {ort.get_available_providers()}"
+            )
+        providers = ["CUDAExecutionProvider"]
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.log_severity_level = 3
+    if threads:
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+    session = ort.InferenceSession(export_onnx_bytes(model, example), options, providers=providers)
+    feed = {"input": np.ascontiguousarray(example.cpu().numpy())}
+    return Prepared(lambda: session.run(None, feed), lambda: None)
+
+
+RUNTIMES = ("torch", "torchscript", "onnxruntime")
+
+
+def prepare(model: nn.Module, example: torch.Tensor, *, runtime: str, device: str,
+            threads: int | None = None) -> Prepared:
+    dev = _check_device(device)
+    if runtime == "torch":
+        return _prepare_torch(model, example, dev)
+    if runtime == "torchscript":
+        return _prepare_torchscript(model, example, dev)
+    if runtime == "onnxruntime":
+        return _prepare_onnxruntime(model, example, dev, threads)
+    raise unknown_name("runtime", runtime, RUNTIMES)

@@ -1,0 +1,161 @@
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pytest
+import torch
+from elasticnas.hardware import LatencyResult, LatencyTable, measure_latency
+from elasticnas.hardware import lookup as lookup_module
+from elasticnas.hardware.lookup import layer_key
+from elasticnas.supernet import ConfigError, InvalidArchitectureError, UnknownNameError, create_space
+from torch import nn
+
+warnings.filterwarnings("ignore", category=UserWarning)
+
+FAST = {"warmup": 0, "repeats": 2, "rounds": 1, "progress": False}
+
+
+@pytest.fixture(scope="module")
+def small_space():
+    return create_space("tiny_mbv3", num_classes=10, in_channels=1, resolutions=(20, 24), depth_choices=(1, 2),
+                        kernel_choices=(3, 5), expand_choices=(2, 3), stem_stride=1)
+
+
+@pytest.fixture(scope="module")
+def table(small_space):
+    return LatencyTable.build(small_space, **FAST)
+
+
+def test_latency_result_statistics_by_hand():
+    result = LatencyResult.from_samples(list(range(1, 11)), {"runtime": "torch"})
+    assert result.median_ms == 5.5 and result.mean_ms == 5.5 and result.runs == 10
+    assert result.p10_ms == pytest.approx(1.9) and result.p90_ms == pytest.approx(9.1)
+    assert result.trimmed_mean_ms == pytest.approx(5.5)  # mean of 2..9
+    assert result.settings == {"runtime": "torch"}
+
+
+@pytest.mark.parametrize("runtime", ["torch", "torchscript", "onnxruntime"])
+def test_measure_latency_on_each_runtime(runtime):
+    model = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU())
+    result = measure_latency(model, input_shape=(3, 16, 16), runtime=runtime, threads=1, warmup=1, repeats=4)
+    assert result.runs == 4 and 0 < result.p10_ms <= result.median_ms <= result.p90_ms
+    assert result.settings["runtime"] == runtime and result.settings["threads"] == 1
+    assert result.settings["number"] >= 1 and result.settings["input_shape"] == [3, 16, 16]
+
+
+def test_measure_latency_restores_thread_count():
+    before = torch.get_num_threads()
+    measure_latency(nn.Identity(), input_shape=(1, 2, 2), threads=1, warmup=0, repeats=1)
+    assert torch.get_num_threads() == before
+
+
+def test_measure_latency_errors_name_what_is_available():
+    with pytest.raises(UnknownNameError, match="onnxruntime"):
+        measure_latency(nn.Identity(), input_shape=(1, 2, 2), runtime="tensorrt")
+    if not torch.cuda.is_available():
+        with pytest.raises(ConfigError, match="cpu"):
+            measure_latency(nn.Identity(), input_shape=(1, 2, 2), device="cuda")
+    with pytest.raises(ConfigError, match="repeats"):
+        measure_latency(nn.Identity(), input_shape=(1, 2, 2), repeats=0)
+
+
+def test_table_covers_every_layer_once(small_space, table):
+    # Spatial sizes, 20 px: 20 | 20 20 10 5 5 3; 24 px: 24 | 24 24 12 6 6 3 (stem stride 1, stages 1 2 2 1 2).
+    # Per resolution: stem, fixed block; stage 0 (stride 1, 16 -> 16) has one layer per (k, e); stages 1-3 have
+    # a first and a later block per (k, e); stage 4 only its first block (its later blocks run at 3x3 at both
+    # resolutions, as do the final expansion and pooling, and the 1x1 feature mix and classifier).
+    kinds = 2 * 2  # (kernel, expand) pairs
+    per_resolution = 2 + kinds + 3 * 2 * kinds + kinds
+    shared = kinds + 4
+    assert len(table.entries) == 2 * per_resolution + shared == 76
+    assert table.entries["layer"].is_unique
+
+
+def test_prediction_is_the_sum_of_the_subnets_layers(small_space, table):
+    by_key = dict(zip(table.entries["layer"], table.entries["latency_ms"], strict=True))
+    overhead = table.metadata["call_overhead_ms"]
+    archs = small_space.sample(0, n=20)
+    predicted = table.predict(archs)
+    for arch, value in zip(archs, predicted, strict=True):
+        layers = small_space.layers(arch)
+        expected = sum(by_key[layer_key(s)] for s in layers) - (len(layers) - 1) * overhead
+        assert value == pytest.approx(expected, rel=1e-12)
+        assert table.predict(arch) == pytest.approx(value, rel=1e-12)
+
+
+def test_table_refuses_what_it_was_not_built_for(small_space, table):
+    other_res = create_space("tiny_mbv3", num_classes=10, in_channels=1, resolutions=(28,), depth_choices=(1, 2),
+                             kernel_choices=(3, 5), expand_choices=(2, 3), stem_stride=1)
+    with pytest.raises(InvalidArchitectureError, match="resolutions"):
+        table.predict(other_res.max())
+    with pytest.raises(ConfigError, match="fingerprint"):
+        table.check(other_res)
+    with pytest.raises(ConfigError, match="batch_size"):
+        table.predict(small_space.max(), batch_size=8)
+    table.check(small_space, batch_size=1, device="cpu", runtime="torch")
+
+
+def test_save_load_round_trip_and_calibration(tmp_path, small_space, table):
+    archs = small_space.sample(1, n=8)
+    raw = table.predict(archs)
+    calibrated = table.calibrate(archs, 2.0 * raw + 0.5)
+    assert calibrated.calibration["slope"] == pytest.approx(2.0)
+    assert calibrated.calibration["intercept"] == pytest.approx(0.5)
+    np.testing.assert_allclose(calibrated.predict(archs), 2.0 * raw + 0.5)
+    np.testing.assert_allclose(calibrated.predict(archs, calibrated=False), raw)
+    calibrated.save(tmp_path)
+    loaded = LatencyTable.load(tmp_path)
+    np.testing.assert_allclose(loaded.predict(archs), calibrated.predict(archs))
+    assert loaded.metadata["space_fingerprint"] == small_space.fingerprint
+    for field in ("cpu_model", "cpu_cores", "threads", "versions", "date", "batch_size", "device_name"):
+        assert field in loaded.metadata
+    with pytest.raises(ConfigError, match="at least 2"):
+        table.calibrate(archs[:1], [1.0])
+    with pytest.raises(ConfigError, match="profile"):
+        LatencyTable.load(tmp_path / "missing")
+
+
+def test_interrupted_build_resumes_where_it_stopped(tmp_path, small_space, monkeypatch):
+    calls = {"n": 0}
+    real = lookup_module.measure_latency
+
+    def flaky(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 15:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(lookup_module, "measure_latency", flaky)
+    with pytest.raises(KeyboardInterrupt):
+        LatencyTable.build(small_space, out=tmp_path, **FAST)
+    partial = (tmp_path / lookup_module.PARTIAL_CSV).read_text().splitlines()
+    assert len(partial) == 1 + 14  # header and the 14 layers measured before the interruption
+    with open(tmp_path / lookup_module.PARTIAL_CSV, "a") as handle:
+        handle.write('"{""torn')  # a row cut short by the kill
+    calls["n"] = -1000
+    table = LatencyTable.build(small_space, out=tmp_path, **FAST)
+    total = len(LatencyTable.layers_to_measure(small_space, small_space.resolutions))
+    assert calls["n"] == -1000 + (total - 14) + 1  # the rest of the layers, plus the call-overhead probe
+    assert len(table.entries) == total
+    assert not (tmp_path / lookup_module.PARTIAL_CSV).exists()
+    assert (tmp_path / "latency_table.csv").exists()
+
+
+def test_partial_build_with_other_settings_is_refused(tmp_path, small_space, monkeypatch):
+    real = lookup_module.measure_latency
+    monkeypatch.setattr(lookup_module, "measure_latency", lambda *a, **k: (_ for _ in ()).throw(KeyboardInterrupt))
+    with pytest.raises(KeyboardInterrupt):
+        LatencyTable.build(small_space, out=tmp_path, **FAST)
+    monkeypatch.setattr(lookup_module, "measure_latency", real)
+    with pytest.raises(ConfigError, match="batch_size"):
+        LatencyTable.build(small_space, out=tmp_path, batch_size=4, **FAST)
+
+
+def test_prediction_is_vectorised_and_fast(small_space, table):
+    import time
+
+    archs = small_space.sample(3, n=20000)
+    start = time.perf_counter()
+    table.predict(archs)
+    assert 20000 / (time.perf_counter() - start) > 10000
