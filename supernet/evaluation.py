@@ -1,0 +1,116 @@
+"""Evaluation of subnets with exactly recalibrated batch norm.
+
+Running statistics of a shared supernet fit no particular subnet, so every evaluation
+first recomputes them for the subnet: on an extracted copy (the supernet's buffers are
+never touched), as the plain average over a fixed, seeded subset of training images in
+fixed batches (momentum ``None``), reduced across processes in a distributed run.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from elasticnas.supernet.arch import Arch
+from elasticnas.supernet.batches import iterate, resize
+from elasticnas.supernet.distributed import all_reduce_mean_, all_reduce_sum, rank_and_world
+from torch import nn
+from torch.utils.data import Dataset
+
+
+@dataclass(frozen=True)
+class EvalResult:
+    top1: float  # percent
+    loss: float  # mean cross-entropy
+    images: int
+
+
+class EvalData:
+    """Calibration images and evaluation batches, loaded once and resized once per resolution.
+
+    >>> data = EvalData.from_datasets(train_set, val_set, calibration_images=2000)  # doctest: +SKIP
+    """
+
+    def __init__(self, calibration: torch.Tensor, images: torch.Tensor, labels: torch.Tensor, *,
+                 calibration_batch_size: int = 250, eval_batch_size: int = 500):
+        rank, world = rank_and_world()
+        # Each process recalibrates on whole batches (batch b goes to process b mod world), so
+        # the averaged statistics are those of one process over the same batches.
+        batches = torch.arange(len(calibration)).split(calibration_batch_size)
+        mine = [b for i, b in enumerate(batches) if i % world == rank]
+        self.calibration = calibration[torch.cat(mine)] if mine else calibration[:0]
+        self.images, self.labels = images[rank::world], labels[rank::world]
+        self.calibration_batch_size, self.eval_batch_size = calibration_batch_size, eval_batch_size
+        self._resized: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
+
+    @classmethod
+    def from_datasets(cls, train: Dataset, evaluation: Dataset, *, calibration_images: int = 2000, seed: int = 0,
+                      calibration_batch_size: int = 250, eval_batch_size: int = 500) -> EvalData:
+        order = torch.from_numpy(np.random.default_rng(seed).permutation(len(train))[:calibration_images])
+        calibration = torch.cat([x for x, _ in iterate(train, order, calibration_batch_size)])
+        batches = list(iterate(evaluation, torch.arange(len(evaluation)), eval_batch_size))
+        return cls(calibration, torch.cat([x for x, _ in batches]), torch.cat([y for _, y in batches]),
+                   calibration_batch_size=calibration_batch_size, eval_batch_size=eval_batch_size)
+
+    def at(self, resolution: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+        """Calibration and evaluation images at ``resolution`` on ``device`` (cached)."""
+        if resolution not in self._resized:
+            self._resized[resolution] = (resize(self.calibration, resolution).to(device),
+                                         resize(self.images, resolution).to(device))
+        return self._resized[resolution]
+
+
+@torch.no_grad()
+def recalibrate_bn(model: nn.Module, images: torch.Tensor, batch_size: int = 250) -> nn.Module:
+    """Replace every batch norm's running statistics by their average over ``images``."""
+    norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    momenta = [m.momentum for m in norms]
+    for m in norms:
+        m.reset_running_stats()
+        m.momentum = None  # cumulative average: every batch counts equally
+    was_training = model.training
+    model.train()
+    for start in range(0, len(images), batch_size):
+        model(images[start : start + batch_size])
+    all_reduce_mean_([t for m in norms for t in (m.running_mean, m.running_var)])  # equal batch counts per process
+    for m, momentum in zip(norms, momenta, strict=True):
+        m.momentum = momentum
+    return model.train(was_training)
+
+
+def calibrated_subnet(supernet: nn.Module, arch: Arch, data: EvalData) -> nn.Module:
+    """The static model of ``arch`` with batch norm recalibrated, in eval mode."""
+    device = next(supernet.parameters()).device
+    calibration, _ = data.at(arch.resolution, device)
+    model = supernet.extract(arch)
+    return recalibrate_bn(model, calibration, data.calibration_batch_size).eval()
+
+
+@torch.no_grad()
+def evaluate(supernet: nn.Module, arch: Arch, data: EvalData) -> EvalResult:
+    """Top-1 (%) and loss of ``arch`` after exact BN recalibration; the supernet is unchanged."""
+    return evaluate_many(supernet, [arch], data)[0]
+
+
+@torch.no_grad()
+def evaluate_many(supernet: nn.Module, archs: Sequence[Arch], data: EvalData) -> list[EvalResult]:
+    """Evaluate several architectures, resizing and loading the data once per resolution."""
+    device = next(supernet.parameters()).device
+    results = []
+    for arch in archs:
+        model = calibrated_subnet(supernet, arch, data)
+        _, images = data.at(arch.resolution, device)
+        labels = data.labels.to(device)
+        totals = torch.zeros(3, dtype=torch.float64, device=device)
+        for start in range(0, len(images), data.eval_batch_size):
+            logits = model(images[start : start + data.eval_batch_size]).float()
+            target = labels[start : start + data.eval_batch_size]
+            totals[0] += (logits.argmax(1) == target).sum()
+            totals[1] += F.cross_entropy(logits, target, reduction="sum")
+            totals[2] += len(target)
+        correct, loss, count = all_reduce_sum(totals).tolist()
+        results.append(EvalResult(top1=100.0 * correct / count, loss=loss / count, images=int(count)))
+    return results

@@ -1,0 +1,101 @@
+"""Conformance suite: every registered sampling strategy must pass these."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from elasticnas.supernet import ConfigError, UnknownNameError, create_space
+from elasticnas.supernet.samplers import StepContext, create_strategy, list_strategies
+
+SPACE = create_space("tiny_mbv3", num_classes=10, in_channels=1)
+
+
+def _context(step, total=100):
+    return StepContext(step, total, score=lambda archs: np.arange(len(archs), dtype=float))
+
+
+@pytest.mark.parametrize("name", list_strategies())
+def test_strategy_yields_valid_tasks_deterministically(name):
+    strategy = create_strategy(name, SPACE, seed=3)
+    again = create_strategy(name, SPACE, seed=3)
+    for step in (0, 1, 37, 99):
+        tasks = strategy.sample(_context(step))
+        assert tasks, "a step must train at least one subnet"
+        for task in tasks:
+            SPACE.validate(task.arch)
+            assert 0.0 <= task.weight <= 1.0
+        assert tasks == again.sample(_context(step))
+    assert strategy.state_dict() == again.state_dict()
+
+
+@pytest.mark.parametrize("name", list_strategies())
+def test_distilling_tasks_come_after_a_teacher_or_use_a_snapshot(name):
+    strategy = create_strategy(name, SPACE, seed=0)
+    for step in range(0, 100, 7):
+        tasks = strategy.sample(_context(step))
+        uses_snapshot = step / 100 >= 0.25 and name == "progressive_shrinking"
+        seen_teacher = False
+        for task in tasks:
+            if task.distill:
+                assert seen_teacher or uses_snapshot, (name, step)
+            seen_teacher |= task.teacher
+
+
+def test_sandwich_trains_max_min_and_random():
+    tasks = create_strategy("sandwich", SPACE, {"num_random": 3}).sample(_context(5))
+    assert [t.arch for t in tasks[:2]] == [SPACE.max(), SPACE.min()]
+    assert len(tasks) == 5 and tasks[0].teacher and all(t.distill for t in tasks[1:])
+
+
+def test_progressive_shrinking_phases_open_dimensions_in_order():
+    strategy = create_strategy("progressive_shrinking", SPACE, seed=0)
+    phases = [strategy.phase(step, 100) for step in range(100)]
+    assert phases[0] == "full" and phases[30] == "kernel" and phases[60] == "depth" and phases[99] == "expand"
+    largest = SPACE.max()
+    kernel = strategy.sample(_context(30))
+    assert all(t.arch.depths == largest.depths and t.arch.expand_ratios == largest.expand_ratios for t in kernel)
+    assert any(t.arch.kernel_sizes != largest.kernel_sizes for t in kernel)
+    depth_phase = [strategy.sample(_context(s)) for s in range(50, 75)]
+    assert all(t.arch.expand_ratios[0] == max(SPACE.expand_choices) for tasks in depth_phase for t in tasks)
+    assert any(t.arch.depths != largest.depths for tasks in depth_phase for t in tasks)
+    first = strategy.sample(_context(0))
+    assert len(first) == 1 and not first[0].distill
+
+
+def test_complexity_aware_walks_neighbouring_buckets():
+    strategy = create_strategy("complexity_aware", SPACE, {"buckets": 4, "pool_size": 400})
+    assert [strategy.bucket(s) for s in range(8)] == [0, 1, 2, 3, 2, 1, 0, 1]
+    from elasticnas.hardware import count_macs
+
+    means = [np.mean([count_macs(SPACE, a) for a in bucket]) for bucket in strategy.buckets]
+    assert means == sorted(means)
+
+
+@pytest.mark.parametrize(("mode", "pick"), [("best", 0), ("worst", -1)])
+def test_performance_aware_trains_the_best_or_worst_candidate(mode, pick):
+    strategy = create_strategy("performance_aware", SPACE, {"candidates": 4, "mode": mode, "pool_size": 400})
+    seen = {}
+
+    def score(archs):
+        seen["candidates"] = list(archs)
+        return np.array([3.0, 1.0, 2.0, 4.0])
+
+    tasks = strategy.sample(StepContext(3, 100, score=score))
+    expected = seen["candidates"][int(np.argsort([3.0, 1.0, 2.0, 4.0])[pick])]
+    assert tasks[-1].arch == expected
+
+
+def test_delayed_shrinking_trains_the_full_net_then_ramps_the_rest_in():
+    strategy = create_strategy("delayed_shrinking", SPACE, {"delay_fraction": 0.5, "ramp_fraction": 0.2})
+    assert [t.arch for t in strategy.sample(_context(10))] == [SPACE.max()]
+    weights = [strategy.sample(_context(s))[1].weight for s in (50, 55, 69, 90)]
+    assert weights[0] == pytest.approx(1 / 20) and weights[1] < weights[2] <= 1.0 and weights[3] == 1.0
+
+
+def test_unknown_strategy_and_options_are_rejected():
+    with pytest.raises(UnknownNameError, match="sandwich"):
+        create_strategy("nope", SPACE)
+    with pytest.raises(ConfigError, match="num_random"):
+        create_strategy("sandwich", SPACE, {"num_randoms": 2})
+    with pytest.raises(ConfigError, match="kl"):
+        create_strategy("sandwich", SPACE, {"distill": "mse"})

@@ -1,0 +1,113 @@
+from __future__ import annotations
+
+import os
+import signal
+
+import pandas as pd
+import pytest
+import torch
+from elasticnas.supernet import ConfigError
+from elasticnas.supernet.checkpoint import load_checkpoint
+from elasticnas.supernet.evaluation import EvalData, evaluate, recalibrate_bn
+from elasticnas.supernet.samplers import list_strategies
+from elasticnas.supernet.training import TrainingInterrupted, warmup_cosine
+
+from elasticnas.experiment import build_run, load_experiment, train_experiment
+
+FAST = ["data.name=digits", "data.batch_size=256", "train.bn_calibration_images=256",
+        "train.bn_calibration_batch_size=128"]
+
+
+def _config(*extra):
+    return load_experiment("mnist_sandwich", [*FAST, "train.epochs=2", *extra])
+
+
+def _weights(trainer):
+    return {k: v.clone() for k, v in trainer.model.state_dict().items()}
+
+
+def _assert_identical(a, b):
+    assert a.keys() == b.keys()
+    for key in a:
+        assert torch.equal(a[key], b[key]), key
+
+
+def test_same_config_and_seed_give_bit_identical_weights(tmp_path):
+    config = _config("train.epochs=1")
+    first, _ = train_experiment(config, tmp_path / "a", progress=False)
+    second, _ = train_experiment(config, tmp_path / "b", progress=False)
+    _assert_identical(_weights(first), _weights(second))
+    third, _ = train_experiment(_config("train.epochs=1", "train.seed=1"), tmp_path / "c", progress=False)
+    assert not torch.equal(third.model.stem.conv.weight, first.model.stem.conv.weight)
+
+
+def test_run_interrupted_mid_epoch_by_a_signal_resumes_bit_identically(tmp_path):
+    config = _config()
+    reference, reference_metrics = train_experiment(config, tmp_path / "full", progress=False)
+
+    def kill_at_step_five(trainer, step):
+        if step == 5:  # the second epoch's first step: a mid-epoch stop
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    with pytest.raises(TrainingInterrupted, match="--resume"):
+        train_experiment(config, tmp_path / "cut", progress=False, on_step=kill_at_step_five)
+    state = load_checkpoint(tmp_path / "cut" / "checkpoint.pt")
+    assert (state["epoch"], state["step_in_epoch"]) == (1, 1)
+    resumed, resumed_metrics = train_experiment(config, tmp_path / "cut", resume=True, progress=False)
+    _assert_identical(_weights(reference), _weights(resumed))
+    columns = [c for c in reference_metrics if c != "seconds"]
+    pd.testing.assert_frame_equal(reference_metrics[columns], resumed_metrics[columns])
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
+
+
+def test_outputs_of_a_run(tmp_path):
+    trainer, metrics = train_experiment(_config(), tmp_path, progress=False)
+    assert (tmp_path / "config.yaml").exists() and (tmp_path / "training_curves.png").stat().st_size > 1000
+    saved = pd.read_csv(tmp_path / "metrics.csv")
+    assert list(saved["epoch"]) == [1, 2]
+    for column in ("train_loss", "lr", "seconds", "val_top1_max", "val_top1_middle", "val_top1_min"):
+        assert column in saved and saved[column].notna().all()
+    assert saved["val_top1_max"].iloc[-1] > 20  # better than chance (10%) after two short epochs
+    with pytest.raises(ConfigError, match="--resume"):
+        train_experiment(_config(), tmp_path, progress=False)
+    with pytest.raises(ConfigError, match="optim.lr"):
+        train_experiment(_config("optim.lr=0.5"), tmp_path, resume=True, progress=False)
+
+
+@pytest.mark.parametrize("name", list_strategies())
+def test_every_strategy_trains(tmp_path, name):
+    config = load_experiment(f"mnist_{name}", [*FAST, "train.epochs=1"])
+    trainer, metrics = train_experiment(config, tmp_path, progress=False)
+    assert metrics["train_loss"].notna().all() and metrics["val_top1_max"].iloc[0] >= 0
+    if name == "progressive_shrinking":  # four steps: one per phase, teacher taken after the first
+        assert trainer.phase == "expand" and trainer.teacher is not None
+
+
+def test_checkpoint_of_another_supernet_is_refused(tmp_path):
+    train_experiment(_config("train.epochs=1"), tmp_path, progress=False)
+    with pytest.raises(ConfigError, match="fingerprint"):
+        load_checkpoint(tmp_path / "checkpoint.pt", space_fingerprint="0" * 16)
+
+
+def test_evaluation_recalibrates_exactly_without_touching_the_supernet():
+    config = _config()
+    splits, supernet = build_run(config)
+    data = EvalData.from_datasets(splits.train, splits.val, calibration_images=256, calibration_batch_size=128)
+    before = {k: v.clone() for k, v in supernet.state_dict().items()}
+    result = evaluate(supernet, supernet.space.min(), data)
+    _assert_identical(before, supernet.state_dict())
+    assert 0 <= result.top1 <= 100 and result.images == len(splits.val)
+    # the stem's batch norm sees the stem conv's output: its recalibrated mean is the mean over all images
+    arch = supernet.space.max()
+    model = recalibrate_bn(supernet.extract(arch), data.at(arch.resolution, torch.device("cpu"))[0], 128)
+    with torch.no_grad():
+        conv_out = model[0].conv(data.at(arch.resolution, torch.device("cpu"))[0])
+    torch.testing.assert_close(model[0].bn.running_mean, conv_out.mean(dim=(0, 2, 3)), rtol=1e-4, atol=1e-5)
+
+
+def test_warmup_cosine_schedule_by_hand():
+    assert warmup_cosine(0, 100, 10, 0.0) == pytest.approx(0.1)
+    assert warmup_cosine(9, 100, 10, 0.0) == pytest.approx(1.0)
+    assert warmup_cosine(10, 100, 10, 0.0) == pytest.approx(1.0)
+    assert warmup_cosine(55, 100, 10, 0.0) == pytest.approx(0.5)
+    assert warmup_cosine(100, 100, 10, 0.2) == pytest.approx(0.2)

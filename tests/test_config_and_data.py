@@ -1,0 +1,65 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from elasticnas.supernet import ConfigError
+
+from elasticnas.data import DataConfig, load_data
+from elasticnas.experiment import ExperimentConfig, load_experiment
+
+
+def test_default_config_parses_into_typed_dataclasses():
+    config = load_experiment()
+    assert isinstance(config, ExperimentConfig)
+    assert config.data.name == "mnist5k" and config.sampler.name == "sandwich"
+    assert isinstance(config.optim.lr, float)
+
+
+@pytest.mark.parametrize("name", ["uniform", "sandwich", "progressive_shrinking", "complexity_aware",
+                                  "performance_aware", "delayed_shrinking"])
+def test_one_config_per_strategy(name):
+    config = load_experiment(f"mnist_{name}")
+    assert config.sampler.name == name
+    from elasticnas.supernet import create_space
+    from elasticnas.supernet.samplers import create_strategy
+
+    create_strategy(name, create_space(config.supernet.name, num_classes=10, in_channels=1), config.sampler.options)
+
+
+def test_overrides_and_errors_name_the_key_and_allowed_values():
+    config = load_experiment("mnist_sandwich", ["train.epochs=2", "data.name=digits", "optim.lr=0.01"])
+    assert (config.train.epochs, config.data.name, config.optim.lr) == (2, "digits", 0.01)
+    with pytest.raises(ConfigError, match=r"train\.epoch.*allowed keys: epochs"):
+        load_experiment("mnist_sandwich", ["train.epoch=2"])
+    with pytest.raises(ConfigError, match=r"data\.name='svhn'.*mnist5k"):
+        load_experiment("mnist_sandwich", ["data.name=svhn"])
+    with pytest.raises(ConfigError, match=r"train\.epochs must be an integer"):
+        load_experiment("mnist_sandwich", ["train.epochs=two"])
+    with pytest.raises(ConfigError, match="key.path=value"):
+        load_experiment("mnist_sandwich", ["train.epochs"])
+    with pytest.raises(ConfigError, match="mnist_sandwich.yaml"):
+        load_experiment("no_such_config")
+
+
+@pytest.mark.parametrize("name", ["mnist5k", "digits"])
+def test_splits_are_fixed_disjoint_and_stratified(name):
+    a, b = load_data(DataConfig(name=name)), load_data(DataConfig(name=name))
+    for split in ("train", "val", "test"):
+        assert np.array_equal(getattr(a, split).tensors[1].numpy(), getattr(b, split).tensors[1].numpy())
+    train, val, test = (getattr(a, s).tensors[0].reshape(len(getattr(a, s)), -1) for s in ("train", "val", "test"))
+    assert len(train) + len(val) + len(test) == {"mnist5k": 5000, "digits": 1797}[name]
+    # no image of the validation or test split appears in the training split
+    train_rows = {row.tobytes() for row in train.numpy()}
+    assert not any(row.tobytes() in train_rows for row in val.numpy()[:200])
+    counts = np.bincount(a.val.tensors[1].numpy(), minlength=10)
+    assert counts.min() >= 0.8 * counts.max()
+    assert a.num_classes == 10 and a.in_channels == 1
+    other = load_data(DataConfig(name=name, split_seed=1))
+    assert not np.array_equal(other.val.tensors[0].numpy(), a.val.tensors[0].numpy())
+
+
+def test_on_disk_datasets_explain_what_is_missing(tmp_path):
+    with pytest.raises(ConfigError, match="data.root|torchvision"):
+        load_data(DataConfig(name="cifar10"))
+    with pytest.raises(ConfigError, match="does not exist|torchvision"):
+        load_data(DataConfig(name="imagefolder", root=str(tmp_path / "none")))
