@@ -1,10 +1,10 @@
-# Two commands work on a fresh machine: `make quickstart` and `make test`.
+# Two commands work on a fresh machine: `make train` (the default experiment) and `make test`.
 # Both create .venv and install the project into it on first use.
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: venv test lint quickstart clean
+.PHONY: venv test lint train clean
 
 venv: $(VENV)/.installed
 
@@ -22,8 +22,9 @@ lint: venv
 test: venv
 	$(BIN)/python -m pytest -q
 
-quickstart: venv
-	$(BIN)/elasticnas quickstart --out runs/quickstart
+# The default experiment: the small-image supernet on the bundled MNIST subset (sandwich rule).
+train: venv
+	$(BIN)/elasticnas train mnist_sandwich --out runs/mnist_sandwich $(if $(wildcard runs/mnist_sandwich/checkpoint.pt),--resume,)
 
 clean:
 	rm -rf $(VENV) build *.egg-info

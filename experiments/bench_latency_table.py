@@ -20,9 +20,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
+from scipy.stats import kendalltau
+
 from elasticnas.hardware import LatencyTable, measure_archs
 from elasticnas.supernet import create_space
-from scipy.stats import kendalltau
 
 CASES = (  # name, space overrides, resolutions, subnets scored
     ("tiny_mbv3", {"in_channels": 1}, None, 100),

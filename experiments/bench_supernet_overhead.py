@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pandas as pd
 import torch
+
 from elasticnas.supernet import create_supernet
 
 SETTINGS = ((64, 32), (8, 224))

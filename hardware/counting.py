@@ -14,6 +14,7 @@ from functools import cache
 from typing import NamedTuple
 
 import numpy as np
+
 from elasticnas.supernet.layout import ConvSpec, LayerSpec, LinearSpec, MBConvSpec, PoolSpec
 
 

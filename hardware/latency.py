@@ -16,9 +16,10 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 import torch
+from torch import nn
+
 from elasticnas.hardware.runtimes import prepare
 from elasticnas.supernet.errors import ConfigError
-from torch import nn
 
 
 @dataclass(frozen=True)
@@ -146,8 +147,9 @@ def measure_archs(space, archs: Sequence, *, runtime: str = "torch", device: str
     speed (as latency tables do). ``per_round=True`` returns the ``(rounds, len(archs))``
     matrix of medians instead, to judge reproducibility.
     """
-    from elasticnas.supernet.static import build_static
     from tqdm.auto import tqdm
+
+    from elasticnas.supernet.static import build_static
 
     samples = np.zeros((rounds, len(archs)))
     bar = tqdm(total=rounds * len(archs), disable=not progress, desc=f"measuring ({runtime})", unit="subnet")

@@ -24,6 +24,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
+from tqdm.auto import tqdm
+
 from elasticnas.hardware.latency import LatencyResult, measure_latency
 from elasticnas.supernet.arch import Arch
 from elasticnas.supernet.atomic import atomic_write_json, atomic_write_text
@@ -31,7 +33,6 @@ from elasticnas.supernet.errors import ConfigError, InvalidArchitectureError
 from elasticnas.supernet.layout import LinearSpec, spec_from_dict, spec_to_dict
 from elasticnas.supernet.space import MobileNetV3Space
 from elasticnas.supernet.static import build_layer
-from tqdm.auto import tqdm
 
 TABLE_CSV, TABLE_JSON = "latency_table.csv", "latency_table.json"
 PARTIAL_CSV, PARTIAL_JSON = "latency_table.partial.csv", "latency_table.partial.json"

@@ -13,8 +13,9 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from elasticnas.supernet.errors import ConfigError, unknown_name
 from torch import nn
+
+from elasticnas.supernet.errors import ConfigError, unknown_name
 
 
 @dataclass(frozen=True)

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+
 from elasticnas.supernet.atomic import atomic_write_bytes
 from elasticnas.supernet.errors import ConfigError
 

@@ -12,6 +12,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any, Literal, Union, get_args, get_origin, get_type_hints
 
 import yaml
+
 from elasticnas.supernet.errors import ConfigError
 
 

@@ -14,11 +14,12 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 import torch.nn.functional as F
+from torch import nn
+from torch.utils.data import Dataset
+
 from elasticnas.supernet.arch import Arch
 from elasticnas.supernet.batches import iterate, resize
 from elasticnas.supernet.distributed import all_reduce_mean_, all_reduce_sum, rank_and_world
-from torch import nn
-from torch.utils.data import Dataset
 
 
 @dataclass(frozen=True)

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from elasticnas.supernet.errors import unknown_name
 from torch import Tensor
+
+from elasticnas.supernet.errors import unknown_name
 
 
 def kl_divergence(student_logits: Tensor, teacher_logits: Tensor) -> Tensor:

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
+from torch import Tensor, nn
+
 from elasticnas.supernet.arch import Arch
 from elasticnas.supernet.layers import (
     ElasticBatchNorm2d,
@@ -22,7 +24,6 @@ from elasticnas.supernet.layers import (
 from elasticnas.supernet.layout import MBConvSpec, middle_channels
 from elasticnas.supernet.space import MobileNetV3Space
 from elasticnas.supernet.static import build_static
-from torch import Tensor, nn
 
 
 def _prefixed(prefix: str, state: dict[str, Tensor]) -> dict[str, Tensor]:

@@ -13,8 +13,9 @@ from collections.abc import Callable
 from dataclasses import fields, replace
 from typing import Any
 
-from elasticnas.supernet.errors import ConfigError, unknown_name
 from torch import nn
+
+from elasticnas.supernet.errors import ConfigError, unknown_name
 
 _PRESETS: dict[str, Callable[..., Any]] = {}
 _FAMILIES: dict[str, Callable[[Any], nn.Module]] = {}

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 import numpy as np
+
 from elasticnas.supernet.arch import Arch
 from elasticnas.supernet.config import parse_config
 from elasticnas.supernet.errors import unknown_name
@@ -25,6 +26,7 @@ class SubnetTask:
     arch: Arch
     distill: bool = False  # learn from the step's soft targets instead of the labels
     teacher: bool = False  # this subnet's detached predictions become the step's soft targets
+    with_labels: bool = False  # when distilling, also learn from the labels (loss = CE + KD)
     weight: float = 1.0  # multiplies the loss (a per-subnet learning-rate multiplier)
 
 
@@ -130,8 +132,8 @@ class ProgressiveShrinking(Strategy):
 
     Phases in order: the full network alone; then elastic kernel size; then also elastic
     depth; then also elastic expand ratio (channels are re-ordered by importance when it
-    starts). From the second phase on, subnets distill from a frozen copy of the network
-    trained in the first phase.
+    starts). From the second phase on, subnets learn from the labels and distill from a
+    frozen copy of the network trained in the first phase (its batch norm recalibrated).
     """
 
     PHASES = ("full", "kernel", "depth", "expand")
@@ -163,7 +165,7 @@ class ProgressiveShrinking(Strategy):
             arch = Arch(int(rng.choice(space.resolutions)), genes(space.depth_choices, space.num_stages, "depth"),
                         genes(space.kernel_choices, space.num_slots, "kernel"),
                         genes(space.expand_choices, space.num_slots, "expand"))
-            tasks.append(SubnetTask(arch, distill=phase != "full"))
+            tasks.append(SubnetTask(arch, distill=phase != "full", with_labels=True))
         return tasks
 
 

@@ -17,6 +17,7 @@ from dataclasses import asdict, dataclass, fields
 from typing import Any
 
 import numpy as np
+
 from elasticnas.supernet.arch import INACTIVE, Arch
 from elasticnas.supernet.errors import ConfigError, InvalidArchitectureError
 from elasticnas.supernet.layout import (

@@ -8,9 +8,10 @@ to ONNX. Parameter names match the supernet's ``active_state_dict`` names.
 from __future__ import annotations
 
 import torch
+from torch import Tensor, nn
+
 from elasticnas.supernet.layers.activation import build_activation
 from elasticnas.supernet.layout import ConvSpec, LayerSpec, LinearSpec, MBConvSpec, PoolSpec
-from torch import Tensor, nn
 
 
 class ConvBNAct(nn.Module):

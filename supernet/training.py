@@ -20,18 +20,19 @@ import numpy as np
 import pandas as pd
 import torch
 import torch.nn.functional as F
+from torch import nn
+from torch.utils.data import Dataset
+from tqdm.auto import tqdm
+
 from elasticnas.supernet.atomic import atomic_write_text
 from elasticnas.supernet.batches import epoch_order, iterate, resize
 from elasticnas.supernet.checkpoint import load_checkpoint, save_checkpoint
 from elasticnas.supernet.distributed import all_reduce_gradients, all_reduce_sum, init_from_env
 from elasticnas.supernet.errors import ConfigError, ElasticNASError
-from elasticnas.supernet.evaluation import EvalData, evaluate_many
+from elasticnas.supernet.evaluation import EvalData, calibrated_subnet, evaluate_many, recalibrate_bn
 from elasticnas.supernet.losses import distillation_loss
 from elasticnas.supernet.reorder import reorder_channels
 from elasticnas.supernet.samplers import StepContext, create_strategy
-from torch import nn
-from torch.utils.data import Dataset
-from tqdm.auto import tqdm
 
 CHECKPOINT = "checkpoint.pt"
 
@@ -203,6 +204,7 @@ class Trainer:
             bar.set_postfix(loss=f"{losses[-1]:.3f}", phase=self.phase)
             if self.on_step is not None:
                 self.on_step(self, self.global_step)
+            self._agree_on_stop()
             if self._stop_requested and self.step_in_epoch < self.steps_per_epoch:
                 bar.close()
                 self._save()
@@ -245,10 +247,10 @@ class Trainer:
             with torch.autocast("cuda", enabled=self.use_amp):
                 logits = self.model(resize(images, task.arch.resolution), task.arch)
             logits = logits.float()
-            if task.distill and soft_targets is not None:
-                loss = distillation_loss(logits, soft_targets, self.distill_kind)
-            else:
-                loss = F.cross_entropy(logits, labels, label_smoothing=self.optim_cfg.label_smoothing)
+            distill = task.distill and soft_targets is not None
+            loss = distillation_loss(logits, soft_targets, self.distill_kind) if distill else 0.0
+            if not distill or task.with_labels:
+                loss = loss + F.cross_entropy(logits, labels, label_smoothing=self.optim_cfg.label_smoothing)
             if task.teacher:
                 soft_targets = logits.detach()
             self.scaler.scale(loss * task.weight).backward()
@@ -262,6 +264,12 @@ class Trainer:
         self.scheduler.step()
         mean = torch.tensor([total], dtype=torch.float64)
         return float(all_reduce_sum(mean)[0]) / self.world
+
+    def _agree_on_stop(self) -> None:
+        """A signal may reach the processes at different steps: stop together, or none would finish."""
+        if self.world > 1:
+            flag = torch.tensor([float(self._stop_requested)], dtype=torch.float64)
+            self._stop_requested = bool(all_reduce_sum(flag)[0] > 0)
 
     @torch.no_grad()
     def _score(self, archs, images, labels) -> np.ndarray:
@@ -284,8 +292,20 @@ class Trainer:
         self.phase = phase
 
     def _snapshot_teacher(self) -> None:
-        if self.teacher is None:
-            self.teacher = self.model.extract(self.space.max()).eval().requires_grad_(False)
+        """A frozen copy of the max subnet, its BN recalibrated: the shared running statistics
+        lag fast-moving weights early in training and would make a useless teacher."""
+        if self.teacher is not None:
+            return
+        arch = self.space.max()
+        if self.eval_data is not None:
+            teacher = calibrated_subnet(self.model, arch, self.eval_data)
+        else:
+            order = epoch_order(len(self.train_set), self.train_cfg.seed, -1)[: self.train_cfg.bn_calibration_images]
+            images = torch.cat([x for x, _ in iterate(self.train_set, order, self.batch_size)])
+            teacher = recalibrate_bn(self.model.extract(arch), resize(images, arch.resolution).to(self.device),
+                                     self.train_cfg.bn_calibration_batch_size)
+        self.teacher = teacher.eval().requires_grad_(False)
+        self.model.train()
 
     # ----- checkpoints -------------------------------------------------------------------
     def _save(self) -> None:
@@ -320,7 +340,7 @@ class Trainer:
         self.scheduler.load_state_dict(state["scheduler"])
         self.scaler.load_state_dict(state["scaler"])
         if state["teacher"] is not None:
-            self._snapshot_teacher()
+            self.teacher = self.model.extract(self.space.max()).eval().requires_grad_(False)
             self.teacher.load_state_dict(state["teacher"])
         self.phase = state["phase"]
         torch.set_rng_state(state["rng"]["torch"])

@@ -2,8 +2,9 @@ from __future__ import annotations
 
 import pytest
 import torch
-from elasticnas.supernet import create_supernet, list_supernets
 from torch import nn
+
+from elasticnas.supernet import create_supernet, list_supernets
 
 # The OFA presets at full size are slow on 2 CPU cores; conformance tests run them at
 # their smallest resolutions, which exercise exactly the same code paths.

@@ -3,9 +3,9 @@ from __future__ import annotations
 import warnings
 
 import pytest
-from elasticnas.hardware import LatencyTable
 
 from elasticnas.cli import build_parser, main
+from elasticnas.hardware import LatencyTable
 
 warnings.filterwarnings("ignore", category=UserWarning)
 

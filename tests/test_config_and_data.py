@@ -2,10 +2,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from elasticnas.supernet import ConfigError
 
 from elasticnas.data import DataConfig, load_data
 from elasticnas.experiment import ExperimentConfig, load_experiment
+from elasticnas.supernet import ConfigError
 
 
 def test_default_config_parses_into_typed_dataclasses():

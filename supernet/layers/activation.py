@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from elasticnas.supernet.errors import unknown_name
 from torch import nn
+
+from elasticnas.supernet.errors import unknown_name
 
 _ACTIVATIONS = {"relu": nn.ReLU, "hswish": nn.Hardswish}
 

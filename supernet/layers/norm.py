@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from elasticnas.supernet.distributed import rank_and_world, sync_batch_statistics
 from torch import Tensor, nn
+
+from elasticnas.supernet.distributed import rank_and_world, sync_batch_statistics
 
 
 class ElasticBatchNorm2d(nn.BatchNorm2d):

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from elasticnas.supernet.layout import se_channels
 from torch import Tensor, nn
+
+from elasticnas.supernet.layout import se_channels
 
 
 class ElasticSqueezeExcite(nn.Module):

@@ -5,11 +5,12 @@ import warnings
 import numpy as np
 import pytest
 import torch
+from torch import nn
+
 from elasticnas.hardware import LatencyResult, LatencyTable, measure_latency
 from elasticnas.hardware import lookup as lookup_module
 from elasticnas.hardware.lookup import layer_key
 from elasticnas.supernet import ConfigError, InvalidArchitectureError, UnknownNameError, create_space
-from torch import nn
 
 warnings.filterwarnings("ignore", category=UserWarning)
 

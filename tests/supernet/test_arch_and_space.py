@@ -6,6 +6,9 @@ import re
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from elasticnas.supernet import (
     Arch,
     ConfigError,
@@ -15,8 +18,6 @@ from elasticnas.supernet import (
     create_supernet,
     list_supernets,
 )
-from hypothesis import given, settings
-from hypothesis import strategies as st
 
 SPACES = {name: create_space(name, num_classes=10) for name in list_supernets()}
 

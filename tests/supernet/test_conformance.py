@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+
 from elasticnas.hardware import count_macs, count_params, model_size_bytes
 from elasticnas.supernet import InvalidArchitectureError, reorder_channels
-
 from tests.conftest import hook_counts, make_supernet
 
 

@@ -7,6 +7,7 @@ import subprocess
 import sys
 
 import pytest
+
 from elasticnas.supernet.checkpoint import load_checkpoint
 
 # Two steps (1,258 training images, global batch 512). Dropout masks are drawn per process

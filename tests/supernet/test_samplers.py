@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+
 from elasticnas.supernet import ConfigError, UnknownNameError, create_space
 from elasticnas.supernet.samplers import StepContext, create_strategy, list_strategies
 

@@ -6,13 +6,13 @@ import signal
 import pandas as pd
 import pytest
 import torch
+
+from elasticnas.experiment import build_run, load_experiment, train_experiment
 from elasticnas.supernet import ConfigError
 from elasticnas.supernet.checkpoint import load_checkpoint
 from elasticnas.supernet.evaluation import EvalData, evaluate, recalibrate_bn
 from elasticnas.supernet.samplers import list_strategies
 from elasticnas.supernet.training import TrainingInterrupted, warmup_cosine
-
-from elasticnas.experiment import build_run, load_experiment, train_experiment
 
 FAST = ["data.name=digits", "data.batch_size=256", "train.bn_calibration_images=256",
         "train.bn_calibration_batch_size=128"]

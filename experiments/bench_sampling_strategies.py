@@ -1,0 +1,133 @@
+"""Inherited vs from-scratch accuracy per sampling strategy, on mnist5k.
+
+For each strategy config (experiments/mnist_<strategy>.yaml) the supernet is trained once;
+then six subnets spread over the MACs range are evaluated with inherited weights (BN
+recalibrated) and trained from scratch as standalone models for the same number of epochs
+with the same optimizer settings. Reported per strategy: top-1 on the test split of each
+subnet both ways, the mean gap (inherited - scratch), Kendall tau between the rankings, and
+the wall time of supernet training.
+
+    python experiments/bench_sampling_strategies.py [--epochs 8] [--strategies sandwich,uniform]
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn.functional as F
+from scipy.stats import kendalltau
+
+from elasticnas.experiment import build_run, load_experiment, train_experiment
+from elasticnas.hardware import count_all
+from elasticnas.supernet import EvalData, evaluate_many
+from elasticnas.supernet.batches import epoch_order, iterate, resize
+from elasticnas.supernet.static import build_static
+from elasticnas.supernet.training import build_optimizer, warmup_cosine
+
+STRATEGIES = ("sandwich", "uniform", "progressive_shrinking", "complexity_aware", "performance_aware",
+              "delayed_shrinking")
+RESULTS = Path(__file__).parent / "results"
+
+
+def spread_subnets(space, n: int = 6, seed: int = 0):
+    """``n`` subnets at evenly spaced MACs quantiles of a seeded sample, the min and max included."""
+    pool = list(dict.fromkeys(space.sample(np.random.default_rng(seed), n=2000)))
+    macs = count_all(space, pool)["macs"]
+    order = np.argsort(macs)
+    picks = [pool[order[int(q * (len(order) - 1))]] for q in np.linspace(0.1, 0.9, n - 2)]
+    return [space.min(), *picks, space.max()]
+
+
+def train_from_scratch(space, arch, splits, config, seed: int) -> float:
+    """Top-1 (%) on the test split of ``arch`` trained alone with the run's optimizer and epochs."""
+    torch.manual_seed(seed)
+    model = build_static(space, arch)
+    optim_cfg, batch = config.optim, config.data.batch_size
+    optimizer = build_optimizer(model, optim_cfg)
+    steps_per_epoch = len(splits.train) // batch
+    total = steps_per_epoch * config.train.epochs
+    warmup = int(round(optim_cfg.warmup_epochs * steps_per_epoch))
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: warmup_cosine(s, total, warmup,
+                                                                                     optim_cfg.min_lr_ratio))
+    model.train()
+    for epoch in range(config.train.epochs):
+        order = epoch_order(len(splits.train), seed, epoch)[: steps_per_epoch * batch]
+        for images, labels in iterate(splits.train, order, batch):
+            optimizer.zero_grad(set_to_none=True)
+            loss = F.cross_entropy(model(resize(images, arch.resolution)), labels,
+                                   label_smoothing=optim_cfg.label_smoothing)
+            loss.backward()
+            if optim_cfg.grad_clip:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), optim_cfg.grad_clip)
+            optimizer.step()
+            scheduler.step()
+    model.eval()
+    with torch.no_grad():
+        images, labels = splits.test.tensors
+        return 100.0 * float((model(resize(images, arch.resolution)).argmax(1) == labels).float().mean())
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--strategies", default=",".join(STRATEGIES))
+    parser.add_argument("--epochs", type=int, default=None, help="override every config's train.epochs")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--runs", type=Path, default=Path("runs/bench_strategies"))
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    overrides = [f"train.epochs={args.epochs}"] if args.epochs else []
+    detail_path = RESULTS / "sampling_strategies_subnets.csv"
+    chosen = args.strategies.split(",")
+    # re-running some strategies keeps the others' rows from earlier runs
+    previous = pd.read_csv(detail_path) if detail_path.exists() else pd.DataFrame(columns=["strategy"])
+    # scratch training does not depend on the strategy (all configs share epochs and optimizer):
+    # earlier scratch results for the same architectures are reused
+    known_scratch = dict(zip(previous.get("arch", []), previous.get("scratch_top1", []), strict=True))
+    previous = previous[~previous["strategy"].isin(chosen)]
+    rows, scratch_cache = previous.to_dict("records"), {}
+    for name in chosen:
+        config = load_experiment(f"mnist_{name}", overrides)
+        run_dir = args.runs / name
+        start = time.perf_counter()
+        resume = (run_dir / "checkpoint.pt").exists()
+        trainer, _ = train_experiment(config, run_dir, resume=resume, progress=True)
+        train_seconds = time.perf_counter() - start
+        splits, _ = build_run(config)
+        space = trainer.space
+        archs = spread_subnets(space)
+        test_data = EvalData.from_datasets(splits.train, splits.test,
+                                           calibration_images=config.train.bn_calibration_images)
+        inherited = [r.top1 for r in evaluate_many(trainer.model, archs, test_data)]
+        key = (config.train.epochs, config.optim)
+        if key not in scratch_cache:
+            scratch_cache[key] = [known_scratch.get(a.to_json()) or train_from_scratch(space, a, splits, config, seed=i)
+                                  for i, a in enumerate(archs)]
+        scratch = scratch_cache[key]
+        macs = count_all(space, archs)["macs"]
+        for arch, m, inh, scr in zip(archs, macs, inherited, scratch, strict=True):
+            rows.append({"strategy": name, "arch": arch.to_json(), "macs": int(m), "inherited_top1": inh,
+                         "scratch_top1": scr, "gap": inh - scr})
+        gaps = np.array(inherited) - np.array(scratch)
+        print(f"{name}: mean gap {gaps.mean():+.2f}, worst {gaps.min():+.2f}, "
+              f"tau {kendalltau(inherited, scratch)[0]:.2f}, {train_seconds:.0f} s", flush=True)
+        rows[-1]["train_seconds"] = train_seconds
+        detail = pd.DataFrame(rows)
+        RESULTS.mkdir(exist_ok=True)
+        detail.to_csv(detail_path, index=False)
+    detail = pd.DataFrame(rows)
+    summary = detail.groupby("strategy", sort=False).apply(lambda g: pd.Series({
+        "mean_gap": g["gap"].mean(), "worst_gap": g["gap"].min(),
+        "kendall_tau": kendalltau(g["inherited_top1"], g["scratch_top1"])[0],
+        "inherited_mean": g["inherited_top1"].mean(), "scratch_mean": g["scratch_top1"].mean(),
+        "train_seconds": g["train_seconds"].max()}), include_groups=False).reset_index().round(3)
+    summary.to_csv(RESULTS / "sampling_strategies.csv", index=False)
+    print(summary.to_string(index=False))
+
+
+if __name__ == "__main__":
+    main()
