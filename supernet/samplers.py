@@ -137,8 +137,8 @@ class ProgressiveShrinking(Strategy):
     """
 
     PHASES = ("full", "kernel", "depth", "expand")
-    PHASE_ACTIONS = {"kernel": ("snapshot_teacher",), "expand": ("reorder_channels",)}
-    TEACHER_PHASES = ("kernel", "depth", "expand")
+    TEACHER_PHASES = ("kernel", "depth", "expand")  # phases that distill from the snapshot
+    REORDER_PHASES = ("expand",)  # channels are re-ordered on entering these
 
     @dataclass(frozen=True)
     class Options:

@@ -281,15 +281,14 @@ class Trainer:
         return (all_reduce_sum(losses) / self.world).numpy()
 
     def _enter_phase(self, phase: str) -> None:
+        """Take the teacher snapshot and re-order channels where the strategy's phases ask for them."""
         if phase == self.phase:
             return
-        actions = getattr(self.strategy, "PHASE_ACTIONS", {}).get(phase, ()) if self.phase is not None else ()
-        if "snapshot_teacher" in actions or (self.phase is None and phase in
-                                              getattr(self.strategy, "TEACHER_PHASES", ())):
-            self._snapshot_teacher()
-        if "reorder_channels" in actions:
+        previous, self.phase = self.phase, phase
+        if phase in getattr(self.strategy, "TEACHER_PHASES", ()):
+            self._snapshot_teacher()  # once; a resumed run restores it from the checkpoint
+        if previous is not None and phase in getattr(self.strategy, "REORDER_PHASES", ()):
             reorder_channels(self.model, self.optimizer)
-        self.phase = phase
 
     def _snapshot_teacher(self) -> None:
         """A frozen copy of the max subnet, its BN recalibrated: the shared running statistics
