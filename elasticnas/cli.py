@@ -12,7 +12,7 @@ from pathlib import Path
 
 from elasticnas.supernet.errors import ElasticNASError
 
-_COMMANDS: dict[str, Callable[[argparse.ArgumentParser], None]] = {}
+_COMMANDS: dict[str, tuple[str, str, Callable[[argparse.ArgumentParser], None]]] = {}
 
 
 def command(name: str, help: str, example: str):

@@ -30,7 +30,7 @@ from elasticnas.hardware.latency import LatencyResult, measure_latency
 from elasticnas.supernet.arch import Arch
 from elasticnas.supernet.atomic import atomic_write_json, atomic_write_text
 from elasticnas.supernet.errors import ConfigError, InvalidArchitectureError
-from elasticnas.supernet.layout import LinearSpec, spec_from_dict, spec_to_dict
+from elasticnas.supernet.layout import LinearSpec, spec_to_dict
 from elasticnas.supernet.space import MobileNetV3Space
 from elasticnas.supernet.static import build_layer
 
@@ -366,7 +366,3 @@ def _resume_partial(out: Path, settings: dict) -> dict[str, dict]:
     frame = pd.DataFrame(rows)
     atomic_write_text(partial_csv, frame.to_csv(index=False) if rows else "")
     return {(row["layer"], row["round"]): row for row in rows}
-
-
-def spec_of(key: str):
-    return spec_from_dict(json.loads(key))

@@ -48,13 +48,18 @@ class EvalData:
         self._resized: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
 
     @classmethod
-    def from_datasets(cls, train: Dataset, evaluation: Dataset, *, calibration_images: int = 2000, seed: int = 0,
-                      calibration_batch_size: int = 250, eval_batch_size: int = 500) -> EvalData:
+    def from_datasets(cls, train: Dataset, evaluation: Dataset | None, *, calibration_images: int = 2000,
+                      seed: int = 0, calibration_batch_size: int = 250, eval_batch_size: int = 500) -> EvalData:
+        """``evaluation=None`` gives calibration images only (enough for :func:`calibrated_subnet`)."""
         order = torch.from_numpy(np.random.default_rng(seed).permutation(len(train))[:calibration_images])
         calibration = torch.cat([x for x, _ in iterate(train, order, calibration_batch_size)])
-        batches = list(iterate(evaluation, torch.arange(len(evaluation)), eval_batch_size))
-        return cls(calibration, torch.cat([x for x, _ in batches]), torch.cat([y for _, y in batches]),
-                   calibration_batch_size=calibration_batch_size, eval_batch_size=eval_batch_size)
+        if evaluation is None:
+            images, labels = calibration[:0], torch.zeros(0, dtype=torch.long)
+        else:
+            batches = list(iterate(evaluation, torch.arange(len(evaluation)), eval_batch_size))
+            images, labels = torch.cat([x for x, _ in batches]), torch.cat([y for _, y in batches])
+        return cls(calibration, images, labels, calibration_batch_size=calibration_batch_size,
+                   eval_batch_size=eval_batch_size)
 
     def at(self, resolution: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
         """Calibration and evaluation images at ``resolution`` on ``device`` (cached)."""

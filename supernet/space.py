@@ -179,10 +179,7 @@ class MobileNetV3Space:
         """Return ``arch`` if it belongs to this space, else raise naming the field and the allowed values."""
         if not isinstance(arch, Arch):
             raise InvalidArchitectureError(f"expected an Arch, but got {type(arch).__name__}")
-        if arch.resolution not in self.resolutions:
-            raise InvalidArchitectureError(
-                f"resolution={arch.resolution} is not allowed; choose one of {list(self.resolutions)}"
-            )
+        self._check_resolution(arch.resolution)
         if arch.num_stages != self.num_stages or len(arch.kernel_sizes) != self.num_slots:
             raise InvalidArchitectureError(
                 f"architecture has {arch.num_stages} stages and {len(arch.kernel_sizes)} block slots; "
@@ -331,10 +328,7 @@ class MobileNetV3Space:
         A slot's layer does not depend on the other slots (depth never changes a stage's
         input size), which is what makes per-layer latency tables exact in what they sum.
         """
-        if resolution not in self.resolutions:
-            raise InvalidArchitectureError(
-                f"resolution={resolution} is not allowed; choose one of {list(self.resolutions)}"
-            )
+        self._check_resolution(resolution)
         fixed: tuple[LayerSpec, ...] = ()
         blocks: dict[tuple[int, int, int | float], LayerSpec] = {}
         for kernel in self.kernel_choices:
@@ -344,6 +338,12 @@ class MobileNetV3Space:
                 for slot, spec in enumerate(specs[2 : 2 + self.num_slots]):
                     blocks[(slot, kernel, expand)] = spec
         return fixed, blocks
+
+    def _check_resolution(self, resolution: int) -> None:
+        if resolution not in self.resolutions:
+            raise InvalidArchitectureError(
+                f"resolution={resolution} is not allowed; choose one of {list(self.resolutions)}"
+            )
 
     def slot_index(self, stage: int, block: int) -> int:
         return stage * self.max_depth + block

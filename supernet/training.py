@@ -29,7 +29,7 @@ from elasticnas.supernet.batches import epoch_order, iterate, resize
 from elasticnas.supernet.checkpoint import load_checkpoint, save_checkpoint
 from elasticnas.supernet.distributed import all_reduce_gradients, all_reduce_sum, init_from_env
 from elasticnas.supernet.errors import ConfigError, ElasticNASError
-from elasticnas.supernet.evaluation import EvalData, calibrated_subnet, evaluate_many, recalibrate_bn
+from elasticnas.supernet.evaluation import EvalData, calibrated_subnet, evaluate_many
 from elasticnas.supernet.losses import distillation_loss
 from elasticnas.supernet.reorder import reorder_channels
 from elasticnas.supernet.samplers import StepContext, create_strategy
@@ -295,15 +295,10 @@ class Trainer:
         lag fast-moving weights early in training and would make a useless teacher."""
         if self.teacher is not None:
             return
-        arch = self.space.max()
-        if self.eval_data is not None:
-            teacher = calibrated_subnet(self.model, arch, self.eval_data)
-        else:
-            order = epoch_order(len(self.train_set), self.train_cfg.seed, -1)[: self.train_cfg.bn_calibration_images]
-            images = torch.cat([x for x, _ in iterate(self.train_set, order, self.batch_size)])
-            teacher = recalibrate_bn(self.model.extract(arch), resize(images, arch.resolution).to(self.device),
-                                     self.train_cfg.bn_calibration_batch_size)
-        self.teacher = teacher.eval().requires_grad_(False)
+        data = self.eval_data or EvalData.from_datasets(
+            self.train_set, None, calibration_images=self.train_cfg.bn_calibration_images, seed=self.train_cfg.seed,
+            calibration_batch_size=self.train_cfg.bn_calibration_batch_size)
+        self.teacher = calibrated_subnet(self.model, self.space.max(), data).requires_grad_(False)
         self.model.train()
 
     # ----- checkpoints -------------------------------------------------------------------
