@@ -99,6 +99,47 @@ def _run_profile(args: argparse.Namespace) -> None:
           f"{table.metadata['runtime']} on {table.metadata['device_name']} -> {args.out}")
 
 
+@command("measure", "measure subnets of a trained run spread over the MACs range (resumable)",
+         "elasticnas measure runs/mnist --n 300 --runtime onnxruntime")
+def _measure_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("run_folder", type=Path, metavar="RUN", help="a finished training run folder")
+    parser.add_argument("--n", type=int, default=300, help="distinct subnets evaluations.csv should hold")
+    parser.add_argument("--device", default="cpu", help="device for the latency table (cpu, cuda)")
+    parser.add_argument("--runtime", default="torch", choices=["torch", "torchscript", "onnxruntime"])
+    parser.add_argument("--seed", type=int, default=0)
+    parser.set_defaults(run=_run_measure)
+
+
+def _run_measure(args: argparse.Namespace) -> None:
+    from elasticnas.measure import measure_run
+
+    evaluations = measure_run(args.run_folder, args.n, seed=args.seed, device=args.device, runtime=args.runtime)
+    top1, latency = evaluations["val_top1"], evaluations["table_latency_ms"]
+    print(f"{len(evaluations)} subnets in {args.run_folder / 'evaluations.csv'}: validation top-1 "
+          f"{top1.min():.2f}-{top1.max():.2f}%, table latency {latency.min():.3f}-{latency.max():.3f} ms")
+
+
+@command("fit", "fit accuracy and latency predictors on a run's measured subnets and report their quality",
+         "elasticnas fit runs/mnist --trials 40")
+def _fit_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("run_folder", type=Path, metavar="RUN", help="a run folder with evaluations.csv")
+    parser.add_argument("--trials", type=int, default=40, help="optuna trials per predictor")
+    parser.add_argument("--encoding", default="ordinal", choices=["ordinal", "onehot"])
+    parser.add_argument("--folds", type=int, default=5, help="outer cross-validation folds for the report")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.set_defaults(run=_run_fit)
+
+
+def _run_fit(args: argparse.Namespace) -> None:
+    from elasticnas.measure import fit_run
+
+    reports = fit_run(args.run_folder, n_trials=args.trials, seed=args.seed, encoding=args.encoding,
+                      report_folds=args.folds)
+    columns = ["target", "samples", "members", "kendall_tau", "spearman_rho", "rmse", "mape", "within", "tolerance"]
+    print(reports[columns].round(3).to_string(index=False))
+    print(f"predictors and reports: {args.run_folder / 'predictors'}")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="elasticnas", description="Train once, predict, search, export.")
     parser.add_argument("--debug", action="store_true", help="show tracebacks of errors")

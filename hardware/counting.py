@@ -10,7 +10,7 @@ cached, so whole spaces are counted at tens of thousands of architectures per se
 from __future__ import annotations
 
 from collections.abc import Iterable
-from functools import cache
+from functools import cache, lru_cache
 from typing import NamedTuple
 
 import numpy as np
@@ -108,16 +108,42 @@ def peak_activation_bytes(space, arch, batch_size: int = 1, bytes_per_value: int
 
 
 def count_all(space, archs: Iterable) -> dict[str, np.ndarray]:
-    """All counters for many architectures at once, as int64 arrays keyed by metric name."""
-    rows = []
-    for arch in archs:
-        costs = _costs(space, arch)
-        params = sum(c.params for c in costs)
-        rows.append((
-            params,
-            sum(c.macs for c in costs),
-            4 * (params + 2 * sum(c.bn_channels for c in costs)),
-            4 * max(c.peak_elements for c in costs),
-        ))
-    table = np.asarray(rows, dtype=np.int64).reshape(-1, 4)
-    return {name: table[:, i] for i, name in enumerate(("params", "macs", "size_bytes", "peak_activation_bytes"))}
+    """All counters for many architectures at once, as int64 arrays keyed by metric name.
+
+    Vectorised: every cost is a per-resolution constant plus one term per active block that
+    depends on that block's own genes (peak memory: a maximum instead of a sum), so a table
+    per space turns counting into array lookups; exact integers, as the per-layer count.
+    """
+    archs = list(archs)
+    names = ("params", "macs", "size_bytes", "peak_activation_bytes")
+    if not archs:
+        return {name: np.zeros(0, dtype=np.int64) for name in names}
+    fixed, blocks = _cost_arrays(space)
+    genes = space.encode(archs)
+    s, n = space.num_stages, space.num_slots
+    depths = np.asarray(space.depth_choices)[genes[:, 1 : 1 + s]]
+    active = np.tile(np.arange(space.max_depth), s)[None, :] < np.repeat(depths, space.max_depth, axis=1)
+    res, slots = genes[:, 0], np.arange(n)[None, :]
+    per_block = blocks[res[:, None], slots, genes[:, 1 + s : 1 + s + n], genes[:, 1 + s + n :]]  # (archs, n, 4)
+    per_block = per_block * active[..., None]
+    totals = fixed[res, :3] + per_block[..., :3].sum(axis=1)
+    peak = np.maximum(fixed[res, 3], per_block[..., 3].max(axis=1))
+    params, macs, bn = totals[:, 0], totals[:, 1], totals[:, 2]
+    return dict(zip(names, (params, macs, 4 * (params + 2 * bn), 4 * peak), strict=True))
+
+
+@lru_cache(maxsize=16)
+def _cost_arrays(space) -> tuple[np.ndarray, np.ndarray]:
+    """``fixed[res] = (params, macs, bn, peak)`` and ``blocks[res, slot, kernel, expand] = (...)``."""
+    fields = lambda c: (c.params, c.macs, c.bn_channels, c.peak_elements)  # noqa: E731
+    fixed = np.zeros((len(space.resolutions), 4), dtype=np.int64)
+    blocks = np.zeros((len(space.resolutions), space.num_slots, len(space.kernel_choices),
+                       len(space.expand_choices), 4), dtype=np.int64)
+    for r, resolution in enumerate(space.resolutions):
+        fixed_specs, block_specs = space.layer_choices(resolution)
+        costs = np.array([fields(layer_cost(spec)) for spec in fixed_specs], dtype=np.int64)
+        fixed[r] = (*costs[:, :3].sum(axis=0), costs[:, 3].max())
+        for (slot, kernel, expand), spec in block_specs.items():
+            k, e = space.kernel_choices.index(kernel), space.expand_choices.index(expand)
+            blocks[r, slot, k, e] = fields(layer_cost(spec))
+    return fixed, blocks

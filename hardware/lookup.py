@@ -30,6 +30,7 @@ from elasticnas.hardware.latency import LatencyResult, measure_latency
 from elasticnas.supernet.arch import Arch
 from elasticnas.supernet.atomic import atomic_write_json, atomic_write_text
 from elasticnas.supernet.errors import ConfigError, InvalidArchitectureError
+from elasticnas.supernet.journal import append_row
 from elasticnas.supernet.layout import LinearSpec, spec_to_dict
 from elasticnas.supernet.space import MobileNetV3Space
 from elasticnas.supernet.static import build_layer
@@ -160,7 +161,7 @@ class LatencyTable:
                 row = _row(layer_key(spec), spec, result, round_index)
                 done[(row["layer"], round_index)] = row
                 if writer_file is not None:
-                    _append_row(writer_file, row)
+                    append_row(writer_file, row)
                 bar.update()
         finally:
             bar.close()
@@ -287,6 +288,29 @@ class LatencyTable:
                 f"in the space (kernels {list(space.kernel_choices)}, expands {list(space.expand_choices)})")
         return res_idx, np.where(active, k_idx, 0), np.where(active, e_idx, 0), active
 
+    def cheapest(self) -> tuple[float, Arch]:
+        """``(latency_ms, arch)`` of the fastest subnet the table knows, found exactly.
+
+        A subnet's table latency is a constant per resolution plus one term per active block,
+        each depending on that block's own genes only, so per stage the best depth and per
+        slot the best kernel/expand pair can be chosen independently.
+        """
+        space, best = self.space, None
+        for r, resolution in enumerate(self.resolutions):
+            per_slot = self._blocks[r].reshape(space.num_slots, -1) - self._overhead
+            choice, cost = per_slot.argmin(axis=1), per_slot.min(axis=1)
+            depths = []
+            for stage in range(space.num_stages):
+                running = np.cumsum(cost[stage * space.max_depth : (stage + 1) * space.max_depth])
+                depths.append(min(space.depth_choices, key=lambda d, running=running: running[d - 1]))
+            kernels = [space.kernel_choices[c // len(space.expand_choices)] for c in choice]
+            expands = [space.expand_choices[c % len(space.expand_choices)] for c in choice]
+            arch = Arch(resolution, tuple(depths), tuple(kernels), tuple(expands))
+            value = float(self.predict([arch])[0])
+            if best is None or value < best[0]:
+                best = (value, arch)
+        return best
+
     # ----- calibration -----------------------------------------------------------------
     def calibrate(self, archs: Sequence[Arch], measured_ms: Sequence[float]) -> LatencyTable:
         """A copy whose predictions pass through ``slope * sum + intercept`` fitted by least squares."""
@@ -322,16 +346,6 @@ def _merge_rounds(rows: pd.DataFrame, layers: list) -> pd.DataFrame:
     merged.insert(2, "latency_ms", rows.groupby("layer", sort=False)["median_ms"].min())
     order = [layer_key(s) for s in layers]
     return merged.loc[order].reset_index()
-
-
-def _append_row(handle, row: dict) -> None:
-    new_file = handle.tell() == 0
-    writer = csv.DictWriter(handle, fieldnames=list(row))
-    if new_file:
-        writer.writeheader()
-    writer.writerow(row)
-    handle.flush()
-    os.fsync(handle.fileno())
 
 
 def _resume_partial(out: Path, settings: dict) -> dict[str, dict]:

@@ -49,3 +49,23 @@ class _ignore_missing:
 
     def __exit__(self, exc_type, exc, tb):
         return exc_type is FileNotFoundError
+
+
+def atomic_save_figure(fig, path: str | os.PathLike, dpi: int = 120) -> Path:
+    """Save a matplotlib figure as PNG atomically, then close it."""
+    import matplotlib.pyplot as plt
+
+    try:
+        return atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=dpi), binary=True)
+    finally:
+        plt.close(fig)
+
+
+def pyplot():
+    """matplotlib.pyplot on the file-only Agg backend (no display needed)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt

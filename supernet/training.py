@@ -24,7 +24,7 @@ from torch import nn
 from torch.utils.data import Dataset
 from tqdm.auto import tqdm
 
-from elasticnas.supernet.atomic import atomic_write_text
+from elasticnas.supernet.atomic import atomic_save_figure, atomic_write_text, pyplot
 from elasticnas.supernet.batches import epoch_order, iterate, resize
 from elasticnas.supernet.checkpoint import load_checkpoint, save_checkpoint
 from elasticnas.supernet.distributed import all_reduce_gradients, all_reduce_sum, init_from_env
@@ -353,12 +353,7 @@ def write_metrics(run_dir: Path, history: list[dict]) -> None:
 
 
 def plot_training_curves(frame: pd.DataFrame, path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3.8))
+    fig, (left, right) = pyplot().subplots(1, 2, figsize=(10, 3.8))
     left.plot(frame["epoch"], frame["train_loss"], marker="o")
     left.set(xlabel="epoch", ylabel="mean loss of the step's subnets", title="training loss")
     for name in ("max", "middle", "min"):
@@ -369,10 +364,7 @@ def plot_training_curves(frame: pd.DataFrame, path: Path) -> None:
     if right.lines:
         right.legend()
     fig.tight_layout()
-    tmp = path.with_suffix(".tmp.png")
-    fig.savefig(tmp, dpi=110)
-    plt.close(fig)
-    tmp.replace(path)
+    atomic_save_figure(fig, path, dpi=110)
 
 
 __all__ = ["OptimConfig", "SamplerConfig", "TrainConfig", "Trainer", "TrainingInterrupted"]

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
 from torch import nn
@@ -68,3 +70,28 @@ def hook_counts(model: nn.Module, x: torch.Tensor) -> tuple[int, int]:
     for handle in handles:
         handle.remove()
     return sum(p.numel() for p in model.parameters()), macs
+
+
+FAST_RUN = ["data.name=digits", "data.batch_size=256", "train.bn_calibration_images=256",
+            "train.bn_calibration_batch_size=128", "train.epochs=1", "supernet.overrides.resolutions=[20,24]"]
+
+
+@pytest.fixture(scope="session")
+def trained_run(tmp_path_factory):
+    """A finished one-epoch run on digits with a cheap CPU latency table in place (read-only: copy to modify)."""
+    from elasticnas.experiment import load_experiment, train_experiment
+    from elasticnas.hardware import LatencyTable
+    from elasticnas.measure import table_folder
+
+    folder = tmp_path_factory.mktemp("runs") / "digits"
+    trainer, _ = train_experiment(load_experiment("mnist_sandwich", FAST_RUN), folder, progress=False)
+    LatencyTable.build(trainer.space, repeats=2, rounds=1, warmup=0, out=table_folder(folder, "cpu", "torch"),
+                       progress=False)
+    return folder
+
+
+@pytest.fixture
+def run_copy(trained_run, tmp_path):
+    import shutil
+
+    return Path(shutil.copytree(trained_run, tmp_path / "run"))

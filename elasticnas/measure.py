@@ -1,0 +1,142 @@
+"""Measured subnets of a trained run (``evaluations.csv``) and the predictors fitted on them."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from sklearn.pipeline import make_pipeline
+from tqdm.auto import tqdm
+
+from elasticnas.hardware.counting import count_all
+from elasticnas.hardware.latency import measure_archs
+from elasticnas.hardware.lookup import TABLE_JSON, LatencyTable
+from elasticnas.predictors import ArchEncoder, AutoPredictor, cross_validated_report, save_predictor
+from elasticnas.runs import EVALUATIONS, PREDICTORS, TrainedRun, load_trained, run_space, spread_by_macs
+from elasticnas.supernet.atomic import atomic_save_figure, atomic_write_text, pyplot
+from elasticnas.supernet.errors import ConfigError
+from elasticnas.supernet.evaluation import evaluate
+from elasticnas.supernet.journal import append_row, read_journal
+from elasticnas.supernet.space import MobileNetV3Space
+
+COST_COLUMNS = ("macs", "params", "size_bytes", "peak_activation_bytes")
+EVAL_COLUMNS = ("arch", "resolution", *COST_COLUMNS, "table_latency_ms", "val_top1", "val_loss", "val_images",
+                "eval_seconds")
+# target column -> (kind for the quality report, file stem)
+TARGETS = {"val_top1": ("accuracy", "accuracy"), "table_latency_ms": ("latency", "latency")}
+
+
+def table_folder(run_folder: str | Path, device: str, runtime: str) -> Path:
+    return Path(run_folder) / "tables" / f"{device.replace(':', '')}_{runtime}"
+
+
+def latency_table_for(run_folder: str | Path, space: MobileNetV3Space, *, device: str = "cpu",
+                      runtime: str = "torch", threads: int | None = None, calibrate: int = 10, seed: int = 0,
+                      progress: bool = True) -> LatencyTable:
+    """The run's latency table for ``device``/``runtime``, built (resumably) on first use.
+
+    A new table is calibrated on ``calibrate`` random subnets measured end to end.
+    """
+    folder = table_folder(run_folder, device, runtime)
+    if (folder / TABLE_JSON).exists():
+        table = LatencyTable.load(folder)
+        table.check(space)
+        return table
+    table = LatencyTable.build(space, device=device, runtime=runtime, threads=threads, seed=seed, out=folder,
+                               progress=progress)
+    if calibrate:
+        archs = list(dict.fromkeys(space.sample(np.random.default_rng(seed + 1), n=calibrate)))
+        measured = measure_archs(space, archs, runtime=runtime, device=device, threads=threads, progress=progress)
+        table = table.calibrate(archs, measured)
+        table.save(folder)
+    return table
+
+
+def read_evaluations(run_folder: str | Path) -> pd.DataFrame:
+    return read_journal(Path(run_folder) / EVALUATIONS, required=EVAL_COLUMNS)
+
+
+def measure_run(run_folder: str | Path, n: int = 300, *, seed: int = 0, device: str = "cpu",
+                runtime: str = "torch", progress: bool = True, run: TrainedRun | None = None) -> pd.DataFrame:
+    """Measure subnets spread over the MACs range until ``evaluations.csv`` holds ``n`` distinct ones.
+
+    Each row: canonical architecture JSON, MACs, params, size, peak activation memory, table
+    latency, and validation top-1/loss after exact BN recalibration. Rows are appended as they
+    finish, so an interrupted run resumes; a canonical subnet is never measured twice.
+    """
+    if n < 1:
+        raise ConfigError(f"--n must be >= 1, but got {n}")
+    run_folder = Path(run_folder)
+    run = run or load_trained(run_folder)
+    space = run.space
+    done = read_evaluations(run_folder)
+    seen = {space.canonical(text) for text in done["arch"]}
+    todo = [a for a in spread_by_macs(space, n, seed=seed) if a not in seen][: max(n - len(seen), 0)]
+    table = latency_table_for(run_folder, space, device=device, runtime=runtime, seed=seed, progress=progress)
+    if not todo:
+        return done
+    costs = count_all(space, todo)
+    latency = table.predict(todo)
+    data = run.eval_data("val")
+    bar = tqdm(total=n, initial=len(seen), desc="measuring subnets", unit="subnet", disable=not progress)
+    with open(run_folder / EVALUATIONS, "a", newline="") as handle, torch.no_grad():
+        for i, arch in enumerate(todo):
+            start = time.perf_counter()
+            result = evaluate(run.supernet, arch, data)
+            row = {"arch": arch.to_json(), "resolution": arch.resolution,
+                   **{c: int(costs[c][i]) for c in COST_COLUMNS}, "table_latency_ms": float(latency[i]),
+                   "val_top1": result.top1, "val_loss": result.loss, "val_images": result.images,
+                   "eval_seconds": round(time.perf_counter() - start, 4)}
+            append_row(handle, row)
+            bar.update()
+    bar.close()
+    return read_evaluations(run_folder)
+
+
+def fit_run(run_folder: str | Path, *, n_trials: int = 40, seed: int = 0, encoding: str = "ordinal",
+            report_folds: int = 5, progress: bool = True) -> pd.DataFrame:
+    """Fit accuracy and latency predictors on ``evaluations.csv``; write them with their quality reports.
+
+    The report of each predictor comes from an outer cross-validation of the whole tuning
+    procedure (``report_folds`` folds), so it is measured on subnets the tuning never saw.
+    """
+    run_folder = Path(run_folder)
+    space = run_space(run_folder)
+    evaluations = read_evaluations(run_folder)
+    if len(evaluations) < max(2 * report_folds, 10):
+        raise ConfigError(f"{run_folder / EVALUATIONS} holds {len(evaluations)} subnets; fitting needs at least "
+                          f"{max(2 * report_folds, 10)}: run `elasticnas measure {run_folder} --n 300` first")
+    archs = [space.canonical(text) for text in evaluations["arch"]]
+    out = run_folder / PREDICTORS
+    out.mkdir(parents=True, exist_ok=True)
+    rows, predictions = [], {}
+    for target, (kind, stem) in tqdm(TARGETS.items(), desc="fitting predictors", disable=not progress):
+        y = evaluations[target].to_numpy(dtype=float)
+        model = make_pipeline(ArchEncoder(space, encoding), AutoPredictor(n_trials=n_trials, seed=seed))
+        report, oof = cross_validated_report(model, archs, y, kind=kind, cv=report_folds, seed=seed)
+        model.fit(archs, y)
+        auto = model[-1]
+        save_predictor(model, out / f"{stem}.skops", space=space, target=target, report=report)
+        rows.append({"target": target, "kind": kind, "samples": len(y), "members": "+".join(auto.member_names_),
+                     "inner_cv_tau": auto.cv_score_, **report})
+        predictions[target] = (y, oof, report)
+    reports = pd.DataFrame(rows)
+    atomic_write_text(out / "reports.csv", reports.to_csv(index=False))
+    plot_predictor_quality(predictions, out / "predictor_quality.png")
+    return reports
+
+
+def plot_predictor_quality(predictions: dict, path: Path) -> Path:
+    """Held-out predicted vs measured values, one panel per target."""
+    fig, axes = pyplot().subplots(1, len(predictions), figsize=(5 * len(predictions), 4.5), squeeze=False)
+    for ax, (target, (y, oof, report)) in zip(axes[0], predictions.items(), strict=True):
+        ax.scatter(y, oof, s=10, alpha=0.6)
+        low, high = float(min(y.min(), oof.min())), float(max(y.max(), oof.max()))
+        ax.plot([low, high], [low, high], color="grey", lw=1)
+        ax.set(xlabel=f"measured {target}", ylabel=f"predicted {target} (held out)",
+               title=f"tau {report['kendall_tau']:.3f}, within {report['tolerance']}: {report['within']:.0f}%")
+    fig.tight_layout()
+    return atomic_save_figure(fig, path)

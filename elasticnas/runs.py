@@ -1,0 +1,142 @@
+"""The run folder: where each stage of the pipeline reads and writes.
+
+    RUN/
+      config.yaml             resolved experiment config (train)
+      checkpoint.pt           supernet weights + training state (train)
+      metrics.csv, training_curves.png
+      tables/<device>_<runtime>/latency_table.csv|.json    per-layer latency (profile, measure)
+      evaluations.csv         one row per distinct measured subnet (measure)
+      predictors/             accuracy.skops, latency.skops, reports.csv, predictor_quality.png (fit)
+      search/                 archive.csv, front.csv, pareto.png, best_<budget>ms.json, state (search)
+      exports/<name>/         arch.json, weights.safetensors, model.torchscript.pt, model.onnx, report.json
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from elasticnas.data import DataSplits
+from elasticnas.experiment import ExperimentConfig, build_run
+from elasticnas.supernet.arch import Arch
+from elasticnas.supernet.checkpoint import load_checkpoint
+from elasticnas.supernet.config import load_yaml, parse_config
+from elasticnas.supernet.errors import ConfigError
+from elasticnas.supernet.evaluation import EvalData
+from elasticnas.supernet.space import MobileNetV3Space
+
+CONFIG = "config.yaml"
+CHECKPOINT = "checkpoint.pt"
+EVALUATIONS = "evaluations.csv"
+PREDICTORS = "predictors"
+SEARCH = "search"
+EXPORTS = "exports"
+
+
+@dataclass
+class TrainedRun:
+    """A finished training run, loaded: its config, data splits and supernet (eval mode, CPU)."""
+
+    folder: Path
+    config: ExperimentConfig
+    splits: DataSplits
+    supernet: nn.Module
+
+    @property
+    def space(self) -> MobileNetV3Space:
+        return self.supernet.space
+
+    def eval_data(self, split: str = "val") -> EvalData:
+        """BN-calibration images from the training split and the ``val`` or ``test`` split to score on."""
+        if split not in ("val", "test"):
+            raise ConfigError(f"unknown split {split!r}; choose 'val' or 'test'")
+        train = self.config.train
+        return EvalData.from_datasets(self.splits.train, getattr(self.splits, split),
+                                      calibration_images=train.bn_calibration_images, seed=train.seed,
+                                      calibration_batch_size=train.bn_calibration_batch_size,
+                                      eval_batch_size=self.config.data.eval_batch_size)
+
+
+def run_config(folder: str | Path) -> ExperimentConfig:
+    path = Path(folder) / CONFIG
+    if not path.is_file():
+        raise ConfigError(f"{folder} is not a run folder: it has no {CONFIG} (create one with `elasticnas train`)")
+    return parse_config(ExperimentConfig, load_yaml(path))
+
+
+def run_space(folder: str | Path) -> MobileNetV3Space:
+    """The search space of a run, from its config alone (no data, no weights)."""
+    return load_trained(folder, weights=False).space
+
+
+def load_trained(folder: str | Path, *, weights: bool = True, require_finished: bool = True) -> TrainedRun:
+    """Load the run in ``folder``; refuse an unfinished training unless ``require_finished=False``."""
+    folder = Path(folder)
+    config = run_config(folder)
+    splits, supernet = build_run(config)
+    if weights:
+        state = load_checkpoint(folder / CHECKPOINT, space_fingerprint=supernet.space.fingerprint)
+        if require_finished and state["epoch"] < config.train.epochs:
+            raise ConfigError(f"training in {folder} stopped at epoch {state['epoch']}/{config.train.epochs}; "
+                              f"finish it first: elasticnas train --out {folder} --resume")
+        supernet.load_state_dict(state["model"])
+    return TrainedRun(folder, config, splits, supernet.eval())
+
+
+def spread_by_macs(space: MobileNetV3Space, n: int, *, seed: int = 0, pool_size: int = 20_000) -> list:
+    """``n`` distinct subnets whose MACs are spread evenly from the smallest to the largest.
+
+    Uniform sampling piles subnets up in the middle of the MACs range; here a pool is drawn
+    at random "size levels" (each gene leaning towards small or large choices by a per-subnet
+    level), then the subnet nearest to each of ``n`` evenly spaced MACs targets is taken.
+    The plan depends on ``seed`` alone, and a longer plan extends a shorter one.
+    """
+    from elasticnas.hardware.counting import count_all
+
+    rng = np.random.default_rng(seed)
+    pool = [space.min(), space.max()] + [_sample_at_level(space, rng, rng.random()) for _ in range(pool_size)]
+    pool = list(dict.fromkeys(pool))
+    macs = count_all(space, pool)["macs"].astype(float)
+    order, taken = [], np.zeros(len(pool), dtype=bool)
+    for target in _spread_targets(macs.min(), macs.max(), n):
+        distance = np.where(taken, np.inf, np.abs(macs - target))
+        best = int(np.argmin(distance))
+        if not np.isfinite(distance[best]):
+            break
+        taken[best] = True
+        order.append(pool[best])
+    return order
+
+
+def _spread_targets(low: float, high: float, n: int) -> np.ndarray:
+    # A van der Corput sequence: every prefix covers [low, high] evenly, so asking for more
+    # subnets later keeps the ones already chosen.
+    def radical_inverse(i: int) -> float:
+        value, denominator = 0.0, 1.0
+        while i:
+            denominator *= 2
+            i, bit = divmod(i, 2)
+            value += bit / denominator
+        return value
+
+    points = np.array([0.0, 1.0] + [radical_inverse(i) for i in range(1, max(n - 1, 1))])[:n]
+    return low + points * (high - low)
+
+
+def _sample_at_level(space: MobileNetV3Space, rng: np.random.Generator, level: float) -> Arch:
+    def pick(choices, size):
+        # index ~ Binomial(len-1, level): level 0 -> smallest choices, 1 -> largest
+        return [choices[i] for i in rng.binomial(len(choices) - 1, level, size=size)]
+
+    return Arch(resolution=int(pick(space.resolutions, 1)[0]),
+                depths=tuple(int(d) for d in pick(space.depth_choices, space.num_stages)),
+                kernel_sizes=tuple(int(k) for k in pick(space.kernel_choices, space.num_slots)),
+                expand_ratios=tuple(pick(space.expand_choices, space.num_slots)))
+
+
+def default_device() -> str:
+    return "cuda" if torch.cuda.is_available() else "cpu"

@@ -1,0 +1,58 @@
+"""Saving and loading predictors with skops (no pickle), bound to the space they were fitted on.
+
+A saved predictor is one ``.skops`` file holding the fitted model together with the
+fingerprint of its space and the name of its target; ``load_predictor`` refuses to hand it
+to another space. Loading trusts scikit-learn, numpy and elasticnas types only, and names
+any other type the file holds instead of building it.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+from pathlib import Path
+from typing import Any
+
+import skops.io as sio
+
+from elasticnas.supernet.atomic import atomic_write_bytes
+from elasticnas.supernet.errors import ConfigError
+from elasticnas.supernet.space import MobileNetV3Space
+
+FORMAT_VERSION = 1
+_TRUSTED_PREFIXES = ("elasticnas.", "sklearn.", "numpy.")
+
+
+def save_predictor(model: Any, path: str | os.PathLike, *, space: MobileNetV3Space, target: str,
+                   report: dict | None = None) -> Path:
+    """Write ``model`` (fitted, predicting ``target`` for architectures of ``space``) to ``path``."""
+    payload = {"format_version": FORMAT_VERSION, "space_name": space.name, "space_fingerprint": space.fingerprint,
+               "target": target, "report": dict(report or {}), "model": model}
+    buffer = io.BytesIO()
+    sio.dump(payload, buffer)
+    return atomic_write_bytes(Path(path), buffer.getvalue())
+
+
+def read_predictor(path: str | os.PathLike) -> dict[str, Any]:
+    """The saved payload: ``model``, ``target``, ``report``, ``space_name``, ``space_fingerprint``."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no predictor at {path}")
+    untrusted = sio.get_untrusted_types(file=path)
+    foreign = [t for t in untrusted if not t.startswith(_TRUSTED_PREFIXES)]
+    if foreign:
+        raise ConfigError(f"{path} holds types outside scikit-learn, numpy and elasticnas, which are not "
+                          f"loaded: {', '.join(foreign)}")
+    payload = sio.load(path, trusted=untrusted)
+    if not isinstance(payload, dict) or payload.get("format_version") != FORMAT_VERSION:
+        raise ConfigError(f"{path} is not an elasticnas predictor file (format {FORMAT_VERSION})")
+    return payload
+
+
+def load_predictor(path: str | os.PathLike, space: MobileNetV3Space | None = None) -> Any:
+    """The fitted model saved at ``path``; with ``space``, refuse it unless it was fitted on that space."""
+    payload = read_predictor(path)
+    if space is not None and payload["space_fingerprint"] != space.fingerprint:
+        raise ConfigError(f"predictor {path} was fitted on space {payload['space_name']!r} (fingerprint "
+                          f"{payload['space_fingerprint']}), not on {space.name!r} (fingerprint {space.fingerprint})")
+    return payload["model"]

@@ -1,0 +1,71 @@
+"""How good a predictor is, measured on data it did not see.
+
+Search needs rankings more than values, so Kendall tau comes first; the error figures say
+whether predicted values can be quoted (e.g. "2.9 ms, under the 3 ms budget").
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy.stats import kendalltau, spearmanr
+from sklearn.base import clone
+from sklearn.model_selection import KFold
+
+from elasticnas.supernet.errors import ConfigError
+
+TARGET_KINDS = ("accuracy", "latency")
+
+
+def kendall_tau(y_true, y_pred) -> float:
+    tau = kendalltau(y_true, y_pred).statistic
+    return float(tau) if np.isfinite(tau) else 0.0
+
+
+def quality_report(y_true, y_pred, kind: str = "accuracy") -> dict[str, float]:
+    """Kendall tau, Spearman rho, RMSE, MAPE (%) and the share (%) of predictions within
+    ±1 point (``kind="accuracy"``, top-1 in percent) or ±10% (``kind="latency"``)."""
+    if kind not in TARGET_KINDS:
+        raise ConfigError(f"unknown target kind={kind!r}; choose one of {list(TARGET_KINDS)}")
+    y_true, y_pred = np.asarray(y_true, dtype=np.float64), np.asarray(y_pred, dtype=np.float64)
+    if y_true.shape != y_pred.shape or y_true.ndim != 1:
+        raise ConfigError(f"y_true and y_pred must be 1-D and equally long, but got {y_true.shape} and {y_pred.shape}")
+    error = y_pred - y_true
+    relative = np.abs(error) / np.maximum(np.abs(y_true), 1e-12)
+    within = np.abs(error) <= 1.0 if kind == "accuracy" else relative <= 0.10
+    rho = spearmanr(y_true, y_pred).statistic if len(y_true) > 1 else np.nan
+    return {
+        "n": int(len(y_true)),
+        "kendall_tau": kendall_tau(y_true, y_pred) if len(y_true) > 1 else 0.0,
+        "spearman_rho": float(rho) if np.isfinite(rho) else 0.0,
+        "rmse": float(np.sqrt(np.mean(error**2))) if len(error) else float("nan"),
+        "mape": float(100 * np.mean(relative)) if len(error) else float("nan"),
+        "within": float(100 * np.mean(within)) if len(error) else float("nan"),
+        "tolerance": "±1 point" if kind == "accuracy" else "±10%",
+    }
+
+
+def out_of_fold_predictions(estimator, X, y, *, cv: int = 5, seed: int | None = 0) -> np.ndarray:
+    """Each sample predicted by a clone of ``estimator`` fitted on the folds without it."""
+    y = np.asarray(y, dtype=np.float64)
+    if len(y) < cv or cv < 2:
+        raise ConfigError(f"cross-validation with cv={cv} needs at least {max(cv, 2)} samples, but got {len(y)}")
+    predictions = np.empty(len(y))
+    folds = KFold(cv, shuffle=True, random_state=seed).split(np.arange(len(y)))
+    for train, test in folds:
+        model = clone(estimator).fit(_take(X, train), y[train])
+        predictions[test] = model.predict(_take(X, test))
+    return predictions
+
+
+def cross_validated_report(estimator, X, y, *, kind: str = "accuracy", cv: int = 5, seed: int | None = 0):
+    """``(report, out_of_fold_predictions)`` for ``estimator`` on ``X, y``."""
+    predictions = out_of_fold_predictions(estimator, X, y, cv=cv, seed=seed)
+    return quality_report(y, predictions, kind), predictions
+
+
+def _take(X, index: np.ndarray):
+    if hasattr(X, "iloc"):
+        return X.iloc[index]
+    if isinstance(X, np.ndarray):
+        return X[index]
+    return [X[i] for i in index]

@@ -1,0 +1,53 @@
+"""Append-only CSV journals: one row per finished unit of work, durable at once, resumable.
+
+A process killed mid-write can leave a torn last line; reading a journal keeps the complete
+rows, rewrites the file atomically, and new rows then append after a clean line end.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import pandas as pd
+
+from elasticnas.supernet.atomic import atomic_write_text
+
+
+def append_row(handle, row: dict) -> None:
+    """Write ``row`` to an open text handle (header first if the file is empty) and fsync it."""
+    new_file = handle.tell() == 0
+    writer = csv.DictWriter(handle, fieldnames=list(row))
+    if new_file:
+        writer.writeheader()
+    writer.writerow(row)
+    handle.flush()
+    os.fsync(handle.fileno())
+
+
+def read_journal(path: str | os.PathLike, required: Sequence[str] = ()) -> pd.DataFrame:
+    """The complete rows of the journal at ``path`` (empty if it does not exist)."""
+    path = Path(path)
+    if not path.exists() or path.stat().st_size == 0:
+        return pd.DataFrame(columns=list(required))
+    text = path.read_text()
+    lines = text.splitlines(keepends=True)
+    header = next(csv.reader(lines[:1]), [])
+    kept = [lines[0]] if lines else []
+    for line in lines[1:]:
+        if not line.endswith("\n"):
+            continue  # torn by a kill mid-write
+        fields = next(csv.reader([line]), [])
+        if len(fields) == len(header):
+            kept.append(line)
+    clean = "".join(kept)
+    if clean != text:
+        atomic_write_text(path, clean)
+    frame = pd.read_csv(io.StringIO(clean)) if len(kept) > 1 else pd.DataFrame(columns=header)
+    missing = [c for c in required if c not in frame.columns]
+    if missing:
+        raise ValueError(f"{path} lacks the columns {missing}; it was not written by this version of elasticnas")
+    return frame

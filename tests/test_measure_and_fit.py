@@ -1,0 +1,66 @@
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from elasticnas.cli import main
+from elasticnas.hardware import count_all
+from elasticnas.measure import read_evaluations
+from elasticnas.predictors import load_predictor
+from elasticnas.runs import run_space, spread_by_macs
+from elasticnas.supernet import create_space
+
+warnings.filterwarnings("ignore", category=UserWarning)
+
+
+def test_spread_plan_covers_the_macs_range_and_extends_stably():
+    space = create_space("tiny_mbv3", num_classes=10, in_channels=1)
+    short, long = spread_by_macs(space, 10, seed=0, pool_size=3000), spread_by_macs(space, 30, seed=0, pool_size=3000)
+    assert long[:10] == short and len(set(long)) == 30
+    macs = count_all(space, long)["macs"]
+    assert macs.min() == count_all(space, [space.min()])["macs"][0]
+    assert macs.max() == count_all(space, [space.max()])["macs"][0]
+    gaps = np.diff(np.sort(macs)) / (macs.max() - macs.min())
+    assert gaps.max() < 0.15  # no hole in the range, unlike uniform sampling's tails
+
+
+def test_measure_resumes_without_measuring_a_subnet_twice_then_fit_writes_predictors(run_copy, capsys):
+    assert main(["measure", str(run_copy), "--n", "6"]) == 0
+    first = read_evaluations(run_copy)
+    assert len(first) == 6 and first["val_images"].gt(0).all()
+    # a kill mid-write leaves a torn row: it is dropped and measured again
+    path = run_copy / "evaluations.csv"
+    path.write_text(path.read_text() + first["arch"].iloc[0][:15])
+    assert main(["measure", str(run_copy), "--n", "12"]) == 0
+    evaluations = read_evaluations(run_copy)
+    assert len(evaluations) == 12 and evaluations["arch"].is_unique
+    pd.testing.assert_frame_equal(evaluations.iloc[:6], first)
+    space = run_space(run_copy)
+    costs = count_all(space, [space.canonical(a) for a in evaluations["arch"]])
+    assert (evaluations["macs"].to_numpy() == costs["macs"]).all()
+
+    assert main(["fit", str(run_copy), "--trials", "6", "--folds", "3"]) == 0
+    reports = pd.read_csv(run_copy / "predictors" / "reports.csv")
+    assert set(reports["target"]) == {"val_top1", "table_latency_ms"}
+    assert (run_copy / "predictors" / "predictor_quality.png").stat().st_size > 0
+    latency = load_predictor(run_copy / "predictors" / "latency.skops", space)
+    assert latency.predict([space.max()])[0] > latency.predict([space.min()])[0]
+
+
+def test_fit_without_measurements_says_what_to_run(run_copy, capsys):
+    assert main(["fit", str(run_copy)]) == 2
+    assert "elasticnas measure" in capsys.readouterr().err
+
+
+def test_measure_refuses_a_folder_that_is_not_a_run(tmp_path, capsys):
+    assert main(["measure", str(tmp_path), "--n", "3"]) == 2
+    assert "elasticnas train" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("n", ["0", "-3"])
+def test_measure_rejects_a_non_positive_count(run_copy, capsys, n):
+    assert main(["measure", str(run_copy), "--n", n]) == 2
+    assert "--n" in capsys.readouterr().err
