@@ -140,6 +140,47 @@ def _run_fit(args: argparse.Namespace) -> None:
     print(f"predictors and reports: {args.run_folder / 'predictors'}")
 
 
+def _float_list(text: str) -> list[str]:
+    return [part.strip() for part in text.split(",") if part.strip()]
+
+
+@command("search", "search the accuracy-latency Pareto front of a run's space under latency budgets",
+         "elasticnas search runs/mnist --objectives accuracy,latency --latency-budget-ms 3 --latency-budget-ms 5 "
+         "--runtime onnxruntime --algorithm nsga2 --real-evals 200 --seed 0")
+def _search_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("run_folder", type=Path, metavar="RUN", help="a trained run (fitted predictors unless "
+                        "--real-evals)")
+    parser.add_argument("--objectives", type=_float_list, default=["accuracy", "latency"],
+                        help="comma-separated: accuracy, latency, macs, params, size_bytes, peak_activation_bytes")
+    parser.add_argument("--latency-budget-ms", type=float, action="append", default=[], dest="budgets",
+                        help="a latency budget in ms (repeat for several); the best subnet under each is saved")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--runtime", default="torch", choices=["torch", "torchscript", "onnxruntime"])
+    parser.add_argument("--algorithm", default="nsga2", help="nsga2, agemoea, unsga3, random, optuna-nsga2, "
+                        "optuna-tpe")
+    parser.add_argument("--real-evals", type=int, default=0,
+                        help="subnets to measure on the supernet (predictor-in-the-loop); 0: predictor only")
+    parser.add_argument("--predicted-evals", type=int, default=20_000, help="evaluations on predictions")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", type=Path, default=None, help="result folder (default RUN/search/...)")
+    parser.set_defaults(run=_run_search)
+
+
+def _run_search(args: argparse.Namespace) -> None:
+    from elasticnas.searching import best_per_budget, search_run
+
+    result, folder = search_run(args.run_folder, objectives=args.objectives, latency_budgets_ms=args.budgets,
+                                device=args.device, runtime=args.runtime, algorithm=args.algorithm,
+                                real_evals=args.real_evals, predicted_evals=args.predicted_evals, seed=args.seed,
+                                out=args.out)
+    print(f"{len(result.archive)} subnets evaluated, {len(result.front)} on the front, "
+          f"hypervolume {result.hypervolume:.4g}")
+    if args.budgets:
+        table = best_per_budget(result, args.budgets).drop(columns="arch")
+        print(table.round(4).to_string(index=False))
+    print(f"results: {folder} (archive.csv, front.csv, pareto.png, best_latency_ms_*.json)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="elasticnas", description="Train once, predict, search, export.")
     parser.add_argument("--debug", action="store_true", help="show tracebacks of errors")

@@ -78,12 +78,23 @@ def measure_run(run_folder: str | Path, n: int = 300, *, seed: int = 0, device: 
     table = latency_table_for(run_folder, space, device=device, runtime=runtime, seed=seed, progress=progress)
     if not todo:
         return done
-    costs = count_all(space, todo)
-    latency = table.predict(todo)
-    data = run.eval_data("val")
     bar = tqdm(total=n, initial=len(seen), desc="measuring subnets", unit="subnet", disable=not progress)
-    with open(run_folder / EVALUATIONS, "a", newline="") as handle, torch.no_grad():
-        for i, arch in enumerate(todo):
+    append_evaluations(run_folder, run, todo, table, run.eval_data("val"), on_each=lambda: bar.update())
+    bar.close()
+    return read_evaluations(run_folder)
+
+
+def append_evaluations(run_folder: Path, run: TrainedRun, archs: list, table: LatencyTable, data,
+                       on_each=None) -> list[dict]:
+    """Evaluate ``archs`` (BN recalibrated, on ``data``) and append one row each to evaluations.csv."""
+    if not archs:
+        return []
+    space = run.space
+    costs = count_all(space, archs)
+    latency = table.predict(archs)
+    rows = []
+    with open(Path(run_folder) / EVALUATIONS, "a", newline="") as handle, torch.no_grad():
+        for i, arch in enumerate(archs):
             start = time.perf_counter()
             result = evaluate(run.supernet, arch, data)
             row = {"arch": arch.to_json(), "resolution": arch.resolution,
@@ -91,9 +102,10 @@ def measure_run(run_folder: str | Path, n: int = 300, *, seed: int = 0, device: 
                    "val_top1": result.top1, "val_loss": result.loss, "val_images": result.images,
                    "eval_seconds": round(time.perf_counter() - start, 4)}
             append_row(handle, row)
-            bar.update()
-    bar.close()
-    return read_evaluations(run_folder)
+            rows.append(row)
+            if on_each is not None:
+                on_each()
+    return rows
 
 
 def fit_run(run_folder: str | Path, *, n_trials: int = 40, seed: int = 0, encoding: str = "ordinal",

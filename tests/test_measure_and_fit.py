@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import json
 import warnings
 
 import numpy as np
@@ -7,8 +8,8 @@ import pandas as pd
 import pytest
 
 from elasticnas.cli import main
-from elasticnas.hardware import count_all
-from elasticnas.measure import read_evaluations
+from elasticnas.hardware import LatencyTable, count_all
+from elasticnas.measure import read_evaluations, table_folder
 from elasticnas.predictors import load_predictor
 from elasticnas.runs import run_space, spread_by_macs
 from elasticnas.supernet import create_space
@@ -48,6 +49,28 @@ def test_measure_resumes_without_measuring_a_subnet_twice_then_fit_writes_predic
     assert (run_copy / "predictors" / "predictor_quality.png").stat().st_size > 0
     latency = load_predictor(run_copy / "predictors" / "latency.skops", space)
     assert latency.predict([space.max()])[0] > latency.predict([space.min()])[0]
+
+    # search on the fitted accuracy predictor and the table, under two budgets
+    table = LatencyTable.load(table_folder(run_copy, "cpu", "torch"))
+    cheapest, _ = table.cheapest()
+    budgets = [round(cheapest * 1.5, 4), round(cheapest * 3, 4)]
+    out = run_copy / "search" / "predicted"
+    assert main(["search", str(run_copy), "--latency-budget-ms", str(budgets[0]), "--latency-budget-ms",
+                 str(budgets[1]), "--predicted-evals", "600", "--out", str(out)]) == 0
+    for budget in budgets:
+        best = json.loads((out / f"best_latency_ms_{budget:g}.json").read_text())
+        assert best["latency_ms"] <= budget and best["accuracy_source"] == "predicted"
+    assert "hypervolume" in capsys.readouterr().out
+    # predictor-in-the-loop: measured accuracy lands in evaluations.csv, nothing measured twice
+    assert main(["search", str(run_copy), "--latency-budget-ms", str(budgets[1]), "--real-evals", "16",
+                 "--predicted-evals", "300", "--out", str(run_copy / "search" / "guided")]) == 0
+    evaluations = read_evaluations(run_copy)
+    assert evaluations["arch"].is_unique and len(evaluations) > 12
+    guided = pd.read_csv(run_copy / "search" / "guided" / "archive.csv")
+    assert len(guided) == 16 and set(guided["accuracy_source"]) == {"measured"}
+    assert main(["search", str(run_copy), "--latency-budget-ms", str(cheapest / 2), "--predicted-evals", "100",
+                 "--out", str(run_copy / "search" / "impossible")]) == 2
+    assert f"{cheapest:.6g}" in capsys.readouterr().err
 
 
 def test_fit_without_measurements_says_what_to_run(run_copy, capsys):

@@ -1,0 +1,105 @@
+"""Search in a run folder: objectives from the run's predictors, tables and supernet."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from elasticnas.measure import append_evaluations, latency_table_for, read_evaluations
+from elasticnas.predictors import load_predictor
+from elasticnas.runs import PREDICTORS, SEARCH, load_trained, run_space
+from elasticnas.search import (
+    Constraint,
+    Objective,
+    SearchResult,
+    cost_objective,
+    predictor_objective,
+    run_guided_search,
+    run_search,
+    table_latency_objective,
+)
+from elasticnas.supernet.errors import ConfigError
+
+OBJECTIVES = ("accuracy", "latency", "macs", "params", "size_bytes", "peak_activation_bytes")
+
+
+def measured_accuracy_objective(run_folder: Path, table) -> Objective:
+    """Validation top-1 measured on the trained supernet (BN recalibrated); every measurement
+    lands in evaluations.csv, and subnets already there are not measured again."""
+    run = load_trained(run_folder)
+    data = run.eval_data("val")
+    known = {row["arch"]: row["val_top1"] for row in read_evaluations(run_folder).to_dict("records")}
+
+    def measure(archs):
+        todo = [a for a in dict.fromkeys(archs) if a.to_json() not in known]
+        for row in append_evaluations(run_folder, run, todo, table, data):
+            known[row["arch"]] = row["val_top1"]
+        return np.array([known[a.to_json()] for a in archs])
+
+    return Objective("accuracy", measure, maximize=True, source="measured")
+
+
+def search_run(run_folder: str | Path, *, objectives: Sequence[str] = ("accuracy", "latency"),
+               latency_budgets_ms: Sequence[float] = (), device: str = "cpu", runtime: str = "torch",
+               algorithm: str = "nsga2", real_evals: int = 0, predicted_evals: int = 20_000, pop_size: int = 100,
+               seed: int = 0, out: str | Path | None = None, progress: bool = True) -> tuple[SearchResult, Path]:
+    """Search the run's space; returns the result and the folder it was saved in.
+
+    ``real_evals=0`` searches on the fitted accuracy predictor alone (``predicted_evals``
+    evaluations); ``real_evals=N`` runs the predictor-in-the-loop search, measuring N subnets
+    on the supernet. Latency is the run's lookup table for ``device``/``runtime``. Budgets
+    constrain latency to the largest one; the best subnet under each is saved as JSON.
+    """
+    run_folder = Path(run_folder)
+    unknown = [o for o in objectives if o not in OBJECTIVES]
+    if unknown or len(objectives) < 1:
+        raise ConfigError(f"unknown objectives {unknown}; choose from {list(OBJECTIVES)}")
+    if any(b <= 0 for b in latency_budgets_ms):
+        raise ConfigError(f"latency budgets must be positive, but got {list(latency_budgets_ms)}")
+    space = run_space(run_folder)
+    table = latency_table_for(run_folder, space, device=device, runtime=runtime, seed=seed, progress=progress)
+    latency = table_latency_objective(table, "latency_ms")
+    built = []
+    for name in objectives:
+        if name == "accuracy":
+            if real_evals:
+                built.append(measured_accuracy_objective(run_folder, table))
+            else:
+                path = run_folder / PREDICTORS / "accuracy.skops"
+                if not path.exists():
+                    raise ConfigError(f"no accuracy predictor in {run_folder / PREDICTORS}: run "
+                                      f"`elasticnas fit {run_folder}` first, or search with --real-evals N")
+                built.append(predictor_objective(load_predictor(path, space), "accuracy"))
+        elif name == "latency":
+            built.append(latency)
+        else:
+            built.append(cost_objective(space, name))
+    constraints = [Constraint(latency, max(latency_budgets_ms))] if latency_budgets_ms else []
+    metrics = [] if "latency" in objectives else [latency]
+    folder = Path(out) if out is not None else run_folder / SEARCH / (f"{algorithm}_real{real_evals}_seed{seed}")
+    if real_evals:
+        measured = read_evaluations(run_folder)["arch"].tolist()
+        result = run_guided_search(space, built, constraints=constraints, n_real_evals=real_evals,
+                                   n_initial=max(2, min(real_evals // 2, 50)), per_iteration=max(1, real_evals // 8),
+                                   inner_evals=predicted_evals, inner_algorithm=algorithm,
+                                   initial=measured, seed=seed, out=folder, progress=progress)
+    else:
+        result = run_search(space, built, constraints=constraints, algorithm=algorithm, n_evals=predicted_evals,
+                            seed=seed, pop_size=pop_size, metrics=metrics, out=folder, progress=progress)
+    budgets = {"latency_ms": sorted(latency_budgets_ms)} if latency_budgets_ms else {}
+    result.save(folder, budgets)
+    return result, folder
+
+
+def best_per_budget(result: SearchResult, budgets_ms: Sequence[float]) -> pd.DataFrame:
+    """One row per budget: the most accurate subnet found within it."""
+    rows = []
+    first = next(iter(result.objectives))
+    for budget in sorted(budgets_ms):
+        best = result.best(first, latency_ms=budget)
+        rows.append({"budget_ms": budget, **{k: best[k] for k in result.archive.columns
+                                             if k in (*result.objectives, "latency_ms", "arch")}})
+    return pd.DataFrame(rows)

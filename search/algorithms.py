@@ -1,0 +1,174 @@
+"""Search algorithms by name: pymoo's evolutionary algorithms, random search, optuna samplers.
+
+Each runner takes the problem, the budget of distinct subnets, a seed and an initial
+population (integer gene rows), and returns when the problem's session holds the budget.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import optuna
+from pymoo.algorithms.moo.nsga2 import NSGA2
+from pymoo.algorithms.moo.unsga3 import UNSGA3
+from pymoo.core.callback import Callback
+from pymoo.core.population import Population
+from pymoo.operators.crossover.ux import UX
+from pymoo.optimize import minimize
+from pymoo.util.ref_dirs import get_reference_directions
+
+from elasticnas.search.operators import ResetMutation
+from elasticnas.search.problem import ArchProblem, CanonicalDuplicates, SessionBudget, canonical_genes
+from elasticnas.supernet.errors import ConfigError, unknown_name
+
+ALGORITHMS: dict[str, Callable] = {}
+
+
+def register_algorithm(name: str):
+    def decorate(runner):
+        ALGORITHMS[name] = runner
+        return runner
+
+    return decorate
+
+
+def list_algorithms() -> list[str]:
+    return list(ALGORITHMS)
+
+
+def get_algorithm(name: str) -> Callable:
+    if name not in ALGORITHMS:
+        raise unknown_name("search algorithm", name, ALGORITHMS)
+    return ALGORITHMS[name]
+
+
+def _initial_population(problem: ArchProblem, initial: np.ndarray, pop_size: int, rng: np.random.Generator):
+    """``initial`` rows first, then random distinct subnets, ``pop_size`` in all."""
+    upper = problem.space.encoding_upper_bounds
+    rows, seen = [], set()
+    candidates = list(initial) + [rng.integers(0, upper + 1) for _ in range(50 * pop_size)]
+    for row in candidates:
+        key = canonical_genes(problem.space, row)[0].tobytes()
+        if key not in seen:
+            seen.add(key)
+            rows.append(row)
+        if len(rows) == pop_size:
+            break
+    return Population.new(X=np.asarray(rows, dtype=float))
+
+
+class _Iteration(Callback):
+    def notify(self, algorithm):
+        algorithm.problem.archive.iteration = algorithm.n_gen
+
+
+def _pymoo(make_algorithm: Callable):
+    def run(problem: ArchProblem, n_evals: int, *, seed: int, initial: np.ndarray, pop_size: int, **_) -> None:
+        rng = np.random.default_rng(seed)
+        pop_size = min(pop_size, n_evals)
+        algorithm = make_algorithm(
+            problem,
+            pop_size=pop_size,
+            sampling=_initial_population(problem, initial, pop_size, rng),
+            crossover=UX(),
+            mutation=ResetMutation(),
+            eliminate_duplicates=CanonicalDuplicates(problem),
+        )
+        # no copies: the duplicate filter and the budget must see the problem that is evaluated
+        minimize(problem, algorithm, SessionBudget(problem, n_evals), seed=seed, callback=_Iteration(),
+                 verbose=False, copy_algorithm=False, copy_termination=False)
+
+    return run
+
+
+register_algorithm("nsga2")(_pymoo(lambda problem, **kw: NSGA2(**kw)))
+
+
+def _agemoea(problem: ArchProblem, **kw):
+    from pymoo.algorithms.moo.age import AGEMOEA  # imports numba, which takes seconds
+
+    return AGEMOEA(**kw)
+
+
+register_algorithm("agemoea")(_pymoo(_agemoea))
+
+
+def _unsga3(problem: ArchProblem, **kw):
+    directions = get_reference_directions("energy", problem.n_obj, kw["pop_size"], seed=1) if problem.n_obj > 2 \
+        else get_reference_directions("uniform", 2, n_partitions=max(kw["pop_size"] - 1, 1))
+    return UNSGA3(directions, **kw)
+
+
+register_algorithm("unsga3")(_pymoo(_unsga3))
+
+
+@register_algorithm("random")
+def _random(problem: ArchProblem, n_evals: int, *, seed: int, initial: np.ndarray, pop_size: int, **_) -> None:
+    """Uniform random distinct subnets, in batches of ``pop_size``."""
+    rng = np.random.default_rng(seed)
+    upper = problem.space.encoding_upper_bounds
+    pending = list(initial)
+    for _attempt in range(100 * n_evals):
+        if len(problem.session) >= n_evals:
+            return
+        batch = pending[: min(pop_size, n_evals - len(problem.session))]
+        pending = pending[len(batch) :]
+        batch += [rng.integers(0, upper + 1) for _ in range(min(pop_size, n_evals - len(problem.session)) - len(batch))]
+        X = canonical_genes(problem.space, np.asarray(batch))
+        keys = {row.tobytes(): row for row in X if row.tobytes() not in problem.session}
+        if keys:
+            problem.archive.iteration += 1
+            problem.evaluate(np.asarray(list(keys.values())), return_as_dictionary=True)
+
+
+def _optuna(sampler_name: str):
+    def run(problem: ArchProblem, n_evals: int, *, seed: int, initial: np.ndarray, storage: str | None = None,
+            study_name: str = "search", out: Path | None = None, **_) -> None:
+        upper = problem.space.encoding_upper_bounds
+
+        def constraints(trial):
+            return trial.user_attrs.get("constraints", [])
+
+        sampler = (optuna.samplers.NSGAIISampler(seed=seed, constraints_func=constraints)
+                   if sampler_name == "nsga2" else
+                   optuna.samplers.TPESampler(seed=seed, constraints_func=constraints, multivariate=True))
+        if storage is None and out is not None:
+            storage = f"sqlite:///{Path(out).resolve() / 'optuna.db'}"
+        verbosity = optuna.logging.get_verbosity()
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
+        try:
+            study = optuna.create_study(storage=storage, study_name=study_name, sampler=sampler, load_if_exists=True,
+                                        directions=["minimize"] * problem.n_obj)
+            done = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+            if done:  # a resumed study: its subnets count towards the budget
+                X = np.array([[t.params[f"g{i}"] for i in range(len(upper))] for t in done])
+                problem.evaluate(X, return_as_dictionary=True)
+            else:
+                for row in initial:
+                    study.enqueue_trial({f"g{i}": int(v) for i, v in enumerate(row)})
+            for _attempt in range(20 * n_evals):
+                if len(problem.session) >= n_evals:
+                    break
+                trial = study.ask()
+                x = np.array([[trial.suggest_int(f"g{i}", 0, int(u)) for i, u in enumerate(upper)]])
+                problem.archive.iteration = trial.number
+                out_ = problem.evaluate(x, return_as_dictionary=True)
+                if problem.n_ieq_constr:
+                    trial.set_user_attr("constraints", [float(g) for g in out_["G"][0]])
+                study.tell(trial, [float(f) for f in out_["F"][0]])
+        finally:
+            optuna.logging.set_verbosity(verbosity)
+
+    return run
+
+
+register_algorithm("optuna-nsga2")(_optuna("nsga2"))
+register_algorithm("optuna-tpe")(_optuna("tpe"))
+
+
+def check_algorithm(name: str, n_objectives: int) -> None:
+    get_algorithm(name)
+    if name == "unsga3" and n_objectives < 2:
+        raise ConfigError("unsga3 needs at least 2 objectives (it is meant for 3 or more)")
