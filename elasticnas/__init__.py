@@ -18,8 +18,48 @@ from elasticnas.supernet import (
 
 __version__ = "0.1.0"
 
+# The rest of the front door loads on first use, so that `elasticnas --help` stays quick.
+_LAZY = {
+    "load_subnet": "elasticnas.export",
+    "export_subnet": "elasticnas.export",
+    "quickstart": "elasticnas.pipeline",
+    "export_from_run": "elasticnas.pipeline",
+    "load_trained": "elasticnas.runs",
+    "measure_run": "elasticnas.measure",
+    "fit_run": "elasticnas.measure",
+    "search_run": "elasticnas.searching",
+    "run_search": "elasticnas.search",
+    "run_guided_search": "elasticnas.search",
+    "Objective": "elasticnas.search",
+    "ArchEncoder": "elasticnas.predictors",
+    "AutoPredictor": "elasticnas.predictors",
+    "LatencyTable": "elasticnas.hardware",
+}
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'elasticnas' has no attribute {name!r}")
+
 __all__ = [
     "Arch",
+    "ArchEncoder",
+    "AutoPredictor",
+    "LatencyTable",
+    "Objective",
+    "export_from_run",
+    "export_subnet",
+    "fit_run",
+    "load_subnet",
+    "load_trained",
+    "measure_run",
+    "quickstart",
+    "run_guided_search",
+    "run_search",
+    "search_run",
     "ConfigError",
     "ElasticNASError",
     "InvalidArchitectureError",

@@ -181,6 +181,72 @@ def _run_search(args: argparse.Namespace) -> None:
     print(f"results: {folder} (archive.csv, front.csv, pareto.png, best_latency_ms_*.json)")
 
 
+@command("export", "export a chosen subnet: safetensors + arch.json, TorchScript, ONNX, and a measured report",
+         "elasticnas export runs/mnist --budget-ms 3 --formats safetensors,torchscript,onnx --out exports/3ms")
+def _export_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("run_folder", type=Path, metavar="RUN", help="a trained run folder")
+    which = parser.add_mutually_exclusive_group(required=True)
+    which.add_argument("--budget-ms", type=float, help="the most accurate searched subnet within this latency")
+    which.add_argument("--arch-json", type=Path, help="a JSON file holding an architecture (or {'arch': ...})")
+    which.add_argument("--pareto-index", type=int, help="row of the search's front.csv (0: most accurate)")
+    parser.add_argument("--search", type=Path, default=None, help="search folder (default: the run's latest)")
+    parser.add_argument("--formats", default="safetensors,torchscript,onnx")
+    parser.add_argument("--device", default="cpu", help="device the latency is measured on")
+    parser.add_argument("--runtime", default="torch", choices=["torch", "torchscript", "onnxruntime"])
+    parser.add_argument("--out", type=Path, required=True, help="export folder")
+    parser.set_defaults(run=_run_export)
+
+
+def _run_export(args: argparse.Namespace) -> None:
+    from elasticnas.export import parse_formats
+    from elasticnas.pipeline import choose_arch, export_from_run
+    from elasticnas.runs import run_space
+
+    formats = parse_formats(args.formats)
+    space = run_space(args.run_folder)
+    arch = choose_arch(args.run_folder, space, budget_ms=args.budget_ms, arch_json=args.arch_json,
+                       pareto_index=args.pareto_index, search_folder=args.search)
+    report = export_from_run(args.run_folder, arch, args.out, formats=formats, device=args.device,
+                             runtime=args.runtime)
+    print(f"exported {arch.to_json()}\n  test top-1 {report['test_top1']:.2f}%, "
+          f"latency {report['latency_ms_measured']:.3f} ms measured / {report['latency_ms_predicted']:.3f} ms "
+          f"predicted ({args.runtime}, {args.device}), "
+          f"{report['macs']:,} MACs, {report['params']:,} params\n  files in {args.out}: {', '.join(report['files'])}")
+
+
+@command("quickstart", "the whole pipeline on the bundled MNIST subset: train, profile, measure, fit, search, export",
+         "elasticnas quickstart --out runs/quickstart")
+def _quickstart_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--out", type=Path, default=Path("runs/quickstart"), help="run folder (resumes if present)")
+    parser.add_argument("--subnets", type=int, default=100, help="subnets to measure for the predictors")
+    parser.add_argument("--runtime", default="torch", choices=["torch", "torchscript", "onnxruntime"])
+    parser.add_argument("--seed", type=int, default=0)
+    parser.set_defaults(run=_run_quickstart)
+
+
+def _run_quickstart(args: argparse.Namespace) -> None:
+    from elasticnas.pipeline import quickstart
+
+    summary = quickstart(args.out, subnets=args.subnets, runtime=args.runtime, seed=args.seed)
+    print(summary.round(3).to_string(index=False))
+
+
+@command("report", "re-draw a run's plots and tables from its CSV and JSON files",
+         "elasticnas report runs/quickstart")
+def _report_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("run_folder", type=Path, metavar="RUN")
+    parser.set_defaults(run=_run_report)
+
+
+def _run_report(args: argparse.Namespace) -> None:
+    from elasticnas.pipeline import redraw
+    from elasticnas.runs import run_config
+
+    run_config(args.run_folder)
+    for path in redraw(args.run_folder):
+        print(path)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="elasticnas", description="Train once, predict, search, export.")
     parser.add_argument("--debug", action="store_true", help="show tracebacks of errors")

@@ -136,6 +136,9 @@ def fit_run(run_folder: str | Path, *, n_trials: int = 40, seed: int = 0, encodi
                      "inner_cv_tau": auto.cv_score_, **report})
         predictions[target] = (y, oof, report)
     reports = pd.DataFrame(rows)
+    held_out = pd.concat([pd.DataFrame({"target": t, "kind": TARGETS[t][0], "arch": evaluations["arch"],
+                                        "measured": y, "predicted": oof}) for t, (y, oof, _) in predictions.items()])
+    atomic_write_text(out / "held_out_predictions.csv", held_out.to_csv(index=False))
     atomic_write_text(out / "reports.csv", reports.to_csv(index=False))
     plot_predictor_quality(predictions, out / "predictor_quality.png")
     return reports

@@ -1,0 +1,126 @@
+"""A chosen subnet as a standalone model: data, not code.
+
+    DIR/arch.json              supernet name, the space's config and fingerprint, the canonical
+                               architecture, input shape, package version
+    DIR/weights.safetensors    the static model's weights with BN recalibrated for this subnet
+    DIR/model.torchscript.pt   traced TorchScript (optional)
+    DIR/model.onnx             ONNX opset 17, dynamic batch (optional)
+
+``load_subnet(DIR)`` rebuilds the model from arch.json and the safetensors weights alone:
+no pickle, no supernet checkpoint.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+from safetensors.torch import load as load_safetensors
+from safetensors.torch import save as save_safetensors
+from torch import nn
+
+from elasticnas.hardware.runtimes import export_onnx_bytes
+from elasticnas.supernet.arch import Arch
+from elasticnas.supernet.atomic import atomic_write_bytes, atomic_write_json
+from elasticnas.supernet.errors import ConfigError
+from elasticnas.supernet.space import MobileNetV3Space
+from elasticnas.supernet.static import build_static
+
+FORMATS = ("safetensors", "torchscript", "onnx")
+ARCH_JSON, WEIGHTS, TORCHSCRIPT, ONNX = "arch.json", "weights.safetensors", "model.torchscript.pt", "model.onnx"
+TOLERANCE = 1e-4
+
+
+def package_version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("elasticnas")
+    except PackageNotFoundError:  # pragma: no cover - running from a source tree
+        return "unknown"
+
+
+def parse_formats(formats: str | Sequence[str]) -> tuple[str, ...]:
+    chosen = tuple(f.strip() for f in (formats.split(",") if isinstance(formats, str) else formats) if f.strip())
+    bad = [f for f in chosen if f not in FORMATS]
+    if bad or "safetensors" not in chosen:
+        raise ConfigError(f"formats {list(chosen)} must include 'safetensors' and name only {list(FORMATS)}")
+    return chosen
+
+
+def export_subnet(model: nn.Module, space: MobileNetV3Space, arch: Arch, out: str | Path, *,
+                  formats: str | Sequence[str] = FORMATS, seed: int = 0) -> dict:
+    """Write the static ``model`` of ``arch`` (e.g. ``calibrated_subnet(supernet, arch, data)``).
+
+    Every extra format is checked against the torch model on a seeded batch; returns the
+    largest absolute output difference per format and the files written.
+    """
+    formats = parse_formats(formats)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    arch = space.canonical(arch)
+    model = model.eval().cpu()
+    atomic_write_json(out / ARCH_JSON, {
+        "supernet": space.name, "family": space.family, "space_fingerprint": space.fingerprint,
+        "space": space.to_config(), "arch": arch.to_dict(), "arch_ofa": arch.to_dict("ofa"),
+        "input_shape": [space.in_channels, arch.resolution, arch.resolution], "num_classes": space.num_classes,
+        "elasticnas_version": package_version(), "torch_version": torch.__version__,
+    })
+    state = {k: v.detach().contiguous().clone() for k, v in model.state_dict().items()}
+    atomic_write_bytes(out / WEIGHTS, save_safetensors(state, metadata={"arch": arch.to_json(),
+                                                                        "space_fingerprint": space.fingerprint}))
+    example = torch.randn((2, space.in_channels, arch.resolution, arch.resolution),
+                          generator=torch.Generator().manual_seed(seed))
+    with torch.no_grad():
+        reference = model(example).numpy()
+    differences = {}
+    if "torchscript" in formats:
+        with torch.no_grad():
+            traced = torch.jit.trace(model, example[:1])
+        buffer = io.BytesIO()
+        torch.jit.save(traced, buffer)
+        atomic_write_bytes(out / TORCHSCRIPT, buffer.getvalue())
+        loaded = torch.jit.load(str(out / TORCHSCRIPT))
+        with torch.no_grad():
+            differences["torchscript"] = float(np.abs(loaded(example).numpy() - reference).max())
+    if "onnx" in formats:
+        import onnxruntime as ort
+
+        atomic_write_bytes(out / ONNX, export_onnx_bytes(model, example[:1], dynamic_batch=True))
+        session = ort.InferenceSession(str(out / ONNX), providers=["CPUExecutionProvider"])
+        differences["onnx"] = float(np.abs(session.run(None, {"input": example.numpy()})[0] - reference).max())
+    worst = {k: v for k, v in differences.items() if v > TOLERANCE}
+    if worst:
+        raise ConfigError(f"exported formats disagree with the torch model beyond {TOLERANCE}: {worst}")
+    files = [ARCH_JSON, WEIGHTS] + [TORCHSCRIPT] * ("torchscript" in formats) + [ONNX] * ("onnx" in formats)
+    return {"max_abs_difference": differences, "files": {f: (out / f).stat().st_size for f in files}}
+
+
+def read_arch_json(folder: str | Path) -> tuple[MobileNetV3Space, Arch, dict]:
+    path = Path(folder) / ARCH_JSON
+    if not path.is_file():
+        raise FileNotFoundError(f"no {ARCH_JSON} in {folder}; export a subnet there with `elasticnas export`")
+    data = json.loads(path.read_text())
+    space = MobileNetV3Space.from_config(data["space"])
+    if space.fingerprint != data["space_fingerprint"]:
+        raise ConfigError(f"{path} is inconsistent: its space does not match its fingerprint")
+    return space, space.canonical(data["arch"]), data
+
+
+def load_subnet(folder: str | Path) -> nn.Module:
+    """The exported static model in ``folder`` (eval mode), from arch.json and weights.safetensors."""
+    space, arch, _ = read_arch_json(folder)
+    model = build_static(space, arch)
+    path = Path(folder) / WEIGHTS
+    if not path.is_file():
+        raise FileNotFoundError(f"no {WEIGHTS} in {folder}")
+    state = load_safetensors(path.read_bytes())
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as error:
+        raise ConfigError(f"{path} does not fit the architecture in {ARCH_JSON}: {error}") from None
+    return model.eval()

@@ -1,0 +1,191 @@
+"""The whole pipeline from a run folder: export a chosen subnet with its report, quickstart, redraw.
+
+Each stage writes into the run folder (layout in :mod:`elasticnas.runs`) and skips or
+resumes what is already there, so an interrupted quickstart picks up where it stopped.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import pandas as pd
+import torch
+
+from elasticnas.export import FORMATS, export_subnet, load_subnet, read_arch_json
+from elasticnas.hardware.counting import count_all
+from elasticnas.hardware.latency import measure_archs
+from elasticnas.measure import fit_run, latency_table_for, measure_run, read_evaluations
+from elasticnas.runs import EXPORTS, PREDICTORS, SEARCH, load_trained
+from elasticnas.supernet.arch import Arch
+from elasticnas.supernet.atomic import atomic_write_json, atomic_write_text
+from elasticnas.supernet.errors import ConfigError
+from elasticnas.supernet.evaluation import calibrated_subnet
+
+REPORT = "report.json"
+
+
+def latest_search(run_folder: Path) -> Path:
+    """The most recently written search folder of the run."""
+    folders = sorted((p.parent for p in (run_folder / SEARCH).glob("*/front.csv")), key=lambda p: p.stat().st_mtime)
+    if not folders:
+        raise ConfigError(f"no search results in {run_folder / SEARCH}: run `elasticnas search {run_folder}` first, "
+                          f"or export with --arch-json")
+    return folders[-1]
+
+
+def choose_arch(run_folder: Path, space, *, budget_ms: float | None = None, arch_json: str | Path | None = None,
+                pareto_index: int | None = None, search_folder: Path | None = None) -> Arch:
+    """The architecture named by exactly one of a latency budget, a JSON file or a front index."""
+    given = [x is not None for x in (budget_ms, arch_json, pareto_index)]
+    if sum(given) != 1:
+        raise ConfigError("choose the subnet with exactly one of --budget-ms, --arch-json, --pareto-index")
+    if arch_json is not None:
+        data = json.loads(Path(arch_json).read_text())
+        return space.canonical(data.get("arch", data) if isinstance(data, dict) else data)
+    folder = search_folder or latest_search(run_folder)
+    front = pd.read_csv(folder / "front.csv")
+    if pareto_index is not None:
+        if not 0 <= pareto_index < len(front):
+            raise ConfigError(f"--pareto-index {pareto_index} is outside the front of {folder} "
+                              f"(0..{len(front) - 1})")
+        return space.canonical(front["arch"].iloc[pareto_index])
+    archive = pd.read_csv(folder / "archive.csv")
+    fits = archive[archive["feasible"] & (archive["latency_ms"] <= budget_ms)]
+    if fits.empty:
+        raise ConfigError(f"no subnet in {folder} meets {budget_ms} ms; the fastest found takes "
+                          f"{archive['latency_ms'].min():.4g} ms")
+    return space.canonical(fits.loc[fits["accuracy"].idxmax(), "arch"])
+
+
+def export_from_run(run_folder: str | Path, arch: Arch, out: str | Path, *, formats=FORMATS, device: str = "cpu",
+                    runtime: str = "torch", threads: int | None = None, run=None) -> dict:
+    """Export ``arch`` with BN recalibrated, then measure it: test top-1, latency (measured next
+    to the table's prediction), MACs, params, size. Writes report.json beside the model."""
+    run_folder, out = Path(run_folder), Path(out)
+    run = run or load_trained(run_folder)
+    space = run.space
+    arch = space.canonical(arch)
+    test = run.eval_data("test")
+    model = calibrated_subnet(run.supernet, arch, test)
+    written = export_subnet(model, space, arch, out, formats=formats)
+    reloaded = load_subnet(out)
+    _, images = test.at(arch.resolution, torch.device("cpu"))
+    with torch.no_grad():
+        logits = torch.cat([reloaded(images[i : i + 500]) for i in range(0, len(images), 500)])
+        reference = model(images[:8])
+    top1 = float((logits.argmax(1) == test.labels).float().mean() * 100)
+    table = latency_table_for(run_folder, space, device=device, runtime=runtime)
+    measured = float(measure_archs(space, [arch], device=device, runtime=runtime, threads=threads,
+                                   models=[reloaded], progress=False)[0])
+    costs = {k: int(v[0]) for k, v in count_all(space, [arch]).items()}
+    report = {
+        "arch": arch.to_dict(), "supernet": space.name, "space_fingerprint": space.fingerprint,
+        "test_top1": top1, "test_images": int(len(test.labels)),
+        "latency_ms_measured": measured, "latency_ms_predicted": float(table.predict([arch])[0]),
+        "device": device, "runtime": runtime, "device_name": table.metadata.get("device_name"),
+        **costs, "reloaded_equals_supernet_subnet": bool(torch.equal(reloaded(images[:8]), reference)),
+        **written,
+    }
+    atomic_write_json(out / REPORT, report)
+    return report
+
+
+def quickstart(out: str | Path = "runs/quickstart", *, config: str = "mnist_sandwich", overrides: list[str] = (),
+               subnets: int = 100, trials: int = 20, predicted_evals: int = 20_000, runtime: str = "torch",
+               seed: int = 0, progress: bool = True, log=print) -> pd.DataFrame:
+    """Train, profile, measure, fit, search under three budgets, export; returns the summary table."""
+    from elasticnas.experiment import load_experiment, train_experiment
+    from elasticnas.searching import search_run
+
+    out = Path(out)
+    started = time.perf_counter()
+
+    def stage(text: str) -> None:
+        log(f"[{time.perf_counter() - started:6.0f} s] {text}")
+
+    stage(f"1/6 training the supernet ({config}) into {out}")
+    experiment = load_experiment(config, list(overrides))
+    if not _training_finished(out, experiment.train.epochs):
+        train_experiment(experiment, out, resume=(out / "checkpoint.pt").exists(), progress=progress)
+    run = load_trained(out)
+    stage(f"2/6 latency lookup table ({runtime}, cpu)")
+    table = latency_table_for(out, run.space, runtime=runtime, progress=progress)
+    stage(f"3/6 measuring {subnets} subnets spread over the MACs range")
+    measure_run(out, subnets, seed=seed, runtime=runtime, progress=progress, run=run)
+    stage("4/6 fitting accuracy and latency predictors")
+    reports_csv = out / PREDICTORS / "reports.csv"
+    if not reports_csv.exists() or pd.read_csv(reports_csv)["samples"].iloc[0] != len(read_evaluations(out)):
+        fit_run(out, n_trials=trials, seed=seed, progress=progress)
+    cheapest, _ = table.cheapest()
+    slowest = float(table.predict([run.space.max()])[0])
+    budgets = [round(cheapest + f * (slowest - cheapest), 3) for f in (0.15, 0.4, 0.7)]
+    stage(f"5/6 searching the accuracy-latency front under {budgets} ms")
+    result, search_folder = search_run(out, latency_budgets_ms=budgets, runtime=runtime, algorithm="nsga2",
+                                       predicted_evals=predicted_evals, seed=seed, progress=progress)
+    stage("6/6 exporting the best subnet for each budget")
+    rows = []
+    for budget in budgets:
+        arch = choose_arch(out, run.space, budget_ms=budget, search_folder=search_folder)
+        folder = out / EXPORTS / f"budget_{budget:g}ms"
+        report = _read_report(folder, arch) or export_from_run(out, arch, folder, runtime=runtime, run=run)
+        predicted_top1 = float(result.best("accuracy", latency_ms=budget)["accuracy"])
+        rows.append({"budget_ms": budget, "predicted_ms": report["latency_ms_predicted"],
+                     "measured_ms": report["latency_ms_measured"], "predicted_val_top1": predicted_top1,
+                     "test_top1": report["test_top1"], "macs": report["macs"], "params": report["params"],
+                     "export": str(folder)})
+    summary = pd.DataFrame(rows)
+    atomic_write_text(out / "summary.csv", summary.to_csv(index=False))
+    stage(f"done: summary in {out / 'summary.csv'}, Pareto plot {search_folder / 'pareto.png'}")
+    return summary
+
+
+def _training_finished(folder: Path, epochs: int) -> bool:
+    metrics = folder / "metrics.csv"
+    return metrics.exists() and len(pd.read_csv(metrics)) >= epochs and (folder / "checkpoint.pt").exists()
+
+
+def _read_report(folder: Path, arch: Arch) -> dict | None:
+    path = folder / REPORT
+    if not path.exists():
+        return None
+    report = json.loads(path.read_text())
+    _, exported, _ = read_arch_json(folder)
+    return report if exported == arch else None
+
+
+def redraw(run_folder: str | Path) -> list[Path]:
+    """Re-draw the run's tables and plots from its CSV/JSON files; returns what was written."""
+    from elasticnas.search.result import SearchResult
+    from elasticnas.supernet.training import plot_training_curves
+
+    run_folder = Path(run_folder)
+    written = []
+    if (run_folder / "metrics.csv").exists():
+        plot_training_curves(pd.read_csv(run_folder / "metrics.csv"), run_folder / "training_curves.png")
+        written.append(run_folder / "training_curves.png")
+    oof = run_folder / PREDICTORS / "held_out_predictions.csv"
+    if oof.exists():
+        from elasticnas.measure import plot_predictor_quality
+        from elasticnas.predictors import quality_report
+
+        frame = pd.read_csv(oof)
+        kinds = dict(zip(frame["target"], frame["kind"], strict=False))
+        data = {t: (g["measured"].to_numpy(), g["predicted"].to_numpy(),
+                    quality_report(g["measured"], g["predicted"], kinds[t])) for t, g in frame.groupby("target")}
+        written.append(plot_predictor_quality(data, run_folder / PREDICTORS / "predictor_quality.png"))
+    for settings in sorted((run_folder / SEARCH).glob("*/search.json")):
+        meta = json.loads(settings.read_text())
+        archive = pd.read_csv(settings.parent / "archive.csv")
+        result = SearchResult(archive, meta["objectives"], {k: tuple(v) for k, v in meta["constraints"].items()},
+                              meta["reference_point"], meta["algorithm"], meta["seed"], meta.get("sources", {}))
+        budgets = sorted(float(p.stem.split("_")[-1]) for p in settings.parent.glob("best_latency_ms_*.json"))
+        written.append(result.plot(settings.parent / "pareto.png", {"latency_ms": budgets} if budgets else None))
+    reports = sorted((run_folder / EXPORTS).glob(f"*/{REPORT}"))
+    if reports:
+        rows = [{"export": str(p.parent), **{k: v for k, v in json.loads(p.read_text()).items()
+                                              if not isinstance(v, (dict, list))}} for p in reports]
+        atomic_write_text(run_folder / "exports.csv", pd.DataFrame(rows).to_csv(index=False))
+        written.append(run_folder / "exports.csv")
+    return written

@@ -1,0 +1,86 @@
+from __future__ import annotations
+
+import json
+import warnings
+
+import numpy as np
+import onnxruntime as ort
+import pandas as pd
+import pytest
+import torch
+
+from elasticnas import load_subnet
+from elasticnas.cli import main
+from elasticnas.export import export_subnet
+from elasticnas.pipeline import quickstart
+from elasticnas.runs import load_trained
+from elasticnas.supernet import ConfigError
+
+from .conftest import FAST_RUN
+
+warnings.filterwarnings("ignore", category=UserWarning)
+
+
+def test_exported_formats_and_reloaded_model_match_the_supernet(trained_run, tmp_path):
+    run = load_trained(trained_run)
+    space, supernet = run.space, run.supernet
+    arch = space.sample(7)
+    out = tmp_path / "export"
+    export_subnet(supernet.extract(arch), space, arch, out)
+    x = torch.randn(3, space.in_channels, arch.resolution, arch.resolution, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        expected = supernet.eval()(x, arch)
+        loaded = load_subnet(out)(x)
+        scripted = torch.jit.load(str(out / "model.torchscript.pt"))(x)
+    onnx = ort.InferenceSession(str(out / "model.onnx")).run(None, {"input": x.numpy()})[0]
+    assert (loaded - expected).abs().max() <= 1e-5
+    assert (scripted - loaded).abs().max() <= 1e-4
+    assert np.abs(onnx - loaded.numpy()).max() <= 1e-4
+    meta = json.loads((out / "arch.json").read_text())
+    assert space.canonical(meta["arch"]) == arch and meta["space_fingerprint"] == space.fingerprint
+
+
+def test_load_subnet_refuses_weights_of_another_architecture(trained_run, tmp_path):
+    run = load_trained(trained_run)
+    space = run.space
+    out = tmp_path / "export"
+    export_subnet(run.supernet.extract(space.min()), space, space.min(), out, formats="safetensors")
+    meta = json.loads((out / "arch.json").read_text())
+    meta["arch"] = space.max().to_dict()
+    (out / "arch.json").write_text(json.dumps(meta))
+    with pytest.raises(ConfigError, match="does not fit"):
+        load_subnet(out)
+    with pytest.raises(FileNotFoundError, match="arch.json"):
+        load_subnet(tmp_path / "nothing")
+
+
+def test_export_command_writes_a_measured_report(run_copy, tmp_path, capsys):
+    space = load_trained(run_copy, weights=False).space
+    arch_file = tmp_path / "arch.json"
+    arch_file.write_text(space.middle().to_json())
+    out = tmp_path / "exported"
+    assert main(["export", str(run_copy), "--arch-json", str(arch_file), "--out", str(out)]) == 0
+    report = json.loads((out / "report.json").read_text())
+    assert 0 <= report["test_top1"] <= 100 and report["latency_ms_measured"] > 0
+    assert report["reloaded_equals_supernet_subnet"] and set(report["files"]) >= {"weights.safetensors", "model.onnx"}
+    assert max(report["max_abs_difference"].values()) <= 1e-4
+    assert main(["export", str(run_copy), "--budget-ms", "3", "--out", str(out)]) == 2
+    assert "elasticnas search" in capsys.readouterr().err
+    assert main(["export", str(run_copy), "--arch-json", str(arch_file), "--formats", "onnx", "--out", str(out)]) == 2
+
+
+def test_quickstart_runs_end_to_end_and_resumes_without_redoing_work(tmp_path, capsys):
+    out = tmp_path / "quick"
+    kwargs = dict(overrides=FAST_RUN, subnets=12, trials=3, predicted_evals=400, progress=False)
+    summary = quickstart(out, **kwargs)
+    assert len(summary) == 3 and summary["budget_ms"].is_monotonic_increasing
+    assert (summary["predicted_ms"] <= summary["budget_ms"] + 1e-9).all()
+    for folder in summary["export"]:
+        assert (pd.io.common.Path(folder) / "report.json").exists()
+    stamps = {p: p.stat().st_mtime_ns for p in out.rglob("*") if p.is_file() and p.suffix in (".pt", ".onnx")}
+    again = quickstart(out, **kwargs)
+    pd.testing.assert_frame_equal(again, summary)
+    assert stamps == {p: p.stat().st_mtime_ns for p in stamps}  # nothing retrained or re-exported
+    assert main(["report", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "pareto.png" in printed and "exports.csv" in printed
