@@ -30,7 +30,7 @@ from elasticnas.hardware.latency import LatencyResult, measure_latency
 from elasticnas.supernet.arch import Arch
 from elasticnas.supernet.atomic import atomic_write_json, atomic_write_text
 from elasticnas.supernet.errors import ConfigError, InvalidArchitectureError
-from elasticnas.supernet.journal import append_row
+from elasticnas.supernet.journal import append_row, keep_settings
 from elasticnas.supernet.layout import LinearSpec, spec_to_dict
 from elasticnas.supernet.space import MobileNetV3Space
 from elasticnas.supernet.static import build_layer
@@ -350,14 +350,8 @@ def _merge_rounds(rows: pd.DataFrame, layers: list) -> pd.DataFrame:
 
 def _resume_partial(out: Path, settings: dict) -> dict[str, dict]:
     partial_json, partial_csv = out / PARTIAL_JSON, out / PARTIAL_CSV
-    if partial_json.exists():
-        previous = json.loads(partial_json.read_text())
-        if previous != settings:
-            changed = sorted(k for k in settings if previous.get(k) != settings[k])
-            raise ConfigError(f"{out} holds a partial build with other settings ({', '.join(changed)}); "
-                              f"build with the same settings to resume, or delete {PARTIAL_JSON} and {PARTIAL_CSV}")
-    else:
-        atomic_write_json(partial_json, settings)
+    if not keep_settings(partial_json, settings, "a partial build", f"build with the same settings to resume, "
+                         f"or delete {PARTIAL_JSON} and {PARTIAL_CSV}"):
         partial_csv.unlink(missing_ok=True)
     if not partial_csv.exists() or partial_csv.stat().st_size == 0:
         return {}

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -15,8 +14,8 @@ from elasticnas.search.objectives import Constraint, Objective, check_feasible, 
 from elasticnas.search.problem import Archive, ArchProblem
 from elasticnas.search.result import SearchResult
 from elasticnas.supernet.arch import Arch
-from elasticnas.supernet.atomic import atomic_write_json
 from elasticnas.supernet.errors import ConfigError
+from elasticnas.supernet.journal import keep_settings
 from elasticnas.supernet.space import MobileNetV3Space
 
 JOURNAL = "archive.journal.csv"
@@ -82,16 +81,8 @@ def run_search(space: MobileNetV3Space, objectives: Sequence[Objective], *,
 
 
 def _check_settings(folder: Path, settings: dict) -> None:
-    path = folder / SETTINGS
-    if path.exists():
-        previous = json.loads(path.read_text())
-        if previous != settings:
-            changed = sorted(k for k in settings if previous.get(k) != settings[k])
-            raise ConfigError(f"{folder} holds a search with other settings ({', '.join(changed)}); resume with the "
-                              f"same settings or choose another folder")
-    else:
-        folder.mkdir(parents=True, exist_ok=True)
-        atomic_write_json(path, settings)
+    folder.mkdir(parents=True, exist_ok=True)
+    keep_settings(folder / SETTINGS, settings, "a search", "resume with the same settings or choose another folder")
 
 
 def _result(problem: ArchProblem, algorithm: str, seed: int, reference_point: dict | None) -> SearchResult:

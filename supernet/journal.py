@@ -8,13 +8,15 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import os
 from collections.abc import Sequence
 from pathlib import Path
 
 import pandas as pd
 
-from elasticnas.supernet.atomic import atomic_write_text
+from elasticnas.supernet.atomic import atomic_write_json, atomic_write_text
+from elasticnas.supernet.errors import ConfigError
 
 
 def append_row(handle, row: dict) -> None:
@@ -51,3 +53,20 @@ def read_journal(path: str | os.PathLike, required: Sequence[str] = ()) -> pd.Da
     if missing:
         raise ValueError(f"{path} lacks the columns {missing}; it was not written by this version of elasticnas")
     return frame
+
+
+def keep_settings(path: str | os.PathLike, settings: dict, what: str, advice: str) -> bool:
+    """Record ``settings`` at ``path``, or check them against those recorded there.
+
+    Returns True when the settings were already recorded (work to resume); raises naming
+    the keys that differ, then ``advice``, when they do not match.
+    """
+    path = Path(path)
+    if path.exists():
+        previous = json.loads(path.read_text())
+        if previous != settings:
+            changed = sorted(k for k in set(settings) | set(previous) if previous.get(k) != settings.get(k))
+            raise ConfigError(f"{path.parent} holds {what} with other settings ({', '.join(changed)}); {advice}")
+        return True
+    atomic_write_json(path, settings)
+    return False
