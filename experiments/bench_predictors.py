@@ -98,6 +98,7 @@ def plot(summary: pd.DataFrame, path: Path) -> None:
             style = {"lw": 2.5} if method.startswith("auto") or method == "dynast_baseline" else {"lw": 1, "alpha": 0.7}
             ax.plot(group["n_train"], group["kendall_tau"], marker="o", label=method, **style)
         ax.set(xscale="log", xlabel="training subnets", ylabel="Kendall tau on held-out subnets", title=dataset)
+        ax.minorticks_off()
         ax.set_xticks(sorted(part["n_train"].unique()), [str(v) for v in sorted(part["n_train"].unique())])
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
