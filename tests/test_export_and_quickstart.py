@@ -34,8 +34,9 @@ def test_exported_formats_and_reloaded_model_match_the_supernet(trained_run, tmp
         scripted = torch.jit.load(str(out / "model.torchscript.pt"))(x)
     onnx = ort.InferenceSession(str(out / "model.onnx")).run(None, {"input": x.numpy()})[0]
     assert (loaded - expected).abs().max() <= 1e-5
-    assert (scripted - loaded).abs().max() <= 1e-4
-    assert np.abs(onnx - loaded.numpy()).max() <= 1e-4
+    scale = max(1.0, loaded.abs().max().item())
+    assert (scripted - loaded).abs().max() <= 1e-4 * scale
+    assert np.abs(onnx - loaded.numpy()).max() <= 1e-4 * scale
     meta = json.loads((out / "arch.json").read_text())
     assert space.canonical(meta["arch"]) == arch and meta["space_fingerprint"] == space.fingerprint
 
@@ -63,7 +64,7 @@ def test_export_command_writes_a_measured_report(run_copy, tmp_path, capsys):
     report = json.loads((out / "report.json").read_text())
     assert 0 <= report["test_top1"] <= 100 and report["latency_ms_measured"] > 0
     assert report["reloaded_equals_supernet_subnet"] and set(report["files"]) >= {"weights.safetensors", "model.onnx"}
-    assert max(report["max_abs_difference"].values()) <= 1e-4
+    assert max(report["max_relative_difference"].values()) <= 1e-4
     assert main(["export", str(run_copy), "--budget-ms", "3", "--out", str(out)]) == 2
     assert "elasticnas search" in capsys.readouterr().err
     assert main(["export", str(run_copy), "--arch-json", str(arch_file), "--formats", "onnx", "--out", str(out)]) == 2
