@@ -2,9 +2,12 @@
 
 Search ranks architectures, so the selection criterion is the rank correlation of
 out-of-fold predictions, not squared error (a predictor with a constant offset ranks
-perfectly). optuna's TPE sampler proposes an estimator family and its hyperparameters;
-every family is tried at least once; the final model averages the best trial of each of
-the top ``ensemble`` families when that average ranks better out of fold than the best one.
+perfectly). optuna's TPE sampler proposes an estimator family, its hyperparameters and
+whether to one-hot expand the discrete columns (an RBF kernel on one-hot codes compares
+architectures by how many choices differ, on ordinal codes by how far apart they are, and
+which ranks better depends on the data); every family is tried at least once; the final
+model averages the best trial of each of the top ``ensemble`` families when that average
+ranks better out of fold than the best one.
 
 >>> model = make_pipeline(ArchEncoder(space), AutoPredictor(n_trials=40, seed=0))  # doctest: +SKIP
 """
@@ -18,13 +21,29 @@ import numpy as np
 import optuna
 import pandas as pd
 from sklearn.base import BaseEstimator, RegressorMixin, clone
+from sklearn.compose import ColumnTransformer
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.model_selection import KFold
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import OneHotEncoder
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from elasticnas.predictors.estimators import ESTIMATORS, create_estimator
 from elasticnas.predictors.quality import kendall_tau
 from elasticnas.supernet.errors import ConfigError, unknown_name
+
+# Columns with at most this many distinct training values count as discrete choices.
+MAX_CATEGORIES = 12
+
+
+def _discrete_columns(X: np.ndarray) -> list[int]:
+    return [j for j in range(X.shape[1]) if len(np.unique(X[:, j])) <= MAX_CATEGORIES]
+
+
+def _one_hot_then(estimator, columns: list[int]):
+    expand = ColumnTransformer([("onehot", OneHotEncoder(handle_unknown="ignore", sparse_output=False), columns)],
+                               remainder="passthrough")
+    return make_pipeline(expand, estimator)
 
 
 class AutoPredictor(RegressorMixin, BaseEstimator):
@@ -66,11 +85,16 @@ class AutoPredictor(RegressorMixin, BaseEstimator):
             raise ValueError(f"AutoPredictor needs at least 2 samples to cross-validate, got n_samples = {len(y)}")
         folds = list(KFold(min(self.cv, len(y)), shuffle=True, random_state=self.seed).split(X))
         records: list[dict] = []
+        discrete = _discrete_columns(X)
+        feature_choices = ["given", "onehot"] if discrete else ["given"]
 
         def objective(trial: optuna.Trial) -> float:
             name = trial.suggest_categorical("estimator", names)
+            features = trial.suggest_categorical("features", feature_choices)
             params = ESTIMATORS[name][1](trial)
             estimator = create_estimator(name, seed=self.seed, **params)
+            if features == "onehot":
+                estimator = _one_hot_then(estimator, discrete)
             predictions = np.empty(len(y))
             try:
                 with warnings.catch_warnings():
@@ -82,8 +106,8 @@ class AutoPredictor(RegressorMixin, BaseEstimator):
             if not np.isfinite(predictions).all():
                 raise optuna.TrialPruned("non-finite predictions")
             tau = kendall_tau(y, predictions)
-            records.append({"trial": trial.number, "estimator": name, "params": params, "tau": tau,
-                            "model": estimator, "predictions": predictions})
+            records.append({"trial": trial.number, "estimator": name, "features": features, "params": params,
+                            "tau": tau, "model": estimator, "predictions": predictions})
             return tau
 
         verbosity = optuna.logging.get_verbosity()
@@ -110,17 +134,18 @@ class AutoPredictor(RegressorMixin, BaseEstimator):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", ConvergenceWarning)
             self.members_ = [clone(r["model"]).fit(X, y) for r in chosen]
-        self.member_names_ = [r["estimator"] for r in chosen]
+        self.member_names_ = [r["estimator"] + "(onehot)" * (r["features"] == "onehot") for r in chosen]
         self.cv_score_ = float(best_tau)
         self.oof_predictions_ = np.mean([r["predictions"] for r in chosen], axis=0)
         # plain values only, so that skops can save the fitted predictor
-        self.trial_records_ = [{"trial": r["trial"], "estimator": r["estimator"], "tau": r["tau"],
-                                "params": json.dumps(r["params"])} for r in records]
+        self.trial_records_ = [{"trial": r["trial"], "estimator": r["estimator"], "features": r["features"],
+                                "tau": r["tau"], "params": json.dumps(r["params"])} for r in records]
         return self
 
     @property
     def trials_(self) -> pd.DataFrame:
-        """One row per completed trial: number, estimator family, hyperparameters (JSON), out-of-fold tau."""
+        """One row per completed trial: number, estimator family, features (given or onehot),
+        hyperparameters (JSON), out-of-fold tau."""
         check_is_fitted(self, "members_")
         return pd.DataFrame(self.trial_records_)
 

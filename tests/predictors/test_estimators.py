@@ -70,3 +70,23 @@ def test_dynast_baseline_keeps_the_model_with_the_lower_cross_validated_mape():
     bumpy = 50 + 5 * np.sin(8 * X[:, 0]) * np.cos(8 * X[:, 1])
     model = DynastBaselinePredictor().fit(X, bumpy)
     assert model.chosen_ == "svr" and model.cv_mape_ > 0
+
+
+def test_auto_predictor_one_hot_expands_discrete_choices_when_that_ranks_better(tmp_path):
+    from elasticnas.predictors import load_predictor, save_predictor
+
+    # Accuracy that depends on which kernel size a block has, not on how large it is: a linear
+    # model cannot rank it on ordinal codes, and ranks it exactly on one-hot codes.
+    archs = list(dict.fromkeys(SPACE.sample(3, n=160)))
+    effect = {3: 0.0, 5: 2.0, 7: 1.0}
+    y = np.array([sum(effect[k] for k in a.kernel_sizes[:3] if k) for a in archs])
+    X = ArchEncoder(SPACE, "ordinal").fit().transform(archs)
+    train, test = slice(0, 120), slice(120, None)
+    model = AutoPredictor(candidates=("ridge",), n_trials=6, cv=3, seed=0).fit(X[train], y[train])
+    assert set(model.trials_["features"]) == {"given", "onehot"}
+    assert model.member_names_ == ["ridge(onehot)"]
+    by_features = model.trials_.groupby("features")["tau"].max()
+    assert by_features["onehot"] > by_features["given"] + 0.1
+    assert kendall_tau(y[test], model.predict(X[test])) > 0.75  # ridge on ordinal codes: about 0.4
+    path = save_predictor(model, tmp_path / "auto.skops", space=SPACE, target="val_top1")
+    assert np.array_equal(load_predictor(path, SPACE).predict(X[test]), model.predict(X[test]))
