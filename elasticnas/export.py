@@ -23,11 +23,12 @@ from safetensors.torch import load as load_safetensors
 from safetensors.torch import save as save_safetensors
 from torch import nn
 
+from elasticnas.core.atomic import atomic_write_bytes, atomic_write_json
+from elasticnas.core.errors import ConfigError
 from elasticnas.hardware.runtimes import export_onnx_bytes
 from elasticnas.supernet.arch import Arch
-from elasticnas.supernet.atomic import atomic_write_bytes, atomic_write_json
-from elasticnas.supernet.errors import ConfigError
-from elasticnas.supernet.space import MobileNetV3Space
+from elasticnas.supernet.registry import space_from_config
+from elasticnas.supernet.space import SearchSpace
 from elasticnas.supernet.static import build_static
 
 FORMATS = ("safetensors", "torchscript", "onnx")
@@ -54,7 +55,7 @@ def parse_formats(formats: str | Sequence[str]) -> tuple[str, ...]:
     return chosen
 
 
-def export_subnet(model: nn.Module, space: MobileNetV3Space, arch: Arch, out: str | Path, *,
+def export_subnet(model: nn.Module, space: SearchSpace, arch: Arch, out: str | Path, *,
                   formats: str | Sequence[str] = FORMATS, seed: int = 0) -> dict:
     """Write the static ``model`` of ``arch`` (e.g. ``calibrated_subnet(supernet, arch, data)``).
 
@@ -68,7 +69,7 @@ def export_subnet(model: nn.Module, space: MobileNetV3Space, arch: Arch, out: st
     model = model.eval().cpu()
     atomic_write_json(out / ARCH_JSON, {
         "supernet": space.name, "family": space.family, "space_fingerprint": space.fingerprint,
-        "space": space.to_config(), "arch": arch.to_dict(), "arch_ofa": arch.to_dict("ofa"),
+        "space": space.to_config(), "arch": arch.to_dict(), "arch_ofa": space.to_foreign_dict(arch),
         "input_shape": [space.in_channels, arch.resolution, arch.resolution], "num_classes": space.num_classes,
         "elasticnas_version": package_version(), "torch_version": torch.__version__,
     })
@@ -106,12 +107,12 @@ def export_subnet(model: nn.Module, space: MobileNetV3Space, arch: Arch, out: st
     return {"max_abs_difference": differences, "max_relative_difference": relative, "files": sizes}
 
 
-def read_arch_json(folder: str | Path) -> tuple[MobileNetV3Space, Arch, dict]:
+def read_arch_json(folder: str | Path) -> tuple[SearchSpace, Arch, dict]:
     path = Path(folder) / ARCH_JSON
     if not path.is_file():
         raise FileNotFoundError(f"no {ARCH_JSON} in {folder}; export a subnet there with `elasticnas export`")
     data = json.loads(path.read_text())
-    space = MobileNetV3Space.from_config(data["space"])
+    space = space_from_config(data["space"])
     if space.fingerprint != data["space_fingerprint"]:
         raise ConfigError(f"{path} is inconsistent: its space does not match its fingerprint")
     return space, space.canonical(data["arch"]), data

@@ -11,16 +11,16 @@ import torch
 from sklearn.pipeline import make_pipeline
 from tqdm.auto import tqdm
 
+from elasticnas.core.atomic import atomic_save_figure, atomic_write_text, pyplot
+from elasticnas.core.errors import ConfigError
+from elasticnas.core.journal import append_row, read_journal
 from elasticnas.hardware.counting import count_all
 from elasticnas.hardware.latency import measure_archs
 from elasticnas.hardware.lookup import TABLE_JSON, LatencyTable
 from elasticnas.predictors import ArchEncoder, AutoPredictor, cross_validated_report, save_predictor
 from elasticnas.runs import EVALUATIONS, PREDICTORS, TrainedRun, load_trained, run_space, spread_by_macs
-from elasticnas.supernet.atomic import atomic_save_figure, atomic_write_text, pyplot
-from elasticnas.supernet.errors import ConfigError
 from elasticnas.supernet.evaluation import evaluate
-from elasticnas.supernet.journal import append_row, read_journal
-from elasticnas.supernet.space import MobileNetV3Space
+from elasticnas.supernet.space import SearchSpace
 
 COST_COLUMNS = ("macs", "params", "size_bytes", "peak_activation_bytes")
 EVAL_COLUMNS = ("arch", "resolution", *COST_COLUMNS, "table_latency_ms", "val_top1", "val_loss", "val_images",
@@ -33,7 +33,7 @@ def table_folder(run_folder: str | Path, device: str, runtime: str) -> Path:
     return Path(run_folder) / "tables" / f"{device.replace(':', '')}_{runtime}"
 
 
-def latency_table_for(run_folder: str | Path, space: MobileNetV3Space, *, device: str = "cpu",
+def latency_table_for(run_folder: str | Path, space: SearchSpace, *, device: str = "cpu",
                       runtime: str = "torch", threads: int | None = None, calibrate: int = 10, seed: int = 0,
                       progress: bool = True) -> LatencyTable:
     """The run's latency table for ``device``/``runtime``, built (resumably) on first use.

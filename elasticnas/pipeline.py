@@ -13,14 +13,14 @@ from pathlib import Path
 import pandas as pd
 import torch
 
+from elasticnas.core.atomic import atomic_write_json, atomic_write_text
+from elasticnas.core.errors import ConfigError
 from elasticnas.export import FORMATS, export_subnet, load_subnet, read_arch_json
 from elasticnas.hardware.counting import count_all
 from elasticnas.hardware.latency import measure_archs
 from elasticnas.measure import fit_run, latency_table_for, measure_run, read_evaluations
 from elasticnas.runs import EXPORTS, PREDICTORS, SEARCH, load_trained
 from elasticnas.supernet.arch import Arch
-from elasticnas.supernet.atomic import atomic_write_json, atomic_write_text
-from elasticnas.supernet.errors import ConfigError
 from elasticnas.supernet.evaluation import calibrated_subnet
 
 REPORT = "report.json"
@@ -118,7 +118,7 @@ def quickstart(out: str | Path = "runs/quickstart", *, config: str = "mnist_sand
     reports_csv = out / PREDICTORS / "reports.csv"
     if not reports_csv.exists() or pd.read_csv(reports_csv)["samples"].iloc[0] != len(read_evaluations(out)):
         fit_run(out, n_trials=trials, seed=seed, progress=progress)
-    cheapest, _ = table.cheapest()
+    cheapest, _, _ = table.cheapest()
     slowest = float(table.predict([run.space.max()])[0])
     budgets = [round(cheapest + f * (slowest - cheapest), 3) for f in (0.15, 0.4, 0.7)]
     stage(f"5/6 searching the accuracy-latency front under {budgets} ms")

@@ -20,14 +20,13 @@ import numpy as np
 import torch
 from torch import nn
 
+from elasticnas.core.checkpoint import load_checkpoint
+from elasticnas.core.config import load_yaml, parse_config
+from elasticnas.core.errors import ConfigError
 from elasticnas.data import DataSplits
 from elasticnas.experiment import ExperimentConfig, build_run
-from elasticnas.supernet.arch import Arch
-from elasticnas.supernet.checkpoint import load_checkpoint
-from elasticnas.supernet.config import load_yaml, parse_config
-from elasticnas.supernet.errors import ConfigError
 from elasticnas.supernet.evaluation import EvalData
-from elasticnas.supernet.space import MobileNetV3Space
+from elasticnas.supernet.space import SearchSpace
 
 CONFIG = "config.yaml"
 CHECKPOINT = "checkpoint.pt"
@@ -47,7 +46,7 @@ class TrainedRun:
     supernet: nn.Module
 
     @property
-    def space(self) -> MobileNetV3Space:
+    def space(self) -> SearchSpace:
         return self.supernet.space
 
     def eval_data(self, split: str = "val") -> EvalData:
@@ -68,7 +67,7 @@ def run_config(folder: str | Path) -> ExperimentConfig:
     return parse_config(ExperimentConfig, load_yaml(path))
 
 
-def run_space(folder: str | Path) -> MobileNetV3Space:
+def run_space(folder: str | Path) -> SearchSpace:
     """The search space of a run, from its config alone (no data, no weights)."""
     return load_trained(folder, weights=False).space
 
@@ -87,7 +86,7 @@ def load_trained(folder: str | Path, *, weights: bool = True, require_finished: 
     return TrainedRun(folder, config, splits, supernet.eval())
 
 
-def spread_by_macs(space: MobileNetV3Space, n: int, *, seed: int = 0, pool_size: int = 20_000) -> list:
+def spread_by_macs(space: SearchSpace, n: int, *, seed: int = 0, pool_size: int = 20_000) -> list:
     """``n`` distinct subnets whose MACs are spread evenly from the smallest to the largest.
 
     Uniform sampling piles subnets up in the middle of the MACs range; here a pool is drawn
@@ -98,7 +97,7 @@ def spread_by_macs(space: MobileNetV3Space, n: int, *, seed: int = 0, pool_size:
     from elasticnas.hardware.counting import count_all
 
     rng = np.random.default_rng(seed)
-    pool = [space.min(), space.max()] + [_sample_at_level(space, rng, rng.random()) for _ in range(pool_size)]
+    pool = [space.min(), space.max()] + [space.sample_at_level(rng, rng.random()) for _ in range(pool_size)]
     pool = list(dict.fromkeys(pool))
     macs = count_all(space, pool)["macs"].astype(float)
     order, taken = [], np.zeros(len(pool), dtype=bool)
@@ -125,17 +124,6 @@ def _spread_targets(low: float, high: float, n: int) -> np.ndarray:
 
     points = np.array([0.0, 1.0] + [radical_inverse(i) for i in range(1, max(n - 1, 1))])[:n]
     return low + points * (high - low)
-
-
-def _sample_at_level(space: MobileNetV3Space, rng: np.random.Generator, level: float) -> Arch:
-    def pick(choices, size):
-        # index ~ Binomial(len-1, level): level 0 -> smallest choices, 1 -> largest
-        return [choices[i] for i in rng.binomial(len(choices) - 1, level, size=size)]
-
-    return Arch(resolution=int(pick(space.resolutions, 1)[0]),
-                depths=tuple(int(d) for d in pick(space.depth_choices, space.num_stages)),
-                kernel_sizes=tuple(int(k) for k in pick(space.kernel_choices, space.num_slots)),
-                expand_ratios=tuple(pick(space.expand_choices, space.num_slots)))
 
 
 def default_device() -> str:

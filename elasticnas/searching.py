@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from elasticnas.core.errors import ConfigError
 from elasticnas.measure import append_evaluations, latency_table_for, read_evaluations
 from elasticnas.predictors import load_predictor
 from elasticnas.runs import PREDICTORS, SEARCH, load_trained, run_space
@@ -21,7 +22,6 @@ from elasticnas.search import (
     run_search,
     table_latency_objective,
 )
-from elasticnas.supernet.errors import ConfigError
 
 OBJECTIVES = ("accuracy", "latency", "macs", "params", "size_bytes", "peak_activation_bytes")
 

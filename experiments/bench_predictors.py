@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from elasticnas.core.atomic import atomic_save_figure, atomic_write_text, pyplot
 from elasticnas.predictors import (
     ArchEncoder,
     AutoPredictor,
@@ -34,7 +35,6 @@ from elasticnas.predictors import (
 )
 from elasticnas.reference import load_reference_trace, reference_trace_path
 from elasticnas.supernet import create_space
-from elasticnas.supernet.atomic import atomic_save_figure, atomic_write_text, pyplot
 
 RESULTS = Path(__file__).parent / "results"
 SIZES = (25, 50, 100, 200, 300)

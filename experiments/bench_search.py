@@ -30,13 +30,13 @@ import numpy as np
 import pandas as pd
 from sklearn.pipeline import make_pipeline
 
+from elasticnas.core.atomic import atomic_save_figure, atomic_write_text, pyplot
 from elasticnas.hardware import LatencyTable
 from elasticnas.predictors import ArchEncoder, GradientBoostingPredictor
 from elasticnas.reference import load_reference_trace
 from elasticnas.search import Objective, run_guided_search, run_search, table_latency_objective
 from elasticnas.search.result import hypervolume
 from elasticnas.supernet import create_space
-from elasticnas.supernet.atomic import atomic_save_figure, atomic_write_text, pyplot
 
 RESULTS = Path(__file__).parent / "results"
 ALGORITHMS = ("nsga2", "agemoea", "random", "optuna-nsga2", "optuna-tpe", "guided")

@@ -18,8 +18,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from elasticnas.core.errors import ConfigError
 from elasticnas.hardware.runtimes import prepare
-from elasticnas.supernet.errors import ConfigError
 
 
 @dataclass(frozen=True)

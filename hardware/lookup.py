@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import csv
 import datetime as dt
+import itertools
 import json
 import os
 import platform
@@ -26,14 +27,14 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
+from elasticnas.core.atomic import atomic_write_json, atomic_write_text
+from elasticnas.core.errors import ConfigError, InvalidArchitectureError
+from elasticnas.core.journal import append_row, keep_settings
 from elasticnas.hardware.latency import LatencyResult, measure_latency
 from elasticnas.supernet.arch import Arch
-from elasticnas.supernet.atomic import atomic_write_json, atomic_write_text
-from elasticnas.supernet.errors import ConfigError, InvalidArchitectureError
-from elasticnas.supernet.journal import append_row, keep_settings
-from elasticnas.supernet.layout import LinearSpec, spec_to_dict
-from elasticnas.supernet.space import MobileNetV3Space
-from elasticnas.supernet.static import build_layer
+from elasticnas.supernet.registry import space_from_config
+from elasticnas.supernet.space import SearchSpace
+from elasticnas.supernet.specs import spec_to_dict
 
 TABLE_CSV, TABLE_JSON = "latency_table.csv", "latency_table.json"
 PARTIAL_CSV, PARTIAL_JSON = "latency_table.partial.csv", "latency_table.partial.json"
@@ -42,13 +43,6 @@ STAT_COLUMNS = ("median_ms", "mean_ms", "trimmed_mean_ms", "p10_ms", "p90_ms", "
 
 def layer_key(spec) -> str:
     return json.dumps(spec_to_dict(spec), sort_keys=True, separators=(",", ":"))
-
-
-def _layer_input_shape(spec) -> tuple[int, ...]:
-    if isinstance(spec, LinearSpec):
-        return (spec.in_features, 1, 1)
-    channels = spec.channels if hasattr(spec, "channels") else spec.in_channels
-    return (channels, spec.resolution, spec.resolution)
 
 
 def cpu_model() -> str:
@@ -87,7 +81,7 @@ class LatencyTable:
     >>> table.predict(space.sample(0, n=1000))  # doctest: +SKIP
     """
 
-    def __init__(self, space: MobileNetV3Space, entries: pd.DataFrame, metadata: dict,
+    def __init__(self, space: SearchSpace, entries: pd.DataFrame, metadata: dict,
                  calibration: dict | None = None):
         self.space = space
         self.entries = entries.reset_index(drop=True)
@@ -99,17 +93,12 @@ class LatencyTable:
 
     # ----- building ---------------------------------------------------------------------
     @staticmethod
-    def layers_to_measure(space: MobileNetV3Space, resolutions: Sequence[int]) -> list:
+    def layers_to_measure(space: SearchSpace, resolutions: Sequence[int]) -> list:
         """Distinct layer configurations any subnet at these resolutions can contain, in order."""
-        seen: dict[str, object] = {}
-        for resolution in resolutions:
-            fixed, blocks = space.layer_choices(resolution)
-            for spec in (*fixed, *blocks.values()):
-                seen.setdefault(layer_key(spec), spec)
-        return list(seen.values())
+        return space.layers_at(resolutions)
 
     @classmethod
-    def build(cls, space: MobileNetV3Space, *, device: str = "cpu", runtime: str = "torch", batch_size: int = 1,
+    def build(cls, space: SearchSpace, *, device: str = "cpu", runtime: str = "torch", batch_size: int = 1,
               resolutions: Sequence[int] | None = None, threads: int | None = None, warmup: int = 5,
               repeats: int = 30, rounds: int = 3, seed: int = 0, out: str | os.PathLike | None = None,
               progress: bool = True) -> LatencyTable:
@@ -154,8 +143,8 @@ class LatencyTable:
             for round_index, i in todo:
                 spec = layers[i]
                 torch.manual_seed(0)
-                module = build_layer(spec, space.bn_momentum, space.bn_eps).eval()
-                result = measure_latency(module, input_shape=_layer_input_shape(spec), batch_size=batch_size,
+                module = spec.build(space.bn_momentum, space.bn_eps).eval()
+                result = measure_latency(module, input_shape=spec.input_shape, batch_size=batch_size,
                                          device=device, runtime=runtime, threads=threads, warmup=warmup,
                                          repeats=repeats)
                 row = _row(layer_key(spec), spec, result, round_index)
@@ -206,33 +195,25 @@ class LatencyTable:
                               f"build one with `elasticnas profile`")
         metadata = json.loads((folder / TABLE_JSON).read_text())
         calibration = metadata.pop("calibration", None)
-        space = MobileNetV3Space.from_config(metadata["space"])
+        space = space_from_config(metadata["space"])
         if space.fingerprint != metadata["space_fingerprint"]:
             raise ConfigError(f"{folder / TABLE_JSON} is inconsistent: its space does not match its fingerprint")
         return cls(space, pd.read_csv(folder / TABLE_CSV), metadata, calibration)
 
     # ----- prediction ------------------------------------------------------------------
     def _fill_arrays(self) -> None:
-        space = self.space
+        """Latency of each of the space's distinct layers (NaN: not measured), then 0 for id -1."""
         by_key = dict(zip(self.entries["layer"], self.entries[self.metadata.get("statistic", "median_ms")],
                           strict=True))
-        n_res = len(self.resolutions)
-        self._fixed = np.zeros(n_res)
-        self._blocks = np.zeros((n_res, space.num_slots, len(space.kernel_choices), len(space.expand_choices)))
-        for r, resolution in enumerate(self.resolutions):
-            fixed, blocks = space.layer_choices(resolution)
-            try:
-                self._fixed[r] = sum(by_key[layer_key(s)] for s in fixed)
-                for (slot, kernel, expand), spec in blocks.items():
-                    k, e = space.kernel_choices.index(kernel), space.expand_choices.index(expand)
-                    self._blocks[r, slot, k, e] = by_key[layer_key(spec)]
-            except KeyError as missing:
-                raise ConfigError(f"latency table lacks a layer needed at {resolution} px: {missing}") from None
-        self._res_index = {res: i for i, res in enumerate(self.resolutions)}
-        self._num_fixed = len(fixed)
+        needed = {layer_key(spec) for spec in self.space.layers_at(self.resolutions)}
+        missing = needed - set(by_key)
+        if missing:
+            raise ConfigError(f"latency table lacks {len(missing)} layers its resolutions need, e.g. "
+                              f"{sorted(missing)[0]}; build it again")
+        self._latency = np.array([by_key.get(layer_key(s), np.nan) for s in self.space.distinct_layers] + [0.0])
         self._overhead = float(self.metadata.get("call_overhead_ms", 0.0))
 
-    def check(self, space: MobileNetV3Space | None = None, *, batch_size: int | None = None,
+    def check(self, space: SearchSpace | None = None, *, batch_size: int | None = None,
               device: str | None = None, runtime: str | None = None) -> None:
         """Raise unless the table was built for this space, batch size, device and runtime."""
         meta = self.metadata
@@ -251,65 +232,68 @@ class LatencyTable:
             self.check(batch_size=batch_size)
         single = isinstance(archs, Arch)
         archs = [archs] if single else list(archs)
-        res_idx, k_idx, e_idx, active = self._genes(archs)
-        slots = np.arange(self.space.num_slots)
-        block = self._blocks[res_idx[:, None], slots[None, :], k_idx, e_idx]
-        layers = self._num_fixed + active.sum(axis=1)
-        latency = self._fixed[res_idx] + (block * active).sum(axis=1) - (layers - 1) * self._overhead
-        if calibrated and self.calibration:
-            latency = self.calibration["slope"] * latency + self.calibration["intercept"]
+        for arch in archs:
+            if arch.resolution not in self.resolutions:
+                raise InvalidArchitectureError(
+                    f"latency table was built for resolutions {list(self.resolutions)}, not {arch.resolution} px; "
+                    f"build it with that resolution")
+        latency = self.predict_genes(self.space.encode(archs), calibrated=calibrated)
         return float(latency[0]) if single else latency
 
-    def _genes(self, archs: list[Arch]):
-        space = self.space
-        try:
-            res_idx = np.fromiter((self._res_index[a.resolution] for a in archs), dtype=np.int64, count=len(archs))
-        except KeyError as bad:
-            raise InvalidArchitectureError(
-                f"latency table was built for resolutions {list(self.resolutions)}, not {bad.args[0]} px; "
-                f"build it with that resolution"
-            ) from None
-        try:
-            kernels = np.array([a.kernel_sizes for a in archs], dtype=np.int64).reshape(len(archs), -1)
-            ratios = np.array([a.expand_ratios for a in archs], dtype=float).reshape(len(archs), -1)
-        except ValueError:
-            raise InvalidArchitectureError("architectures have differing numbers of block slots") from None
-        if kernels.shape[1] != space.num_slots:
-            raise InvalidArchitectureError(f"architectures have {kernels.shape[1]} block slots; "
-                                           f"the table's space has {space.num_slots}")
-        active = kernels != 0
-        k_idx, k_ok = _choice_index(kernels, space.kernel_choices)
-        e_idx, e_ok = _choice_index(ratios, space.expand_choices)
-        bad = active & ~(k_ok & e_ok)
-        if bad.any():
-            row, slot = map(int, np.argwhere(bad)[0])
-            raise InvalidArchitectureError(
-                f"architecture {row}, slot {slot}: kernel {kernels[row, slot]} / expand {ratios[row, slot]} is not "
-                f"in the space (kernels {list(space.kernel_choices)}, expands {list(space.expand_choices)})")
-        return res_idx, np.where(active, k_idx, 0), np.where(active, e_idx, 0), active
+    def predict_genes(self, genes: np.ndarray, *, calibrated: bool = True) -> np.ndarray:
+        """Predicted latency of each row of an integer gene matrix (vectorised: one gather per layer)."""
+        ids = self.space.layer_ids(genes)
+        layers = (ids >= 0).sum(axis=1)
+        latency = self._latency[ids].sum(axis=1) - (layers - 1) * self._overhead
+        if calibrated and self.calibration:
+            latency = self.calibration["slope"] * latency + self.calibration["intercept"]
+        return latency
 
-    def cheapest(self) -> tuple[float, Arch]:
-        """``(latency_ms, arch)`` of the fastest subnet the table knows, found exactly.
+    def cheapest(self) -> tuple[float, Arch, bool]:
+        """``(latency_ms, arch, exact)``: the fastest subnet found, and whether it is provably the fastest.
 
-        A subnet's table latency is a constant per resolution plus one term per active block,
-        each depending on that block's own genes only, so per stage the best depth and per
-        slot the best kernel/expand pair can be chosen independently.
+        Layers' choices depend on each other (a ResNet stage's width is the next one's input),
+        so the search is a block-coordinate descent from the smallest subnet at each resolution,
+        each move trying every combination of the genes one layer position depends on. It is exact when it meets
+        the lower bound of summing, per layer position, its cheapest possible layer.
         """
         space, best = self.space, None
-        for r, resolution in enumerate(self.resolutions):
-            per_slot = self._blocks[r].reshape(space.num_slots, -1) - self._overhead
-            choice, cost = per_slot.argmin(axis=1), per_slot.min(axis=1)
-            depths = []
-            for stage in range(space.num_stages):
-                running = np.cumsum(cost[stage * space.max_depth : (stage + 1) * space.max_depth])
-                depths.append(min(space.depth_choices, key=lambda d, running=running: running[d - 1]))
-            kernels = [space.kernel_choices[c // len(space.expand_choices)] for c in choice]
-            expands = [space.expand_choices[c % len(space.expand_choices)] for c in choice]
-            arch = Arch(resolution, tuple(depths), tuple(kernels), tuple(expands))
-            value = float(self.predict([arch])[0])
+        res_index = [space.genes[0].choices.index(r) for r in self.resolutions]
+        upper = space.encoding_upper_bounds
+        groups = {tuple(c for c in slot.genes if c != 0) for slot in space.layer_slots} - {()}
+        moves = [np.array(list(itertools.product(*(range(upper[c] + 1) for c in group)))) for group in groups]
+        for r in res_index:
+            current = space.encode([space.min()])[0]
+            current[0] = r
+            value = float(self.predict_genes(current[None, :], calibrated=False)[0])
+            improved = True
+            while improved:  # each round moves all genes of one layer position at once, jointly
+                improved = False
+                for group, combos in zip(groups, moves, strict=True):
+                    trial = np.repeat(current[None, :], len(combos), axis=0)
+                    trial[:, list(group)] = combos
+                    values = self.predict_genes(trial, calibrated=False)
+                    if values.min() < value - 1e-12:
+                        current, value, improved = trial[int(values.argmin())], float(values.min()), True
             if best is None or value < best[0]:
-                best = (value, arch)
-        return best
+                best = (value, current)
+        arch = space.decode(best[1])
+        value = float(self.predict([arch])[0])
+        return value, arch, bool(best[0] <= self._lower_bound() + 1e-9)
+
+    def _lower_bound(self) -> float:
+        """No subnet is faster than the least, over resolutions, of each position's cheapest layer."""
+        space = self.space
+        bounds = []
+        for r in (space.genes[0].choices.index(res) for res in self.resolutions):
+            total = 0.0
+            for slot, (counts, ids) in zip(space.layer_slots, space._slot_tables[1], strict=True):
+                if 0 in slot.genes:
+                    combos = np.array(np.unravel_index(np.arange(len(ids)), counts)).T
+                    ids = ids[combos[:, slot.genes.index(0)] == r]
+                total += float(np.min(np.where(ids >= 0, self._latency[ids] - self._overhead, 0.0)))
+            bounds.append(total + self._overhead)
+        return min(bounds)
 
     # ----- calibration -----------------------------------------------------------------
     def calibrate(self, archs: Sequence[Arch], measured_ms: Sequence[float]) -> LatencyTable:
@@ -322,12 +306,6 @@ class LatencyTable:
         slope, intercept = np.polyfit(raw, measured, 1)
         calibration = {"slope": float(slope), "intercept": float(intercept), "n": int(len(measured))}
         return LatencyTable(self.space, self.entries, self.metadata, calibration)
-
-
-def _choice_index(values: np.ndarray, choices: tuple) -> tuple[np.ndarray, np.ndarray]:
-    sorted_choices = np.asarray(choices, dtype=float)
-    index = np.clip(np.searchsorted(sorted_choices, values), 0, len(choices) - 1)
-    return index, np.isclose(sorted_choices[index], values)
 
 
 def _row(key: str, spec, result: LatencyResult, round_index: int) -> dict:

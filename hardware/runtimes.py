@@ -15,7 +15,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from elasticnas.supernet.errors import ConfigError, unknown_name
+from elasticnas.core.errors import ConfigError
+from elasticnas.core.registry import Registry
 
 
 @dataclass(frozen=True)
@@ -87,16 +88,15 @@ def _prepare_onnxruntime(model: nn.Module, example: torch.Tensor, dev: torch.dev
     return Prepared(lambda: session.run(None, feed), lambda: None)
 
 
-RUNTIMES = ("torch", "torchscript", "onnxruntime")
+# name -> prepare(model, example, device, threads): how to run a model on that runtime
+RUNTIMES: Registry[Callable[..., Prepared]] = Registry("runtime")
+RUNTIMES.register("torch", lambda model, example, dev, threads: _prepare_torch(model, example, dev))
+RUNTIMES.register("torchscript", lambda model, example, dev, threads: _prepare_torchscript(model, example, dev))
+RUNTIMES.register("onnxruntime", _prepare_onnxruntime)
+register_runtime = RUNTIMES.register
 
 
 def prepare(model: nn.Module, example: torch.Tensor, *, runtime: str, device: str,
             threads: int | None = None) -> Prepared:
-    dev = _check_device(device)
-    if runtime == "torch":
-        return _prepare_torch(model, example, dev)
-    if runtime == "torchscript":
-        return _prepare_torchscript(model, example, dev)
-    if runtime == "onnxruntime":
-        return _prepare_onnxruntime(model, example, dev, threads)
-    raise unknown_name("runtime", runtime, RUNTIMES)
+    prepare_on = RUNTIMES.get(runtime)
+    return prepare_on(model, example, _check_device(device), threads)

@@ -28,9 +28,9 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import OneHotEncoder
 from sklearn.utils.validation import check_is_fitted, validate_data
 
+from elasticnas.core.errors import ConfigError
 from elasticnas.predictors.estimators import ESTIMATORS, create_estimator
 from elasticnas.predictors.quality import kendall_tau
-from elasticnas.supernet.errors import ConfigError, unknown_name
 
 # Columns with at most this many distinct training values count as discrete choices.
 MAX_CATEGORIES = 12
@@ -67,10 +67,9 @@ class AutoPredictor(RegressorMixin, BaseEstimator):
         self.seed = seed
 
     def _names(self) -> list[str]:
-        names = list(self.candidates) if self.candidates is not None else list(ESTIMATORS)
+        names = list(self.candidates) if self.candidates is not None else ESTIMATORS.names()
         for name in names:
-            if name not in ESTIMATORS:
-                raise unknown_name("estimator", name, ESTIMATORS)
+            ESTIMATORS.get(name)  # an unknown name fails here, listing the known ones
         if not names:
             raise ConfigError("AutoPredictor needs at least one candidate estimator")
         if self.cv < 2 or self.ensemble < 1:
@@ -91,7 +90,7 @@ class AutoPredictor(RegressorMixin, BaseEstimator):
         def objective(trial: optuna.Trial) -> float:
             name = trial.suggest_categorical("estimator", names)
             features = trial.suggest_categorical("features", feature_choices)
-            params = ESTIMATORS[name][1](trial)
+            params = ESTIMATORS.get(name)[1](trial)
             estimator = create_estimator(name, seed=self.seed, **params)
             if features == "onehot":
                 estimator = _one_hot_then(estimator, discrete)

@@ -17,14 +17,14 @@ import numpy as np
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils.validation import check_is_fitted
 
+from elasticnas.core.errors import ConfigError, InvalidArchitectureError
 from elasticnas.supernet.arch import Arch
-from elasticnas.supernet.errors import ConfigError, InvalidArchitectureError
-from elasticnas.supernet.space import MobileNetV3Space
+from elasticnas.supernet.space import SearchSpace
 
 ENCODINGS = ("onehot", "ordinal")
 
 
-def as_archs(space: MobileNetV3Space, X) -> list[Arch]:
+def as_archs(space: SearchSpace, X) -> list[Arch]:
     """Canonical architectures from Arch objects, dicts or JSON strings (a list, array or Series)."""
     if isinstance(X, (Arch, str, Mapping)):
         X = [X]
@@ -40,18 +40,18 @@ def as_archs(space: MobileNetV3Space, X) -> list[Arch]:
 class ArchEncoder(TransformerMixin, BaseEstimator):
     """Encode architectures of ``space`` as float features.
 
-    ``kind="onehot"``: the resolution one-hot, then per block slot its kernel size and its
-    expand ratio one-hot (all zeros for an inactive block). ``kind="ordinal"``: the
-    resolution, each stage's depth and each slot's kernel and expand choice as their rank
-    scaled to (0, 1] (0 for an inactive block); fewer features, suited to trees.
+    ``kind="onehot"``: the resolution one-hot, then per block position its genes (e.g. kernel
+    size and expand ratio) one-hot, all zeros for an inactive block. ``kind="ordinal"``:
+    every gene as its choice's rank scaled to (0, 1] (0 when inactive); fewer features,
+    suited to trees.
     """
 
-    def __init__(self, space: MobileNetV3Space | None = None, kind: str = "onehot"):
+    def __init__(self, space: SearchSpace | None = None, kind: str = "onehot"):
         self.space = space
         self.kind = kind
 
-    def _check_params(self) -> MobileNetV3Space:
-        if not isinstance(self.space, MobileNetV3Space):
+    def _check_params(self) -> SearchSpace:
+        if not isinstance(self.space, SearchSpace):
             raise ConfigError(f"ArchEncoder needs a search space, but got space={self.space!r}")
         if self.kind not in ENCODINGS:
             raise ConfigError(f"unknown encoding kind={self.kind!r}; choose one of {list(ENCODINGS)}")
@@ -83,40 +83,33 @@ class ArchEncoder(TransformerMixin, BaseEstimator):
         return tags
 
 
-def feature_names(space: MobileNetV3Space, kind: str) -> list[str]:
-    slots = range(space.num_slots)
+def _onehot_columns(space: SearchSpace) -> list[int]:
+    """Gene columns one-hot encoded, position-major (slot j's genes side by side).
+
+    Genes that switch others off (depths) are left out: the all-zero blocks of the genes
+    they control already say which blocks are off, as in Once-for-All's encoding. Genes
+    with a single choice are left out unless something can switch them off.
+    """
+    controllers = {g.active_if[0] for g in space.genes if g.active_if is not None}
+    fields = space.arch_type.field_names()
+    keep = [c for c, g in enumerate(space.genes)
+            if c not in controllers and (len(g.choices) > 1 or g.active_if is not None)]
+    return sorted(keep, key=lambda c: (-1 if space.genes[c].index is None else space.genes[c].index,
+                                       fields.index(space.genes[c].field)))
+
+
+def feature_names(space: SearchSpace, kind: str) -> list[str]:
     if kind == "ordinal":
-        return (["resolution"] + [f"depth[{s}]" for s in range(space.num_stages)]
-                + [f"kernel[{j}]" for j in slots] + [f"expand[{j}]" for j in slots])
-    names = [f"resolution={r}" for r in space.resolutions] if len(space.resolutions) > 1 else []
-    for j in slots:
-        names += [f"kernel[{j}]={k}" for k in space.kernel_choices]
-        names += [f"expand[{j}]={e}" for e in space.expand_choices]
-    return names
+        return [g.name for g in space.genes]
+    return [f"{space.genes[c].name}={v}" for c in _onehot_columns(space) for v in space.genes[c].choices]
 
 
-def encode_archs(space: MobileNetV3Space, archs: list[Arch], kind: str = "onehot") -> np.ndarray:
+def encode_archs(space: SearchSpace, archs: list[Arch], kind: str = "onehot") -> np.ndarray:
     """Vectorised encoding of validated architectures (see :class:`ArchEncoder`)."""
-    genes = space.encode(archs) if archs else np.zeros((0, len(space.encoding_upper_bounds)), dtype=np.int64)
-    s, n = space.num_stages, space.num_slots
-    depth_index, kernel_index, expand_index = genes[:, 1 : 1 + s], genes[:, 1 + s : 1 + s + n], genes[:, 1 + s + n :]
-    depths = np.asarray(space.depth_choices)[depth_index]
-    block = np.tile(np.arange(space.max_depth), s)
-    active = block[None, :] < np.repeat(depths, space.max_depth, axis=1)
+    genes = space.encode(archs) if archs else np.zeros((0, len(space.genes)), dtype=np.int64)
+    active = space.active_mask(genes)
+    counts = np.array([len(g.choices) for g in space.genes])
     if kind == "ordinal":
-        def rank(index, count):
-            return (index + 1) / count
-
-        resolution = rank(genes[:, :1], len(space.resolutions))
-        return np.hstack([
-            resolution,
-            rank(depth_index, len(space.depth_choices)),
-            np.where(active, rank(kernel_index, len(space.kernel_choices)), 0.0),
-            np.where(active, rank(expand_index, len(space.expand_choices)), 0.0),
-        ]).astype(np.float64)
-    nk, ne = len(space.kernel_choices), len(space.expand_choices)
-    kernels = np.eye(nk)[kernel_index] * active[..., None]
-    expands = np.eye(ne)[expand_index] * active[..., None]
-    per_slot = np.concatenate([kernels, expands], axis=2).reshape(len(archs), n * (nk + ne))
-    parts = [np.eye(len(space.resolutions))[genes[:, 0]]] if len(space.resolutions) > 1 else []
-    return np.hstack([*parts, per_slot]).astype(np.float64)
+        return np.where(active, (genes + 1) / counts, 0.0).astype(np.float64)
+    parts = [np.eye(counts[c])[genes[:, c]] * active[:, c, None] for c in _onehot_columns(space)]
+    return np.hstack(parts).astype(np.float64) if parts else np.zeros((len(genes), 0))

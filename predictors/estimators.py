@@ -23,7 +23,8 @@ from sklearn.svm import SVR
 from sklearn.utils.validation import check_is_fitted, validate_data
 from threadpoolctl import threadpool_limits
 
-from elasticnas.supernet.errors import unknown_name
+from elasticnas.core.errors import unknown_name
+from elasticnas.core.registry import Registry
 
 
 class _StandardisedTargetRegressor(RegressorMixin, BaseEstimator):
@@ -150,7 +151,7 @@ class MLPPredictor(_StandardisedTargetRegressor):
 
 
 # name -> (class, optuna search space: trial -> keyword arguments)
-ESTIMATORS: dict[str, tuple[type, Callable]] = {
+_BUILT_IN: dict[str, tuple[type, Callable]] = {
     "ridge": (RidgePredictor, lambda t: {"alpha": t.suggest_float("ridge.alpha", 1e-3, 1e3, log=True)}),
     "svr": (SVRPredictor, lambda t: {
         "C": t.suggest_float("svr.C", 1e-1, 1e3, log=True),
@@ -178,17 +179,16 @@ ESTIMATORS: dict[str, tuple[type, Callable]] = {
     }),
 }
 SEEDED = {"gp", "gbt", "rf", "mlp"}
-
-
-def list_estimators() -> list[str]:
-    return list(ESTIMATORS)
+ESTIMATORS: Registry[tuple[type, Callable]] = Registry("estimator")
+for _name, _entry in _BUILT_IN.items():
+    ESTIMATORS.register(_name, _entry)
+register_estimator = ESTIMATORS.register
+list_estimators = ESTIMATORS.names
 
 
 def create_estimator(name: str, seed: int | None = None, **params):
     """An unfitted estimator by registry name, e.g. ``create_estimator("svr", C=10.0)``."""
-    if name not in ESTIMATORS:
-        raise unknown_name("estimator", name, ESTIMATORS)
-    cls, _ = ESTIMATORS[name]
+    cls, _ = ESTIMATORS.get(name)
     if name in SEEDED:
         params.setdefault("random_state", seed)
     return cls(**params)

@@ -15,15 +15,15 @@ from typing import Any
 
 import skops.io as sio
 
-from elasticnas.supernet.atomic import atomic_write_bytes
-from elasticnas.supernet.errors import ConfigError
-from elasticnas.supernet.space import MobileNetV3Space
+from elasticnas.core.atomic import atomic_write_bytes
+from elasticnas.core.errors import ConfigError
+from elasticnas.supernet.space import SearchSpace
 
 FORMAT_VERSION = 1
 _TRUSTED_PREFIXES = ("elasticnas.", "sklearn.", "numpy.")
 
 
-def save_predictor(model: Any, path: str | os.PathLike, *, space: MobileNetV3Space, target: str,
+def save_predictor(model: Any, path: str | os.PathLike, *, space: SearchSpace, target: str,
                    report: dict | None = None) -> Path:
     """Write ``model`` (fitted, predicting ``target`` for architectures of ``space``) to ``path``."""
     payload = {"format_version": FORMAT_VERSION, "space_name": space.name, "space_fingerprint": space.fingerprint,
@@ -49,7 +49,7 @@ def read_predictor(path: str | os.PathLike) -> dict[str, Any]:
     return payload
 
 
-def load_predictor(path: str | os.PathLike, space: MobileNetV3Space | None = None) -> Any:
+def load_predictor(path: str | os.PathLike, space: SearchSpace | None = None) -> Any:
     """The fitted model saved at ``path``; with ``space``, refuse it unless it was fitted on that space."""
     payload = read_predictor(path)
     if space is not None and payload["space_fingerprint"] != space.fingerprint:

@@ -11,7 +11,7 @@ from scipy.stats import kendalltau, spearmanr
 from sklearn.base import clone
 from sklearn.model_selection import KFold
 
-from elasticnas.supernet.errors import ConfigError
+from elasticnas.core.errors import ConfigError
 
 TARGET_KINDS = ("accuracy", "latency")
 

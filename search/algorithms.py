@@ -19,29 +19,15 @@ from pymoo.operators.crossover.ux import UX
 from pymoo.optimize import minimize
 from pymoo.util.ref_dirs import get_reference_directions
 
+from elasticnas.core.errors import ConfigError
+from elasticnas.core.registry import Registry
 from elasticnas.search.operators import ResetMutation
 from elasticnas.search.problem import ArchProblem, CanonicalDuplicates, SessionBudget, canonical_genes
-from elasticnas.supernet.errors import ConfigError, unknown_name
 
-ALGORITHMS: dict[str, Callable] = {}
-
-
-def register_algorithm(name: str):
-    def decorate(runner):
-        ALGORITHMS[name] = runner
-        return runner
-
-    return decorate
-
-
-def list_algorithms() -> list[str]:
-    return list(ALGORITHMS)
-
-
-def get_algorithm(name: str) -> Callable:
-    if name not in ALGORITHMS:
-        raise unknown_name("search algorithm", name, ALGORITHMS)
-    return ALGORITHMS[name]
+ALGORITHMS: Registry[Callable] = Registry("search algorithm")
+register_algorithm = ALGORITHMS.register
+list_algorithms = ALGORITHMS.names
+get_algorithm = ALGORITHMS.get
 
 
 def _initial_population(problem: ArchProblem, initial: np.ndarray, pop_size: int, rng: np.random.Generator):

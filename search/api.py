@@ -9,27 +9,27 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
+from elasticnas.core.errors import ConfigError
+from elasticnas.core.journal import keep_settings
 from elasticnas.search.algorithms import check_algorithm, get_algorithm
 from elasticnas.search.objectives import Constraint, Objective, check_feasible, cost_objective, parse_constraint
 from elasticnas.search.problem import Archive, ArchProblem
 from elasticnas.search.result import SearchResult
 from elasticnas.supernet.arch import Arch
-from elasticnas.supernet.errors import ConfigError
-from elasticnas.supernet.journal import keep_settings
-from elasticnas.supernet.space import MobileNetV3Space
+from elasticnas.supernet.space import SearchSpace
 
 JOURNAL = "archive.journal.csv"
 SETTINGS = "settings.json"
 COSTS = ("macs", "params", "size_bytes", "peak_activation_bytes")
 
 
-def resolve_constraints(space: MobileNetV3Space, objectives: Sequence[Objective],
+def resolve_constraints(space: SearchSpace, objectives: Sequence[Objective],
                         constraints: Sequence[str | Constraint], metrics: Sequence[Objective] = ()) -> list[Constraint]:
     known = {m.name: m for m in (*[cost_objective(space, c) for c in COSTS], *metrics, *objectives)}
     return [parse_constraint(c, known) for c in constraints]
 
 
-def run_search(space: MobileNetV3Space, objectives: Sequence[Objective], *,
+def run_search(space: SearchSpace, objectives: Sequence[Objective], *,
                constraints: Sequence[str | Constraint] = (), algorithm: str = "nsga2", n_evals: int,
                seed: int | None = None, pop_size: int = 50, initial: Sequence[Arch] = (),
                metrics: Sequence[Objective] = (), reference_point: dict[str, float] | None = None,

@@ -20,14 +20,14 @@ import pandas as pd
 from sklearn.pipeline import make_pipeline
 from tqdm.auto import tqdm
 
+from elasticnas.core.atomic import atomic_write_text
+from elasticnas.core.errors import ConfigError
 from elasticnas.predictors import ArchEncoder, AutoPredictor, kendall_tau
 from elasticnas.search.api import _check_settings, _result, resolve_constraints, run_search
 from elasticnas.search.objectives import Constraint, Objective, check_feasible
 from elasticnas.search.problem import Archive, ArchProblem
 from elasticnas.search.result import SearchResult, pareto_mask
-from elasticnas.supernet.atomic import atomic_write_text
-from elasticnas.supernet.errors import ConfigError
-from elasticnas.supernet.space import MobileNetV3Space
+from elasticnas.supernet.space import SearchSpace
 
 REAL_JOURNAL = "measured.journal.csv"
 
@@ -36,7 +36,7 @@ def default_predictor(seed: int):
     return AutoPredictor(candidates=("ridge", "svr", "gp"), n_trials=6, cv=3, ensemble=2, seed=seed)
 
 
-def run_guided_search(space: MobileNetV3Space, objectives: Sequence[Objective], *,
+def run_guided_search(space: SearchSpace, objectives: Sequence[Objective], *,
                       constraints: Sequence[str | Constraint] = (), n_real_evals: int = 200, n_initial: int = 50,
                       per_iteration: int = 25, inner_evals: int = 20_000, inner_algorithm: str = "nsga2",
                       inner_pop_size: int = 100, predictor: Callable[[int], object] = default_predictor,

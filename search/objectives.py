@@ -16,9 +16,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from elasticnas.core.errors import ConfigError, ElasticNASError
 from elasticnas.supernet.arch import Arch
-from elasticnas.supernet.errors import ConfigError, ElasticNASError
-from elasticnas.supernet.space import MobileNetV3Space
+from elasticnas.supernet.space import SearchSpace
 
 
 class InfeasibleBudgetError(ElasticNASError, ValueError):
@@ -30,15 +30,15 @@ class Objective:
     """``fn(archs) -> array`` of one value per architecture.
 
     ``source`` says where values come from ("counted", "table", "predicted" or "measured");
-    ``cheapest(space) -> (value, arch)``, when given, is the exact minimum over the space
-    (used to refuse budgets nobody can meet).
+    ``cheapest(space) -> (value, arch, exact)``, when given, is the least value found over the
+    space and whether it is provably the least (used to refuse budgets nobody can meet).
     """
 
     name: str
     fn: Callable[[Sequence[Arch]], np.ndarray] = field(repr=False)
     maximize: bool = False
     source: str = "measured"
-    cheapest: Callable[[MobileNetV3Space], tuple[float, Arch]] | None = field(default=None, repr=False)
+    cheapest: Callable[[SearchSpace], tuple[float, Arch, bool]] | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_.]*", self.name):
@@ -50,12 +50,12 @@ class Objective:
             raise ConfigError(f"objective {self.name!r} returned {len(values)} values for {len(archs)} architectures")
         return values
 
-    def minimum(self, space: MobileNetV3Space, *, samples: int = 2000, seed: int = 0) -> tuple[float, Arch, bool]:
-        """``(value, arch, exact)``: the exact minimum if known, else the least over the
-        space's smallest subnet and ``samples`` random ones."""
+    def minimum(self, space: SearchSpace, *, samples: int = 2000, seed: int = 0) -> tuple[float, Arch, bool]:
+        """``(value, arch, exact)``: from ``cheapest`` if given, else the least over the
+        space's smallest subnet and ``samples`` random ones (not exact)."""
         if self.cheapest is not None:
-            value, arch = self.cheapest(space)
-            return float(value), arch, True
+            value, arch, exact = self.cheapest(space)
+            return float(value), arch, bool(exact)
         archs = [space.min(), *space.sample(np.random.default_rng(seed), n=samples if self.source != "measured" else 0)]
         values = self(archs)
         best = int(np.argmin(values))
@@ -90,11 +90,15 @@ def parse_constraint(text: str | Constraint, metrics: dict[str, Objective]) -> C
     return Constraint(metrics[name], bound)
 
 
-def check_feasible(space: MobileNetV3Space, constraints: Sequence[Constraint]) -> None:
-    """Raise at once, naming the cheapest subnet's value, if a budget cannot be met."""
+def check_feasible(space: SearchSpace, constraints: Sequence[Constraint]) -> None:
+    """Raise at once, naming the cheapest subnet's value, if a budget cannot be met.
+
+    An objective with a ``cheapest`` search that cannot prove its minimum (a latency table
+    over coupled layers) only refuses what it can prove; the search meets the rest as a constraint.
+    """
     for constraint in constraints:
         value, arch, exact = constraint.metric.minimum(space)
-        if value > constraint.upper:
+        if value > constraint.upper and (exact or constraint.metric.cheapest is None):
             how = "the cheapest subnet" if exact else "the cheapest subnet found (the smallest and 2,000 random ones)"
             raise InfeasibleBudgetError(
                 f"no subnet meets {constraint.label}: {how} has {constraint.metric.name} = {value:.6g} "
@@ -103,7 +107,7 @@ def check_feasible(space: MobileNetV3Space, constraints: Sequence[Constraint]) -
 
 
 # ----- built-in objectives ---------------------------------------------------------------
-def cost_objective(space: MobileNetV3Space, metric: str) -> Objective:
+def cost_objective(space: SearchSpace, metric: str) -> Objective:
     """``macs``, ``params``, ``size_bytes`` or ``peak_activation_bytes``, counted analytically."""
     from elasticnas.hardware.counting import count_all
 
@@ -111,8 +115,8 @@ def cost_objective(space: MobileNetV3Space, metric: str) -> Objective:
     if metric not in metrics:
         raise ConfigError(f"unknown cost metric {metric!r}; choose one of {list(metrics)}")
 
-    def cheapest(space_: MobileNetV3Space):  # every cost grows with every gene
-        return float(count_all(space_, [space_.min()])[metric][0]), space_.min()
+    def cheapest(space_: SearchSpace):  # every cost grows with every gene
+        return float(count_all(space_, [space_.min()])[metric][0]), space_.min(), True
 
     return Objective(metric, lambda archs: count_all(space, archs)[metric].astype(np.float64), source="counted",
                      cheapest=cheapest)
@@ -128,7 +132,7 @@ def predictor_objective(model, name: str = "accuracy", *, maximize: bool = True)
     return Objective(name, model.predict, maximize=maximize, source="predicted")
 
 
-def measured_latency_objective(space: MobileNetV3Space, *, device: str = "cpu", runtime: str = "torch",
+def measured_latency_objective(space: SearchSpace, *, device: str = "cpu", runtime: str = "torch",
                                batch_size: int = 1, threads: int | None = None,
                                name: str = "measured_latency_ms") -> Objective:
     """End-to-end latency measured on ``device`` with ``runtime`` (slow: for final checks and small budgets)."""

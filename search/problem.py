@@ -18,21 +18,14 @@ from pymoo.core.problem import Problem
 from pymoo.core.termination import Termination
 from tqdm.auto import tqdm
 
+from elasticnas.core.journal import append_row, read_journal
 from elasticnas.search.objectives import Constraint, Objective
-from elasticnas.supernet.journal import append_row, read_journal
-from elasticnas.supernet.space import MobileNetV3Space
+from elasticnas.supernet.space import SearchSpace
 
 
-def canonical_genes(space: MobileNetV3Space, X: np.ndarray) -> np.ndarray:
-    """``X`` with the kernel and expand genes of inactive block slots set to 0 (vectorised)."""
-    X = np.array(X, dtype=np.int64, copy=True).reshape(-1, len(space.encoding_upper_bounds))
-    s, n = space.num_stages, space.num_slots
-    depths = np.asarray(space.depth_choices)[X[:, 1 : 1 + s]]
-    block = np.tile(np.arange(space.max_depth), s)
-    inactive = block[None, :] >= np.repeat(depths, space.max_depth, axis=1)
-    X[:, 1 + s : 1 + s + n][inactive] = 0
-    X[:, 1 + s + n :][inactive] = 0
-    return X
+def canonical_genes(space: SearchSpace, X: np.ndarray) -> np.ndarray:
+    """``X`` with every inactive gene set to 0 (vectorised)."""
+    return space.canonical_genes(X)
 
 
 def _keys(X: np.ndarray) -> list[bytes]:
@@ -46,7 +39,7 @@ class Archive:
     archive built on an existing journal serves its values instead of evaluating again.
     """
 
-    def __init__(self, space: MobileNetV3Space, metrics: Sequence[Objective], journal: str | Path | None = None,
+    def __init__(self, space: SearchSpace, metrics: Sequence[Objective], journal: str | Path | None = None,
                  progress: tqdm | None = None):
         self.space, self.metrics = space, list({m.name: m for m in metrics}.values())
         self.journal = Path(journal) if journal is not None else None
@@ -103,7 +96,7 @@ class ArchProblem(Problem):
     served from a resumed archive); the search's budget counts them.
     """
 
-    def __init__(self, space: MobileNetV3Space, objectives: Sequence[Objective], constraints: Sequence[Constraint],
+    def __init__(self, space: SearchSpace, objectives: Sequence[Objective], constraints: Sequence[Constraint],
                  archive: Archive):
         self.space, self.archive = space, archive
         self.objectives, self.constraints = list(objectives), list(constraints)

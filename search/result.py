@@ -11,8 +11,8 @@ import pandas as pd
 from pymoo.indicators.hv import HV
 from pymoo.util.nds.non_dominated_sorting import NonDominatedSorting
 
-from elasticnas.supernet.atomic import atomic_save_figure, atomic_write_json, atomic_write_text, pyplot
-from elasticnas.supernet.errors import ConfigError
+from elasticnas.core.atomic import atomic_save_figure, atomic_write_json, atomic_write_text, pyplot
+from elasticnas.core.errors import ConfigError
 
 
 def pareto_mask(F: np.ndarray) -> np.ndarray:

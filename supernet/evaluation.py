@@ -17,9 +17,9 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import Dataset
 
+from elasticnas.core.distributed import all_reduce_mean_, all_reduce_sum, rank_and_world
 from elasticnas.supernet.arch import Arch
 from elasticnas.supernet.batches import iterate, resize
-from elasticnas.supernet.distributed import all_reduce_mean_, all_reduce_sum, rank_and_world
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from elasticnas.supernet.errors import unknown_name
+from elasticnas.core.errors import unknown_name
 
 
 def kl_divergence(student_logits: Tensor, teacher_logits: Tensor) -> Tensor:

@@ -1,4 +1,4 @@
-"""Registries of supernet presets (name -> space factory) and families (family -> module class).
+"""Registries of supernet presets (name -> space factory) and families (family -> space and module classes).
 
 >>> from elasticnas.supernet import create_supernet, list_supernets
 >>> "ofa_mbv3_w10" in list_supernets()
@@ -8,51 +8,48 @@ True
 
 from __future__ import annotations
 
-import fnmatch
-from collections.abc import Callable
-from dataclasses import fields, replace
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, fields, replace
 from typing import Any
 
 from torch import nn
 
-from elasticnas.supernet.errors import ConfigError, unknown_name
+from elasticnas.core.errors import ConfigError
+from elasticnas.core.registry import Registry
 
-_PRESETS: dict[str, Callable[..., Any]] = {}
-_FAMILIES: dict[str, Callable[[Any], nn.Module]] = {}
+
+@dataclass(frozen=True)
+class Family:
+    space: type  # a SearchSpace subclass
+    supernet: Callable[[Any], nn.Module]  # space -> freshly initialised supernet
+
+
+SUPERNETS: Registry[Callable[..., Any]] = Registry("supernet")
+FAMILIES: Registry[Family] = Registry("supernet family")
 
 
 def register_supernet(name: str) -> Callable:
     """Register a preset: a function ``(num_classes, in_channels) -> space``."""
-
-    def decorate(factory: Callable) -> Callable:
-        if name in _PRESETS:
-            raise ConfigError(f"supernet preset {name!r} is already registered")
-        _PRESETS[name] = factory
-        return factory
-
-    return decorate
+    return SUPERNETS.register(name)
 
 
-def register_family(family: str) -> Callable:
-    """Register the module class that builds a supernet from a space of ``family``."""
-
-    def decorate(cls: Callable) -> Callable:
-        _FAMILIES[family] = cls
-        return cls
-
-    return decorate
+def register_family(family: str, *, space: type, supernet: Callable[[Any], nn.Module]) -> Family:
+    """Register a family: its space class and the module class that builds a supernet from a space."""
+    return FAMILIES.register(family, Family(space, supernet))
 
 
 def list_supernets(pattern: str = "*") -> list[str]:
     """Registered preset names, sorted, optionally filtered by a shell-style pattern."""
-    return sorted(name for name in _PRESETS if fnmatch.fnmatch(name, pattern))
+    return SUPERNETS.names(pattern)
+
+
+def list_families() -> list[str]:
+    return FAMILIES.names()
 
 
 def create_space(name: str, *, num_classes: int, in_channels: int = 3, **overrides: Any):
     """The search space of preset ``name``; ``overrides`` replace any field of the space."""
-    if name not in _PRESETS:
-        raise unknown_name("supernet", name, _PRESETS)
-    space = _PRESETS[name](num_classes=num_classes, in_channels=in_channels)
+    space = SUPERNETS.get(name)(num_classes=num_classes, in_channels=in_channels)
     allowed = {f.name for f in fields(space)} - {"name", "num_classes", "in_channels", "family"}
     unknown = set(overrides) - allowed
     if unknown:
@@ -60,11 +57,16 @@ def create_space(name: str, *, num_classes: int, in_channels: int = 3, **overrid
     return replace(space, **overrides) if overrides else space
 
 
+def space_from_config(data: Mapping[str, Any]):
+    """A space saved with ``space.to_config()``, rebuilt by the class of its recorded family."""
+    if not isinstance(data, Mapping) or "family" not in data:
+        raise ConfigError(f"a saved space must be a dict with a 'family'; known families: {list_families()}")
+    return FAMILIES.get(data["family"]).space.from_config(data)
+
+
 def build_supernet(space) -> nn.Module:
     """A freshly initialised supernet of ``space`` (its family decides the module class)."""
-    if space.family not in _FAMILIES:
-        raise unknown_name("supernet family", space.family, _FAMILIES)
-    return _FAMILIES[space.family](space)
+    return FAMILIES.get(space.family).supernet(space)
 
 
 def create_supernet(name: str, *, num_classes: int, in_channels: int = 3, **overrides: Any) -> nn.Module:

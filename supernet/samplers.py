@@ -14,9 +14,10 @@ from typing import Any, Literal
 
 import numpy as np
 
+from elasticnas.core.config import parse_config
+from elasticnas.core.errors import ConfigError
+from elasticnas.core.registry import Registry
 from elasticnas.supernet.arch import Arch
-from elasticnas.supernet.config import parse_config
-from elasticnas.supernet.errors import unknown_name
 
 
 @dataclass(frozen=True)
@@ -40,32 +41,36 @@ class StepContext:
     score: Callable[[Sequence[Arch]], np.ndarray] | None = None
 
 
-_STRATEGIES: dict[str, type] = {}
+STRATEGIES: Registry[type] = Registry("sampling strategy")
 
 
 def register_strategy(name: str):
     def decorate(cls):
         cls.name = name
-        _STRATEGIES[name] = cls
-        return cls
+        return STRATEGIES.register(name, cls)
 
     return decorate
 
 
 def list_strategies() -> list[str]:
-    return sorted(_STRATEGIES)
+    return STRATEGIES.names()
 
 
 def create_strategy(name: str, space, options: dict[str, Any] | None = None, *, seed: int = 0):
     """Strategy ``name`` over ``space``; ``options`` are checked against its options dataclass."""
-    if name not in _STRATEGIES:
-        raise unknown_name("sampling strategy", name, _STRATEGIES)
-    cls = _STRATEGIES[name]
+    cls = STRATEGIES.get(name)
     return cls(space, parse_config(cls.Options, options or {}, f"sampler.options ({name})"), seed=seed)
 
 
 class Strategy:
-    """Base of the strategies: seeded per-step draws and a few shared helpers."""
+    """Base of the strategies: seeded per-step draws, and the hooks the trainer calls.
+
+    A strategy must implement :meth:`sample`. The optional hooks have defaults here:
+    :meth:`phase` names the training phase of a step; entering a phase in
+    :meth:`teacher_phases` takes a frozen, BN-recalibrated snapshot of the max subnet as the
+    distillation teacher; entering one in :meth:`reorder_phases` re-orders channels by
+    importance; :attr:`distillation` is the loss the distilling subnets use.
+    """
 
     name = "base"
 
@@ -85,6 +90,19 @@ class Strategy:
     def phase(self, step: int, total_steps: int) -> str:
         """Name of the training phase at ``step`` (strategies with phases override it)."""
         return "main"
+
+    def teacher_phases(self) -> tuple[str, ...]:
+        """Phases that distill from a frozen snapshot of the max subnet (taken once, on entering the first)."""
+        return ()
+
+    def reorder_phases(self) -> tuple[str, ...]:
+        """Phases on whose entry channels are re-ordered by importance."""
+        return ()
+
+    @property
+    def distillation(self) -> str:
+        """Distillation loss of the subnets that learn from soft targets: 'kl' or 'alpha'."""
+        return "kl"
 
     def state_dict(self) -> dict[str, Any]:
         return {"name": self.name, "seed": self.seed, "options": dataclasses.asdict(self.options)}
@@ -122,6 +140,10 @@ class Sandwich(Strategy):
         num_random: int = 2
         distill: Literal["kl", "alpha"] = "kl"
 
+    @property
+    def distillation(self) -> str:
+        return self.options.distill
+
     def sample(self, context: StepContext) -> list[SubnetTask]:
         return _sandwich(self.space, self.rng(context.step), self.options.num_random)
 
@@ -130,43 +152,48 @@ class Sandwich(Strategy):
 class ProgressiveShrinking(Strategy):
     """Once-for-All's progressive shrinking (Cai et al. 2020), all phases from one config.
 
-    Phases in order: the full network alone; then elastic kernel size; then also elastic
-    depth; then also elastic expand ratio (channels are re-ordered by importance when it
-    starts). From the second phase on, subnets learn from the labels and distill from a
-    frozen copy of the network trained in the first phase (its batch norm recalibrated).
+    Phases in order: the full network alone; then one phase per dimension of the family's
+    ``space.shrink_order`` (MobileNetV3: kernel size, depth, expand ratio; ResNet: depth,
+    expand ratio, width), each making one more dimension elastic, the resolution elastic
+    throughout. Channels are re-ordered by importance on entering the phase of a dimension
+    in ``space.reorder_dimensions``. From the second phase on, subnets learn from the labels
+    and distill from a frozen copy of the network trained in the first phase (its batch norm
+    recalibrated).
     """
-
-    PHASES = ("full", "kernel", "depth", "expand")
-    TEACHER_PHASES = ("kernel", "depth", "expand")  # phases that distill from the snapshot
-    REORDER_PHASES = ("expand",)  # channels are re-ordered on entering these
 
     @dataclass(frozen=True)
     class Options:
-        phase_fractions: tuple[float, ...] = (0.25, 0.25, 0.25, 0.25)  # of all steps, per phase
+        # of all steps, per phase (the full network first); null: equal shares
+        phase_fractions: tuple[float, ...] | None = None
         subnets_per_step: int = 2
 
+    def __init__(self, space, options, *, seed: int = 0):
+        super().__init__(space, options, seed=seed)
+        self.phases = ("full", *space.shrink_order)
+        fractions = options.phase_fractions
+        if fractions is not None and (len(fractions) != len(self.phases) or min(fractions) < 0 or sum(fractions) <= 0):
+            raise ConfigError(f"sampler.options.phase_fractions needs {len(self.phases)} non-negative shares, one "
+                              f"per phase {list(self.phases)}, but got {list(fractions)}")
+
+    def teacher_phases(self) -> tuple[str, ...]:
+        return self.phases[1:]
+
+    def reorder_phases(self) -> tuple[str, ...]:
+        return tuple(p for p in self.phases[1:] if p in self.space.reorder_dimensions)
+
     def phase(self, step: int, total_steps: int) -> str:
-        fractions = np.cumsum(self.options.phase_fractions) / sum(self.options.phase_fractions)
+        shares = self.options.phase_fractions or (1.0,) * len(self.phases)
+        fractions = np.cumsum(shares) / sum(shares)
         index = int(np.searchsorted(fractions, (step + 0.5) / max(total_steps, 1)))
-        return self.PHASES[min(index, len(self.PHASES) - 1)]
+        return self.phases[min(index, len(self.phases) - 1)]
 
     def sample(self, context: StepContext) -> list[SubnetTask]:
         phase = self.phase(context.step, context.total_steps)
-        space, rng = self.space, self.rng(context.step)
+        rng = self.rng(context.step)
         n = 1 if phase == "full" else self.options.subnets_per_step
-        elastic = self.PHASES[1 : self.PHASES.index(phase) + 1]  # dimensions that are elastic by now
-
-        def genes(choices, count, dimension):
-            return [int(c) if float(c).is_integer() else float(c) for c in rng.choice(choices, count)] \
-                if dimension in elastic else [max(choices)] * count
-
-        tasks = []
-        for _ in range(n):
-            arch = Arch(int(rng.choice(space.resolutions)), genes(space.depth_choices, space.num_stages, "depth"),
-                        genes(space.kernel_choices, space.num_slots, "kernel"),
-                        genes(space.expand_choices, space.num_slots, "expand"))
-            tasks.append(SubnetTask(arch, distill=phase != "full", with_labels=True))
-        return tasks
+        elastic = ("resolution", *self.phases[1 : self.phases.index(phase) + 1])
+        return [SubnetTask(self.space.sample(rng, dimensions=elastic), distill=phase != "full", with_labels=True)
+                for _ in range(n)]
 
 
 class _Bucketed(Strategy):

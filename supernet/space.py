@@ -1,125 +1,354 @@
-"""The MobileNetV3 search space: a fixed skeleton plus named choice dimensions.
+"""The family seam for search spaces: named genes, canonical forms, encodings, layer lists.
 
-The space is declarative and pure data: it knows the network's skeleton (widths, strides,
-activations, squeeze-excite placement, head) and the choices (resolution, depth per
-stage, kernel size and expand ratio per block slot). Everything that works on
-architectures rather than torch modules (counting, lookup tables, predictors, search)
-needs only this object.
+A family's space is a frozen dataclass (pure data: its skeleton and its choices) that
+subclasses :class:`SearchSpace` and implements three hooks:
+
+- ``_declare_genes()``: every choice as a :class:`Gene`, resolution first;
+- ``_declare_layers()``: the layer list as :class:`LayerSlot` positions, each naming the genes
+  its layer depends on and building the layer's spec from their values;
+- ``arch_type``: the family's :class:`~elasticnas.supernet.arch.Arch` subclass.
+
+Everything else (sampling, min/max, canonical genes, integer encoding, validation, the exact
+size, layer lists, vectorised layer lookup for counting and latency tables) is generic, so
+counting, search, predictors and export never name a family.
 """
 
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, fields
-from typing import Any
+from functools import cached_property
+from typing import Any, ClassVar
 
 import numpy as np
 
+from elasticnas.core.errors import ConfigError, InvalidArchitectureError
 from elasticnas.supernet.arch import INACTIVE, Arch
-from elasticnas.supernet.errors import ConfigError, InvalidArchitectureError
-from elasticnas.supernet.layout import (
-    ConvSpec,
-    LayerSpec,
-    LinearSpec,
-    MBConvSpec,
-    PoolSpec,
-    middle_channels,
-    se_channels,
-)
-
-ACTIVATIONS = ("relu", "hswish")
+from elasticnas.supernet.specs import LayerSpec
 
 
 @dataclass(frozen=True)
-class MobileNetV3Space:
-    """Skeleton and choices of a MobileNetV3-style elastic network.
+class Gene:
+    """One choice of an architecture, held by ``field[index]`` of the family's Arch."""
 
-    Layers, in order: stem conv; one fixed inverted-residual block (expand ratio 1, 3x3);
-    ``len(stage_channels)`` elastic stages of up to ``max(depth_choices)`` blocks; a 1x1
-    final expansion; global pooling; a 1x1 feature-mix conv (no batch norm); the classifier.
+    field: str  # the Arch field that holds it
+    index: int | None  # position within that field; None when the field is a single value
+    dimension: str  # the kind of choice: resolution, depth, kernel, expand, width, ...
+    choices: tuple  # sorted ascending
+    active_if: tuple[int, Any] | None = None  # (column of a controlling gene, least value): else inactive
+
+    @property
+    def name(self) -> str:
+        return self.field if self.index is None else f"{self.field}[{self.index}]"
+
+
+@dataclass(frozen=True)
+class LayerSlot:
+    """One position of the layer list: the gene columns its layer depends on, and how to build it.
+
+    ``build(*values)`` gets the choice values of ``genes`` in order and returns the layer's spec,
+    or None when those genes switch the layer off.
     """
 
-    name: str  # the registry name of the preset this space came from
+    genes: tuple[int, ...]
+    build: Callable[..., LayerSpec | None]
+
+
+class SearchSpace:
+    """Base of every family's space (see the module docstring for the hooks)."""
+
+    arch_type: ClassVar[type[Arch]]
+    # dimensions progressive shrinking makes elastic, in order, after training the full network
+    shrink_order: ClassVar[tuple[str, ...]]
+    # dimensions whose smaller choices keep leading channels: channels are re-ordered before they shrink
+    reorder_dimensions: ClassVar[tuple[str, ...]] = ("expand",)
+
+    name: str
+    family: str
     num_classes: int
     in_channels: int
-    stem_channels: int  # width of the stem conv, which has stride stem_stride
-    first_block_channels: int  # width of the fixed first block
-    stage_channels: tuple[int, ...]  # output width of each elastic stage
-    stage_strides: tuple[int, ...]  # stride of each stage's first block
-    stage_activations: tuple[str, ...]  # 'relu' or 'hswish' per stage
-    stage_se: tuple[bool, ...]  # squeeze-excite in the blocks of each stage
-    final_expand_channels: int
-    feature_mix_channels: int
     resolutions: tuple[int, ...]
-    depth_choices: tuple[int, ...]
-    kernel_choices: tuple[int, ...]
-    expand_choices: tuple[int | float, ...]
-    stem_stride: int = 2
-    stem_activation: str = "hswish"
-    first_block_activation: str = "relu"
-    first_block_se: bool = False
-    dropout: float = 0.1  # before the classifier, in training only
-    se_reduction: int = 4
-    channel_divisor: int = 8
-    bn_momentum: float = 0.1
-    bn_eps: float = 1e-5
-    family: str = "mobilenetv3"
+    bn_momentum: float
+    bn_eps: float
 
-    def __post_init__(self) -> None:
-        for f in fields(self):
-            value = getattr(self, f.name)
-            if isinstance(value, list):
-                object.__setattr__(self, f.name, tuple(value))
-        for name in ("resolutions", "depth_choices", "kernel_choices", "expand_choices"):
-            values = getattr(self, name)
-            if not values or len(set(values)) != len(values):
-                raise ConfigError(f"{name} must be a non-empty list of distinct values, but got {list(values)}")
-            object.__setattr__(self, name, tuple(sorted(values)))
-        n = len(self.stage_channels)
-        for name in ("stage_strides", "stage_activations", "stage_se"):
-            if len(getattr(self, name)) != n:
-                raise ConfigError(f"{name} needs one entry per stage ({n}), but got {list(getattr(self, name))}")
-        acts = (*self.stage_activations, self.stem_activation, self.first_block_activation)
-        bad = [a for a in acts if a not in ACTIVATIONS]
-        if bad:
-            raise ConfigError(f"unknown activation {bad[0]!r}; choose one of {list(ACTIVATIONS)}")
-        if min(self.depth_choices) < 1:
-            raise ConfigError(f"depth_choices must be >= 1, but got {list(self.depth_choices)}")
-        if any(k % 2 == 0 or k < 1 for k in self.kernel_choices):
-            raise ConfigError(f"kernel_choices must be odd, but got {list(self.kernel_choices)}")
-        if self.num_classes < 1 or self.in_channels < 1:
-            raise ConfigError(f"num_classes and in_channels must be >= 1, got {self.num_classes=}, {self.in_channels=}")
-        for in_c in {self.first_block_channels, *self.stage_channels}:
-            mids = [middle_channels(in_c, e, self.channel_divisor) for e in self.expand_choices]
-            if len(set(mids)) != len(mids):
-                raise ConfigError(
-                    f"expand_choices {list(self.expand_choices)} give duplicate middle widths {mids} "
-                    f"for {in_c} input channels; two genes would name the same network"
-                )
+    def _declare_genes(self) -> tuple[Gene, ...]:
+        raise NotImplementedError
 
-    # ----- shape of the space -------------------------------------------------------
-    @property
-    def num_stages(self) -> int:
-        return len(self.stage_channels)
+    def _declare_layers(self) -> tuple[LayerSlot, ...]:
+        raise NotImplementedError
+
+    # ----- genes ------------------------------------------------------------------------
+    @cached_property
+    def genes(self) -> tuple[Gene, ...]:
+        genes = self._declare_genes()
+        if genes[0].dimension != "resolution":
+            raise ConfigError(f"{type(self).__name__}: the first gene must be the resolution")
+        for gene in genes:
+            if gene.active_if is not None and INACTIVE in gene.choices:
+                raise ConfigError(f"gene {gene.name} can be switched off, so {INACTIVE} cannot be one of its choices")
+        return genes
+
+    @cached_property
+    def _gene_groups(self) -> tuple[tuple[str, tuple[int, ...]], ...]:
+        """``(field, columns)`` per Arch field, in field order."""
+        order = self.arch_type.field_names()
+        return tuple((f, tuple(i for i, g in enumerate(self.genes) if g.field == f)) for f in order)
+
+    @cached_property
+    def _draw_groups(self) -> tuple[tuple[int, ...], ...]:
+        """Runs of columns within a field that share their choices: each run is drawn in one call."""
+        runs = []
+        for _, columns in self._gene_groups:
+            for column in columns:
+                if runs and runs[-1][-1] == column - 1 and self.genes[runs[-1][0]].field == self.genes[column].field \
+                        and self.genes[runs[-1][0]].choices == self.genes[column].choices:
+                    runs[-1].append(column)
+                else:
+                    runs.append([column])
+        return tuple(tuple(run) for run in runs)
+
+    @cached_property
+    def _choice_index(self) -> tuple[dict, ...]:
+        return tuple({v: i for i, v in enumerate(g.choices)} for g in self.genes)
 
     @property
-    def max_depth(self) -> int:
-        return max(self.depth_choices)
+    def encoding_upper_bounds(self) -> np.ndarray:
+        """Inclusive upper bound of each integer gene."""
+        return np.array([len(g.choices) - 1 for g in self.genes])
 
-    @property
-    def num_slots(self) -> int:
-        return self.num_stages * self.max_depth
+    def active_mask(self, genes: np.ndarray) -> np.ndarray:
+        """Which genes of each row of an integer gene matrix are active (bool, same shape)."""
+        genes = np.asarray(genes, dtype=np.int64).reshape(-1, len(self.genes))
+        mask = np.ones(genes.shape, dtype=bool)
+        for column, gene in enumerate(self.genes):
+            if gene.active_if is not None:
+                controller, least = gene.active_if
+                values = np.asarray(self.genes[controller].choices)[genes[:, controller]]
+                mask[:, column] = values >= least
+        return mask
+
+    def canonical_genes(self, genes: np.ndarray) -> np.ndarray:
+        """``genes`` with every inactive gene set to 0: equal subnets get equal rows."""
+        genes = np.array(genes, dtype=np.int64, copy=True).reshape(-1, len(self.genes))
+        return np.where(self.active_mask(genes), genes, 0)
+
+    # ----- architectures ------------------------------------------------------------------
+    def _arch_from_indices(self, indices: Sequence[int]) -> Arch:
+        """The canonical Arch of a gene vector: inactive genes become INACTIVE."""
+        chosen = [g.choices[int(i)] for g, i in zip(self.genes, indices, strict=True)]
+        chosen = [v if g.active_if is None or chosen[g.active_if[0]] >= g.active_if[1] else INACTIVE
+                  for g, v in zip(self.genes, chosen, strict=True)]
+        values = {}
+        for field, columns in self._gene_groups:
+            values[field] = chosen[columns[0]] if self.genes[columns[0]].index is None else \
+                tuple(chosen[c] for c in columns)
+        return self.arch_type(**values)
+
+    def _uniform(self, pick: Callable[[tuple], int]) -> Arch:
+        return self._arch_from_indices([pick(g.choices) for g in self.genes])
+
+    def max(self) -> Arch:
+        return self._uniform(lambda c: len(c) - 1)
+
+    def min(self) -> Arch:
+        return self._uniform(lambda c: 0)
+
+    def middle(self) -> Arch:
+        """Every gene at its middle choice (the lower middle for an even count)."""
+        return self._uniform(lambda c: (len(c) - 1) // 2)
+
+    def sample(self, rng: np.random.Generator | int | None = None, n: int | None = None, *,
+               dimensions: Iterable[str] | None = None) -> Arch | list[Arch]:
+        """Draw one architecture (or a list of ``n``), every gene uniform over its choices.
+
+        ``rng`` is a ``numpy.random.Generator`` or a seed; the global RNG is never touched.
+        ``dimensions``, when given, limits the draw to genes of those dimensions; the others
+        take their largest choice (progressive shrinking grows the elastic set this way).
+        """
+        rng = np.random.default_rng(rng)
+        if n is not None:
+            return [self.sample(rng, dimensions=dimensions) for _ in range(n)]
+        wanted = None if dimensions is None else set(dimensions)
+        indices = [len(g.choices) - 1 for g in self.genes]
+        for columns in self._draw_groups:
+            if wanted is not None and self.genes[columns[0]].dimension not in wanted:
+                continue
+            count = len(self.genes[columns[0]].choices)
+            scalar = self.genes[columns[0]].index is None
+            drawn = rng.integers(count) if scalar else rng.integers(count, size=len(columns))
+            for column, index in zip(columns, np.atleast_1d(drawn), strict=True):
+                indices[column] = int(index)
+        return self._arch_from_indices(indices)
+
+    def sample_at_level(self, rng: np.random.Generator, level: float) -> Arch:
+        """A subnet whose genes lean towards small (``level`` 0) or large (1) choices:
+        each choice index is Binomial(choices - 1, level)."""
+        indices = [0] * len(self.genes)
+        for columns in self._draw_groups:
+            drawn = rng.binomial(len(self.genes[columns[0]].choices) - 1, level, size=len(columns))
+            for column, index in zip(columns, drawn, strict=True):
+                indices[column] = int(index)
+        return self._arch_from_indices(indices)
 
     @property
     def size(self) -> int:
         """Exact number of distinct canonical subnets (active networks)."""
-        per_block = len(self.kernel_choices) * len(self.expand_choices)
-        per_stage = sum(per_block**d for d in self.depth_choices)
-        return len(self.resolutions) * per_stage**self.num_stages
+        controlled: dict[int, list[Gene]] = {}
+        for gene in self.genes:
+            if gene.active_if is not None:
+                controlled.setdefault(gene.active_if[0], []).append(gene)
+        total = 1
+        for column, gene in enumerate(self.genes):
+            if gene.active_if is not None:
+                continue
+            total *= sum(math.prod(len(h.choices) for h in controlled.get(column, []) if value >= h.active_if[1])
+                         for value in gene.choices)
+        return total
 
+    @property
+    def log10_size(self) -> float:
+        return math.log10(self.size)
+
+    # ----- validation and canonical forms --------------------------------------------------
+    def validate(self, arch: Arch) -> Arch:
+        """Return ``arch`` if it belongs to this space, else raise naming the field and the allowed values."""
+        if not isinstance(arch, self.arch_type):
+            raise InvalidArchitectureError(f"expected a {self.arch_type.__name__} of space {self.name!r}, "
+                                           f"but got {type(arch).__name__}")
+        self.check_resolution(arch.resolution)
+        for field, columns in self._gene_groups:
+            if self.genes[columns[0]].index is not None and len(getattr(arch, field)) != len(columns):
+                raise InvalidArchitectureError(
+                    f"architecture has {len(getattr(arch, field))} {field}; space {self.name!r} has {len(columns)}")
+        active = self._active_of(arch)
+        for gene, index, value, on in zip(self.genes, self._choice_index, self._values_of(arch), active, strict=True):
+            if on and value not in index:
+                raise InvalidArchitectureError(
+                    f"{gene.name}={value} is not allowed; choose one of {list(gene.choices)}")
+        return arch
+
+    def _values_of(self, arch: Arch) -> list:
+        return [getattr(arch, g.field) if g.index is None else getattr(arch, g.field)[g.index] for g in self.genes]
+
+    def _active_of(self, arch: Arch) -> list[bool]:
+        values = self._values_of(arch)
+        return [g.active_if is None or values[g.active_if[0]] >= g.active_if[1] for g in self.genes]
+
+    def check_resolution(self, resolution: int) -> None:
+        if resolution not in self.resolutions:
+            raise InvalidArchitectureError(
+                f"resolution={resolution} is not allowed; choose one of {list(self.resolutions)}")
+
+    def arch_from_dict(self, data: Mapping[str, Any]) -> Arch:
+        """Read the native dict form (a family may accept its reference code's form too)."""
+        return self.arch_type.from_dict(data, default_resolution=max(self.resolutions))
+
+    def to_foreign_dict(self, arch: Arch) -> dict[str, Any] | None:
+        """The architecture in the family's reference form (Once-for-All's), or None if it has none."""
+        return None
+
+    def canonical(self, arch: Arch | Mapping[str, Any] | str) -> Arch:
+        """The validated canonical form of an Arch, a dict (native or the family's reference form) or JSON text."""
+        if isinstance(arch, str):
+            try:
+                arch = json.loads(arch)
+            except json.JSONDecodeError as exc:
+                raise InvalidArchitectureError(f"architecture JSON does not parse: {exc}") from None
+        if isinstance(arch, Mapping):
+            arch = self.arch_from_dict(arch)
+        # an Arch that cannot see the whole layout may hold dead genes: rebuild it from its genes
+        return self._arch_from_indices(self.encode([arch])[0])
+
+    def from_dict(self, data: Mapping[str, Any]) -> Arch:
+        """Architecture from a native or reference-form dict, validated and canonical."""
+        if not isinstance(data, Mapping):
+            raise InvalidArchitectureError(f"expected a dict, but got {type(data).__name__}")
+        return self.canonical(data)
+
+    # ----- integer encoding (search operators work on it) -------------------------------------
+    def encode(self, archs: Arch | Iterable[Arch]) -> np.ndarray:
+        """Choice indices; inactive genes encode as 0 so equal archs encode equally."""
+        if isinstance(archs, Arch):
+            return self.encode([archs])[0]
+        rows = []
+        for arch in archs:
+            self.validate(arch)
+            rows.append([index[v] if on else 0 for index, v, on in
+                         zip(self._choice_index, self._values_of(arch), self._active_of(arch), strict=True)])
+        return np.asarray(rows, dtype=np.int64).reshape(len(rows), len(self.genes))
+
+    def decode(self, genes: np.ndarray) -> Arch | list[Arch]:
+        genes = np.asarray(genes)
+        if genes.ndim == 2:
+            return [self.decode(row) for row in genes]
+        upper = self.encoding_upper_bounds
+        if genes.shape != upper.shape or (genes < 0).any() or (genes > upper).any():
+            raise InvalidArchitectureError(
+                f"gene vector of shape {genes.shape} is outside the encoding (length {len(upper)}, "
+                f"each gene between 0 and {upper.tolist()})")
+        return self._arch_from_indices(genes)
+
+    # ----- the network an architecture runs ----------------------------------------------------
+    @cached_property
+    def layer_slots(self) -> tuple[LayerSlot, ...]:
+        return self._declare_layers()
+
+    def layers(self, arch: Arch) -> tuple[LayerSpec, ...]:
+        """Every layer the architecture runs, in order, with its exact shapes."""
+        self.validate(arch)
+        values = self._values_of(arch)
+        specs = (slot.build(*(values[c] for c in slot.genes)) for slot in self.layer_slots)
+        return tuple(spec for spec in specs if spec is not None)
+
+    @cached_property
+    def _slot_tables(self) -> tuple[list[LayerSpec], list[tuple[tuple[int, ...], np.ndarray]]]:
+        """Every distinct layer, and per slot the id of its layer for each combination of its genes."""
+        distinct: dict[LayerSpec, int] = {}
+        tables = []
+        for slot in self.layer_slots:
+            counts = tuple(len(self.genes[c].choices) for c in slot.genes)
+            ids = np.full(math.prod(counts), -1, dtype=np.int64)
+            for flat, combo in enumerate(itertools.product(*(range(c) for c in counts))):
+                spec = slot.build(*(self.genes[c].choices[i] for c, i in zip(slot.genes, combo, strict=True)))
+                if spec is not None:
+                    ids[flat] = distinct.setdefault(spec, len(distinct))
+            tables.append((counts, ids))
+        return list(distinct), tables
+
+    @property
+    def distinct_layers(self) -> list[LayerSpec]:
+        """Every layer configuration any subnet of the space can run (index = layer id)."""
+        return self._slot_tables[0]
+
+    def layer_ids(self, genes: np.ndarray) -> np.ndarray:
+        """``(archs, slots)`` ids into :attr:`distinct_layers` of each row's layers; -1 where off.
+
+        Vectorised: a table lookup per slot, however the slots' genes depend on each other.
+        """
+        genes = self.canonical_genes(genes)
+        _, tables = self._slot_tables
+        out = np.empty((len(genes), len(tables)), dtype=np.int64)
+        for position, (slot, (counts, ids)) in enumerate(zip(self.layer_slots, tables, strict=True)):
+            flat = np.ravel_multi_index(genes[:, list(slot.genes)].T, counts) if slot.genes else 0
+            out[:, position] = ids[flat]
+        return out
+
+    def layers_at(self, resolutions: Iterable[int]) -> list[LayerSpec]:
+        """Distinct layers any subnet at these resolutions can run, in slot order."""
+        wanted = {self.genes[0].choices.index(r) for r in resolutions}
+        _, tables = self._slot_tables
+        seen: dict[int, None] = {}
+        for slot, (counts, ids) in zip(self.layer_slots, tables, strict=True):
+            combos = np.array(np.unravel_index(np.arange(len(ids)), counts)).T if slot.genes else np.zeros((1, 0))
+            keep = np.isin(combos[:, slot.genes.index(0)], list(wanted)) if 0 in slot.genes else np.ones(len(ids), bool)
+            seen.update(dict.fromkeys(int(i) for i in ids[keep] if i >= 0))
+        return [self.distinct_layers[i] for i in seen]
+
+    # ----- the space itself --------------------------------------------------------------------
     @property
     def fingerprint(self) -> str:
         """Short stable hash of everything that defines the space; guards against mixing spaces."""
@@ -131,223 +360,26 @@ class MobileNetV3Space:
         return json.loads(json.dumps(asdict(self)))
 
     @classmethod
-    def from_config(cls, data: Mapping[str, Any]) -> MobileNetV3Space:
+    def from_config(cls, data: Mapping[str, Any]) -> SearchSpace:
         allowed = {f.name for f in fields(cls)}
         unknown = set(data) - allowed
         if unknown:
             raise ConfigError(f"unknown space fields {sorted(unknown)}; allowed: {sorted(allowed)}")
         return cls(**data)
 
-    # ----- architectures ------------------------------------------------------------
-    def max(self) -> Arch:
-        return self._uniform(max(self.resolutions), self.max_depth, max(self.kernel_choices), max(self.expand_choices))
 
-    def min(self) -> Arch:
-        return self._uniform(
-            min(self.resolutions), min(self.depth_choices), min(self.kernel_choices), min(self.expand_choices)
-        )
+def normalise_fields(space: Any) -> None:
+    """Lists to tuples in a frozen dataclass (YAML and JSON give lists)."""
+    for f in fields(space):
+        value = getattr(space, f.name)
+        if isinstance(value, list):
+            object.__setattr__(space, f.name, tuple(value))
 
-    def middle(self) -> Arch:
-        """Every dimension at its middle choice (the lower middle for an even count)."""
-        def mid(choices):
-            return choices[(len(choices) - 1) // 2]
 
-        return self._uniform(mid(self.resolutions), mid(self.depth_choices), mid(self.kernel_choices),
-                             mid(self.expand_choices))
-
-    def _uniform(self, resolution: int, depth: int, kernel: int, expand: int | float) -> Arch:
-        return Arch(resolution, (depth,) * self.num_stages, (kernel,) * self.num_slots, (expand,) * self.num_slots)
-
-    def sample(self, rng: np.random.Generator | int | None = None, n: int | None = None) -> Arch | list[Arch]:
-        """Draw one architecture (or a list of ``n``) with every gene uniform over its choices.
-
-        ``rng`` is a ``numpy.random.Generator`` or a seed; the global RNG is never touched.
-        """
-        rng = np.random.default_rng(rng)
-        if n is not None:
-            return [self.sample(rng) for _ in range(n)]
-        return Arch(
-            resolution=int(rng.choice(self.resolutions)),
-            depths=tuple(int(d) for d in rng.choice(self.depth_choices, self.num_stages)),
-            kernel_sizes=tuple(int(k) for k in rng.choice(self.kernel_choices, self.num_slots)),
-            expand_ratios=tuple(
-                self.expand_choices[i] for i in rng.integers(len(self.expand_choices), size=self.num_slots)
-            ),
-        )
-
-    def validate(self, arch: Arch) -> Arch:
-        """Return ``arch`` if it belongs to this space, else raise naming the field and the allowed values."""
-        if not isinstance(arch, Arch):
-            raise InvalidArchitectureError(f"expected an Arch, but got {type(arch).__name__}")
-        self._check_resolution(arch.resolution)
-        if arch.num_stages != self.num_stages or len(arch.kernel_sizes) != self.num_slots:
-            raise InvalidArchitectureError(
-                f"architecture has {arch.num_stages} stages and {len(arch.kernel_sizes)} block slots; "
-                f"space {self.name!r} has {self.num_stages} stages and {self.num_slots} slots"
-            )
-        for stage, depth in enumerate(arch.depths):
-            if depth not in self.depth_choices:
-                raise InvalidArchitectureError(
-                    f"depths[{stage}]={depth} is not allowed; choose one of {list(self.depth_choices)}"
-                )
-        for stage, block, kernel, expand in arch.active_blocks():
-            slot = stage * self.max_depth + block
-            if kernel not in self.kernel_choices:
-                raise InvalidArchitectureError(
-                    f"kernel_sizes[{slot}]={kernel} (stage {stage}, block {block}) is not allowed; "
-                    f"choose one of {list(self.kernel_choices)}"
-                )
-            if expand not in self.expand_choices:
-                raise InvalidArchitectureError(
-                    f"expand_ratios[{slot}]={expand} (stage {stage}, block {block}) is not allowed; "
-                    f"choose one of {list(self.expand_choices)}"
-                )
-        return arch
-
-    def canonical(self, arch: Arch | Mapping[str, Any] | str) -> Arch:
-        """The validated canonical form of an Arch, a dict (native or Once-for-All) or JSON text."""
-        if isinstance(arch, str):
-            arch = Arch.from_json(arch, default_resolution=max(self.resolutions))
-        elif isinstance(arch, Mapping):
-            arch = Arch.from_dict(arch, default_resolution=max(self.resolutions))
-        return self.validate(arch)
-
-    def from_dict(self, data: Mapping[str, Any]) -> Arch:
-        """Architecture from a native or Once-for-All/DyNAS-T dict, validated and canonical.
-
-        A Once-for-All dict without ``r`` takes the space's largest resolution.
-        """
-        if not isinstance(data, Mapping):
-            raise InvalidArchitectureError(f"expected a dict, but got {type(data).__name__}")
-        return self.canonical(data)
-
-    # ----- integer encoding (search operators work on it) ---------------------------
-    @property
-    def encoding_upper_bounds(self) -> np.ndarray:
-        """Inclusive upper bound of each integer gene: resolution, depths, kernels, expands."""
-        return np.array(
-            [len(self.resolutions) - 1]
-            + [len(self.depth_choices) - 1] * self.num_stages
-            + [len(self.kernel_choices) - 1] * self.num_slots
-            + [len(self.expand_choices) - 1] * self.num_slots
-        )
-
-    def encode(self, archs: Arch | Iterable[Arch]) -> np.ndarray:
-        """Choice indices; genes of inactive slots encode as 0 so equal archs encode equally."""
-        if isinstance(archs, Arch):
-            return self.encode([archs])[0]
-        rows = []
-        for arch in archs:
-            self.validate(arch)
-            row = [self.resolutions.index(arch.resolution)]
-            row += [self.depth_choices.index(d) for d in arch.depths]
-            row += [0 if k == INACTIVE else self.kernel_choices.index(k) for k in arch.kernel_sizes]
-            row += [0 if e == INACTIVE else self.expand_choices.index(e) for e in arch.expand_ratios]
-            rows.append(row)
-        return np.asarray(rows, dtype=np.int64).reshape(len(rows), -1)
-
-    def decode(self, genes: np.ndarray) -> Arch | list[Arch]:
-        genes = np.asarray(genes)
-        if genes.ndim == 2:
-            return [self.decode(row) for row in genes]
-        upper = self.encoding_upper_bounds
-        if genes.shape != upper.shape or (genes < 0).any() or (genes > upper).any():
-            raise InvalidArchitectureError(
-                f"gene vector of shape {genes.shape} is outside the encoding (length {len(upper)}, "
-                f"each gene between 0 and {upper.tolist()})"
-            )
-        s, n = self.num_stages, self.num_slots
-        return Arch(
-            resolution=self.resolutions[genes[0]],
-            depths=tuple(self.depth_choices[i] for i in genes[1 : 1 + s]),
-            kernel_sizes=tuple(self.kernel_choices[i] for i in genes[1 + s : 1 + s + n]),
-            expand_ratios=tuple(self.expand_choices[i] for i in genes[1 + s + n :]),
-        )
-
-    # ----- the network an architecture runs -----------------------------------------
-    def layers(self, arch: Arch) -> tuple[LayerSpec, ...]:
-        """Every layer the architecture runs, in order, with its exact shapes."""
-        self.validate(arch)
-        return self._layers(arch)
-
-    def _layers(self, arch: Arch) -> tuple[LayerSpec, ...]:
-        div = self.channel_divisor
-        specs: list[LayerSpec] = []
-        stem = ConvSpec(
-            self.in_channels, self.stem_channels, 3, self.stem_stride, arch.resolution, self.stem_activation
-        )
-        specs.append(stem)
-        res, channels = stem.out_resolution, self.stem_channels
-        first = MBConvSpec(
-            in_channels=channels,
-            mid_channels=channels,
-            out_channels=self.first_block_channels,
-            kernel_size=3,
-            stride=1,
-            resolution=res,
-            activation=self.first_block_activation,
-            se_channels=se_channels(channels, self.se_reduction, div) if self.first_block_se else 0,
-            expand=False,
-            residual=channels == self.first_block_channels,
-        )
-        specs.append(first)
-        channels = self.first_block_channels
-        for stage, block, kernel, expand in arch.active_blocks():
-            stride = self.stage_strides[stage] if block == 0 else 1
-            out = self.stage_channels[stage]
-            mid = middle_channels(channels, expand, div)
-            spec = MBConvSpec(
-                in_channels=channels,
-                mid_channels=mid,
-                out_channels=out,
-                kernel_size=kernel,
-                stride=stride,
-                resolution=res,
-                activation=self.stage_activations[stage],
-                se_channels=se_channels(mid, self.se_reduction, div) if self.stage_se[stage] else 0,
-                expand=True,
-                residual=stride == 1 and channels == out,
-            )
-            specs.append(spec)
-            res, channels = spec.out_resolution, out
-        specs.append(ConvSpec(channels, self.final_expand_channels, 1, 1, res, "hswish"))
-        specs.append(PoolSpec(self.final_expand_channels, res))
-        specs.append(
-            ConvSpec(self.final_expand_channels, self.feature_mix_channels, 1, 1, 1, "hswish", batch_norm=False)
-        )
-        specs.append(LinearSpec(self.feature_mix_channels, self.num_classes, self.dropout))
-        return tuple(specs)
-
-    def layer_choices(
-        self, resolution: int
-    ) -> tuple[tuple[LayerSpec, ...], dict[tuple[int, int, int | float], LayerSpec]]:
-        """Every layer any subnet at ``resolution`` can run.
-
-        Returns the layers every subnet runs (stem, fixed block, head) and, for each
-        ``(slot, kernel_size, expand_ratio)``, the block that slot runs with those genes.
-        A slot's layer does not depend on the other slots (depth never changes a stage's
-        input size), which is what makes per-layer latency tables exact in what they sum.
-        """
-        self._check_resolution(resolution)
-        fixed: tuple[LayerSpec, ...] = ()
-        blocks: dict[tuple[int, int, int | float], LayerSpec] = {}
-        for kernel in self.kernel_choices:
-            for expand in self.expand_choices:
-                specs = self._layers(self._uniform(resolution, self.max_depth, kernel, expand))
-                fixed = (*specs[:2], *specs[2 + self.num_slots :])
-                for slot, spec in enumerate(specs[2 : 2 + self.num_slots]):
-                    blocks[(slot, kernel, expand)] = spec
-        return fixed, blocks
-
-    def _check_resolution(self, resolution: int) -> None:
-        if resolution not in self.resolutions:
-            raise InvalidArchitectureError(
-                f"resolution={resolution} is not allowed; choose one of {list(self.resolutions)}"
-            )
-
-    def slot_index(self, stage: int, block: int) -> int:
-        return stage * self.max_depth + block
-
-    @property
-    def log10_size(self) -> float:
-        return math.log10(self.size)
+def sorted_choices(space: Any, *names: str) -> None:
+    """Check that each named field is a non-empty list of distinct values, and sort it."""
+    for name in names:
+        values = getattr(space, name)
+        if not values or len(set(values)) != len(values):
+            raise ConfigError(f"{name} must be a non-empty list of distinct values, but got {list(values)}")
+        object.__setattr__(space, name, tuple(sorted(values)))

@@ -24,11 +24,11 @@ from torch import nn
 from torch.utils.data import Dataset
 from tqdm.auto import tqdm
 
-from elasticnas.supernet.atomic import atomic_save_figure, atomic_write_text, pyplot
+from elasticnas.core.atomic import atomic_save_figure, atomic_write_text, pyplot
+from elasticnas.core.checkpoint import load_checkpoint, save_checkpoint
+from elasticnas.core.distributed import all_reduce_gradients, all_reduce_sum, init_from_env
+from elasticnas.core.errors import ConfigError, ElasticNASError
 from elasticnas.supernet.batches import epoch_order, iterate, resize
-from elasticnas.supernet.checkpoint import load_checkpoint, save_checkpoint
-from elasticnas.supernet.distributed import all_reduce_gradients, all_reduce_sum, init_from_env
-from elasticnas.supernet.errors import ConfigError, ElasticNASError
 from elasticnas.supernet.evaluation import EvalData, calibrated_subnet, evaluate_many
 from elasticnas.supernet.losses import distillation_loss
 from elasticnas.supernet.reorder import reorder_channels
@@ -88,12 +88,13 @@ def resolve_device(name: str) -> torch.device:
 
 
 def parameter_groups(model: nn.Module, weight_decay: float) -> list[dict]:
-    """Weight decay on convolution and linear weights only."""
+    """Weight decay on convolution and linear weights only (and not on what the model exempts)."""
+    exempt = model.no_weight_decay() if hasattr(model, "no_weight_decay") else set()
     decay, no_decay = [], []
     for name, param in model.named_parameters():
         if not param.requires_grad:
             continue
-        (no_decay if param.ndim <= 1 or "transforms" in name else decay).append(param)
+        (no_decay if param.ndim <= 1 or name in exempt else decay).append(param)
     return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
 
 
@@ -143,7 +144,7 @@ class Trainer:
         self.progress = progress and self.rank == 0
         self.on_step = on_step
         self.strategy = create_strategy(sampler.name, self.space, sampler.options, seed=train.seed)
-        self.distill_kind = getattr(self.strategy.options, "distill", "kl")
+        self.distill_kind = self.strategy.distillation
         self.steps_per_epoch = len(train_set) // batch_size
         if self.steps_per_epoch < 1:
             raise ConfigError(f"data.batch_size={batch_size} exceeds the {len(train_set)} training images")
@@ -285,9 +286,9 @@ class Trainer:
         if phase == self.phase:
             return
         previous, self.phase = self.phase, phase
-        if phase in getattr(self.strategy, "TEACHER_PHASES", ()):
+        if phase in self.strategy.teacher_phases():
             self._snapshot_teacher()  # once; a resumed run restores it from the checkpoint
-        if previous is not None and phase in getattr(self.strategy, "REORDER_PHASES", ()):
+        if previous is not None and phase in self.strategy.reorder_phases():
             reorder_channels(self.model, self.optimizer)
 
     def _snapshot_teacher(self) -> None:

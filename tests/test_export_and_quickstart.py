@@ -11,10 +11,11 @@ import torch
 
 from elasticnas import load_subnet
 from elasticnas.cli import main
+from elasticnas.experiment import SupernetConfig
 from elasticnas.export import export_subnet
 from elasticnas.pipeline import quickstart
 from elasticnas.runs import load_trained
-from elasticnas.supernet import ConfigError
+from elasticnas.supernet import ConfigError, list_supernets
 
 from .conftest import FAST_RUN
 
@@ -85,3 +86,16 @@ def test_quickstart_runs_end_to_end_and_resumes_without_redoing_work(tmp_path, c
     assert main(["report", str(out)]) == 0
     printed = capsys.readouterr().out
     assert "pareto.png" in printed and "exports.csv" in printed
+
+
+@pytest.mark.parametrize("supernet", [n for n in list_supernets("tiny_*") if n != SupernetConfig().name])
+def test_quickstart_runs_end_to_end_on_every_small_preset(supernet, tmp_path):
+    """Train, profile, measure, fit, search, export on each family's small preset, through the CLI."""
+    out = tmp_path / supernet
+    summary = quickstart(out, overrides=[*FAST_RUN, f"supernet.name={supernet}"], subnets=12, trials=3,
+                         predicted_evals=400, progress=False)
+    assert len(summary) == 3 and (summary["predicted_ms"] <= summary["budget_ms"] + 1e-9).all()
+    for folder in summary["export"]:
+        report = json.loads((pd.io.common.Path(folder) / "report.json").read_text())
+        assert report["supernet"] == supernet and report["reloaded_equals_supernet_subnet"]
+        assert max(report["max_relative_difference"].values()) <= 1e-4

@@ -52,7 +52,7 @@ def test_measure_resumes_without_measuring_a_subnet_twice_then_fit_writes_predic
 
     # search on the fitted accuracy predictor and the table, under two budgets
     table = LatencyTable.load(table_folder(run_copy, "cpu", "torch"))
-    cheapest, _ = table.cheapest()
+    cheapest, _, _ = table.cheapest()
     budgets = [round(cheapest * 1.5, 4), round(cheapest * 3, 4)]
     out = run_copy / "search" / "predicted"
     assert main(["search", str(run_copy), "--latency-budget-ms", str(budgets[0]), "--latency-budget-ms",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from torch import nn
 
-from elasticnas.supernet.errors import unknown_name
+from elasticnas.core.errors import unknown_name
 
 _ACTIVATIONS = {"relu": nn.ReLU, "hswish": nn.Hardswish}
 

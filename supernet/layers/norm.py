@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from elasticnas.supernet.distributed import rank_and_world, sync_batch_statistics
+from elasticnas.core.distributed import rank_and_world, sync_batch_statistics
 
 
 class ElasticBatchNorm2d(nn.BatchNorm2d):

@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from elasticnas.supernet.layout import se_channels
+from elasticnas.supernet.specs import se_channels
 
 
 class ElasticSqueezeExcite(nn.Module):

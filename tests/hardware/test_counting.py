@@ -6,7 +6,8 @@ import time
 
 from elasticnas.hardware import count_all, count_macs, count_params, layer_cost, peak_activation_bytes
 from elasticnas.supernet import create_space
-from elasticnas.supernet.layout import ConvSpec, LinearSpec, MBConvSpec, PoolSpec
+from elasticnas.supernet.families.mobilenetv3.blocks import MBConvSpec
+from elasticnas.supernet.specs import ConvSpec, LinearSpec, PoolSpec
 
 
 def test_mbconv_with_se_by_hand():

@@ -9,7 +9,8 @@ from sklearn.linear_model import Ridge
 from sklearn.pipeline import make_pipeline
 
 from elasticnas.predictors import ArchEncoder, quality_report
-from elasticnas.supernet import Arch, ConfigError, InvalidArchitectureError, create_space
+from elasticnas.supernet import ConfigError, InvalidArchitectureError, create_space
+from elasticnas.supernet.families.mobilenetv3 import MobileNetV3Arch as Arch
 
 SPACE = create_space("tiny_mbv3", num_classes=10, in_channels=1)
 
@@ -29,7 +30,7 @@ def test_onehot_matches_hand_encoding_and_inactive_blocks_are_absent():
     for stage in range(SPACE.num_stages):
         for block in range(depths[stage]):
             slot = SPACE.slot_index(stage, block)
-            active |= {f"kernel[{slot}]=5", f"expand[{slot}]=3"}
+            active |= {f"kernel_sizes[{slot}]=5", f"expand_ratios[{slot}]=3"}
     assert {n for n, v in zip(names, row, strict=True) if v == 1} == active
     assert set(np.unique(row)) == {0.0, 1.0}
 
@@ -40,10 +41,10 @@ def test_ordinal_encoding_ranks_choices_and_zeroes_inactive_blocks():
     names = list(ArchEncoder(SPACE, "ordinal").fit().get_feature_names_out())
     value = dict(zip(names, row, strict=True))
     assert value["resolution"] == 1 / len(SPACE.resolutions)
-    assert value["depth[0]"] == 1.0
-    assert value["kernel[0]"] == 1.0 and value["expand[0]"] == pytest.approx(1 / 3)
+    assert value["depths[0]"] == 1.0
+    assert value["kernel_sizes[0]"] == 1.0 and value["expand_ratios[0]"] == pytest.approx(1 / 3)
     last_slot_of_stage_1 = SPACE.slot_index(1, SPACE.max_depth - 1)
-    assert value[f"kernel[{last_slot_of_stage_1}]"] == 0.0
+    assert value[f"kernel_sizes[{last_slot_of_stage_1}]"] == 0.0
 
 
 def test_equal_active_networks_encode_equally_from_any_input_form():

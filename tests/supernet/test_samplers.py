@@ -5,33 +5,38 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from elasticnas.supernet import ConfigError, UnknownNameError, create_space
+from elasticnas.supernet import ConfigError, UnknownNameError, create_space, list_supernets
 from elasticnas.supernet.samplers import StepContext, create_strategy, list_strategies
 
 SPACE = create_space("tiny_mbv3", num_classes=10, in_channels=1)
+EVERY_SPACE = pytest.mark.parametrize("supernet", list_supernets())
 
 
 def _context(step, total=100):
     return StepContext(step, total, score=lambda archs: np.arange(len(archs), dtype=float))
 
 
+@EVERY_SPACE
 @pytest.mark.parametrize("name", list_strategies())
-def test_strategy_yields_valid_tasks_deterministically(name):
-    strategy = create_strategy(name, SPACE, seed=3)
-    again = create_strategy(name, SPACE, seed=3)
+def test_strategy_yields_valid_tasks_deterministically(name, supernet):
+    space = create_space(supernet, num_classes=10)
+    strategy = create_strategy(name, space, {"pool_size": 500} if "aware" in name else None, seed=3)
+    again = create_strategy(name, space, {"pool_size": 500} if "aware" in name else None, seed=3)
     for step in (0, 1, 37, 99):
         tasks = strategy.sample(_context(step))
         assert tasks, "a step must train at least one subnet"
         for task in tasks:
-            SPACE.validate(task.arch)
+            assert space.canonical(task.arch) == space.validate(task.arch)
             assert 0.0 <= task.weight <= 1.0
         assert tasks == again.sample(_context(step))
     assert strategy.state_dict() == again.state_dict()
 
 
+@EVERY_SPACE
 @pytest.mark.parametrize("name", list_strategies())
-def test_distilling_tasks_come_after_a_teacher_or_use_a_snapshot(name):
-    strategy = create_strategy(name, SPACE, seed=0)
+def test_distilling_tasks_come_after_a_teacher_or_use_a_snapshot(name, supernet):
+    space = create_space(supernet, num_classes=10)
+    strategy = create_strategy(name, space, {"pool_size": 500} if "aware" in name else None, seed=0)
     for step in range(0, 100, 7):
         tasks = strategy.sample(_context(step))
         uses_snapshot = step / 100 >= 0.25 and name == "progressive_shrinking"

@@ -7,9 +7,9 @@ import pandas as pd
 import pytest
 import torch
 
+from elasticnas.core.checkpoint import load_checkpoint
 from elasticnas.experiment import build_run, load_experiment, train_experiment
 from elasticnas.supernet import ConfigError
-from elasticnas.supernet.checkpoint import load_checkpoint
 from elasticnas.supernet.evaluation import EvalData, evaluate, recalibrate_bn
 from elasticnas.supernet.samplers import list_strategies
 from elasticnas.supernet.training import TrainingInterrupted, warmup_cosine

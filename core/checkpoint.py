@@ -9,8 +9,8 @@ from typing import Any
 
 import torch
 
-from elasticnas.supernet.atomic import atomic_write_bytes
-from elasticnas.supernet.errors import ConfigError
+from elasticnas.core.atomic import atomic_write_bytes
+from elasticnas.core.errors import ConfigError
 
 
 def save_checkpoint(path: str | os.PathLike, state: dict[str, Any]) -> Path:

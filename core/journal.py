@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from elasticnas.supernet.atomic import atomic_write_json, atomic_write_text
-from elasticnas.supernet.errors import ConfigError
+from elasticnas.core.atomic import atomic_write_json, atomic_write_text
+from elasticnas.core.errors import ConfigError
 
 
 def append_row(handle, row: dict) -> None:

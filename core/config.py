@@ -13,7 +13,7 @@ from typing import Any, Literal, Union, get_args, get_origin, get_type_hints
 
 import yaml
 
-from elasticnas.supernet.errors import ConfigError
+from elasticnas.core.errors import ConfigError
 
 
 def parse_config(cls: type, data: Mapping[str, Any] | None, path: str = "") -> Any:

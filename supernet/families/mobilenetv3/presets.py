@@ -1,13 +1,13 @@
-"""Registered supernet presets."""
+"""The MobileNetV3 family's registration and presets."""
 
 from __future__ import annotations
 
-from elasticnas.supernet.layout import make_divisible
-from elasticnas.supernet.mobilenetv3 import MobileNetV3Supernet
+from elasticnas.supernet.families.mobilenetv3.network import MobileNetV3Supernet
+from elasticnas.supernet.families.mobilenetv3.space import MobileNetV3Space
 from elasticnas.supernet.registry import register_family, register_supernet
-from elasticnas.supernet.space import MobileNetV3Space
+from elasticnas.supernet.specs import make_divisible
 
-register_family("mobilenetv3")(MobileNetV3Supernet)
+register_family("mobilenetv3", space=MobileNetV3Space, supernet=MobileNetV3Supernet)
 
 # Once-for-All's ImageNet MobileNetV3 space: widths 16 | 16 | 24 40 80 112 160 | 960 1280.
 _OFA_WIDTHS = (16, 16, 24, 40, 80, 112, 160)

@@ -1,0 +1,63 @@
+"""The one supernet protocol every family implements (Once-for-All's, without hidden state).
+
+``space``, ``set_active(arch)``, ``forward(x, arch=None)``, ``active_state_dict(arch)`` and
+``extract(arch)``. Elastic modules take their active setting as arguments, so no module keeps
+an "active" state of its own; ``extract`` builds the static twin from the space's layer specs
+and loads the active slices into it.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from elasticnas.supernet.arch import Arch
+from elasticnas.supernet.static import build_static
+
+
+def prefixed(prefix: str, state: dict[str, Tensor]) -> dict[str, Tensor]:
+    return {f"{prefix}.{name}": tensor for name, tensor in state.items()}
+
+
+class ElasticBlock(nn.Module):
+    """A block whose hidden channels may be re-ordered by importance before widths shrink."""
+
+    def sort_channels(self, optimizer: torch.optim.Optimizer | None = None) -> Tensor | None:
+        """Permute hidden channels, most important first, without changing the block's function;
+        return the permutation (None when the block has nothing to sort)."""
+        return None
+
+
+class Supernet(nn.Module):
+    """Base of every family's supernet module."""
+
+    def __init__(self, space):
+        super().__init__()
+        self.space = space
+        self.active_arch = space.max()
+
+    def set_active(self, arch: Arch) -> None:
+        self.active_arch = self.space.validate(arch)
+
+    def resolve(self, arch: Arch | None) -> Arch:
+        """``arch`` validated, or the active architecture when None."""
+        if arch is None or arch is self.active_arch:
+            return self.active_arch
+        return self.space.validate(arch)
+
+    def active_state_dict(self, arch: Arch) -> dict[str, Tensor]:
+        """The active slices of every weight and statistic, named as in the static model."""
+        raise NotImplementedError
+
+    def no_weight_decay(self) -> set[str]:
+        """Names of parameters that weight decay must skip besides biases and norms."""
+        return set()
+
+    @torch.no_grad()
+    def extract(self, arch: Arch | None = None) -> nn.Sequential:
+        """A standalone static model of ``arch`` whose outputs equal the supernet's for it."""
+        arch = self.resolve(arch)
+        model = build_static(self.space, arch)
+        model.load_state_dict({k: v.detach() for k, v in self.active_state_dict(arch).items()})
+        reference = next(self.parameters())
+        return model.to(device=reference.device, dtype=reference.dtype).train(self.training)
