@@ -1,18 +1,20 @@
 """Forward+backward time of the supernet against its extracted static twin, on CPU.
 
-For the max and the min subnet of ``ofa_mbv3_w10`` (10 classes), at batch 64 x 32 px and
-batch 8 x 224 px, the two models are timed in alternation within one run, in ABBA order so
-that neither always runs second. ``ratio`` is the ratio of the median step times
-(1.00 = no slicing overhead); ``paired_ratio`` the median of per-pair ratios. Large
-activations make single steps spike (page faults on fresh allocations hit either model at
-random), so medians over many repeats are the figures to compare, not single timings.
+For the max and the min subnet of each supernet asked for (default ``ofa_mbv3_w10`` and
+``ofa_resnet50``, 10 classes), at batch 64 x 32 px and batch 8 x 224 px, the two models are
+timed in alternation within one run, in ABBA order so that neither always runs second.
+``ratio`` is the ratio of the median step times (1.00 = no slicing overhead);
+``paired_ratio`` the median of per-pair ratios. Large activations make single steps spike
+(page faults on fresh allocations hit either model at random), so medians over many
+repeats are the figures to compare, not single timings.
 
-    python experiments/bench_supernet_overhead.py [--repeats 15] [--threads 2]
+    python experiments/bench_supernet_overhead.py [--supernets ofa_mbv3_w10,ofa_resnet50] [--repeats 40]
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import platform
 import time
 from pathlib import Path
@@ -34,38 +36,43 @@ def _step_time(model, x, arch=None) -> float:
     return elapsed
 
 
+def _compare(net, arch, batch: int, res: int, repeats: int) -> dict:
+    static = net.extract(arch).train()
+    x = torch.randn(batch, 3, res, res)
+    for _ in range(3):  # warm-up: allocator, kernels
+        _step_time(net, x, arch), _step_time(static, x)
+    sup, sta = [], []
+    for i in range(repeats):
+        if i % 2:
+            sta.append(_step_time(static, x))
+            sup.append(_step_time(net, x, arch))
+        else:
+            sup.append(_step_time(net, x, arch))
+            sta.append(_step_time(static, x))
+    paired = float(pd.Series([a / b for a, b in zip(sup, sta, strict=True)]).median())
+    sup_ms, sta_ms = 1e3 * float(pd.Series(sup).median()), 1e3 * float(pd.Series(sta).median())
+    which = "max" if arch == dataclasses.replace(net.space.max(), resolution=res) else "min"
+    return {"subnet": which, "batch": batch, "resolution": res, "supernet_ms": round(sup_ms, 2),
+            "static_ms": round(sta_ms, 2), "ratio": round(sup_ms / sta_ms, 3), "paired_ratio": round(paired, 3)}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--supernets", default="ofa_mbv3_w10,ofa_resnet50")
     parser.add_argument("--repeats", type=int, default=40)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "supernet_overhead.csv")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    torch.manual_seed(0)
-    net = create_supernet("ofa_mbv3_w10", num_classes=10, resolutions=(32, 224)).train()
     rows = []
-    for batch, res in SETTINGS:
-        for which in ("max", "min"):
-            template = getattr(net.space, which)()
-            arch = type(template)(res, template.depths, template.kernel_sizes, template.expand_ratios)
-            static = net.extract(arch).train()
-            x = torch.randn(batch, 3, res, res)
-            for _ in range(3):  # warm-up: allocator, kernels
-                _step_time(net, x, arch), _step_time(static, x)
-            sup, sta = [], []
-            for i in range(args.repeats):
-                if i % 2:
-                    sta.append(_step_time(static, x))
-                    sup.append(_step_time(net, x, arch))
-                else:
-                    sup.append(_step_time(net, x, arch))
-                    sta.append(_step_time(static, x))
-            paired = float(pd.Series([a / b for a, b in zip(sup, sta, strict=True)]).median())
-            sup_ms, sta_ms = 1e3 * float(pd.Series(sup).median()), 1e3 * float(pd.Series(sta).median())
-            rows.append({"subnet": which, "batch": batch, "resolution": res, "supernet_ms": round(sup_ms, 2),
-                         "static_ms": round(sta_ms, 2), "ratio": round(sup_ms / sta_ms, 3),
-                         "paired_ratio": round(paired, 3)})
-            print(rows[-1], flush=True)
+    for name in args.supernets.split(","):
+        torch.manual_seed(0)
+        net = create_supernet(name, num_classes=10, resolutions=(32, 224)).train()
+        for batch, res in SETTINGS:
+            for which in ("max", "min"):
+                arch = dataclasses.replace(getattr(net.space, which)(), resolution=res)
+                rows.append({"supernet": name, **_compare(net, arch, batch, res, args.repeats)})
+                print(rows[-1], flush=True)
     table = pd.DataFrame(rows)
     table["threads"], table["cpu"], table["torch"] = args.threads, platform.processor() or platform.machine(), \
         torch.__version__
