@@ -46,6 +46,15 @@ def _one_hot_then(estimator, columns: list[int]):
     return make_pipeline(expand, estimator)
 
 
+# Built-ins in the order their first trials are enqueued (cheap, smooth models first); estimators
+# registered later follow in sorted order.
+BUILT_IN_ORDER = ("ridge", "svr", "gp", "gbt", "rf", "mlp")
+
+
+def default_candidates() -> list[str]:
+    return [*BUILT_IN_ORDER, *(n for n in ESTIMATORS.names() if n not in BUILT_IN_ORDER)]
+
+
 class AutoPredictor(RegressorMixin, BaseEstimator):
     """Regressor that tunes its own model by cross-validated Kendall tau.
 
@@ -67,7 +76,7 @@ class AutoPredictor(RegressorMixin, BaseEstimator):
         self.seed = seed
 
     def _names(self) -> list[str]:
-        names = list(self.candidates) if self.candidates is not None else ESTIMATORS.names()
+        names = list(self.candidates) if self.candidates is not None else default_candidates()
         for name in names:
             ESTIMATORS.get(name)  # an unknown name fails here, listing the known ones
         if not names:
