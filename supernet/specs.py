@@ -75,7 +75,8 @@ class LayerSpec:
 
     @property
     def out_resolution(self) -> int:
-        raise NotImplementedError
+        """Output height: a 'same'-padded window of ``kernel_size`` with ``stride`` (override otherwise)."""
+        return conv_output_size(self.resolution, self.kernel_size, self.stride)
 
     @property
     def input_shape(self) -> tuple[int, int, int]:
@@ -103,10 +104,6 @@ class ConvSpec(LayerSpec):
     activation: str | None
     batch_norm: bool = True
     bias: bool = False
-
-    @property
-    def out_resolution(self) -> int:
-        return conv_output_size(self.resolution, self.kernel_size, self.stride)
 
     def cost(self) -> LayerCost:
         params, macs = conv_cost(self.in_channels, self.out_channels, self.kernel_size, self.out_resolution)
@@ -157,10 +154,6 @@ class MaxPoolSpec(LayerSpec):
     kernel_size: int
     stride: int
     resolution: int
-
-    @property
-    def out_resolution(self) -> int:
-        return conv_output_size(self.resolution, self.kernel_size, self.stride)
 
     @property
     def input_shape(self) -> tuple[int, int, int]:

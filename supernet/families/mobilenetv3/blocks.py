@@ -10,7 +10,7 @@ from torch import Tensor, nn
 from elasticnas.supernet.layers import ElasticConv2d, ElasticConvBNAct, ElasticDepthwiseConv2d, ElasticSqueezeExcite
 from elasticnas.supernet.module import ElasticBlock, prefixed
 from elasticnas.supernet.reorder import importance_order, permute_, permute_bn_
-from elasticnas.supernet.specs import LayerCost, LayerSpec, conv_cost, conv_output_size, middle_channels, register_spec
+from elasticnas.supernet.specs import LayerCost, LayerSpec, conv_cost, middle_channels, register_spec
 from elasticnas.supernet.static import ConvBNAct
 
 
@@ -29,10 +29,6 @@ class MBConvSpec(LayerSpec):
     se_channels: int  # hidden width of squeeze-excite; 0 when the block has none
     expand: bool  # False when the block has no 1x1 expansion (expand ratio 1)
     residual: bool
-
-    @property
-    def out_resolution(self) -> int:
-        return conv_output_size(self.resolution, self.kernel_size, self.stride)
 
     def build(self, bn_momentum: float = 0.1, bn_eps: float = 1e-5) -> nn.Module:
         return MBConv(self, bn_momentum, bn_eps)

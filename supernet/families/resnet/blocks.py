@@ -22,7 +22,6 @@ from elasticnas.supernet.specs import (
     LayerCost,
     LayerSpec,
     conv_cost,
-    conv_output_size,
     register_spec,
 )
 from elasticnas.supernet.static import ConvBNAct
@@ -53,10 +52,6 @@ class BottleneckSpec(LayerSpec):
     stride: int
     resolution: int  # input height and width
     downsample: bool  # shortcut: average pool + 1x1 conv + batch norm (else the identity)
-
-    @property
-    def out_resolution(self) -> int:
-        return conv_output_size(self.resolution, self.kernel_size, self.stride)
 
     def build(self, bn_momentum: float = 0.1, bn_eps: float = 1e-5) -> nn.Module:
         return Bottleneck(self, bn_momentum, bn_eps)
