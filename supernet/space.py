@@ -27,7 +27,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from elasticnas.core.errors import ConfigError, InvalidArchitectureError
-from elasticnas.supernet.arch import INACTIVE, Arch
+from elasticnas.supernet.arch import INACTIVE, Arch, as_number
 from elasticnas.supernet.specs import LayerSpec
 
 
@@ -137,16 +137,25 @@ class SearchSpace:
         return np.where(self.active_mask(genes), genes, 0)
 
     # ----- architectures ------------------------------------------------------------------
+    @cached_property
+    def _plain_choices(self) -> tuple[tuple, ...]:
+        """Each gene's choices as an Arch stores them (1.0 becomes 1)."""
+        return tuple(tuple(as_number(c, g.name) for c in g.choices) for g in self.genes)
+
     def _arch_from_indices(self, indices: Sequence[int]) -> Arch:
-        """The canonical Arch of a gene vector: inactive genes become INACTIVE."""
-        chosen = [g.choices[int(i)] for g, i in zip(self.genes, indices, strict=True)]
+        """The canonical Arch of a gene vector: inactive genes become INACTIVE.
+
+        Built without the Arch's own checks: every value comes from the space's choices, and
+        decoding whole populations is the hot path of search.
+        """
+        chosen = [c[int(i)] for c, i in zip(self._plain_choices, indices, strict=True)]
         chosen = [v if g.active_if is None or chosen[g.active_if[0]] >= g.active_if[1] else INACTIVE
                   for g, v in zip(self.genes, chosen, strict=True)]
-        values = {}
+        arch = object.__new__(self.arch_type)
         for field, columns in self._gene_groups:
-            values[field] = chosen[columns[0]] if self.genes[columns[0]].index is None else \
-                tuple(chosen[c] for c in columns)
-        return self.arch_type(**values)
+            value = chosen[columns[0]] if self.genes[columns[0]].index is None else tuple(chosen[c] for c in columns)
+            object.__setattr__(arch, field, value)
+        return arch
 
     def _uniform(self, pick: Callable[[tuple], int]) -> Arch:
         return self._arch_from_indices([pick(g.choices) for g in self.genes])
@@ -216,6 +225,11 @@ class SearchSpace:
     # ----- validation and canonical forms --------------------------------------------------
     def validate(self, arch: Arch) -> Arch:
         """Return ``arch`` if it belongs to this space, else raise naming the field and the allowed values."""
+        self._checked(arch)
+        return arch
+
+    def _checked(self, arch: Arch) -> tuple[list, list[bool]]:
+        """The gene values of a valid ``arch`` and which are active; raises as :meth:`validate` does."""
         if not isinstance(arch, self.arch_type):
             raise InvalidArchitectureError(f"expected a {self.arch_type.__name__} of space {self.name!r}, "
                                            f"but got {type(arch).__name__}")
@@ -224,19 +238,16 @@ class SearchSpace:
             if self.genes[columns[0]].index is not None and len(getattr(arch, field)) != len(columns):
                 raise InvalidArchitectureError(
                     f"architecture has {len(getattr(arch, field))} {field}; space {self.name!r} has {len(columns)}")
-        active = self._active_of(arch)
-        for gene, index, value, on in zip(self.genes, self._choice_index, self._values_of(arch), active, strict=True):
+        values = self._values_of(arch)
+        active = [g.active_if is None or values[g.active_if[0]] >= g.active_if[1] for g in self.genes]
+        for gene, index, value, on in zip(self.genes, self._choice_index, values, active, strict=True):
             if on and value not in index:
                 raise InvalidArchitectureError(
                     f"{gene.name}={value} is not allowed; choose one of {list(gene.choices)}")
-        return arch
+        return values, active
 
     def _values_of(self, arch: Arch) -> list:
         return [getattr(arch, g.field) if g.index is None else getattr(arch, g.field)[g.index] for g in self.genes]
-
-    def _active_of(self, arch: Arch) -> list[bool]:
-        values = self._values_of(arch)
-        return [g.active_if is None or values[g.active_if[0]] >= g.active_if[1] for g in self.genes]
 
     def check_resolution(self, resolution: int) -> None:
         if resolution not in self.resolutions:
@@ -260,6 +271,9 @@ class SearchSpace:
                 raise InvalidArchitectureError(f"architecture JSON does not parse: {exc}") from None
         if isinstance(arch, Mapping):
             arch = self.arch_from_dict(arch)
+        values, active = self._checked(arch)
+        if all(on or v == INACTIVE for v, on in zip(values, active, strict=True)):
+            return arch
         # an Arch that cannot see the whole layout may hold dead genes: rebuild it from its genes
         return self._arch_from_indices(self.encode([arch])[0])
 
@@ -276,9 +290,8 @@ class SearchSpace:
             return self.encode([archs])[0]
         rows = []
         for arch in archs:
-            self.validate(arch)
-            rows.append([index[v] if on else 0 for index, v, on in
-                         zip(self._choice_index, self._values_of(arch), self._active_of(arch), strict=True)])
+            values, active = self._checked(arch)
+            rows.append([i[v] if on else 0 for i, v, on in zip(self._choice_index, values, active, strict=True)])
         return np.asarray(rows, dtype=np.int64).reshape(len(rows), len(self.genes))
 
     def decode(self, genes: np.ndarray) -> Arch | list[Arch]:
