@@ -8,8 +8,8 @@ import pytest
 import torch
 
 from elasticnas.core.checkpoint import load_checkpoint
-from elasticnas.experiment import build_run, load_experiment, train_experiment
-from elasticnas.supernet import ConfigError
+from elasticnas.experiment import SupernetConfig, build_run, load_experiment, train_experiment
+from elasticnas.supernet import ConfigError, list_supernets
 from elasticnas.supernet.evaluation import EvalData, evaluate, recalibrate_bn
 from elasticnas.supernet.samplers import list_strategies
 from elasticnas.supernet.training import TrainingInterrupted, warmup_cosine
@@ -81,6 +81,16 @@ def test_every_strategy_trains(tmp_path, name):
     assert metrics["train_loss"].notna().all() and metrics["val_top1_max"].iloc[0] >= 0
     if name == "progressive_shrinking":  # four steps: one per phase, teacher taken after the first
         assert trainer.phase == "expand" and trainer.teacher is not None
+
+
+@pytest.mark.parametrize("supernet", [n for n in list_supernets("tiny_*") if n != SupernetConfig().name])
+@pytest.mark.parametrize("name", list_strategies())
+def test_every_strategy_trains_every_small_preset(tmp_path, name, supernet):
+    config = load_experiment(f"mnist_{name}", [*FAST, "train.epochs=1", f"supernet.name={supernet}"])
+    trainer, metrics = train_experiment(config, tmp_path, progress=False)
+    assert metrics["train_loss"].notna().all() and metrics["val_top1_max"].iloc[0] >= 0
+    if name == "progressive_shrinking":
+        assert trainer.phase == trainer.space.shrink_order[-1] and trainer.teacher is not None
 
 
 def test_checkpoint_of_another_supernet_is_refused(tmp_path):
