@@ -283,15 +283,10 @@ class LatencyTable:
 
     def _lower_bound(self) -> float:
         """No subnet is faster than the least, over resolutions, of each position's cheapest layer."""
-        space = self.space
         bounds = []
-        for r in (space.genes[0].choices.index(res) for res in self.resolutions):
-            total = 0.0
-            for slot, (counts, ids) in zip(space.layer_slots, space._slot_tables[1], strict=True):
-                if 0 in slot.genes:
-                    combos = np.array(np.unravel_index(np.arange(len(ids)), counts)).T
-                    ids = ids[combos[:, slot.genes.index(0)] == r]
-                total += float(np.min(np.where(ids >= 0, self._latency[ids] - self._overhead, 0.0)))
+        for resolution in self.resolutions:
+            total = sum(float(np.min(np.where(ids >= 0, self._latency[ids] - self._overhead, 0.0)))
+                        for ids in self.space.slot_ids_at([resolution]))
             bounds.append(total + self._overhead)
         return min(bounds)
 

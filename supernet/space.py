@@ -28,7 +28,7 @@ import numpy as np
 
 from elasticnas.core.errors import ConfigError, InvalidArchitectureError
 from elasticnas.supernet.arch import INACTIVE, Arch, as_number
-from elasticnas.supernet.specs import LayerSpec
+from elasticnas.supernet.specs import LayerSpec, middle_channels
 
 
 @dataclass(frozen=True)
@@ -312,8 +312,7 @@ class SearchSpace:
 
     def layers(self, arch: Arch) -> tuple[LayerSpec, ...]:
         """Every layer the architecture runs, in order, with its exact shapes."""
-        self.validate(arch)
-        values = self._values_of(arch)
+        values, _ = self._checked(arch)
         specs = (slot.build(*(values[c] for c in slot.genes)) for slot in self.layer_slots)
         return tuple(spec for spec in specs if spec is not None)
 
@@ -350,15 +349,22 @@ class SearchSpace:
             out[:, position] = ids[flat]
         return out
 
+    def slot_ids_at(self, resolutions: Iterable[int]) -> list[np.ndarray]:
+        """Per layer position, the layer id of every combination of its genes at these resolutions
+        (-1 where the combination switches the layer off)."""
+        wanted = [self.genes[0].choices.index(r) for r in resolutions]
+        _, tables = self._slot_tables
+        out = []
+        for slot, (counts, ids) in zip(self.layer_slots, tables, strict=True):
+            if 0 in slot.genes:
+                resolution_of = np.unravel_index(np.arange(len(ids)), counts)[slot.genes.index(0)]
+                ids = ids[np.isin(resolution_of, wanted)]
+            out.append(ids)
+        return out
+
     def layers_at(self, resolutions: Iterable[int]) -> list[LayerSpec]:
         """Distinct layers any subnet at these resolutions can run, in slot order."""
-        wanted = {self.genes[0].choices.index(r) for r in resolutions}
-        _, tables = self._slot_tables
-        seen: dict[int, None] = {}
-        for slot, (counts, ids) in zip(self.layer_slots, tables, strict=True):
-            combos = np.array(np.unravel_index(np.arange(len(ids)), counts)).T if slot.genes else np.zeros((1, 0))
-            keep = np.isin(combos[:, slot.genes.index(0)], list(wanted)) if 0 in slot.genes else np.ones(len(ids), bool)
-            seen.update(dict.fromkeys(int(i) for i in ids[keep] if i >= 0))
+        seen = dict.fromkeys(int(i) for ids in self.slot_ids_at(resolutions) for i in ids if i >= 0)
         return [self.distinct_layers[i] for i in seen]
 
     # ----- the space itself --------------------------------------------------------------------
@@ -387,6 +393,27 @@ def normalise_fields(space: Any) -> None:
         value = getattr(space, f.name)
         if isinstance(value, list):
             object.__setattr__(space, f.name, tuple(value))
+
+
+def check_per_stage(space: Any, stages: int, *names: str) -> None:
+    """Each named field must hold one entry per stage."""
+    for name in names:
+        if len(getattr(space, name)) != stages:
+            raise ConfigError(f"{name} needs one entry per stage ({stages}), but got {list(getattr(space, name))}")
+
+
+def check_classes_and_channels(space: Any) -> None:
+    if space.num_classes < 1 or space.in_channels < 1:
+        raise ConfigError(f"num_classes and in_channels must be >= 1, got {space.num_classes=}, {space.in_channels=}")
+
+
+def check_distinct_middles(expand_choices: tuple, widths: Iterable[int], divisor: int) -> None:
+    """Every expand ratio must give its own middle width for each of ``widths``: else two genes name one network."""
+    for width in widths:
+        mids = [middle_channels(width, e, divisor) for e in expand_choices]
+        if len(set(mids)) != len(mids):
+            raise ConfigError(f"expand_choices {list(expand_choices)} give duplicate middle widths {mids} "
+                              f"for {width} channels; two genes would name the same network")
 
 
 def sorted_choices(space: Any, *names: str) -> None:

@@ -13,7 +13,16 @@ from typing import ClassVar
 from elasticnas.core.errors import ConfigError
 from elasticnas.supernet.families.mobilenetv3.arch import MobileNetV3Arch
 from elasticnas.supernet.families.mobilenetv3.blocks import MBConvSpec
-from elasticnas.supernet.space import Gene, LayerSlot, SearchSpace, normalise_fields, sorted_choices
+from elasticnas.supernet.space import (
+    Gene,
+    LayerSlot,
+    SearchSpace,
+    check_classes_and_channels,
+    check_distinct_middles,
+    check_per_stage,
+    normalise_fields,
+    sorted_choices,
+)
 from elasticnas.supernet.specs import ConvSpec, LinearSpec, PoolSpec, conv_output_size, middle_channels, se_channels
 
 ACTIVATIONS = ("relu", "hswish")
@@ -60,10 +69,7 @@ class MobileNetV3Space(SearchSpace):
     def __post_init__(self) -> None:
         normalise_fields(self)
         sorted_choices(self, "resolutions", "depth_choices", "kernel_choices", "expand_choices")
-        n = len(self.stage_channels)
-        for name in ("stage_strides", "stage_activations", "stage_se"):
-            if len(getattr(self, name)) != n:
-                raise ConfigError(f"{name} needs one entry per stage ({n}), but got {list(getattr(self, name))}")
+        check_per_stage(self, len(self.stage_channels), "stage_strides", "stage_activations", "stage_se")
         bad = [a for a in (*self.stage_activations, self.stem_activation, self.first_block_activation)
                if a not in ACTIVATIONS]
         if bad:
@@ -72,13 +78,9 @@ class MobileNetV3Space(SearchSpace):
             raise ConfigError(f"depth_choices must be >= 1, but got {list(self.depth_choices)}")
         if any(k % 2 == 0 or k < 1 for k in self.kernel_choices):
             raise ConfigError(f"kernel_choices must be odd, but got {list(self.kernel_choices)}")
-        if self.num_classes < 1 or self.in_channels < 1:
-            raise ConfigError(f"num_classes and in_channels must be >= 1, got {self.num_classes=}, {self.in_channels=}")
-        for in_c in {self.first_block_channels, *self.stage_channels}:
-            mids = [middle_channels(in_c, e, self.channel_divisor) for e in self.expand_choices]
-            if len(set(mids)) != len(mids):
-                raise ConfigError(f"expand_choices {list(self.expand_choices)} give duplicate middle widths {mids} "
-                                  f"for {in_c} input channels; two genes would name the same network")
+        check_classes_and_channels(self)
+        check_distinct_middles(self.expand_choices, sorted({self.first_block_channels, *self.stage_channels}),
+                               self.channel_divisor)
 
     # ----- shape of the space -------------------------------------------------------
     @property

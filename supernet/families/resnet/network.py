@@ -11,20 +11,19 @@ from elasticnas.supernet.families.resnet.blocks import ElasticBottleneck, Elasti
 from elasticnas.supernet.families.resnet.space import ResNetSpace
 from elasticnas.supernet.layers import ElasticConv2d, ElasticLinear
 from elasticnas.supernet.module import Supernet, prefixed
-from elasticnas.supernet.specs import LayerSpec, middle_channels
+from elasticnas.supernet.specs import LayerSpec, MaxPoolSpec, middle_channels
 
 
-class _MaxPool(nn.Module):
+class _Pooling(nn.Module):
+    """Max pooling (a ``MaxPoolSpec``) or global average pooling (a ``PoolSpec``): no weights."""
+
     def run(self, x: Tensor, spec) -> Tensor:
-        return F.max_pool2d(x, spec.kernel_size, spec.stride, spec.kernel_size // 2)
+        if isinstance(spec, MaxPoolSpec):
+            return F.max_pool2d(x, spec.kernel_size, spec.stride, spec.kernel_size // 2)
+        return x.mean((2, 3), keepdim=True)
 
     def spec_state(self, spec) -> dict[str, Tensor]:
         return {}
-
-
-class _GlobalPool(_MaxPool):
-    def run(self, x: Tensor, spec) -> Tensor:
-        return x.mean((2, 3), keepdim=True)
 
 
 class _Classifier(ElasticLinear):
@@ -55,7 +54,7 @@ class ResNetSupernet(Supernet):
                                         True, *bn)
         self.stem_residual = ElasticConvLayer(ElasticConv2d(inner, inner, 3), inner, "relu", True, *bn)
         self.stem_out = ElasticConvLayer(ElasticConv2d(inner, stem_out, 3), stem_out, "relu", True, *bn)
-        self.max_pool = _MaxPool()
+        self.max_pool = _Pooling()
         blocks, channels = [], stem_out
         for stage, base in enumerate(space.stage_channels):
             out = space.width(base, max(space.width_choices))
@@ -67,7 +66,7 @@ class ResNetSupernet(Supernet):
                 blocks.append(ElasticBottleneck(channels, mid, out, stride, downsample, *bn))
                 channels = out
         self.blocks = nn.ModuleList(blocks)
-        self.pool = _GlobalPool()
+        self.pool = _Pooling()
         self.classifier = _Classifier(channels, space.num_classes)
 
     def _modules_of(self, arch: ResNetArch) -> list[nn.Module]:

@@ -15,7 +15,16 @@ from typing import Any, ClassVar
 from elasticnas.core.errors import ConfigError, InvalidArchitectureError
 from elasticnas.supernet.families.resnet.arch import ResNetArch
 from elasticnas.supernet.families.resnet.blocks import BottleneckSpec, ResidualConvSpec
-from elasticnas.supernet.space import Gene, LayerSlot, SearchSpace, normalise_fields, sorted_choices
+from elasticnas.supernet.space import (
+    Gene,
+    LayerSlot,
+    SearchSpace,
+    check_classes_and_channels,
+    check_distinct_middles,
+    check_per_stage,
+    normalise_fields,
+    sorted_choices,
+)
 from elasticnas.supernet.specs import (
     ConvSpec,
     LinearSpec,
@@ -57,26 +66,19 @@ class ResNetSpace(SearchSpace):
     def __post_init__(self) -> None:
         normalise_fields(self)
         sorted_choices(self, "resolutions", "depth_choices", "expand_choices", "width_choices")
-        n = len(self.stage_channels)
-        for name in ("base_depths", "stage_strides"):
-            if len(getattr(self, name)) != n:
-                raise ConfigError(f"{name} needs one entry per stage ({n}), but got {list(getattr(self, name))}")
+        check_per_stage(self, len(self.stage_channels), "base_depths", "stage_strides")
         if min(self.depth_choices) < 0 or min(self.base_depths) < 1:
             raise ConfigError(f"depth_choices must be >= 0 and base_depths >= 1, but got {list(self.depth_choices)} "
                               f"and {list(self.base_depths)}")
-        if self.num_classes < 1 or self.in_channels < 1:
-            raise ConfigError(f"num_classes and in_channels must be >= 1, got {self.num_classes=}, {self.in_channels=}")
+        check_classes_and_channels(self)
         for base in (self.stem_channels, *self.stage_channels):
             widths = [self.width(base, w) for w in self.width_choices]
             if len(set(widths)) != len(widths):
                 raise ConfigError(f"width_choices {list(self.width_choices)} give duplicate widths {widths} for "
                                   f"base width {base} (divisor {self.channel_divisor}); two genes would name the "
                                   f"same network")
-            for width in widths if base != self.stem_channels else ():
-                mids = [middle_channels(width, e, self.channel_divisor) for e in self.expand_choices]
-                if len(set(mids)) != len(mids):
-                    raise ConfigError(f"expand_choices {list(self.expand_choices)} give duplicate hidden widths {mids} "
-                                      f"for {width} channels; two genes would name the same network")
+            if base != self.stem_channels:  # only stages have bottlenecks
+                check_distinct_middles(self.expand_choices, widths, self.channel_divisor)
 
     # ----- shape of the space -------------------------------------------------------
     @property
