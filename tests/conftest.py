@@ -47,29 +47,17 @@ def supernet_name(request) -> str:
 
 
 def hook_counts(model: nn.Module, x: torch.Tensor) -> tuple[int, int]:
-    """(params, MACs) of a static model as forward hooks see them: the independent check."""
-    macs = 0
+    """(params, MACs) of a static model as torch's own FLOP counter sees it: the independent check.
 
-    def conv_hook(module: nn.Conv2d, inputs, output):
-        nonlocal macs
-        kh, kw = module.kernel_size
-        macs += output[0].numel() * module.in_channels // module.groups * kh * kw
+    ``FlopCounterMode`` counts every convolution and matrix product the forward pass dispatches
+    (linear layers on token sequences and attention's two products included), two FLOPs per MAC;
+    norms, activations and pooling count nothing, as in the analytic convention.
+    """
+    from torch.utils.flop_counter import FlopCounterMode
 
-    def linear_hook(module: nn.Linear, inputs, output):
-        nonlocal macs
-        macs += module.in_features * module.out_features
-
-    handles = []
-    for module in model.modules():
-        if isinstance(module, nn.Conv2d):
-            handles.append(module.register_forward_hook(conv_hook))
-        elif isinstance(module, nn.Linear):
-            handles.append(module.register_forward_hook(linear_hook))
-    with torch.no_grad():
+    with torch.no_grad(), FlopCounterMode(display=False) as counter:
         model.eval()(x)
-    for handle in handles:
-        handle.remove()
-    return sum(p.numel() for p in model.parameters()), macs
+    return sum(p.numel() for p in model.parameters()), counter.get_total_flops() // 2
 
 
 FAST_RUN = ["data.name=digits", "data.batch_size=256", "train.bn_calibration_images=256",

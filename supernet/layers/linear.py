@@ -1,4 +1,4 @@
-"""Elastic fully connected layer: active input and output features are leading slices."""
+"""Elastic fully connected layers: active input and output features are leading slices."""
 
 from __future__ import annotations
 
@@ -23,3 +23,17 @@ class ElasticLinear(nn.Module):
         if self.bias is not None:
             state["bias"] = self.bias[:out_features]
         return state
+
+
+class ElasticClassifier(ElasticLinear):
+    """The classifier of a ``LinearSpec``: flatten, dropout (in training), then the active slice.
+
+    Its static twin is :class:`elasticnas.supernet.static.Classifier`, whose linear layer is ``linear``.
+    """
+
+    def run(self, x: Tensor, spec) -> Tensor:
+        x = F.dropout(torch.flatten(x, 1), spec.dropout, self.training)
+        return self(x, spec.out_features)
+
+    def spec_state(self, spec) -> dict[str, Tensor]:
+        return {f"linear.{name}": t for name, t in self.active_state(spec.in_features, spec.out_features).items()}

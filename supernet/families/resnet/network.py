@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import torch
+import torch  # noqa: F401  (the doctest uses it)
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from elasticnas.supernet.families.resnet.arch import ResNetArch
 from elasticnas.supernet.families.resnet.blocks import ElasticBottleneck, ElasticConvLayer
 from elasticnas.supernet.families.resnet.space import ResNetSpace
-from elasticnas.supernet.layers import ElasticConv2d, ElasticLinear
+from elasticnas.supernet.layers import ElasticClassifier, ElasticConv2d
 from elasticnas.supernet.module import Supernet, prefixed
 from elasticnas.supernet.specs import LayerSpec, MaxPoolSpec, middle_channels
 
@@ -24,15 +24,6 @@ class _Pooling(nn.Module):
 
     def spec_state(self, spec) -> dict[str, Tensor]:
         return {}
-
-
-class _Classifier(ElasticLinear):
-    def run(self, x: Tensor, spec) -> Tensor:
-        x = F.dropout(torch.flatten(x, 1), spec.dropout, self.training)
-        return self(x, spec.out_features)
-
-    def spec_state(self, spec) -> dict[str, Tensor]:
-        return prefixed("linear", self.active_state(spec.in_features, spec.out_features))
 
 
 class ResNetSupernet(Supernet):
@@ -67,7 +58,7 @@ class ResNetSupernet(Supernet):
                 channels = out
         self.blocks = nn.ModuleList(blocks)
         self.pool = _Pooling()
-        self.classifier = _Classifier(channels, space.num_classes)
+        self.classifier = ElasticClassifier(channels, space.num_classes)
 
     def _modules_of(self, arch: ResNetArch) -> list[nn.Module]:
         """The module running each of ``space.layers(arch)``, in the same order."""
