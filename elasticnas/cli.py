@@ -236,7 +236,8 @@ def _run_export(args: argparse.Namespace) -> None:
 def _quickstart_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", type=Path, default=Path("runs/quickstart"), help="run folder (resumes if present)")
     parser.add_argument("--supernet", default=None, choices=_supernets(),
-                        help="supernet preset to train (default: the config's, tiny_mbv3)")
+                        help="supernet preset to train (default: tiny_mbv3), with its bundled "
+                        "sandwich recipe (experiments/mnist_*.yaml) where there is one")
     parser.add_argument("--subnets", type=int, default=100, help="subnets to measure for the predictors")
     parser.add_argument("--runtime", default="torch", choices=_runtimes())
     parser.add_argument("--seed", type=int, default=0)
@@ -246,8 +247,7 @@ def _quickstart_arguments(parser: argparse.ArgumentParser) -> None:
 def _run_quickstart(args: argparse.Namespace) -> None:
     from elasticnas.pipeline import quickstart
 
-    overrides = [f"supernet.name={args.supernet}"] if args.supernet else []
-    summary = quickstart(args.out, overrides=overrides, subnets=args.subnets, runtime=args.runtime, seed=args.seed)
+    summary = quickstart(args.out, supernet=args.supernet, subnets=args.subnets, runtime=args.runtime, seed=args.seed)
     print(summary.round(3).to_string(index=False))
 
 

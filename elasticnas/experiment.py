@@ -54,6 +54,16 @@ def find_config(name_or_path: str | Path | None) -> Path:
     raise ConfigError(f"config {str(name_or_path)!r} not found; give a path or one of: {', '.join(known)}")
 
 
+def recipe_for(supernet: str, sampler: str = "sandwich") -> str | None:
+    """The bundled MNIST config that trains ``supernet`` with ``sampler`` (a family's own recipe, e.g.
+    AdamW and warm-up for transformers), or None when there is none."""
+    for path in sorted(EXPERIMENTS.glob("mnist_*.yaml")) if EXPERIMENTS.is_dir() else []:
+        data = load_yaml(path)
+        if (data.get("supernet") or {}).get("name") == supernet and (data.get("sampler") or {}).get("name") == sampler:
+            return path.stem
+    return None
+
+
 def load_experiment(source: str | Path | dict | None = None, overrides: list[str] = ()) -> ExperimentConfig:
     data = dict(source) if isinstance(source, dict) else load_yaml(find_config(source))
     return parse_config(ExperimentConfig, apply_overrides(data, overrides))

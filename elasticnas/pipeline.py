@@ -92,12 +92,21 @@ def export_from_run(run_folder: str | Path, arch: Arch, out: str | Path, *, form
     return report
 
 
-def quickstart(out: str | Path = "runs/quickstart", *, config: str = "mnist_sandwich", overrides: list[str] = (),
-               subnets: int = 100, trials: int = 20, predicted_evals: int = 20_000, runtime: str = "torch",
-               seed: int = 0, progress: bool = True, log=print) -> pd.DataFrame:
-    """Train, profile, measure, fit, search under three budgets, export; returns the summary table."""
-    from elasticnas.experiment import load_experiment, train_experiment
+def quickstart(out: str | Path = "runs/quickstart", *, supernet: str | None = None, config: str | None = None,
+               overrides: list[str] = (), subnets: int = 100, trials: int = 20, predicted_evals: int = 20_000,
+               runtime: str = "torch", seed: int = 0, progress: bool = True, log=print) -> pd.DataFrame:
+    """Train, profile, measure, fit, search under three budgets, export; returns the summary table.
+
+    ``supernet`` (a preset name) trains with its bundled sandwich recipe where there is one
+    (a family's own optimiser settings), else with the default config; ``config`` names one explicitly.
+    """
+    from elasticnas.experiment import load_experiment, recipe_for, train_experiment
     from elasticnas.searching import search_run
+
+    if config is None:
+        config = (recipe_for(supernet) if supernet else None) or "mnist_sandwich"
+    if supernet is not None:
+        overrides = [f"supernet.name={supernet}", *overrides]
 
     out = Path(out)
     started = time.perf_counter()

@@ -1,6 +1,7 @@
 """Inherited vs from-scratch accuracy per sampling strategy, on mnist5k.
 
-For each strategy config (experiments/mnist_<strategy>.yaml) the supernet is trained once;
+For each config (default: experiments/mnist_<strategy>.yaml for every strategy; any other
+bundled config, e.g. a family's own recipe, by name with --configs) the supernet is trained once;
 then six subnets spread over the MACs range are evaluated with inherited weights (BN
 recalibrated) and trained from scratch as standalone models for the same number of epochs
 with the same optimizer settings. Reported per strategy: top-1 on the test split of each
@@ -8,6 +9,7 @@ subnet both ways, the mean gap (inherited - scratch), Kendall tau between the ra
 the wall time of supernet training.
 
     python experiments/bench_sampling_strategies.py [--epochs 8] [--strategies sandwich,uniform]
+    python experiments/bench_sampling_strategies.py --configs mnist_vit_sandwich,mnist_resnet_sandwich
 """
 
 from __future__ import annotations
@@ -72,9 +74,17 @@ def train_from_scratch(space, arch, splits, config, seed: int) -> float:
         return 100.0 * float((model(resize(images, arch.resolution)).argmax(1) == labels).float().mean())
 
 
+def _previous_rows(path: Path) -> pd.DataFrame:
+    previous = pd.read_csv(path) if path.exists() else pd.DataFrame(columns=["config", "strategy"])
+    if "config" not in previous:  # rows written before configs other than mnist_<strategy> were benchmarked
+        previous.insert(0, "config", "mnist_" + previous["strategy"])
+    return previous
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--strategies", default=",".join(STRATEGIES))
+    parser.add_argument("--strategies", default=",".join(STRATEGIES), help="mnist_<strategy> configs to run")
+    parser.add_argument("--configs", default=None, help="bundled config names to run instead of --strategies")
     parser.add_argument("--epochs", type=int, default=None, help="override every config's train.epochs")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--runs", type=Path, default=Path("runs/bench_strategies"))
@@ -82,17 +92,16 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     overrides = [f"train.epochs={args.epochs}"] if args.epochs else []
     detail_path = RESULTS / "sampling_strategies_subnets.csv"
-    chosen = args.strategies.split(",")
-    # re-running some strategies keeps the others' rows from earlier runs
-    previous = pd.read_csv(detail_path) if detail_path.exists() else pd.DataFrame(columns=["strategy"])
-    # scratch training does not depend on the strategy (all configs share epochs and optimizer):
+    chosen = args.configs.split(",") if args.configs else [f"mnist_{s}" for s in args.strategies.split(",")]
+    previous = _previous_rows(detail_path)
+    # scratch training depends on the architecture, epochs and optimizer, not on the strategy:
     # earlier scratch results for the same architectures are reused
     known_scratch = dict(zip(previous.get("arch", []), previous.get("scratch_top1", []), strict=True))
-    previous = previous[~previous["strategy"].isin(chosen)]
-    rows, scratch_cache = previous.to_dict("records"), {}
+    rows = previous[~previous["config"].isin(chosen)].to_dict("records")
+    scratch_cache = {}
     for name in chosen:
-        config = load_experiment(f"mnist_{name}", overrides)
-        run_dir = args.runs / name
+        config = load_experiment(name, overrides)
+        run_dir = args.runs / name.removeprefix("mnist_")
         start = time.perf_counter()
         resume = (run_dir / "checkpoint.pt").exists()
         trainer, _ = train_experiment(config, run_dir, resume=resume, progress=True)
@@ -103,24 +112,25 @@ def main() -> None:
         test_data = EvalData.from_datasets(splits.train, splits.test,
                                            calibration_images=config.train.bn_calibration_images)
         inherited = [r.top1 for r in evaluate_many(trainer.model, archs, test_data)]
-        key = (config.train.epochs, config.optim)
+        key = (config.supernet, config.train.epochs, config.optim)
         if key not in scratch_cache:
             scratch_cache[key] = [known_scratch.get(a.to_json()) or train_from_scratch(space, a, splits, config, seed=i)
                                   for i, a in enumerate(archs)]
         scratch = scratch_cache[key]
         macs = count_all(space, archs)["macs"]
         for arch, m, inh, scr in zip(archs, macs, inherited, scratch, strict=True):
-            rows.append({"strategy": name, "arch": arch.to_json(), "macs": int(m), "inherited_top1": inh,
-                         "scratch_top1": scr, "gap": inh - scr})
+            rows.append({"config": name, "supernet": space.name, "strategy": config.sampler.name,
+                         "arch": arch.to_json(), "macs": int(m), "inherited_top1": inh, "scratch_top1": scr,
+                         "gap": inh - scr})
         gaps = np.array(inherited) - np.array(scratch)
         print(f"{name}: mean gap {gaps.mean():+.2f}, worst {gaps.min():+.2f}, "
               f"tau {kendalltau(inherited, scratch)[0]:.2f}, {train_seconds:.0f} s", flush=True)
         rows[-1]["train_seconds"] = train_seconds
-        detail = pd.DataFrame(rows)
         RESULTS.mkdir(exist_ok=True)
-        detail.to_csv(detail_path, index=False)
+        pd.DataFrame(rows).to_csv(detail_path, index=False)
     detail = pd.DataFrame(rows)
-    summary = detail.groupby("strategy", sort=False).apply(lambda g: pd.Series({
+    detail["supernet"] = detail["supernet"].fillna("tiny_mbv3")  # rows from before the column existed
+    summary = detail.groupby(["config", "supernet", "strategy"], sort=False).apply(lambda g: pd.Series({
         "mean_gap": g["gap"].mean(), "worst_gap": g["gap"].min(),
         "kendall_tau": kendalltau(g["inherited_top1"], g["scratch_top1"])[0],
         "inherited_mean": g["inherited_top1"].mean(), "scratch_mean": g["scratch_top1"].mean(),

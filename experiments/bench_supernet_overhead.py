@@ -1,14 +1,16 @@
 """Forward+backward time of the supernet against its extracted static twin, on CPU.
 
-For the max and the min subnet of each supernet asked for (default ``ofa_mbv3_w10`` and
-``ofa_resnet50``, 10 classes), at batch 64 x 32 px and batch 8 x 224 px, the two models are
+For the max and the min subnet of each supernet asked for (default ``ofa_mbv3_w10``,
+``ofa_resnet50`` and ``autoformer_tiny``, 10 classes), at batch 64 x 32 px and batch 8 x 224 px, the two models are
 timed in alternation within one run, in ABBA order so that neither always runs second.
 ``ratio`` is the ratio of the median step times (1.00 = no slicing overhead);
 ``paired_ratio`` the median of per-pair ratios. Large activations make single steps spike
 (page faults on fresh allocations hit either model at random), so medians over many
 repeats are the figures to compare, not single timings.
 
-    python experiments/bench_supernet_overhead.py [--supernets ofa_mbv3_w10,ofa_resnet50] [--repeats 40]
+    python experiments/bench_supernet_overhead.py [--supernets ofa_mbv3_w10,ofa_resnet50,autoformer_tiny] [--repeats 40]
+
+Rows of supernets not named keep their earlier figures in the CSV.
 """
 
 from __future__ import annotations
@@ -58,7 +60,7 @@ def _compare(net, arch, batch: int, res: int, repeats: int) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--supernets", default="ofa_mbv3_w10,ofa_resnet50")
+    parser.add_argument("--supernets", default="ofa_mbv3_w10,ofa_resnet50,autoformer_tiny")
     parser.add_argument("--repeats", type=int, default=40)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "supernet_overhead.csv")
@@ -76,6 +78,9 @@ def main() -> None:
     table = pd.DataFrame(rows)
     table["threads"], table["cpu"], table["torch"] = args.threads, platform.processor() or platform.machine(), \
         torch.__version__
+    if args.out.exists():  # keep the rows of supernets not re-measured this time
+        previous = pd.read_csv(args.out)
+        table = pd.concat([previous[~previous["supernet"].isin(table["supernet"])], table], ignore_index=True)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     table.to_csv(args.out, index=False)
     print(table.to_string(index=False))

@@ -3,13 +3,18 @@
 Running statistics of a shared supernet fit no particular subnet, so every evaluation
 first recomputes them for the subnet: on an extracted copy (the supernet's buffers are
 never touched), as the plain average over a fixed, seeded subset of training images in
-fixed batches (momentum ``None``), reduced across processes in a distributed run.
+fixed batches (momentum ``None``), reduced across processes in a distributed run. A subnet
+without batch norm (a ViT normalises with LayerNorm, which keeps no statistics) needs none:
+recalibration returns it untouched, with no forward pass, and says so once on the
+``elasticnas`` logger.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import cache
 
 import numpy as np
 import torch
@@ -69,10 +74,24 @@ class EvalData:
         return self._resized[resolution]
 
 
+def batch_norms(model: nn.Module) -> list[nn.Module]:
+    return [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+
+
+@cache
+def _say_nothing_to_recalibrate() -> None:
+    logging.getLogger(__name__).info("batch-norm recalibration skipped: the subnet has no batch norm "
+                                     "(LayerNorm keeps no running statistics)")
+
+
 @torch.no_grad()
 def recalibrate_bn(model: nn.Module, images: torch.Tensor, batch_size: int = 250) -> nn.Module:
-    """Replace every batch norm's running statistics by their average over ``images``."""
-    norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    """Replace every batch norm's running statistics by their average over ``images``
+    (a model without batch norm is returned as it is)."""
+    norms = batch_norms(model)
+    if not norms:
+        _say_nothing_to_recalibrate()
+        return model
     momenta = [m.momentum for m in norms]
     for m in norms:
         m.reset_running_stats()

@@ -29,7 +29,7 @@ from elasticnas.core.checkpoint import load_checkpoint, save_checkpoint
 from elasticnas.core.distributed import all_reduce_gradients, all_reduce_sum, init_from_env
 from elasticnas.core.errors import ConfigError, ElasticNASError
 from elasticnas.supernet.batches import epoch_order, iterate, resize
-from elasticnas.supernet.evaluation import EvalData, calibrated_subnet, evaluate_many
+from elasticnas.supernet.evaluation import EvalData, batch_norms, calibrated_subnet, evaluate_many
 from elasticnas.supernet.losses import distillation_loss
 from elasticnas.supernet.reorder import reorder_channels
 from elasticnas.supernet.samplers import StepContext, create_strategy
@@ -176,6 +176,8 @@ class Trainer:
         if resume:
             self._restore(load_checkpoint(self.run_dir / CHECKPOINT, space_fingerprint=self.space.fingerprint))
         self.run_dir.mkdir(parents=True, exist_ok=True)
+        if self.progress and not batch_norms(self.model):
+            tqdm.write("no batch norm in this supernet: evaluation runs subnets as they are, without recalibration")
         previous = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT)}
         for sig in previous:
             signal.signal(sig, lambda *_: self.request_stop())

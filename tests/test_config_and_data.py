@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from elasticnas.data import DataConfig, load_data
-from elasticnas.experiment import ExperimentConfig, load_experiment
+from elasticnas.experiment import ExperimentConfig, load_experiment, recipe_for
 from elasticnas.supernet import ConfigError
 
 
@@ -63,3 +63,12 @@ def test_on_disk_datasets_explain_what_is_missing(tmp_path):
         load_data(DataConfig(name="cifar10"))
     with pytest.raises(ConfigError, match="does not exist|torchvision"):
         load_data(DataConfig(name="imagefolder", root=str(tmp_path / "none")))
+
+
+def test_a_preset_trains_with_its_bundled_sandwich_recipe_or_none():
+    assert recipe_for("tiny_mbv3") == "mnist_sandwich"
+    assert recipe_for("tiny_mbv3", "uniform") == "mnist_uniform"
+    assert recipe_for("ofa_resnet50") is None
+    for name in ("tiny_mbv3", "tiny_resnet"):
+        config = load_experiment(recipe_for(name))
+        assert config.supernet.name == name and config.sampler.name == "sandwich"

@@ -92,7 +92,7 @@ def test_quickstart_runs_end_to_end_and_resumes_without_redoing_work(tmp_path, c
 def test_quickstart_runs_end_to_end_on_every_small_preset(supernet, tmp_path):
     """Train, profile, measure, fit, search, export on each family's small preset, through the CLI."""
     out = tmp_path / supernet
-    summary = quickstart(out, overrides=[*FAST_RUN, f"supernet.name={supernet}"], subnets=12, trials=3,
+    summary = quickstart(out, supernet=supernet, overrides=FAST_RUN, subnets=12, trials=3,
                          predicted_evals=400, progress=False)
     assert len(summary) == 3 and (summary["predicted_ms"] <= summary["budget_ms"] + 1e-9).all()
     for folder in summary["export"]:

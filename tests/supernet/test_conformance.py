@@ -91,7 +91,7 @@ def _active_masks(net, arch) -> dict[str, torch.Tensor]:
 
 def test_training_touches_only_the_active_slices(supernet_name):
     """Gradients and BN running statistics change inside the subnet's slices of the shared
-    tensors and nowhere else."""
+    tensors and nowhere else (a family without batch norm has no statistics to check)."""
     net = make_supernet(supernet_name).train()
     arch = net.space.min()
     masks = _active_masks(net, arch)
@@ -106,7 +106,7 @@ def test_training_touches_only_the_active_slices(supernet_name):
         if name in masks and "running" in name:
             torch.testing.assert_close(buffer[~masks[name]], before[name][~masks[name]])
             changed |= not torch.equal(buffer[masks[name]], before[name][masks[name]])
-    assert changed
+    assert changed or not any("running" in name for name in masks)
 
 
 def test_analytic_counts_equal_hook_counts(supernet_name):
