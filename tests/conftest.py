@@ -10,7 +10,8 @@ from elasticnas.supernet import create_supernet, list_supernets
 
 # The OFA presets at full size are slow on 2 CPU cores; conformance tests run them at
 # their smallest resolutions, which exercise exactly the same code paths.
-FAST_RESOLUTIONS = {"ofa_mbv3_w10": (128, 132), "ofa_mbv3_w12": (128, 132), "ofa_resnet50": (128, 132)}
+FAST_RESOLUTIONS = {"ofa_mbv3_w10": (128, 132), "ofa_mbv3_w12": (128, 132), "ofa_resnet50": (128, 132),
+                    "autoformer_tiny": (96, 112), "autoformer_small": (96, 112)}
 
 
 def make_supernet(name: str, num_classes: int = 10, seed: int = 0, **overrides) -> nn.Module:
