@@ -61,3 +61,30 @@ class Supernet(nn.Module):
         model.load_state_dict({k: v.detach() for k, v in self.active_state_dict(arch).items()})
         reference = next(self.parameters())
         return model.to(device=reference.device, dtype=reference.dtype).train(self.training)
+
+
+class SpecDrivenSupernet(Supernet):
+    """A supernet whose every layer is one module run by its spec from ``space.layers(arch)``.
+
+    Subclasses name the module of each layer (:meth:`_modules_of`); each module implements
+    ``run(x, spec)`` and ``spec_state(spec)`` (its active slices, named as in the static module).
+    """
+
+    def _modules_of(self, arch: Arch) -> list[nn.Module]:
+        """The module running each of ``space.layers(arch)``, in the same order."""
+        raise NotImplementedError
+
+    def _layers(self, arch: Arch) -> list[tuple[nn.Module, object]]:
+        return list(zip(self._modules_of(arch), self.space.layers(arch), strict=True))
+
+    def forward(self, x: Tensor, arch: Arch | None = None) -> Tensor:
+        """Run ``arch`` (default: the active architecture) on ``x``, already at its resolution."""
+        for module, spec in self._layers(self.resolve(arch)):
+            x = module.run(x, spec)
+        return x
+
+    def active_state_dict(self, arch: Arch) -> dict[str, Tensor]:
+        state = {}
+        for index, (module, spec) in enumerate(self._layers(arch)):
+            state.update(prefixed(str(index), module.spec_state(spec)))
+        return state

@@ -7,6 +7,12 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 
+def leading(tensor: Tensor, dim: int, size: int) -> Tensor:
+    """The first ``size`` entries along ``dim``; the tensor itself when that is all of it (a
+    full-size slice would still cost an op, and a zero-filled gradient in backward)."""
+    return tensor if tensor.shape[dim] == size else tensor.narrow(dim, 0, size)
+
+
 class ElasticLinear(nn.Module):
     def __init__(self, max_in: int, max_out: int, bias: bool = True):
         super().__init__()
@@ -19,9 +25,9 @@ class ElasticLinear(nn.Module):
         return F.linear(x, state["weight"], state.get("bias"))
 
     def active_state(self, in_features: int, out_features: int) -> dict[str, Tensor]:
-        state = {"weight": self.weight[:out_features, :in_features]}
+        state = {"weight": leading(leading(self.weight, 0, out_features), 1, in_features)}
         if self.bias is not None:
-            state["bias"] = self.bias[:out_features]
+            state["bias"] = leading(self.bias, 0, out_features)
         return state
 
 

@@ -10,8 +10,8 @@ from elasticnas.supernet.families.resnet.arch import ResNetArch
 from elasticnas.supernet.families.resnet.blocks import ElasticBottleneck, ElasticConvLayer
 from elasticnas.supernet.families.resnet.space import ResNetSpace
 from elasticnas.supernet.layers import ElasticClassifier, ElasticConv2d
-from elasticnas.supernet.module import Supernet, prefixed
-from elasticnas.supernet.specs import LayerSpec, MaxPoolSpec, middle_channels
+from elasticnas.supernet.module import SpecDrivenSupernet
+from elasticnas.supernet.specs import MaxPoolSpec, middle_channels
 
 
 class _Pooling(nn.Module):
@@ -26,7 +26,7 @@ class _Pooling(nn.Module):
         return {}
 
 
-class ResNetSupernet(Supernet):
+class ResNetSupernet(SpecDrivenSupernet):
     """Elastic ResNet over a :class:`ResNetSpace` (Once-for-All's OFAResNets, without hidden state).
 
     >>> from elasticnas.supernet import create_supernet
@@ -67,19 +67,3 @@ class ResNetSupernet(Supernet):
             modules.append(self.max_pool)
         modules += [self.blocks[slot] for _, slot in self.space.active_blocks(arch)]
         return [*modules, self.pool, self.classifier]
-
-    def _layers(self, arch: ResNetArch) -> list[tuple[nn.Module, LayerSpec]]:
-        specs = self.space.layers(arch)
-        return list(zip(self._modules_of(arch), specs, strict=True))
-
-    def forward(self, x: Tensor, arch: ResNetArch | None = None) -> Tensor:
-        """Run ``arch`` (default: the active architecture) on ``x``, already at its resolution."""
-        for module, spec in self._layers(self.resolve(arch)):
-            x = module.run(x, spec)
-        return x
-
-    def active_state_dict(self, arch: ResNetArch) -> dict[str, Tensor]:
-        state = {}
-        for index, (module, spec) in enumerate(self._layers(arch)):
-            state.update(prefixed(str(index), module.spec_state(spec)))
-        return state

@@ -25,25 +25,13 @@ from elasticnas.supernet.families.vit.layers import (
     init_vit_,
 )
 from elasticnas.supernet.layers import ElasticLinear
+from elasticnas.supernet.layers.linear import leading
 from elasticnas.supernet.module import ElasticBlock, prefixed
 from elasticnas.supernet.reorder import importance_order, permute_
 
 
-def leading(tensor: Tensor, dim: int, size: int) -> Tensor:
-    """The first ``size`` entries along ``dim``; the tensor itself when that is all of it (a
-    full-size slice would still cost an op, and a zero-filled gradient in backward)."""
-    return tensor if tensor.shape[dim] == size else tensor.narrow(dim, 0, size)
-
-
 def norm_state(norm: nn.LayerNorm, width: int) -> dict[str, Tensor]:
     return {"weight": leading(norm.weight, 0, width), "bias": leading(norm.bias, 0, width)}
-
-
-def linear_state(layer: ElasticLinear, in_features: int, out_features: int) -> dict[str, Tensor]:
-    state = {"weight": leading(leading(layer.weight, 0, out_features), 1, in_features)}
-    if layer.bias is not None:
-        state["bias"] = leading(layer.bias, 0, out_features)
-    return state
 
 
 class ElasticPatchEmbed(nn.Module):
@@ -109,8 +97,8 @@ class ElasticTransformerLayer(ElasticBlock):
     def spec_state(self, spec: TransformerLayerSpec) -> dict[str, Tensor]:
         e, width, hidden = spec.embed_dim, spec.attention_width, spec.mlp_hidden
         parts = {"norm1": norm_state(self.norm1, e), "attn.qkv": self._qkv_state(spec),
-                 "attn.proj": linear_state(self.proj, width, e), "norm2": norm_state(self.norm2, e),
-                 "mlp.fc1": linear_state(self.fc1, e, hidden), "mlp.fc2": linear_state(self.fc2, hidden, e)}
+                 "attn.proj": self.proj.active_state(width, e), "norm2": norm_state(self.norm2, e),
+                 "mlp.fc1": self.fc1.active_state(e, hidden), "mlp.fc2": self.fc2.active_state(hidden, e)}
         return {name: tensor for prefix, state in parts.items() for name, tensor in prefixed(prefix, state).items()}
 
     def run(self, x: Tensor, spec: TransformerLayerSpec) -> Tensor:

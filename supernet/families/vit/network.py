@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-from torch import Tensor, nn
+from torch import nn
 
 from elasticnas.supernet.families.vit.arch import ViTArch
 from elasticnas.supernet.families.vit.elastic import ElasticClassTokenNorm, ElasticPatchEmbed, ElasticTransformerLayer
 from elasticnas.supernet.families.vit.space import ViTSpace
 from elasticnas.supernet.layers import ElasticClassifier
-from elasticnas.supernet.module import Supernet, prefixed
+from elasticnas.supernet.module import SpecDrivenSupernet
 
 
-class ViTSupernet(Supernet):
+class ViTSupernet(SpecDrivenSupernet):
     """Elastic Vision Transformer over a :class:`ViTSpace` (AutoFormer's weight entanglement).
 
     >>> import torch
@@ -35,22 +35,8 @@ class ViTSupernet(Supernet):
         self.head = ElasticClassifier(embed, space.num_classes)
         nn.init.trunc_normal_(self.head.weight, std=0.02)
 
-    def _layers(self, arch: ViTArch) -> list[tuple[nn.Module, object]]:
-        """Each of ``space.layers(arch)`` with the module that runs it."""
-        modules = [self.patch_embed, *self.blocks[: arch.depth], self.norm, self.head]
-        return list(zip(modules, self.space.layers(arch), strict=True))
-
-    def forward(self, x: Tensor, arch: ViTArch | None = None) -> Tensor:
-        """Run ``arch`` (default: the active architecture) on ``x``, already at its resolution."""
-        for module, spec in self._layers(self.resolve(arch)):
-            x = module.run(x, spec)
-        return x
-
-    def active_state_dict(self, arch: ViTArch) -> dict[str, Tensor]:
-        state = {}
-        for index, (module, spec) in enumerate(self._layers(arch)):
-            state.update(prefixed(str(index), module.spec_state(spec)))
-        return state
+    def _modules_of(self, arch: ViTArch) -> list[nn.Module]:
+        return [self.patch_embed, *self.blocks[: arch.depth], self.norm, self.head]
 
     def no_weight_decay(self) -> set[str]:
         """The class token and position embeddings, as in timm and DeiT."""
