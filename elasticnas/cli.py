@@ -57,20 +57,50 @@ def _train_arguments(parser: argparse.ArgumentParser) -> None:
                         help="YAML path or a name in experiments/ (default: mnist_sandwich)")
     parser.add_argument("--out", type=Path, required=True, help="run folder (config, checkpoint, metrics)")
     parser.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint")
+    parser.add_argument("--init", type=Path, default=None, metavar="RUN_OR_CHECKPOINT",
+                        help="start from this run's (or imported, or checkpoint file's) supernet instead of "
+                        "random weights; same as init.source (see init.* in the README)")
     parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
                         help="dotted overrides, e.g. train.epochs=2 sampler.name=uniform")
     parser.set_defaults(run=_run_train)
 
 
 def _run_train(args: argparse.Namespace) -> None:
+    from dataclasses import replace
+
     from elasticnas.core.distributed import rank_and_world
     from elasticnas.experiment import load_experiment, train_experiment
 
     config = load_experiment(args.config, args.set)
+    if args.init is not None:
+        config = replace(config, init=replace(config.init, source=str(args.init)))
     trainer, metrics = train_experiment(config, args.out, resume=args.resume)
     if rank_and_world()[0] == 0:
         print(metrics.round(3).to_string(index=False))
         print(f"run folder: {args.out} (metrics.csv, training_curves.png, checkpoint.pt)")
+
+
+@command("import-ofa", "import a published Once-for-All MobileNetV3 supernet checkpoint as a run folder",
+         "elasticnas import-ofa ofa_mbv3_d234_e346_k357_w1.0 --supernet ofa_mbv3_w10 --out runs/ofa_w10 "
+         "--set data.root=/data/imagenet/val")
+def _import_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("checkpoint", type=Path, help="the OFA file ({'state_dict': ...}); read weights-only")
+    parser.add_argument("--supernet", required=True, choices=_supernets(),
+                        help="the preset it fills: ofa_mbv3_w10 for _w1.0 files, ofa_mbv3_w12 for _w1.2")
+    parser.add_argument("--num-classes", type=int, default=1000)
+    parser.add_argument("--out", type=Path, required=True, help="the run folder to create")
+    parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
+                        help="config of the run, e.g. data.root=/data/imagenet/val (an ImageFolder) for measure")
+    parser.set_defaults(run=_run_import)
+
+
+def _run_import(args: argparse.Namespace) -> None:
+    from elasticnas.importing import import_checkpoint
+
+    out = import_checkpoint(args.checkpoint, supernet=args.supernet, out=args.out, format="ofa",
+                            num_classes=args.num_classes, overrides=args.set)
+    print(f"imported {args.checkpoint} into {out} (config.yaml, supernet.safetensors); next: "
+          f"elasticnas measure {out}, or elasticnas train CONFIG --init {out} to transfer it to your data")
 
 
 @command("profile", "build a per-layer latency lookup table on this device",

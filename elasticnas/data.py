@@ -32,6 +32,7 @@ class DataConfig:
     test_fraction: float = 0.15
     split_seed: int = 0  # the splits depend on this seed only
     num_workers: int = 0  # loader workers for on-disk datasets
+    classes: tuple[int, ...] | None = None  # keep only these labels, renumbered 0.. in this order
 
     def __post_init__(self) -> None:
         if self.name not in DATASETS:
@@ -43,6 +44,37 @@ class DataConfig:
         if not (all(0 < f < 1 for f in fractions) and sum(fractions) < 1):
             raise ConfigError(f"data.val_fraction and data.test_fraction must be in (0, 1) and sum below 1, "
                               f"got {self.val_fraction}, {self.test_fraction}")
+        if self.classes is not None and (len(self.classes) < 2 or len(set(self.classes)) != len(self.classes)
+                                         or min(self.classes) < 0):
+            raise ConfigError(f"data.classes must list at least two distinct labels >= 0, got {list(self.classes)}")
+
+
+def select_classes(labels: np.ndarray, classes: tuple[int, ...] | None) -> tuple[np.ndarray, np.ndarray]:
+    """Indices of the samples whose label is in ``classes`` and their labels renumbered 0.. in that order."""
+    labels = np.asarray(labels)
+    if classes is None:
+        return np.arange(len(labels)), labels
+    present = set(np.unique(labels).tolist())
+    absent = [c for c in classes if c not in present]
+    if absent:
+        raise ConfigError(f"data.classes {list(classes)} names labels {absent} that the dataset does not have; "
+                          f"it has {sorted(present)}")
+    renumber = {c: i for i, c in enumerate(classes)}
+    keep = np.flatnonzero(np.isin(labels, list(classes)))
+    return keep, np.array([renumber[int(c)] for c in labels[keep]], dtype=np.int64)
+
+
+class _Relabeled(Dataset):
+    """A subset of an on-disk dataset with its labels renumbered."""
+
+    def __init__(self, dataset: Dataset, indices: np.ndarray, labels: np.ndarray):
+        self.dataset, self.indices, self.labels = dataset, indices, labels
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __getitem__(self, i: int):
+        return self.dataset[int(self.indices[i])][0], int(self.labels[i])
 
 
 @dataclass
@@ -71,7 +103,8 @@ def _split(n: int, config: DataConfig, labels: np.ndarray | None = None) -> tupl
 
 
 def _tensor_splits(name: str, images: np.ndarray, labels: np.ndarray, config: DataConfig) -> DataSplits:
-    images = torch.as_tensor(images, dtype=torch.float32)
+    keep, labels = select_classes(labels, config.classes)
+    images = torch.as_tensor(images[keep], dtype=torch.float32)
     train_idx, val_idx, test_idx = _split(len(labels), config, labels)
     mean, std = images[train_idx].mean(), images[train_idx].std()
     images = (images - mean) / std
@@ -135,9 +168,11 @@ def _cifar10(config: DataConfig) -> DataSplits:
         test = torchvision.datasets.CIFAR10(str(root), train=False, download=False, transform=tf)
     except RuntimeError:
         raise ConfigError(f"no CIFAR-10 under {root}: expected {root}/cifar-10-batches-py") from None
+    full, test = _keep_classes(full, config), _keep_classes(test, config)
     train_idx, val_idx, _ = _split(len(full), DataConfig(val_fraction=config.val_fraction, test_fraction=1e-9,
                                                          split_seed=config.split_seed), np.asarray(full.targets))
-    return DataSplits("cifar10", Subset(full, train_idx), Subset(full, val_idx), test, 10, 3, 32)
+    return DataSplits("cifar10", Subset(full, train_idx), Subset(full, val_idx), test,
+                      len(config.classes or range(10)), 3, 32)
 
 
 @register_dataset("imagefolder")
@@ -147,9 +182,20 @@ def _imagefolder(config: DataConfig) -> DataSplits:
     tf = transforms.Compose([transforms.Resize(256), transforms.CenterCrop(224), transforms.ToTensor(),
                              transforms.Normalize((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))])
     full = torchvision.datasets.ImageFolder(str(root), transform=tf)
+    num_classes = len(config.classes or full.classes)
+    full = _keep_classes(full, config)
     train_idx, val_idx, test_idx = _split(len(full), config, np.asarray(full.targets))
     return DataSplits("imagefolder", Subset(full, train_idx), Subset(full, val_idx), Subset(full, test_idx),
-                      len(full.classes), 3, 224)
+                      num_classes, 3, 224)
+
+
+def _keep_classes(dataset, config: DataConfig):
+    if config.classes is None:
+        return dataset
+    keep, labels = select_classes(np.asarray(dataset.targets), config.classes)
+    subset = _Relabeled(dataset, keep, labels)
+    subset.targets = labels.tolist()
+    return subset
 
 
 

@@ -6,18 +6,19 @@ A run folder holds ``config.yaml`` (the resolved config), ``checkpoint.pt``,
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import torch
 import yaml
 
 from elasticnas.core.atomic import atomic_write_text
 from elasticnas.core.config import apply_overrides, config_to_dict, load_yaml, parse_config
-from elasticnas.core.distributed import init_from_env
+from elasticnas.core.distributed import init_from_env, rank_and_world
 from elasticnas.core.errors import ConfigError
 from elasticnas.data import DataConfig, load_data
+from elasticnas.parents import inherit_parent, with_parent_recorded
 from elasticnas.supernet import create_supernet
 from elasticnas.supernet.evaluation import EvalData
 from elasticnas.supernet.training import OptimConfig, SamplerConfig, TrainConfig, Trainer, resolve_device
@@ -28,8 +29,28 @@ DEFAULT_CONFIG = "mnist_sandwich.yaml"
 
 @dataclass(frozen=True)
 class SupernetConfig:
-    name: str = "tiny_mbv3"  # a registered preset; classes and input channels come from the data
+    name: str = "tiny_mbv3"  # a registered preset
     overrides: dict = field(default_factory=dict)  # fields of the space to replace, e.g. resolutions
+    num_classes: int | None = None  # None: from the data (an imported supernet records its own)
+    in_channels: int | None = None  # None: from the data
+
+
+@dataclass(frozen=True)
+class InitConfig:
+    """Where the supernet's first weights come from: fresh (``source: null``) or a parent."""
+
+    source: str | None = None  # a run folder or a checkpoint file (.pt, .safetensors) of this project
+    sha256: str | None = None  # of the parent's weights; recorded when training starts
+    format: str | None = None  # set by import-ofa: the foreign checkpoint format it read
+    input_filters: Literal["sum", "average"] = "sum"  # 1 <-> several input channels (supernet/transfer.py)
+    reset_classifier: bool = False  # True: a fresh classifier, for labels that mean other classes
+    freeze: tuple[str, ...] = ()  # shell-style parameter names to freeze at first, e.g. "stem.*"
+    freeze_epochs: int = 0  # epochs during which `freeze` holds
+
+    def __post_init__(self) -> None:
+        if self.freeze_epochs < 0 or (self.freeze_epochs and not self.freeze):
+            raise ConfigError(f"init.freeze_epochs={self.freeze_epochs} needs to be >= 0, and init.freeze to name "
+                              f"parameters when it is > 0 (got freeze={list(self.freeze)})")
 
 
 @dataclass(frozen=True)
@@ -39,6 +60,7 @@ class ExperimentConfig:
     optim: OptimConfig = field(default_factory=OptimConfig)
     sampler: SamplerConfig = field(default_factory=SamplerConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    init: InitConfig = field(default_factory=InitConfig)
 
     def to_dict(self) -> dict[str, Any]:
         return config_to_dict(self)
@@ -72,11 +94,29 @@ def load_experiment(source: str | Path | dict | None = None, overrides: list[str
 def build_run(config: ExperimentConfig):
     """Data splits and a fresh supernet for ``config`` (classes and channels from the data)."""
     splits = load_data(config.data)
+    check_dimensions(config, splits)
+    return splits, build_supernet_of(config, splits.num_classes, splits.in_channels)
+
+
+def build_supernet_of(config: ExperimentConfig, num_classes: int | None = None, in_channels: int | None = None):
+    """A freshly initialised supernet of ``config``; the config's own dimensions win over the given ones."""
+    num_classes = config.supernet.num_classes or num_classes
+    in_channels = config.supernet.in_channels or in_channels
+    if num_classes is None or in_channels is None:
+        raise ConfigError("the supernet's class and channel counts come from the data; load it first")
     with torch.random.fork_rng(devices=[]):  # the initial weights depend on train.seed alone
         torch.manual_seed(config.train.seed)
-        supernet = create_supernet(config.supernet.name, num_classes=splits.num_classes,
-                                   in_channels=splits.in_channels, **config.supernet.overrides)
-    return splits, supernet
+        return create_supernet(config.supernet.name, num_classes=num_classes, in_channels=in_channels,
+                               **config.supernet.overrides)
+
+
+def check_dimensions(config: ExperimentConfig, splits) -> None:
+    """Refuse data whose classes or channels differ from those the config fixes for its supernet."""
+    for key, fixed, found in (("num_classes", config.supernet.num_classes, splits.num_classes),
+                              ("in_channels", config.supernet.in_channels, splits.in_channels)):
+        if fixed is not None and fixed != found:
+            raise ConfigError(f"supernet.{key}={fixed}, but dataset {splits.name!r} has {found}; start a transfer "
+                              f"run instead: elasticnas train CONFIG --init RUN")
 
 
 def train_experiment(config: ExperimentConfig, run_dir: str | Path, *, resume: bool = False,
@@ -88,6 +128,8 @@ def train_experiment(config: ExperimentConfig, run_dir: str | Path, *, resume: b
         if not saved.exists():
             raise ConfigError(f"nothing to resume in {run_dir}: it has no config.yaml")
         previous = parse_config(ExperimentConfig, load_yaml(saved))
+        if config.init.source and config.init.sha256 is None:  # the parent was hashed when the run began
+            config = replace(config, init=replace(config.init, sha256=previous.init.sha256))
         if previous != config:
             changed = _differences(previous.to_dict(), config.to_dict())
             raise ConfigError(f"--resume needs the run's own config; these keys differ from {saved}: "
@@ -96,14 +138,20 @@ def train_experiment(config: ExperimentConfig, run_dir: str | Path, *, resume: b
         raise ConfigError(f"{run_dir} already holds a training run; pass --resume to continue it "
                           f"or choose another --out")
     init_from_env(resolve_device(config.train.device))  # under torchrun: join before sharding the data
+    config = with_parent_recorded(config) if config.init.source and not resume else config
     splits, supernet = build_run(config)
+    if config.init.source and not resume:
+        for line in inherit_parent(supernet, config):
+            if progress and rank_and_world()[0] == 0:
+                print(line)
     eval_data = EvalData.from_datasets(splits.train, splits.val, calibration_images=config.train.bn_calibration_images,
                                        seed=config.train.seed,
                                        calibration_batch_size=config.train.bn_calibration_batch_size,
                                        eval_batch_size=config.data.eval_batch_size)
     trainer = Trainer(supernet, splits.train, eval_data, train=config.train, optim=config.optim,
                       sampler=config.sampler, batch_size=config.data.batch_size, run_dir=run_dir,
-                      experiment=config.to_dict(), progress=progress, on_step=on_step)
+                      experiment=config.to_dict(), progress=progress, on_step=on_step,
+                      freeze=(config.init.freeze, config.init.freeze_epochs))
     if trainer.rank == 0 and not resume:
         run_dir.mkdir(parents=True, exist_ok=True)
         atomic_write_text(saved, yaml.safe_dump(config.to_dict(), sort_keys=False))

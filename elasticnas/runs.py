@@ -3,6 +3,7 @@
     RUN/
       config.yaml             resolved experiment config (train)
       checkpoint.pt           supernet weights + training state (train)
+      supernet.safetensors    supernet weights of an imported run (import-ofa), instead of checkpoint.pt
       metrics.csv, training_curves.png
       tables/<device>_<runtime>/latency_table.csv|.json    per-layer latency (profile, measure)
       evaluations.csv         one row per distinct measured subnet (measure)
@@ -23,8 +24,9 @@ from torch import nn
 from elasticnas.core.checkpoint import load_checkpoint
 from elasticnas.core.config import load_yaml, parse_config
 from elasticnas.core.errors import ConfigError
-from elasticnas.data import DataSplits
-from elasticnas.experiment import ExperimentConfig, build_run
+from elasticnas.data import DataSplits, load_data
+from elasticnas.experiment import ExperimentConfig, build_supernet_of, check_dimensions
+from elasticnas.parents import IMPORTED_WEIGHTS, read_weights, safe_open_metadata
 from elasticnas.supernet.evaluation import EvalData
 from elasticnas.supernet.space import SearchSpace
 
@@ -38,16 +40,24 @@ EXPORTS = "exports"
 
 @dataclass
 class TrainedRun:
-    """A finished training run, loaded: its config, data splits and supernet (eval mode, CPU)."""
+    """A finished training run (or an imported supernet), loaded: its config and supernet (eval
+    mode, CPU); its data splits load on first use."""
 
     folder: Path
     config: ExperimentConfig
-    splits: DataSplits
     supernet: nn.Module
+    _splits: DataSplits | None = None
 
     @property
     def space(self) -> SearchSpace:
         return self.supernet.space
+
+    @property
+    def splits(self) -> DataSplits:
+        if self._splits is None:
+            self._splits = load_data(self.config.data)
+            check_dimensions(self.config, self._splits)
+        return self._splits
 
     def eval_data(self, split: str = "val") -> EvalData:
         """BN-calibration images from the training split and the ``val`` or ``test`` split to score on."""
@@ -73,17 +83,31 @@ def run_space(folder: str | Path) -> SearchSpace:
 
 
 def load_trained(folder: str | Path, *, weights: bool = True, require_finished: bool = True) -> TrainedRun:
-    """Load the run in ``folder``; refuse an unfinished training unless ``require_finished=False``."""
+    """Load the run in ``folder`` (trained, or imported with ``supernet.safetensors``); refuse an
+    unfinished training unless ``require_finished=False``."""
     folder = Path(folder)
     config = run_config(folder)
-    splits, supernet = build_run(config)
-    if weights:
+    fixed = config.supernet.num_classes is not None and config.supernet.in_channels is not None
+    splits = None if fixed else load_data(config.data)
+    supernet = build_supernet_of(config, *((None, None) if fixed else (splits.num_classes, splits.in_channels)))
+    if weights and not (folder / CHECKPOINT).exists() and (folder / IMPORTED_WEIGHTS).exists():
+        supernet.load_state_dict(read_imported(folder / IMPORTED_WEIGHTS, supernet))
+    elif weights:
         state = load_checkpoint(folder / CHECKPOINT, space_fingerprint=supernet.space.fingerprint)
         if require_finished and state["epoch"] < config.train.epochs:
             raise ConfigError(f"training in {folder} stopped at epoch {state['epoch']}/{config.train.epochs}; "
                               f"finish it first: elasticnas train --out {folder} --resume")
         supernet.load_state_dict(state["model"])
-    return TrainedRun(folder, config, splits, supernet.eval())
+    return TrainedRun(folder, config, supernet.eval(), splits)
+
+
+def read_imported(path: Path, supernet: nn.Module) -> dict[str, torch.Tensor]:
+    """The weights of an imported run, refused when they belong to another space."""
+    found = safe_open_metadata(path).get("space_fingerprint")
+    if found != supernet.space.fingerprint:
+        raise ConfigError(f"{path} belongs to another space (fingerprint {found}, this config's is "
+                          f"{supernet.space.fingerprint}); import again, or fix the run's config.yaml")
+    return read_weights(path)
 
 
 def spread_by_macs(space: SearchSpace, n: int, *, seed: int = 0, pool_size: int = 20_000) -> list:

@@ -8,6 +8,8 @@ and loads the active slices into it.
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import torch
 from torch import Tensor, nn
 
@@ -29,7 +31,15 @@ class ElasticBlock(nn.Module):
 
 
 class Supernet(nn.Module):
-    """Base of every family's supernet module."""
+    """Base of every family's supernet module.
+
+    ``input_weight`` names the weight that reads the image (its dim 1 is the input channels) and
+    ``output_layer`` the classifier (its ``weight`` and ``bias`` rows are the classes), so that
+    weights can move between supernets of other class or channel counts.
+    """
+
+    input_weight: ClassVar[str | None] = None
+    output_layer: ClassVar[str | None] = None
 
     def __init__(self, space):
         super().__init__()

@@ -33,6 +33,7 @@ from elasticnas.supernet.evaluation import EvalData, batch_norms, calibrated_sub
 from elasticnas.supernet.losses import distillation_loss
 from elasticnas.supernet.reorder import reorder_channels
 from elasticnas.supernet.samplers import StepContext, create_strategy
+from elasticnas.supernet.transfer import set_frozen
 
 CHECKPOINT = "checkpoint.pt"
 
@@ -130,7 +131,8 @@ class Trainer:
     def __init__(self, supernet: nn.Module, train_set: Dataset, eval_data: EvalData | None, *,
                  train: TrainConfig, optim: OptimConfig, sampler: SamplerConfig, batch_size: int,
                  run_dir: str | Path, experiment: dict[str, Any] | None = None, progress: bool = True,
-                 on_step: Callable[[Trainer, int], None] | None = None):
+                 on_step: Callable[[Trainer, int], None] | None = None,
+                 freeze: tuple[tuple[str, ...], int] = ((), 0)):
         self.train_cfg, self.optim_cfg, self.sampler_cfg = train, optim, sampler
         self.device = resolve_device(train.device)
         self.rank, self.world = init_from_env(self.device)
@@ -143,6 +145,9 @@ class Trainer:
         self.experiment = experiment or {}
         self.progress = progress and self.rank == 0
         self.on_step = on_step
+        self.freeze_patterns, self.freeze_epochs = freeze
+        if self.freeze_patterns:
+            set_frozen(self.model, self.freeze_patterns, False)  # checks that the patterns name parameters
         self.strategy = create_strategy(sampler.name, self.space, sampler.options, seed=train.seed)
         self.distill_kind = self.strategy.distillation
         self.steps_per_epoch = len(train_set) // batch_size
@@ -192,6 +197,8 @@ class Trainer:
     # ----- one epoch ---------------------------------------------------------------------
     def _train_epoch(self) -> None:
         started = time.perf_counter()
+        if self.freeze_patterns:  # frozen parameters get no gradient, so no optimizer step moves them
+            set_frozen(self.model, self.freeze_patterns, self.epoch < self.freeze_epochs)
         losses = self._epoch_losses  # survives an interruption through the checkpoint
         order = epoch_order(len(self.train_set), self.train_cfg.seed, self.epoch)
         order = order[: self.steps_per_epoch * self.batch_size]

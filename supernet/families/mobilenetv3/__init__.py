@@ -1,5 +1,6 @@
 """MobileNetV3 (Once-for-All's elastic kernel size, depth and expand ratio)."""
 
+from elasticnas.supernet.families.mobilenetv3 import ofa_checkpoint as _ofa  # noqa: F401  (registers 'ofa')
 from elasticnas.supernet.families.mobilenetv3 import presets as _presets  # noqa: F401  (registers the family)
 from elasticnas.supernet.families.mobilenetv3.arch import MobileNetV3Arch
 from elasticnas.supernet.families.mobilenetv3.network import MobileNetV3Supernet

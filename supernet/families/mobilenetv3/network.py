@@ -24,6 +24,9 @@ class MobileNetV3Supernet(Supernet):
     torch.Size([2, 10])
     """
 
+    input_weight = "stem.conv.weight"
+    output_layer = "classifier"
+
     def __init__(self, space: MobileNetV3Space):
         super().__init__(space)
         bn = (space.bn_momentum, space.bn_eps)

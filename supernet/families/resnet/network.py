@@ -36,6 +36,9 @@ class ResNetSupernet(SpecDrivenSupernet):
     torch.Size([2, 10])
     """
 
+    input_weight = "stem_in.conv.weight"
+    output_layer = "classifier"
+
     def __init__(self, space: ResNetSpace):
         super().__init__(space)
         bn = (space.bn_momentum, space.bn_eps)

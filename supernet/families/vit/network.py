@@ -22,6 +22,9 @@ class ViTSupernet(SpecDrivenSupernet):
     torch.Size([2, 10])
     """
 
+    input_weight = "patch_embed.weight"
+    output_layer = "head"
+
     def __init__(self, space: ViTSpace):
         super().__init__(space)
         embed = max(space.embed_choices)
