@@ -13,16 +13,30 @@ from pathlib import Path
 from elasticnas.core.errors import ElasticNASError
 
 _COMMANDS: dict[str, tuple[str, str, Callable[[argparse.ArgumentParser], None]]] = {}
+# The folder each writing command locks (core/locking.py), and whether it may create it.
+_WRITES: dict[str, tuple[Callable[[argparse.Namespace], Path], bool]] = {}
 
 
-def command(name: str, help: str, example: str):
-    """Register a subcommand: the decorated function adds its arguments and sets ``run``."""
+def command(name: str, help: str, example: str, writes: Callable[[argparse.Namespace], Path] | None = None,
+            creates: bool = False):
+    """Register a subcommand: the decorated function adds its arguments and sets ``run``;
+    ``writes(args)`` names the folder it writes, held by one such command at a time."""
 
     def decorate(add_arguments):
         _COMMANDS[name] = (help, example, add_arguments)
+        if writes is not None:
+            _WRITES[name] = (writes, creates)
         return add_arguments
 
     return decorate
+
+
+def _out(args: argparse.Namespace) -> Path:
+    return args.out
+
+
+def _run_folder(args: argparse.Namespace) -> Path:
+    return args.run_folder
 
 
 def _runtimes() -> list[str]:
@@ -51,7 +65,8 @@ def _int_list(text: str) -> tuple[int, ...]:
 
 
 @command("train", "train a supernet once, with one sampling strategy, from a YAML config",
-         "elasticnas train mnist_sandwich --out runs/mnist --set train.epochs=2 data.name=digits")
+         "elasticnas train mnist_sandwich --out runs/mnist --set train.epochs=2 data.name=digits",
+         writes=_out, creates=True)
 def _train_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("config", nargs="?", default=None,
                         help="YAML path or a name in experiments/ (default: mnist_sandwich)")
@@ -104,7 +119,8 @@ def _run_import(args: argparse.Namespace) -> None:
 
 
 @command("profile", "build a per-layer latency lookup table on this device",
-         "elasticnas profile --supernet tiny_mbv3 --in-channels 1 --runtime onnxruntime --out runs/tables/cpu_ort")
+         "elasticnas profile --supernet tiny_mbv3 --in-channels 1 --runtime onnxruntime --out runs/tables/cpu_ort",
+         writes=_out, creates=True)
 def _profile_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--supernet", required=True, choices=_supernets(), help="a registered supernet preset")
     parser.add_argument("--num-classes", type=int, default=10)
@@ -148,7 +164,7 @@ def _run_profile(args: argparse.Namespace) -> None:
 
 
 @command("measure", "measure subnets of a trained run spread over the MACs range (resumable)",
-         "elasticnas measure runs/mnist --n 300 --runtime onnxruntime")
+         "elasticnas measure runs/mnist --n 300 --runtime onnxruntime", writes=_run_folder)
 def _measure_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("run_folder", type=Path, metavar="RUN", help="a finished training run folder")
     parser.add_argument("--n", type=int, default=300, help="distinct subnets evaluations.csv should hold")
@@ -168,7 +184,7 @@ def _run_measure(args: argparse.Namespace) -> None:
 
 
 @command("fit", "fit accuracy and latency predictors on a run's measured subnets and report their quality",
-         "elasticnas fit runs/mnist --trials 40")
+         "elasticnas fit runs/mnist --trials 40", writes=_run_folder)
 def _fit_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("run_folder", type=Path, metavar="RUN", help="a run folder with evaluations.csv")
     parser.add_argument("--trials", type=int, default=40, help="optuna trials per predictor")
@@ -194,7 +210,7 @@ def _float_list(text: str) -> list[str]:
 
 @command("search", "search the accuracy-latency Pareto front of a run's space under latency budgets",
          "elasticnas search runs/mnist --objectives accuracy,latency --latency-budget-ms 3 --latency-budget-ms 5 "
-         "--runtime onnxruntime --algorithm nsga2 --real-evals 200 --seed 0")
+         "--runtime onnxruntime --algorithm nsga2 --real-evals 200 --seed 0", writes=_run_folder)
 def _search_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("run_folder", type=Path, metavar="RUN", help="a trained run (fitted predictors unless "
                         "--real-evals)")
@@ -229,7 +245,8 @@ def _run_search(args: argparse.Namespace) -> None:
 
 
 @command("export", "export a chosen subnet: safetensors + arch.json, TorchScript, ONNX, and a measured report",
-         "elasticnas export runs/mnist --budget-ms 3 --formats safetensors,torchscript,onnx --out exports/3ms")
+         "elasticnas export runs/mnist --budget-ms 3 --formats safetensors,torchscript,onnx --out exports/3ms",
+         writes=_run_folder)
 def _export_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("run_folder", type=Path, metavar="RUN", help="a trained run folder")
     which = parser.add_mutually_exclusive_group(required=True)
@@ -262,7 +279,7 @@ def _run_export(args: argparse.Namespace) -> None:
 
 
 @command("quickstart", "the whole pipeline on the bundled MNIST subset: train, profile, measure, fit, search, export",
-         "elasticnas quickstart --out runs/quickstart")
+         "elasticnas quickstart --out runs/quickstart", writes=_out, creates=True)
 def _quickstart_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", type=Path, default=Path("runs/quickstart"), help="run folder (resumes if present)")
     parser.add_argument("--supernet", default=None, choices=_supernets(),
@@ -282,7 +299,7 @@ def _run_quickstart(args: argparse.Namespace) -> None:
 
 
 @command("report", "re-draw a run's plots and tables from its CSV and JSON files",
-         "elasticnas report runs/quickstart")
+         "elasticnas report runs/quickstart", writes=_run_folder)
 def _report_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("run_folder", type=Path, metavar="RUN")
     parser.set_defaults(run=_run_report)
@@ -318,6 +335,18 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _writer_lock(args: argparse.Namespace, argv: Sequence[str]):
+    import os
+    from contextlib import nullcontext
+
+    from elasticnas.core.locking import exclusive_writer
+
+    if args.command not in _WRITES or os.environ.get("RANK", "0") != "0":  # under torchrun, rank 0 writes
+        return nullcontext()
+    folder, creates = _WRITES[args.command]
+    return exclusive_writer(folder(args), " ".join(["elasticnas", *argv]), create=creates)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     try:
@@ -330,7 +359,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     from elasticnas.supernet.training import TrainingInterrupted
 
     try:
-        args.run(args)
+        with _writer_lock(args, argv):
+            args.run(args)
     except TrainingInterrupted as stop:
         print(f"elasticnas {args.command}: {stop}", file=sys.stderr)
         return 130

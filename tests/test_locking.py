@@ -1,0 +1,68 @@
+"""One writer per run folder: a second writer is refused naming the holder; killed holders do not block."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+
+import pytest
+
+from elasticnas.cli import main
+from elasticnas.core.locking import LOCK_FILE, FolderLockedError, exclusive_writer
+from elasticnas.runs import run_space
+
+pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="advisory locks need fcntl (POSIX)")
+
+HOLD = """
+import sys, time
+from elasticnas.core.locking import exclusive_writer
+with exclusive_writer(sys.argv[1], "elasticnas search RUN (test holder)"):
+    print("held", flush=True)
+    time.sleep(600)
+"""
+
+
+@pytest.fixture
+def holder(tmp_path):
+    """A separate process holding the write lock of tmp_path/run until killed."""
+    folder = tmp_path / "run"
+    process = subprocess.Popen([sys.executable, "-c", HOLD, str(folder)], stdout=subprocess.PIPE, text=True)
+    assert process.stdout.readline().strip() == "held"
+    yield folder, process
+    process.kill()
+    process.wait()
+
+
+def test_a_second_writer_is_refused_with_the_holders_pid_and_command(holder, capsys):
+    folder, process = holder
+    for argv in (["train", "mnist_sandwich", "--out", str(folder)], ["fit", str(folder)],
+                 ["search", str(folder)], ["report", str(folder)]):
+        assert main(argv) == 2
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and f"pid {process.pid}" in err and "(test holder)" in err, err
+    with pytest.raises(FolderLockedError):
+        with exclusive_writer(folder, "in-process"):
+            pass
+
+
+def test_a_killed_holder_does_not_block_the_next_writer(holder):
+    folder, process = holder
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait()
+    with exclusive_writer(folder, "next") as locked:
+        assert (locked / LOCK_FILE).read_text().startswith('{"pid": %d' % os.getpid())
+
+
+def test_readers_are_not_blocked(trained_run):
+    with exclusive_writer(trained_run, "writer"):
+        assert run_space(trained_run).name  # reading config and space takes no lock
+
+
+def test_a_writer_that_fails_before_writing_leaves_no_folder(tmp_path, capsys):
+    out = tmp_path / "new"
+    assert main(["train", "no_such_config", "--out", str(out)]) == 2
+    assert "not found" in capsys.readouterr().err and not out.exists()
+    assert main(["measure", str(tmp_path / "missing")]) == 2  # a missing run folder is not created
+    assert not (tmp_path / "missing").exists()
