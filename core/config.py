@@ -126,7 +126,12 @@ def load_yaml(path) -> dict[str, Any]:
     except FileNotFoundError:
         raise ConfigError(f"config file {path} does not exist") from None
     except yaml.YAMLError as error:
-        raise ConfigError(f"config file {path} is not valid YAML: {error}") from None
+        mark = getattr(error, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(error, "problem", None) or " ".join(str(error).split())
+        raise ConfigError(f"config file {path} is not valid YAML: {problem}{where}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"config file {path} is not text (undecodable bytes)") from None
     if data is None:
         return {}
     if not isinstance(data, dict):

@@ -7,8 +7,6 @@ rows, rewrites the file atomically, and new rows then append after a clean line 
 from __future__ import annotations
 
 import csv
-import io
-import json
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -17,6 +15,7 @@ import pandas as pd
 
 from elasticnas.core.atomic import atomic_write_json, atomic_write_text
 from elasticnas.core.errors import ConfigError
+from elasticnas.core.files import read_csv, read_json, reading
 
 
 def append_row(handle, row: dict) -> None:
@@ -30,12 +29,15 @@ def append_row(handle, row: dict) -> None:
     os.fsync(handle.fileno())
 
 
-def read_journal(path: str | os.PathLike, required: Sequence[str] = ()) -> pd.DataFrame:
-    """The complete rows of the journal at ``path`` (empty if it does not exist)."""
+def read_journal(path: str | os.PathLike, required: Sequence[str] = (), numeric: Sequence[str] = (),
+                 what: str = "journal") -> pd.DataFrame:
+    """The complete rows of the journal at ``path`` (empty if it does not exist); ``required``
+    columns must be there and ``numeric`` ones hold numbers."""
     path = Path(path)
     if not path.exists() or path.stat().st_size == 0:
         return pd.DataFrame(columns=list(required))
-    text = path.read_text()
+    with reading(path, what):
+        text = path.read_text(encoding="utf-8")
     lines = text.splitlines(keepends=True)
     header = next(csv.reader(lines[:1]), [])
     kept = [lines[0]] if lines else []
@@ -48,11 +50,9 @@ def read_journal(path: str | os.PathLike, required: Sequence[str] = ()) -> pd.Da
     clean = "".join(kept)
     if clean != text:
         atomic_write_text(path, clean)
-    frame = pd.read_csv(io.StringIO(clean)) if len(kept) > 1 else pd.DataFrame(columns=header)
-    missing = [c for c in required if c not in frame.columns]
-    if missing:
-        raise ValueError(f"{path} lacks the columns {missing}; it was not written by this version of elasticnas")
-    return frame
+    if len(kept) <= 1:
+        return pd.DataFrame(columns=header or list(required))
+    return read_csv(path, what, columns=required, numeric=numeric, source=clean)
 
 
 def keep_settings(path: str | os.PathLike, settings: dict, what: str, advice: str) -> bool:
@@ -63,7 +63,7 @@ def keep_settings(path: str | os.PathLike, settings: dict, what: str, advice: st
     """
     path = Path(path)
     if path.exists():
-        previous = json.loads(path.read_text())
+        previous = read_json(path, what + " settings", fields=())
         if previous != settings:
             changed = sorted(k for k in set(settings) | set(previous) if previous.get(k) != settings.get(k))
             raise ConfigError(f"{path.parent} holds {what} with other settings ({', '.join(changed)}); {advice}")

@@ -13,7 +13,6 @@ no pickle, no supernet checkpoint.
 from __future__ import annotations
 
 import io
-import json
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -25,6 +24,7 @@ from torch import nn
 
 from elasticnas.core.atomic import atomic_write_bytes, atomic_write_json
 from elasticnas.core.errors import ConfigError
+from elasticnas.core.files import read_json, reading
 from elasticnas.hardware.runtimes import export_onnx_bytes
 from elasticnas.supernet.arch import Arch
 from elasticnas.supernet.registry import space_from_config
@@ -64,6 +64,8 @@ def export_subnet(model: nn.Module, space: SearchSpace, arch: Arch, out: str | P
     """
     formats = parse_formats(formats)
     out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"export folder {out} is an existing file; choose a folder for --out")
     out.mkdir(parents=True, exist_ok=True)
     arch = space.canonical(arch)
     model = model.eval().cpu()
@@ -111,11 +113,13 @@ def read_arch_json(folder: str | Path) -> tuple[SearchSpace, Arch, dict]:
     path = Path(folder) / ARCH_JSON
     if not path.is_file():
         raise FileNotFoundError(f"no {ARCH_JSON} in {folder}; export a subnet there with `elasticnas export`")
-    data = json.loads(path.read_text())
-    space = space_from_config(data["space"])
-    if space.fingerprint != data["space_fingerprint"]:
-        raise ConfigError(f"{path} is inconsistent: its space does not match its fingerprint")
-    return space, space.canonical(data["arch"]), data
+    what = "exported architecture file"
+    data = read_json(path, what, fields=("space", "space_fingerprint", "arch"))
+    with reading(path, what):
+        space = space_from_config(data["space"])
+        if space.fingerprint != data["space_fingerprint"]:
+            raise ConfigError(f"{path} is inconsistent: its space does not match its fingerprint")
+        return space, space.canonical(data["arch"]), data
 
 
 def load_subnet(folder: str | Path) -> nn.Module:

@@ -13,6 +13,7 @@ from tqdm.auto import tqdm
 
 from elasticnas.core.atomic import atomic_save_figure, atomic_write_text, pyplot
 from elasticnas.core.errors import ConfigError
+from elasticnas.core.files import reading
 from elasticnas.core.journal import append_row, read_journal
 from elasticnas.hardware.counting import count_all
 from elasticnas.hardware.latency import measure_archs
@@ -56,7 +57,8 @@ def latency_table_for(run_folder: str | Path, space: SearchSpace, *, device: str
 
 
 def read_evaluations(run_folder: str | Path) -> pd.DataFrame:
-    return read_journal(Path(run_folder) / EVALUATIONS, required=EVAL_COLUMNS)
+    return read_journal(Path(run_folder) / EVALUATIONS, required=EVAL_COLUMNS, numeric=EVAL_COLUMNS[1:],
+                        what="evaluations journal (one measured subnet per row)")
 
 
 def measure_run(run_folder: str | Path, n: int = 300, *, seed: int = 0, device: str = "cpu",
@@ -121,7 +123,8 @@ def fit_run(run_folder: str | Path, *, n_trials: int = 40, seed: int = 0, encodi
     if len(evaluations) < max(2 * report_folds, 10):
         raise ConfigError(f"{run_folder / EVALUATIONS} holds {len(evaluations)} subnets; fitting needs at least "
                           f"{max(2 * report_folds, 10)}: run `elasticnas measure {run_folder} --n 300` first")
-    archs = [space.canonical(text) for text in evaluations["arch"]]
+    with reading(Path(run_folder) / EVALUATIONS, "evaluations journal"):
+        archs = [space.canonical(text) for text in evaluations["arch"]]
     out = run_folder / PREDICTORS
     out.mkdir(parents=True, exist_ok=True)
     rows, predictions = [], {}

@@ -6,7 +6,6 @@ resumes what is already there, so an interrupted quickstart picks up where it st
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 
@@ -15,6 +14,7 @@ import torch
 
 from elasticnas.core.atomic import atomic_write_json, atomic_write_text
 from elasticnas.core.errors import ConfigError
+from elasticnas.core.files import read_csv, read_json, reading
 from elasticnas.export import FORMATS, export_subnet, load_subnet, read_arch_json
 from elasticnas.hardware.counting import count_all
 from elasticnas.hardware.latency import measure_archs
@@ -42,16 +42,18 @@ def choose_arch(run_folder: Path, space, *, budget_ms: float | None = None, arch
     if sum(given) != 1:
         raise ConfigError("choose the subnet with exactly one of --budget-ms, --arch-json, --pareto-index")
     if arch_json is not None:
-        data = json.loads(Path(arch_json).read_text())
-        return space.canonical(data.get("arch", data) if isinstance(data, dict) else data)
+        data = read_json(arch_json, "architecture JSON")
+        with reading(arch_json, "architecture JSON"):
+            return space.canonical(data.get("arch", data) if isinstance(data, dict) else data)
     folder = search_folder or latest_search(run_folder)
-    front = pd.read_csv(folder / "front.csv")
+    front = read_csv(folder / "front.csv", "search front", columns=("arch",))
     if pareto_index is not None:
         if not 0 <= pareto_index < len(front):
             raise ConfigError(f"--pareto-index {pareto_index} is outside the front of {folder} "
                               f"(0..{len(front) - 1})")
         return space.canonical(front["arch"].iloc[pareto_index])
-    archive = pd.read_csv(folder / "archive.csv")
+    archive = read_csv(folder / "archive.csv", "search archive", columns=("arch", "feasible", "latency_ms", "accuracy"),
+                       numeric=("latency_ms", "accuracy"))
     fits = archive[archive["feasible"] & (archive["latency_ms"] <= budget_ms)]
     if fits.empty:
         raise ConfigError(f"no subnet in {folder} meets {budget_ms} ms; the fastest found takes "
@@ -159,7 +161,7 @@ def _read_report(folder: Path, arch: Arch) -> dict | None:
     path = folder / REPORT
     if not path.exists():
         return None
-    report = json.loads(path.read_text())
+    report = read_json(path, "export report", fields=())
     _, exported, _ = read_arch_json(folder)
     return report if exported == arch else None
 
@@ -185,15 +187,17 @@ def redraw(run_folder: str | Path) -> list[Path]:
                     quality_report(g["measured"], g["predicted"], kinds[t])) for t, g in frame.groupby("target")}
         written.append(plot_predictor_quality(data, run_folder / PREDICTORS / "predictor_quality.png"))
     for settings in sorted((run_folder / SEARCH).glob("*/search.json")):
-        meta = json.loads(settings.read_text())
-        archive = pd.read_csv(settings.parent / "archive.csv")
-        result = SearchResult(archive, meta["objectives"], {k: tuple(v) for k, v in meta["constraints"].items()},
-                              meta["reference_point"], meta["algorithm"], meta["seed"], meta.get("sources", {}))
+        meta = read_json(settings, "search settings", fields=("objectives", "constraints", "reference_point",
+                                                              "algorithm", "seed"))
+        archive = read_csv(settings.parent / "archive.csv", "search archive")
+        with reading(settings, "search settings"):
+            result = SearchResult(archive, meta["objectives"], {k: tuple(v) for k, v in meta["constraints"].items()},
+                                  meta["reference_point"], meta["algorithm"], meta["seed"], meta.get("sources", {}))
         budgets = sorted(float(p.stem.split("_")[-1]) for p in settings.parent.glob("best_latency_ms_*.json"))
         written.append(result.plot(settings.parent / "pareto.png", {"latency_ms": budgets} if budgets else None))
     reports = sorted((run_folder / EXPORTS).glob(f"*/{REPORT}"))
     if reports:
-        rows = [{"export": str(p.parent), **{k: v for k, v in json.loads(p.read_text()).items()
+        rows = [{"export": str(p.parent), **{k: v for k, v in read_json(p, "export report", fields=()).items()
                                               if not isinstance(v, (dict, list))}} for p in reports]
         atomic_write_text(run_folder / "exports.csv", pd.DataFrame(rows).to_csv(index=False))
         written.append(run_folder / "exports.csv")

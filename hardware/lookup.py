@@ -29,6 +29,7 @@ from tqdm.auto import tqdm
 
 from elasticnas.core.atomic import atomic_write_json, atomic_write_text
 from elasticnas.core.errors import ConfigError, InvalidArchitectureError
+from elasticnas.core.files import read_csv, read_json, reading
 from elasticnas.core.journal import append_row, keep_settings
 from elasticnas.hardware.latency import LatencyResult, measure_latency
 from elasticnas.supernet.arch import Arch
@@ -39,6 +40,8 @@ from elasticnas.supernet.specs import spec_to_dict
 TABLE_CSV, TABLE_JSON = "latency_table.csv", "latency_table.json"
 PARTIAL_CSV, PARTIAL_JSON = "latency_table.partial.csv", "latency_table.partial.json"
 STAT_COLUMNS = ("median_ms", "mean_ms", "trimmed_mean_ms", "p10_ms", "p90_ms", "std_ms", "runs")
+TABLE_COLUMNS = ("layer", "latency_ms", *STAT_COLUMNS)
+NUMERIC_TABLE_COLUMNS = ("latency_ms", *STAT_COLUMNS)
 
 
 def layer_key(spec) -> str:
@@ -193,12 +196,16 @@ class LatencyTable:
         if not (folder / TABLE_JSON).exists():
             raise ConfigError(f"no latency table at {folder} (expected {TABLE_CSV} and {TABLE_JSON}); "
                               f"build one with `elasticnas profile`")
-        metadata = json.loads((folder / TABLE_JSON).read_text())
-        calibration = metadata.pop("calibration", None)
-        space = space_from_config(metadata["space"])
-        if space.fingerprint != metadata["space_fingerprint"]:
-            raise ConfigError(f"{folder / TABLE_JSON} is inconsistent: its space does not match its fingerprint")
-        return cls(space, pd.read_csv(folder / TABLE_CSV), metadata, calibration)
+        what = "latency table (rebuild it with `elasticnas profile`, or delete the folder)"
+        metadata = read_json(folder / TABLE_JSON, what, fields=("space", "space_fingerprint"))
+        with reading(folder / TABLE_JSON, what):
+            calibration = metadata.pop("calibration", None)
+            space = space_from_config(metadata["space"])
+            if space.fingerprint != metadata["space_fingerprint"]:
+                raise ConfigError(f"{folder / TABLE_JSON} is inconsistent: its space does not match its fingerprint")
+        entries = read_csv(folder / TABLE_CSV, what, columns=TABLE_COLUMNS, numeric=NUMERIC_TABLE_COLUMNS)
+        with reading(folder / TABLE_CSV, what):
+            return cls(space, entries, metadata, calibration)
 
     # ----- prediction ------------------------------------------------------------------
     def _fill_arrays(self) -> None:

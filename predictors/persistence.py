@@ -17,6 +17,7 @@ import skops.io as sio
 
 from elasticnas.core.atomic import atomic_write_bytes
 from elasticnas.core.errors import ConfigError
+from elasticnas.core.files import reading
 from elasticnas.supernet.space import SearchSpace
 
 FORMAT_VERSION = 1
@@ -38,15 +39,18 @@ def read_predictor(path: str | os.PathLike) -> dict[str, Any]:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no predictor at {path}")
-    untrusted = sio.get_untrusted_types(file=path)
-    foreign = [t for t in untrusted if not t.startswith(_TRUSTED_PREFIXES)]
-    if foreign:
-        raise ConfigError(f"{path} holds types outside scikit-learn, numpy and elasticnas, which are not "
-                          f"loaded: {', '.join(foreign)}")
-    payload = sio.load(path, trusted=untrusted)
-    if not isinstance(payload, dict) or payload.get("format_version") != FORMAT_VERSION:
-        raise ConfigError(f"{path} is not an elasticnas predictor file (format {FORMAT_VERSION})")
-    return payload
+    with reading(path, "predictor file (skops; refit with `elasticnas fit`)"):
+        untrusted = sio.get_untrusted_types(file=path)
+        foreign = [t for t in untrusted if not t.startswith(_TRUSTED_PREFIXES)]
+        if foreign:
+            raise ConfigError(f"{path} holds types outside scikit-learn, numpy and elasticnas, which are not "
+                              f"loaded: {', '.join(foreign)}")
+        payload = sio.load(path, trusted=untrusted)
+        fields = ("format_version", "space_name", "space_fingerprint", "target", "report", "model")
+        if not isinstance(payload, dict) or payload.get("format_version") != FORMAT_VERSION or \
+                any(f not in payload for f in fields):
+            raise ConfigError(f"{path} is not an elasticnas predictor file (format {FORMAT_VERSION})")
+        return payload
 
 
 def load_predictor(path: str | os.PathLike, space: SearchSpace | None = None) -> Any:

@@ -42,9 +42,8 @@ def test_a_second_writer_is_refused_with_the_holders_pid_and_command(holder, cap
         assert main(argv) == 2
         err = capsys.readouterr().err.strip()
         assert len(err.splitlines()) == 1 and f"pid {process.pid}" in err and "(test holder)" in err, err
-    with pytest.raises(FolderLockedError):
-        with exclusive_writer(folder, "in-process"):
-            pass
+    with pytest.raises(FolderLockedError), exclusive_writer(folder, "in-process"):
+        pass
 
 
 def test_a_killed_holder_does_not_block_the_next_writer(holder):
@@ -52,7 +51,7 @@ def test_a_killed_holder_does_not_block_the_next_writer(holder):
     os.kill(process.pid, signal.SIGKILL)
     process.wait()
     with exclusive_writer(folder, "next") as locked:
-        assert (locked / LOCK_FILE).read_text().startswith('{"pid": %d' % os.getpid())
+        assert (locked / LOCK_FILE).read_text().startswith(f'{{"pid": {os.getpid()}')
 
 
 def test_readers_are_not_blocked(trained_run):
