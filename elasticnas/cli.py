@@ -263,15 +263,23 @@ def _export_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _run_export(args: argparse.Namespace) -> None:
     from elasticnas.export import parse_formats
-    from elasticnas.pipeline import choose_arch, export_from_run
+    from elasticnas.pipeline import choose_arch, export_from_run, export_within_budget
     from elasticnas.runs import run_space
 
     formats = parse_formats(args.formats)
     space = run_space(args.run_folder)
-    arch = choose_arch(args.run_folder, space, budget_ms=args.budget_ms, arch_json=args.arch_json,
-                       pareto_index=args.pareto_index, search_folder=args.search)
-    report = export_from_run(args.run_folder, arch, args.out, formats=formats, device=args.device,
-                             runtime=args.runtime)
+    if args.budget_ms is not None:
+        report = export_within_budget(args.run_folder, args.budget_ms, args.out, search_folder=args.search,
+                                      formats=formats, device=args.device, runtime=args.runtime)
+        for tried in report["budget_tries"][:-1]:
+            print(f"front subnet {tried['front_rank']} measured {tried['measured_ms']:.3f} ms > {args.budget_ms} ms "
+                  f"on {args.device}/{args.runtime}: trying the next one down the front")
+        arch = space.canonical(report["arch"])
+    else:
+        arch = choose_arch(args.run_folder, space, arch_json=args.arch_json, pareto_index=args.pareto_index,
+                           search_folder=args.search)
+        report = export_from_run(args.run_folder, arch, args.out, formats=formats, device=args.device,
+                                 runtime=args.runtime)
     print(f"exported {arch.to_json()}\n  test top-1 {report['test_top1']:.2f}%, "
           f"latency {report['latency_ms_measured']:.3f} ms measured / {report['latency_ms_predicted']:.3f} ms "
           f"predicted ({args.runtime}, {args.device}), "

@@ -12,10 +12,11 @@ from pathlib import Path
 import pandas as pd
 import torch
 
+from elasticnas.budget import first_within, front_under
 from elasticnas.core.atomic import atomic_write_json, atomic_write_text
 from elasticnas.core.errors import ConfigError
 from elasticnas.core.files import read_csv, read_json, reading
-from elasticnas.export import FORMATS, export_subnet, load_subnet, read_arch_json
+from elasticnas.export import FORMATS, export_subnet, load_subnet
 from elasticnas.hardware.counting import count_all
 from elasticnas.hardware.latency import measure_archs
 from elasticnas.measure import fit_run, latency_table_for, measure_run, read_evaluations
@@ -62,9 +63,11 @@ def choose_arch(run_folder: Path, space, *, budget_ms: float | None = None, arch
 
 
 def export_from_run(run_folder: str | Path, arch: Arch, out: str | Path, *, formats=FORMATS, device: str = "cpu",
-                    runtime: str = "torch", threads: int | None = None, run=None) -> dict:
+                    runtime: str = "torch", threads: int | None = None, run=None, measured_ms: float | None = None,
+                    extra: dict | None = None) -> dict:
     """Export ``arch`` with BN recalibrated, then measure it: test top-1, latency (measured next
-    to the table's prediction), MACs, params, size. Writes report.json beside the model."""
+    to the table's prediction, unless ``measured_ms`` was just taken), MACs, params, size.
+    Writes report.json (with ``extra``) beside the model."""
     run_folder, out = Path(run_folder), Path(out)
     run = run or load_trained(run_folder)
     space = run.space
@@ -79,8 +82,8 @@ def export_from_run(run_folder: str | Path, arch: Arch, out: str | Path, *, form
         reference = model(images[:8])
     top1 = float((logits.argmax(1) == test.labels).float().mean() * 100)
     table = latency_table_for(run_folder, space, device=device, runtime=runtime)
-    measured = float(measure_archs(space, [arch], device=device, runtime=runtime, threads=threads,
-                                   models=[reloaded], progress=False)[0])
+    measured = measured_ms if measured_ms is not None else float(measure_archs(
+        space, [arch], device=device, runtime=runtime, threads=threads, models=[reloaded], progress=False)[0])
     costs = {k: int(v[0]) for k, v in count_all(space, [arch]).items()}
     report = {
         "arch": arch.to_dict(), "supernet": space.name, "space_fingerprint": space.fingerprint,
@@ -88,10 +91,27 @@ def export_from_run(run_folder: str | Path, arch: Arch, out: str | Path, *, form
         "latency_ms_measured": measured, "latency_ms_predicted": float(table.predict([arch])[0]),
         "device": device, "runtime": runtime, "device_name": table.metadata.get("device_name"),
         **costs, "reloaded_equals_supernet_subnet": bool(torch.equal(reloaded(images[:8]), reference)),
-        **written,
+        **written, **(extra or {}),
     }
     atomic_write_json(out / REPORT, report)
     return report
+
+
+def export_within_budget(run_folder: str | Path, budget_ms: float, out: str | Path, *,
+                         search_folder: Path | None = None, device: str = "cpu", runtime: str = "torch",
+                         threads: int | None = None, run=None, formats=FORMATS, max_tries: int = 5) -> dict:
+    """Export the most accurate searched subnet that *measures* within ``budget_ms`` on ``device``/``runtime``,
+    walking down the searched front from the one predicted best (see :mod:`elasticnas.budget`)."""
+    run_folder = Path(run_folder)
+    run = run or load_trained(run_folder)
+    folder = search_folder or latest_search(run_folder)
+    candidates = front_under(folder / "archive.csv", budget_ms, run.space)
+    arch, measured, tried = first_within(run.space, candidates, budget_ms, device=device, runtime=runtime,
+                                         threads=threads, max_tries=max_tries)
+    extra = {"budget_ms": budget_ms, "front_rank": int(tried["front_rank"].iloc[-1]),
+             "budget_tries": tried.to_dict("records")}
+    return export_from_run(run_folder, arch, out, formats=formats, device=device, runtime=runtime, threads=threads,
+                           run=run, measured_ms=measured, extra=extra)
 
 
 def quickstart(out: str | Path = "runs/quickstart", *, supernet: str | None = None, config: str | None = None,
@@ -138,11 +158,13 @@ def quickstart(out: str | Path = "runs/quickstart", *, supernet: str | None = No
     stage("6/6 exporting the best subnet for each budget")
     rows = []
     for budget in budgets:
-        arch = choose_arch(out, run.space, budget_ms=budget, search_folder=search_folder)
         folder = out / EXPORTS / f"budget_{budget:g}ms"
-        report = _read_report(folder, arch) or export_from_run(out, arch, folder, runtime=runtime, run=run)
-        predicted_top1 = float(result.best("accuracy", latency_ms=budget)["accuracy"])
-        rows.append({"budget_ms": budget, "predicted_ms": report["latency_ms_predicted"],
+        report = _read_budget_report(folder, budget) or export_within_budget(
+            out, budget, folder, search_folder=search_folder, runtime=runtime, run=run)
+        chosen = result.archive[result.archive["arch"] == run.space.canonical(report["arch"]).to_json()]
+        predicted_top1 = float(chosen["accuracy"].iloc[0]) if len(chosen) else float("nan")
+        rows.append({"budget_ms": budget, "front_rank": report["front_rank"],
+                     "predicted_ms": report["latency_ms_predicted"],
                      "measured_ms": report["latency_ms_measured"], "predicted_val_top1": predicted_top1,
                      "test_top1": report["test_top1"], "macs": report["macs"], "params": report["params"],
                      "export": str(folder)})
@@ -157,13 +179,12 @@ def _training_finished(folder: Path, epochs: int) -> bool:
     return metrics.exists() and len(pd.read_csv(metrics)) >= epochs and (folder / "checkpoint.pt").exists()
 
 
-def _read_report(folder: Path, arch: Arch) -> dict | None:
+def _read_budget_report(folder: Path, budget_ms: float) -> dict | None:
     path = folder / REPORT
     if not path.exists():
         return None
     report = read_json(path, "export report", fields=())
-    _, exported, _ = read_arch_json(folder)
-    return report if exported == arch else None
+    return report if report.get("budget_ms") == budget_ms else None
 
 
 def redraw(run_folder: str | Path) -> list[Path]:

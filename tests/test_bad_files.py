@@ -76,3 +76,4 @@ def test_a_malformed_config_is_one_line(tmp_path, capsys):
     assert "line 3" in err and not (tmp_path / "run").exists()
     config.write_bytes(b"\xff\xfe\x00garbage")
     refused(["train", str(config), "--out", str(tmp_path / "run")], capsys, str(config))
+

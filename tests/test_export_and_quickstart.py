@@ -77,6 +77,7 @@ def test_quickstart_runs_end_to_end_and_resumes_without_redoing_work(tmp_path, c
     summary = quickstart(out, **kwargs)
     assert len(summary) == 3 and summary["budget_ms"].is_monotonic_increasing
     assert (summary["predicted_ms"] <= summary["budget_ms"] + 1e-9).all()
+    assert (summary["measured_ms"] <= summary["budget_ms"]).all()  # kept on the device, not only in the table
     for folder in summary["export"]:
         assert (pd.io.common.Path(folder) / "report.json").exists()
     stamps = {p: p.stat().st_mtime_ns for p in out.rglob("*") if p.is_file() and p.suffix in (".pt", ".onnx")}
@@ -99,3 +100,37 @@ def test_quickstart_runs_end_to_end_on_every_small_preset(supernet, tmp_path):
         report = json.loads((pd.io.common.Path(folder) / "report.json").read_text())
         assert report["supernet"] == supernet and report["reloaded_equals_supernet_subnet"]
         assert max(report["max_relative_difference"].values()) <= 1e-4
+
+
+# ----- budgets kept on measurement ----------------------------------------------------------
+def _archive(tmp_path, space):
+    import pandas as pd
+
+    archs = [space.max(), space.middle(), space.min()]
+    rows = [{"arch": a.to_json(), "feasible": True, "latency_ms": ms, "accuracy": acc}
+            for a, ms, acc in zip(archs, (4.0, 2.5, 1.0), (95.0, 90.0, 80.0), strict=True)]
+    rows.append({"arch": space.sample(0).to_json(), "feasible": True, "latency_ms": 3.0, "accuracy": 85.0})  # dominated
+    path = tmp_path / "archive.csv"
+    pd.DataFrame(rows).to_csv(path, index=False)
+    return path, archs
+
+
+def test_the_budget_walks_down_the_front_until_a_subnet_measures_within_it(tmp_path, monkeypatch):
+    from elasticnas import budget
+    from elasticnas.core.errors import ConfigError
+    from elasticnas.supernet import create_space
+
+    space = create_space("tiny_mbv3", num_classes=10, in_channels=1)
+    path, (largest, middle, smallest) = _archive(tmp_path, space)
+    assert budget.front_under(path, 3.0, space) == [middle, smallest]  # 4 ms is out, the 3 ms one dominated
+    assert budget.front_under(path, 5.0, space) == [largest, middle, smallest]
+    timings = iter([5.5, 2.9, 0.5])  # the largest measures over 5 ms, the middle one fits
+    monkeypatch.setattr(budget, "measure_archs", lambda space, archs, **kw: [next(timings)])
+    arch, measured, tried = budget.first_within(space, budget.front_under(path, 5.0, space), 5.0, device="cpu",
+                                                runtime="torch")
+    assert arch == middle and measured == 2.9 and tried["within_budget"].tolist() == [False, True]
+    monkeypatch.setattr(budget, "measure_archs", lambda space, archs, **kw: [9.0])
+    with pytest.raises(ConfigError, match="none of the 2 most accurate"):
+        budget.first_within(space, [largest, middle], 5.0, device="cpu", runtime="torch", max_tries=2)
+    with pytest.raises(ConfigError, match="no subnet"):
+        budget.front_under(path, 0.5, space)
