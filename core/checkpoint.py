@@ -11,6 +11,7 @@ import torch
 
 from elasticnas.core.atomic import atomic_write_bytes
 from elasticnas.core.errors import ConfigError
+from elasticnas.core.files import reading
 
 
 def save_checkpoint(path: str | os.PathLike, state: dict[str, Any]) -> Path:
@@ -24,12 +25,12 @@ def load_checkpoint(path: str | os.PathLike, *, space_fingerprint: str | None = 
     path = Path(path)
     if not path.exists():
         raise ConfigError(f"no checkpoint at {path}")
-    try:
+    with reading(path, "weights-only torch checkpoint"):  # truncated, foreign, or holding code
         state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:  # a truncated or foreign file
-        raise ConfigError(f"cannot read checkpoint {path}: {error}") from None
-    found = state.get("space_fingerprint")
-    if space_fingerprint is not None and found != space_fingerprint:
+    if space_fingerprint is None:
+        return state
+    found = state.get("space_fingerprint") if isinstance(state, dict) else None
+    if found != space_fingerprint:
         raise ConfigError(
             f"checkpoint {path} belongs to supernet {state.get('supernet_name')!r} (space fingerprint {found}), "
             f"not to this one (fingerprint {space_fingerprint}); use the matching config or a new run folder"

@@ -114,8 +114,8 @@ def read_arch_json(folder: str | Path) -> tuple[SearchSpace, Arch, dict]:
     if not path.is_file():
         raise FileNotFoundError(f"no {ARCH_JSON} in {folder}; export a subnet there with `elasticnas export`")
     what = "exported architecture file"
-    data = read_json(path, what, fields=("space", "space_fingerprint", "arch"))
     with reading(path, what):
+        data = read_json(path, what, fields=("space", "space_fingerprint", "arch"))
         space = space_from_config(data["space"])
         if space.fingerprint != data["space_fingerprint"]:
             raise ConfigError(f"{path} is inconsistent: its space does not match its fingerprint")

@@ -19,7 +19,7 @@ from safetensors.torch import save_file
 
 from elasticnas.core.config import apply_overrides, parse_config
 from elasticnas.core.errors import ConfigError
-from elasticnas.experiment import ExperimentConfig
+from elasticnas.experiment import ExperimentConfig, InitConfig
 from elasticnas.parents import IMPORTED_WEIGHTS, file_sha256
 from elasticnas.supernet import create_supernet
 from elasticnas.supernet.foreign import convert_foreign_state, read_tensor_file
@@ -38,13 +38,12 @@ def import_checkpoint(checkpoint: str | os.PathLike, *, supernet: str, out: str 
     data = apply_overrides({"data": {"name": "imagefolder"}}, list(overrides))
     data["supernet"] = {**(data.get("supernet") or {}), "name": supernet, "num_classes": num_classes,
                         "in_channels": in_channels}
-    data["init"] = {"source": str(checkpoint.resolve()), "sha256": None, "format": format}
     config = parse_config(ExperimentConfig, data)
     # Overrides such as a shorter resolution list give another space over the same tensors.
     net = create_supernet(supernet, num_classes=num_classes, in_channels=in_channels, **config.supernet.overrides)
     net.load_state_dict(convert_foreign_state(format, read_tensor_file(checkpoint), net))
     sha256 = file_sha256(checkpoint)
-    config = replace(config, init=replace(config.init, sha256=sha256))
+    config = replace(config, init=InitConfig(source=str(checkpoint.resolve()), sha256=sha256, format=format))
     _write_whole(out, config, {k: v.contiguous() for k, v in net.state_dict().items()},
                  {"space_fingerprint": net.space.fingerprint, "source_sha256": sha256, "format": format})
     return out

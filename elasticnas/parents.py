@@ -12,11 +12,12 @@ import os
 from dataclasses import replace
 from pathlib import Path
 
-from safetensors import SafetensorError, safe_open
+from safetensors import safe_open
 from safetensors.torch import load_file
 from torch import Tensor, nn
 
 from elasticnas.core.errors import ConfigError
+from elasticnas.core.files import reading
 from elasticnas.supernet.foreign import read_tensor_file
 from elasticnas.supernet.transfer import inherit_weights
 
@@ -50,20 +51,15 @@ def read_weights(path: str | os.PathLike) -> dict[str, Tensor]:
     """The supernet tensors in a safetensors file or a weights-only torch checkpoint (never unpickled code)."""
     path = Path(path)
     if path.suffix == ".safetensors":
-        try:
+        with reading(path, "safetensors file"):
             return load_file(path)
-        except (SafetensorError, OSError, ValueError) as error:
-            raise ConfigError(f"cannot read {path} as safetensors: {error}") from None
     return read_tensor_file(path)
 
 
 def safe_open_metadata(path: str | os.PathLike) -> dict[str, str]:
     """The string metadata of a safetensors file."""
-    try:
-        with safe_open(str(path), framework="pt") as handle:
-            return dict(handle.metadata() or {})
-    except (SafetensorError, OSError, ValueError) as error:
-        raise ConfigError(f"cannot read {path} as safetensors: {error}") from None
+    with reading(path, "safetensors file"), safe_open(str(path), framework="pt") as handle:
+        return dict(handle.metadata() or {})
 
 
 def with_parent_recorded(config):

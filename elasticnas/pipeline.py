@@ -44,8 +44,8 @@ def choose_arch(run_folder: Path, space, *, budget_ms: float | None = None, arch
     if sum(given) != 1:
         raise ConfigError("choose the subnet with exactly one of --budget-ms, --arch-json, --pareto-index")
     if arch_json is not None:
-        data = read_json(arch_json, "architecture JSON")
         with reading(arch_json, "architecture JSON"):
+            data = read_json(arch_json, "architecture JSON")
             return space.canonical(data.get("arch", data) if isinstance(data, dict) else data)
     folder = search_folder or latest_search(run_folder)
     front = read_csv(folder / "front.csv", "search front", columns=("arch",))
@@ -209,10 +209,10 @@ def redraw(run_folder: str | Path) -> list[Path]:
                     quality_report(g["measured"], g["predicted"], kinds[t])) for t, g in frame.groupby("target")}
         written.append(plot_predictor_quality(data, run_folder / PREDICTORS / "predictor_quality.png"))
     for settings in sorted((run_folder / SEARCH).glob("*/search.json")):
-        meta = read_json(settings, "search settings", fields=("objectives", "constraints", "reference_point",
-                                                              "algorithm", "seed"))
         archive = read_csv(settings.parent / "archive.csv", "search archive")
         with reading(settings, "search settings"):
+            meta = read_json(settings, "search settings", fields=("objectives", "constraints", "reference_point",
+                                                                  "algorithm", "seed"))
             result = SearchResult(archive, meta["objectives"], {k: tuple(v) for k, v in meta["constraints"].items()},
                                   meta["reference_point"], meta["algorithm"], meta["seed"], meta.get("sources", {}))
         budgets = sorted(float(p.stem.split("_")[-1]) for p in settings.parent.glob("best_latency_ms_*.json"))

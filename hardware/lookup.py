@@ -197,14 +197,14 @@ class LatencyTable:
             raise ConfigError(f"no latency table at {folder} (expected {TABLE_CSV} and {TABLE_JSON}); "
                               f"build one with `elasticnas profile`")
         what = "latency table (rebuild it with `elasticnas profile`, or delete the folder)"
-        metadata = read_json(folder / TABLE_JSON, what, fields=("space", "space_fingerprint"))
         with reading(folder / TABLE_JSON, what):
+            metadata = read_json(folder / TABLE_JSON, what, fields=("space", "space_fingerprint"))
             calibration = metadata.pop("calibration", None)
             space = space_from_config(metadata["space"])
             if space.fingerprint != metadata["space_fingerprint"]:
                 raise ConfigError(f"{folder / TABLE_JSON} is inconsistent: its space does not match its fingerprint")
-        entries = read_csv(folder / TABLE_CSV, what, columns=TABLE_COLUMNS, numeric=NUMERIC_TABLE_COLUMNS)
         with reading(folder / TABLE_CSV, what):
+            entries = read_csv(folder / TABLE_CSV, what, columns=TABLE_COLUMNS, numeric=NUMERIC_TABLE_COLUMNS)
             return cls(space, entries, metadata, calibration)
 
     # ----- prediction ------------------------------------------------------------------

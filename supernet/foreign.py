@@ -19,9 +19,9 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-import torch
 from torch import Tensor, nn
 
+from elasticnas.core.checkpoint import load_checkpoint
 from elasticnas.core.errors import ConfigError
 from elasticnas.core.registry import Registry
 
@@ -50,14 +50,7 @@ def read_tensor_file(path: str | os.PathLike) -> dict[str, Tensor]:
     """The tensors of a ``torch.save`` file (a state dict, or ``{"state_dict": ...}``), read with
     ``weights_only=True`` so that no pickled code runs."""
     path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"no checkpoint file at {path}")
-    try:
-        data = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:  # truncated, not a torch file, or holding code
-        reason = (str(error).strip().splitlines() or [""])[0].split(". ")[0][:200]
-        raise ConfigError(f"cannot read {path} as a weights-only torch checkpoint "
-                          f"({type(error).__name__}: {reason or 'no detail'})") from None
+    data = load_checkpoint(path)
     for key in ("state_dict", "model"):
         if isinstance(data, Mapping) and isinstance(data.get(key), Mapping):
             data = data[key]

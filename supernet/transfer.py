@@ -98,11 +98,10 @@ def set_frozen(supernet: nn.Module, patterns: tuple[str, ...], frozen: bool) -> 
     """Freeze (or thaw) the parameters whose names match any of the shell-style ``patterns``."""
     import fnmatch
 
-    names = [name for name, _ in supernet.named_parameters() if any(fnmatch.fnmatch(name, p) for p in patterns)]
-    if patterns and not names:
+    matched = [(name, p) for name, p in supernet.named_parameters() if any(fnmatch.fnmatch(name, q) for q in patterns)]
+    if patterns and not matched:
         raise ConfigError(f"init.freeze {list(patterns)} matches no parameter of {supernet.space.name!r}; "
                           f"names look like {next(iter(supernet.state_dict()))!r}")
-    parameters = dict(supernet.named_parameters())
-    for name in names:
-        parameters[name].requires_grad_(not frozen)
-    return names
+    for _, parameter in matched:
+        parameter.requires_grad_(not frozen)
+    return [name for name, _ in matched]
