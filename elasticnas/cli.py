@@ -17,10 +17,11 @@ _COMMANDS: dict[str, tuple[str, str, Callable[[argparse.ArgumentParser], None]]]
 _WRITES: dict[str, tuple[Callable[[argparse.Namespace], Path], bool]] = {}
 
 
-def command(name: str, help: str, example: str, writes: Callable[[argparse.Namespace], Path] | None = None,
+def command(name: str, help: str, example: str, writes: Callable[[argparse.Namespace], Path | list] | None = None,
             creates: bool = False):
     """Register a subcommand: the decorated function adds its arguments and sets ``run``;
-    ``writes(args)`` names the folder it writes, held by one such command at a time."""
+    ``writes(args)`` names the folder it writes (or a list of ``(folder, may_create)``), held by
+    one such command at a time."""
 
     def decorate(add_arguments):
         _COMMANDS[name] = (help, example, add_arguments)
@@ -37,6 +38,19 @@ def _out(args: argparse.Namespace) -> Path:
 
 def _run_folder(args: argparse.Namespace) -> Path:
     return args.run_folder
+
+
+def _search_writes(args: argparse.Namespace) -> list[tuple[Path, bool]]:
+    """The results folder; the run folder too when the search adds to it (a new latency table,
+    measured subnets), so workers sharing one study can write their own --out side by side."""
+    from elasticnas.hardware.lookup import TABLE_JSON
+    from elasticnas.measure import table_folder
+
+    run, out = (args.run_folder, False), (args.out, True)
+    if args.out is None:
+        return [run]
+    table_missing = not (table_folder(args.run_folder, args.device, args.runtime) / TABLE_JSON).exists()
+    return [run, out] if args.real_evals or table_missing else [out]
 
 
 def _runtimes() -> list[str]:
@@ -210,7 +224,7 @@ def _float_list(text: str) -> list[str]:
 
 @command("search", "search the accuracy-latency Pareto front of a run's space under latency budgets",
          "elasticnas search runs/mnist --objectives accuracy,latency --latency-budget-ms 3 --latency-budget-ms 5 "
-         "--runtime onnxruntime --algorithm nsga2 --real-evals 200 --seed 0", writes=_run_folder)
+         "--runtime onnxruntime --algorithm nsga2 --real-evals 200 --seed 0", writes=_search_writes)
 def _search_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("run_folder", type=Path, metavar="RUN", help="a trained run (fitted predictors unless "
                         "--real-evals)")
@@ -226,6 +240,12 @@ def _search_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--predicted-evals", type=int, default=20_000, help="evaluations on predictions")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=None, help="result folder (default RUN/search/...)")
+    parser.add_argument("--storage", default=None, metavar="URL",
+                        help="a database URL (e.g. postgresql://user@host/db) holding a study that several search "
+                             "workers share: each with its own --seed and --out (optuna algorithms)")
+    parser.add_argument("--study", default="search", help="the study's name in --storage")
+    parser.add_argument("--heartbeat-s", type=int, default=10,
+                        help="with --storage: a worker silent for twice this long has its trial retried")
     parser.set_defaults(run=_run_search)
 
 
@@ -235,7 +255,7 @@ def _run_search(args: argparse.Namespace) -> None:
     result, folder = search_run(args.run_folder, objectives=args.objectives, latency_budgets_ms=args.budgets,
                                 device=args.device, runtime=args.runtime, algorithm=args.algorithm,
                                 real_evals=args.real_evals, predicted_evals=args.predicted_evals, seed=args.seed,
-                                out=args.out)
+                                out=args.out, storage=args.storage, study=args.study, heartbeat_s=args.heartbeat_s)
     print(f"{len(result.archive)} subnets evaluated, {len(result.front)} on the front, "
           f"hypervolume {result.hypervolume:.4g}")
     if args.budgets:
@@ -345,14 +365,22 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _writer_lock(args: argparse.Namespace, argv: Sequence[str]):
     import os
-    from contextlib import nullcontext
+    from contextlib import ExitStack, nullcontext
 
     from elasticnas.core.locking import exclusive_writer
 
     if args.command not in _WRITES or os.environ.get("RANK", "0") != "0":  # under torchrun, rank 0 writes
         return nullcontext()
-    folder, creates = _WRITES[args.command]
-    return exclusive_writer(folder(args), " ".join(["elasticnas", *argv]), create=creates)
+    folders, creates = _WRITES[args.command]
+    folders = folders(args)
+    stack = ExitStack()
+    try:
+        for folder, create in folders if isinstance(folders, list) else [(folders, creates)]:
+            stack.enter_context(exclusive_writer(folder, " ".join(["elasticnas", *argv]), create=create))
+    except BaseException:
+        stack.close()
+        raise
+    return stack
 
 
 def main(argv: Sequence[str] | None = None) -> int:

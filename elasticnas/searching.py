@@ -45,15 +45,21 @@ def measured_accuracy_objective(run_folder: Path, table) -> Objective:
 def search_run(run_folder: str | Path, *, objectives: Sequence[str] = ("accuracy", "latency"),
                latency_budgets_ms: Sequence[float] = (), device: str = "cpu", runtime: str = "torch",
                algorithm: str = "nsga2", real_evals: int = 0, predicted_evals: int = 20_000, pop_size: int = 100,
-               seed: int = 0, out: str | Path | None = None, progress: bool = True) -> tuple[SearchResult, Path]:
+               seed: int = 0, out: str | Path | None = None, storage: str | None = None, study: str = "search",
+               heartbeat_s: int = 10, progress: bool = True) -> tuple[SearchResult, Path]:
     """Search the run's space; returns the result and the folder it was saved in.
 
     ``real_evals=0`` searches on the fitted accuracy predictor alone (``predicted_evals``
     evaluations); ``real_evals=N`` runs the predictor-in-the-loop search, measuring N subnets
     on the supernet. Latency is the run's lookup table for ``device``/``runtime``. Budgets
     constrain latency to the largest one; the best subnet under each is saved as JSON.
+    ``storage``/``study``: a database URL and study name shared by several search workers
+    (optuna algorithms, predictor search), each writing its own ``out``.
     """
     run_folder = Path(run_folder)
+    if storage is not None and real_evals:
+        raise ConfigError("a shared study storage is for searches on the predictor; measured subnets (--real-evals) "
+                          "are written to the one run folder, so run those in one process")
     unknown = [o for o in objectives if o not in OBJECTIVES]
     if unknown or len(objectives) < 1:
         raise ConfigError(f"unknown objectives {unknown}; choose from {list(OBJECTIVES)}")
@@ -88,7 +94,8 @@ def search_run(run_folder: str | Path, *, objectives: Sequence[str] = ("accuracy
                                    initial=measured, seed=seed, out=folder, progress=progress)
     else:
         result = run_search(space, built, constraints=constraints, algorithm=algorithm, n_evals=predicted_evals,
-                            seed=seed, pop_size=pop_size, metrics=metrics, out=folder, progress=progress)
+                            seed=seed, pop_size=pop_size, metrics=metrics, out=folder, storage=storage,
+                            study_name=study, heartbeat_s=heartbeat_s, progress=progress)
     budgets = {"latency_ms": sorted(latency_budgets_ms)} if latency_budgets_ms else {}
     result.save(folder, budgets)
     return result, folder

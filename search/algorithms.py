@@ -6,6 +6,9 @@ population (integer gene rows), and returns when the problem's session holds the
 
 from __future__ import annotations
 
+import os
+import socket
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -23,6 +26,7 @@ from elasticnas.core.errors import ConfigError
 from elasticnas.core.registry import Registry
 from elasticnas.search.operators import ResetMutation
 from elasticnas.search.problem import ArchProblem, CanonicalDuplicates, SessionBudget, canonical_genes
+from elasticnas.search.studies import open_storage, open_study
 
 ALGORITHMS: Registry[Callable] = Registry("search algorithm")
 register_algorithm = ALGORITHMS.register
@@ -109,45 +113,99 @@ def _random(problem: ArchProblem, n_evals: int, *, seed: int, initial: np.ndarra
             problem.evaluate(np.asarray(list(keys.values())), return_as_dictionary=True)
 
 
+# optuna >= 5 reads constraints a trial sets; older samplers take a function that finds them.
+_SET_CONSTRAINT = hasattr(optuna.trial.Trial, "set_constraint")
+_WORKER = f"{socket.gethostname()}:{os.getpid()}"  # which process evaluated a trial of a shared study
+
+
 def _optuna(sampler_name: str):
-    def run(problem: ArchProblem, n_evals: int, *, seed: int, initial: np.ndarray, storage: str | None = None,
-            study_name: str = "search", out: Path | None = None, **_) -> None:
-        upper = problem.space.encoding_upper_bounds
-
-        def constraints(trial):
-            return trial.user_attrs.get("constraints", [])
-
-        sampler = (optuna.samplers.NSGAIISampler(seed=seed, constraints_func=constraints)
-                   if sampler_name == "nsga2" else
-                   optuna.samplers.TPESampler(seed=seed, constraints_func=constraints, multivariate=True))
+    def run(problem: ArchProblem, n_evals: int, *, seed: int, initial: np.ndarray, storage=None,
+            study_name: str = "search", out: Path | None = None, heartbeat_s: int = 10, **_) -> None:
+        """Trials go through ``study.optimize``, so with a shared ``storage`` several workers fill one
+        study: each counts every worker's finished subnets towards ``n_evals``, and a worker that dies
+        mid-trial is noticed by its missing heartbeat and its subnet handed to the next ask."""
+        shared = storage is not None
         if storage is None and out is not None:
             storage = f"sqlite:///{Path(out).resolve() / 'optuna.db'}"
+        if isinstance(storage, str):
+            storage = open_storage(storage, heartbeat_s)
+
+        constraints = None if _SET_CONSTRAINT else (lambda trial: trial.user_attrs.get("constraints", []))
+        sampler = (optuna.samplers.NSGAIISampler(seed=seed, constraints_func=constraints)
+                   if sampler_name == "nsga2" else
+                   optuna.samplers.TPESampler(seed=seed, constraints_func=constraints, multivariate=True,
+                                              constant_liar=shared))
         verbosity = optuna.logging.get_verbosity()
         optuna.logging.set_verbosity(optuna.logging.WARNING)
         try:
-            study = optuna.create_study(storage=storage, study_name=study_name, sampler=sampler, load_if_exists=True,
-                                        directions=["minimize"] * problem.n_obj)
-            done = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
-            if done:  # a resumed study: its subnets count towards the budget
-                X = np.array([[t.params[f"g{i}"] for i in range(len(upper))] for t in done])
-                problem.evaluate(X, return_as_dictionary=True)
-            else:
+            study = open_study(storage, study_name, sampler, problem.n_obj)
+            if not study.get_trials(deepcopy=False):
                 for row in initial:
                     study.enqueue_trial({f"g{i}": int(v) for i, v in enumerate(row)})
-            for _attempt in range(20 * n_evals):
-                if len(problem.session) >= n_evals:
-                    break
-                trial = study.ask()
-                x = np.array([[trial.suggest_int(f"g{i}", 0, int(u)) for i, u in enumerate(upper)]])
-                problem.archive.iteration = trial.number
-                out_ = problem.evaluate(x, return_as_dictionary=True)
-                if problem.n_ieq_constr:
-                    trial.set_user_attr("constraints", [float(g) for g in out_["G"][0]])
-                study.tell(trial, [float(f) for f in out_["F"][0]])
+            seen: set[int] = set()
+            _take_finished_trials(problem, study, seen)
+            if len(problem.session) < n_evals:
+                study.optimize(_objective(problem, storage), n_trials=20 * n_evals,
+                               callbacks=[_stop_at_budget(problem, n_evals, seen)])
+            _take_finished_trials(problem, study, seen)
+            if shared:
+                _await_other_workers(problem, study, seen, deadline=time.monotonic() + 2 * heartbeat_s + 1)
         finally:
             optuna.logging.set_verbosity(verbosity)
 
     return run
+
+
+def _objective(problem: ArchProblem, storage):
+    upper = problem.space.encoding_upper_bounds
+    beats = getattr(storage, "get_heartbeat_interval", lambda: None)() is not None
+
+    def objective(trial) -> list[float]:
+        if beats:  # before any parameter is written: optuna's beat thread may not have run yet
+            storage.record_heartbeat(trial._trial_id)
+        trial.set_user_attr("worker", _WORKER)
+        x = np.array([[trial.suggest_int(f"g{i}", 0, int(u)) for i, u in enumerate(upper)]])
+        problem.archive.iteration = trial.number
+        out = problem.evaluate(x, return_as_dictionary=True)
+        for i, g in enumerate(out["G"][0] if problem.n_ieq_constr else []):
+            if _SET_CONSTRAINT:
+                trial.set_constraint(f"c{i}", float(g))
+            else:
+                trial.set_user_attr("constraints", [float(g) for g in out["G"][0]])
+        return [float(f) for f in out["F"][0]]
+
+    return objective
+
+
+def _take_finished_trials(problem: ArchProblem, study, seen: set[int]) -> None:
+    """Evaluate the study's finished trials this process has not seen (its own, after a restart, or
+    other workers'), so the session, the journal and the result cover the whole study."""
+    upper = problem.space.encoding_upper_bounds
+    for trial in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)):
+        if trial.number in seen:
+            continue
+        seen.add(trial.number)
+        problem.archive.iteration = trial.number
+        problem.evaluate(np.array([[trial.params[f"g{i}"] for i in range(len(upper))]]),
+                         return_as_dictionary=True)
+
+
+def _await_other_workers(problem: ArchProblem, study, seen: set[int], deadline: float) -> None:
+    """Let the trials other workers are still evaluating finish (a dead worker's for at most its
+    grace period), so every worker's result covers the whole study."""
+    while study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)) and \
+            time.monotonic() < deadline:
+        time.sleep(0.1)
+    _take_finished_trials(problem, study, seen)
+
+
+def _stop_at_budget(problem: ArchProblem, n_evals: int, seen: set[int]):
+    def callback(study, trial) -> None:
+        _take_finished_trials(problem, study, seen)  # this trial is there already; other workers' too
+        if len(problem.session) >= n_evals:
+            study.stop()
+
+    return callback
 
 
 register_algorithm("optuna-nsga2")(_optuna("nsga2"))

@@ -15,6 +15,7 @@ from elasticnas.search.algorithms import check_algorithm, get_algorithm
 from elasticnas.search.objectives import Constraint, Objective, check_feasible, cost_objective, parse_constraint
 from elasticnas.search.problem import Archive, ArchProblem
 from elasticnas.search.result import SearchResult
+from elasticnas.search.studies import open_storage
 from elasticnas.supernet.arch import Arch
 from elasticnas.supernet.space import SearchSpace
 
@@ -33,7 +34,8 @@ def run_search(space: SearchSpace, objectives: Sequence[Objective], *,
                constraints: Sequence[str | Constraint] = (), algorithm: str = "nsga2", n_evals: int,
                seed: int | None = None, pop_size: int = 50, initial: Sequence[Arch] = (),
                metrics: Sequence[Objective] = (), reference_point: dict[str, float] | None = None,
-               out: str | Path | None = None, storage: str | None = None, progress: bool = False) -> SearchResult:
+               out: str | Path | None = None, storage=None, study_name: str = "search",
+               heartbeat_s: int = 10, progress: bool = False) -> SearchResult:
     """Search ``space`` for the Pareto front of ``objectives`` under ``constraints``.
 
     ``n_evals`` distinct subnets are evaluated (the smallest and largest first, then
@@ -41,6 +43,12 @@ def run_search(space: SearchSpace, objectives: Sequence[Objective], *,
     objects or text such as ``"latency_ms <= 3"`` naming an objective, one of ``metrics``
     (evaluated, not optimised) or a counted cost (``macs``, ``params``, ...). With ``out``,
     every evaluation is journaled there and a call with the same settings resumes.
+
+    ``storage`` (optuna algorithms only): a database URL such as
+    ``postgresql://user@host/db`` (or an optuna storage) whose study ``study_name`` several workers share; each
+    worker stops when the study holds ``n_evals`` distinct subnets (give each its own
+    ``seed``), and a worker's trial with no heartbeat for ``2 * heartbeat_s`` seconds is
+    failed and its subnet retried.
 
     >>> result = run_search(space, [accuracy, latency], constraints=["latency_ms <= 3"],
     ...                     n_evals=2000, seed=0)  # doctest: +SKIP
@@ -55,8 +63,13 @@ def run_search(space: SearchSpace, objectives: Sequence[Objective], *,
     if n_evals < 2 or pop_size < 2:
         raise ConfigError(f"n_evals and pop_size must be >= 2, but got n_evals={n_evals}, pop_size={pop_size}")
     check_algorithm(algorithm, len(objectives))
+    if storage is not None and not algorithm.startswith("optuna"):
+        raise ConfigError(f"a shared study storage needs an optuna algorithm (optuna-tpe, optuna-nsga2), "
+                          f"but the algorithm is {algorithm!r}")
     constraints = resolve_constraints(space, objectives, constraints, metrics)
     check_feasible(space, constraints)
+    if isinstance(storage, str):  # connect before any output, so a bad URL is one line
+        storage = open_storage(storage, heartbeat_s)
     if seed is None:
         seed = int(np.random.default_rng().integers(2**31 - 1))
     folder = Path(out) if out is not None else None
@@ -71,7 +84,7 @@ def run_search(space: SearchSpace, objectives: Sequence[Objective], *,
     first = space.encode([space.min(), space.max(), *[space.canonical(a) for a in initial]])
     try:
         get_algorithm(algorithm)(problem, n_evals, seed=seed, initial=first, pop_size=pop_size, storage=storage,
-                                 out=folder)
+                                 study_name=study_name, heartbeat_s=heartbeat_s, out=folder)
     finally:
         bar.close()
     result = _result(problem, algorithm, seed, reference_point)

@@ -65,3 +65,13 @@ def test_a_writer_that_fails_before_writing_leaves_no_folder(tmp_path, capsys):
     assert "not found" in capsys.readouterr().err and not out.exists()
     assert main(["measure", str(tmp_path / "missing")]) == 2  # a missing run folder is not created
     assert not (tmp_path / "missing").exists()
+
+
+def test_searches_writing_their_own_folder_do_not_block_on_the_run(run_copy, tmp_path, capsys):
+    search = ["search", str(run_copy), "--objectives", "macs,latency", "--predicted-evals", "20"]
+    with exclusive_writer(run_copy, "another writer"):
+        assert main([*search, "--out", str(tmp_path / "w1")]) == 0  # the run's table exists: only w1 is written
+        assert main(search) == 2  # the default folder is inside the run
+        assert "another writer" in capsys.readouterr().err
+        assert main([*search, "--out", str(tmp_path / "w2"), "--runtime", "onnxruntime"]) == 2  # a new table
+    assert not (tmp_path / "w2").exists()

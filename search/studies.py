@@ -1,0 +1,79 @@
+"""Optuna studies behind a storage URL: one file per search folder, or a database shared by workers.
+
+A shared study needs a server database (PostgreSQL, MySQL): each worker records a heartbeat
+while it evaluates a trial; a trial whose worker stopped beating for two intervals is failed
+and its subnet queued again, so a killed worker loses nothing and blocks nothing. (A worker
+killed inside optuna's ``ask``, before its trial has parameters or a heartbeat, leaves that
+empty trial RUNNING for good; it holds no subnet, and budgets count complete trials.)
+"""
+
+from __future__ import annotations
+
+import inspect
+import re
+import time
+import warnings
+
+import optuna
+
+from elasticnas.core.errors import ConfigError
+
+DRIVERS = {"postgresql": "psycopg2-binary (pip install 'elasticnas[postgres]')", "mysql": "PyMySQL"}
+
+
+def open_storage(url: str, heartbeat_s: int = 10):
+    """The optuna storage at ``url``, connected and with its tables made; one line if it cannot be."""
+    if not isinstance(heartbeat_s, int) or heartbeat_s < 1:
+        raise ConfigError(f"the heartbeat interval must be a whole number of seconds >= 1, but got {heartbeat_s}")
+    try:
+        return _storage(url, heartbeat_s)
+    except ImportError as error:
+        scheme = url.split(":", 1)[0].split("+", 1)[0]
+        raise ConfigError(f"the study storage {hide_password(url)} needs a database driver that is not installed "
+                          f"({error.name}); install {DRIVERS.get(scheme, 'the driver its URL names')}") from None
+    except Exception as error:  # sqlalchemy's errors: bad URL, server down, refused login
+        if not type(error).__module__.startswith("sqlalchemy"):
+            raise
+        reason = str(getattr(error, "orig", None) or error).strip().splitlines()[0]
+        raise ConfigError(f"cannot open the study storage {hide_password(url)}: {reason}") from None
+
+
+def open_study(storage, name: str, sampler, n_objectives: int):
+    """Create or join the study ``name`` in ``storage`` (in memory when None), minimising ``n_objectives``."""
+    try:
+        return optuna.create_study(storage=storage, study_name=name, sampler=sampler, load_if_exists=True,
+                                   directions=["minimize"] * n_objectives)
+    except ValueError as error:  # a study of other directions under this name
+        raise ConfigError(f"study {name!r}: {error}") from None
+
+
+def _storage(url: str, heartbeat_s: int, tries: int = 5):
+    """Workers starting at once on a new database race to create optuna's tables; the losers'
+    ``CREATE`` fails on a duplicate, and a second look finds the tables made."""
+    from sqlalchemy.exc import IntegrityError, ProgrammingError
+
+    for attempt in range(tries):
+        try:
+            return _rdb_storage(url, heartbeat_s)
+        except (IntegrityError, ProgrammingError):
+            if attempt == tries - 1:
+                raise
+            time.sleep(0.2 * (attempt + 1))
+
+
+def _rdb_storage(url: str, heartbeat_s: int):
+    from optuna.storages import RDBStorage
+
+    retry_class = getattr(optuna.storages, "RetryHeartbeatStaleTrialCallback", None) or \
+        optuna.storages.RetryFailedTrialCallback
+    callback_name = ("heartbeat_stale_trial_callback"
+                     if "heartbeat_stale_trial_callback" in inspect.signature(RDBStorage).parameters
+                     else "failed_trial_callback")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        return RDBStorage(url, heartbeat_interval=heartbeat_s, **{callback_name: retry_class(max_retry=3)})
+
+
+def hide_password(url: str) -> str:
+    """The URL with its password (if any) replaced by ***, for messages."""
+    return re.sub(r"(://[^:/@]*:)[^@]*@", r"\1***@", url)
