@@ -115,7 +115,12 @@ def apply_overrides(data: dict[str, Any], overrides: Iterable[str]) -> dict[str,
             node = node.setdefault(part, {})
             if not isinstance(node, dict):
                 raise ConfigError(f"override {item!r}: {part!r} is not a section")
-        node[parts[-1]] = yaml.safe_load(raw) if raw.strip() else None
+        try:
+            node[parts[-1]] = yaml.safe_load(raw) if raw.strip() else None
+        except yaml.YAMLError as error:
+            reason = " ".join(str(getattr(error, "problem", None) or error).split())
+            raise ConfigError(f"override {item!r}: the value is not YAML ({reason}); quote text, "
+                              f"e.g. {key.strip()}='\"{raw}\"'") from None
     return result
 
 

@@ -80,12 +80,15 @@ def _int_list(text: str) -> tuple[int, ...]:
 
 @command("train", "train a supernet once, with one sampling strategy, from a YAML config",
          "elasticnas train mnist_sandwich --out runs/mnist --set train.epochs=2 data.name=digits",
-         writes=_out, creates=True)
+         writes=lambda args: [] if args.dry_run or args.out is None else [(args.out, True)])
 def _train_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("config", nargs="?", default=None,
                         help="YAML path or a name in experiments/ (default: mnist_sandwich)")
-    parser.add_argument("--out", type=Path, required=True, help="run folder (config, checkpoint, metrics)")
+    parser.add_argument("--out", type=Path, default=None, help="run folder (config, checkpoint, metrics); required "
+                        "unless --dry-run")
     parser.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint")
+    parser.add_argument("--dry-run", action="store_true", help="check the config, data and supernet, print the "
+                        "resolved config and write nothing")
     parser.add_argument("--init", type=Path, default=None, metavar="RUN_OR_CHECKPOINT",
                         help="start from this run's (or imported, or checkpoint file's) supernet instead of "
                         "random weights; same as init.source (see init.* in the README)")
@@ -100,13 +103,33 @@ def _run_train(args: argparse.Namespace) -> None:
     from elasticnas.core.distributed import rank_and_world
     from elasticnas.experiment import load_experiment, train_experiment
 
+    if args.out is None and not args.dry_run:
+        raise UsageError("train needs --out RUN_FOLDER (or --dry-run to only check the config)")
     config = load_experiment(args.config, args.set)
     if args.init is not None:
         config = replace(config, init=replace(config.init, source=str(args.init)))
+    if args.dry_run:
+        return _dry_run(config)
     trainer, metrics = train_experiment(config, args.out, resume=args.resume)
     if rank_and_world()[0] == 0:
         print(metrics.round(3).to_string(index=False))
         print(f"run folder: {args.out} (metrics.csv, training_curves.png, checkpoint.pt)")
+
+
+def _dry_run(config) -> None:
+    import yaml
+
+    from elasticnas.experiment import build_run
+    from elasticnas.parents import parent_weights_file
+
+    splits, supernet = build_run(config)
+    if config.init.source:
+        parent_weights_file(config.init.source)
+    print(yaml.safe_dump(config.to_dict(), sort_keys=False).rstrip())
+    sizes = ", ".join(f"{name} {len(split)}" for name, split in (("train", splits.train), ("val", splits.val),
+                                                                  ("test", splits.test)))
+    print(f"# data {splits.name!r}: {sizes} images, {splits.num_classes} classes, {splits.in_channels} channels; "
+          f"supernet {config.supernet.name!r}: {sum(p.numel() for p in supernet.parameters()):,} parameters")
 
 
 @command("import-ofa", "import a published Once-for-All MobileNetV3 supernet checkpoint as a run folder",
@@ -383,6 +406,11 @@ def _writer_lock(args: argparse.Namespace, argv: Sequence[str]):
     return stack
 
 
+def _one_line(text: str) -> str:
+    """User text (a key, a path) may hold line breaks or other control characters: show them escaped."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in " ".join(text.strip().split("\n")))
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     try:
@@ -390,7 +418,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except UsageError as error:
         if "--debug" in argv:
             raise
-        print(f"error: {error}", file=sys.stderr)
+        print(f"error: {_one_line(str(error))}", file=sys.stderr)
         return 2
     from elasticnas.supernet.training import TrainingInterrupted
 
@@ -403,7 +431,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ElasticNASError, FileNotFoundError, PermissionError) as error:
         if args.debug:
             raise
-        print(f"elasticnas {args.command}: error: {error}", file=sys.stderr)
+        print(f"elasticnas {args.command}: error: {_one_line(str(error))}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"elasticnas {args.command}: interrupted", file=sys.stderr)

@@ -129,9 +129,12 @@ def load_subnet(folder: str | Path) -> nn.Module:
     path = Path(folder) / WEIGHTS
     if not path.is_file():
         raise FileNotFoundError(f"no {WEIGHTS} in {folder}")
-    state = load_safetensors(path.read_bytes())
+    with reading(path, "exported weights (safetensors)"):
+        state = load_safetensors(path.read_bytes())
     try:
         model.load_state_dict(state, strict=True)
     except RuntimeError as error:
-        raise ConfigError(f"{path} does not fit the architecture in {ARCH_JSON}: {error}") from None
+        detail = " ".join(str(error).split())
+        raise ConfigError(f"{path} does not fit the architecture in {ARCH_JSON}: "
+                          f"{detail[:300]}{'...' if len(detail) > 300 else ''}") from None
     return model.eval()

@@ -61,6 +61,12 @@ def read_evaluations(run_folder: str | Path) -> pd.DataFrame:
                         what="evaluations journal (one measured subnet per row)")
 
 
+def measured_archs(run_folder: str | Path, space: SearchSpace, evaluations: pd.DataFrame) -> list:
+    """The architecture of each row of ``evaluations`` (read from the run's journal)."""
+    with reading(Path(run_folder) / EVALUATIONS, "evaluations journal"):
+        return [space.canonical(text) for text in evaluations["arch"]]
+
+
 def measure_run(run_folder: str | Path, n: int = 300, *, seed: int = 0, device: str = "cpu",
                 runtime: str = "torch", progress: bool = True, run: TrainedRun | None = None) -> pd.DataFrame:
     """Measure subnets spread over the MACs range until ``evaluations.csv`` holds ``n`` distinct ones.
@@ -123,8 +129,7 @@ def fit_run(run_folder: str | Path, *, n_trials: int = 40, seed: int = 0, encodi
     if len(evaluations) < max(2 * report_folds, 10):
         raise ConfigError(f"{run_folder / EVALUATIONS} holds {len(evaluations)} subnets; fitting needs at least "
                           f"{max(2 * report_folds, 10)}: run `elasticnas measure {run_folder} --n 300` first")
-    with reading(Path(run_folder) / EVALUATIONS, "evaluations journal"):
-        archs = [space.canonical(text) for text in evaluations["arch"]]
+    archs = measured_archs(run_folder, space, evaluations)
     out = run_folder / PREDICTORS
     out.mkdir(parents=True, exist_ok=True)
     rows, predictions = [], {}

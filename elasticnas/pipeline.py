@@ -145,7 +145,8 @@ def quickstart(out: str | Path = "runs/quickstart", *, supernet: str | None = No
     measure_run(out, subnets, seed=seed, runtime=runtime, progress=progress, run=run)
     stage("4/6 fitting accuracy and latency predictors")
     reports_csv = out / PREDICTORS / "reports.csv"
-    if not reports_csv.exists() or pd.read_csv(reports_csv)["samples"].iloc[0] != len(read_evaluations(out)):
+    if not reports_csv.exists() or read_csv(reports_csv, "predictor reports", columns=("samples",),
+                                            numeric=("samples",))["samples"].iloc[0] != len(read_evaluations(out)):
         fit_run(out, n_trials=trials, seed=seed, progress=progress)
     cheapest, _, _ = table.cheapest()
     slowest = float(table.predict([run.space.max()])[0])
@@ -177,7 +178,12 @@ def quickstart(out: str | Path = "runs/quickstart", *, supernet: str | None = No
 
 def _training_finished(folder: Path, epochs: int) -> bool:
     metrics = folder / "metrics.csv"
-    return metrics.exists() and len(pd.read_csv(metrics)) >= epochs and (folder / "checkpoint.pt").exists()
+    return metrics.exists() and len(_read_metrics(metrics)) >= epochs and (folder / "checkpoint.pt").exists()
+
+
+def _read_metrics(path: Path) -> pd.DataFrame:
+    return read_csv(path, "training metrics (one row per epoch)", columns=("epoch", "train_loss"),
+                    numeric=("epoch", "train_loss"))
 
 
 def _read_budget_report(folder: Path, budget_ms: float) -> dict | None:
@@ -196,17 +202,21 @@ def redraw(run_folder: str | Path) -> list[Path]:
     run_folder = Path(run_folder)
     written = []
     if (run_folder / "metrics.csv").exists():
-        plot_training_curves(pd.read_csv(run_folder / "metrics.csv"), run_folder / "training_curves.png")
+        with reading(run_folder / "metrics.csv", "training metrics (one row per epoch)"):
+            plot_training_curves(_read_metrics(run_folder / "metrics.csv"), run_folder / "training_curves.png")
         written.append(run_folder / "training_curves.png")
     oof = run_folder / PREDICTORS / "held_out_predictions.csv"
     if oof.exists():
         from elasticnas.measure import plot_predictor_quality
         from elasticnas.predictors import quality_report
 
-        frame = pd.read_csv(oof)
-        kinds = dict(zip(frame["target"], frame["kind"], strict=False))
-        data = {t: (g["measured"].to_numpy(), g["predicted"].to_numpy(),
-                    quality_report(g["measured"], g["predicted"], kinds[t])) for t, g in frame.groupby("target")}
+        what = "held-out predictions (target, kind, measured, predicted per row)"
+        frame = read_csv(oof, what, columns=("target", "kind", "measured", "predicted"),
+                         numeric=("measured", "predicted"))
+        with reading(oof, what):
+            kinds = dict(zip(frame["target"], frame["kind"], strict=False))
+            data = {t: (g["measured"].to_numpy(), g["predicted"].to_numpy(),
+                        quality_report(g["measured"], g["predicted"], kinds[t])) for t, g in frame.groupby("target")}
         written.append(plot_predictor_quality(data, run_folder / PREDICTORS / "predictor_quality.png"))
     for settings in sorted((run_folder / SEARCH).glob("*/search.json")):
         archive = read_csv(settings.parent / "archive.csv", "search archive")

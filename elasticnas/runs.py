@@ -24,6 +24,7 @@ from torch import nn
 from elasticnas.core.checkpoint import load_checkpoint
 from elasticnas.core.config import load_yaml, parse_config
 from elasticnas.core.errors import ConfigError
+from elasticnas.core.files import reading
 from elasticnas.data import DataSplits, load_data
 from elasticnas.experiment import ExperimentConfig, build_supernet_of, check_dimensions
 from elasticnas.parents import IMPORTED_WEIGHTS, read_weights, safe_open_metadata
@@ -91,13 +92,17 @@ def load_trained(folder: str | Path, *, weights: bool = True, require_finished: 
     splits = None if fixed else load_data(config.data)
     supernet = build_supernet_of(config, *((None, None) if fixed else (splits.num_classes, splits.in_channels)))
     if weights and not (folder / CHECKPOINT).exists() and (folder / IMPORTED_WEIGHTS).exists():
-        supernet.load_state_dict(read_imported(folder / IMPORTED_WEIGHTS, supernet))
+        imported = read_imported(folder / IMPORTED_WEIGHTS, supernet)
+        with reading(folder / IMPORTED_WEIGHTS, "imported supernet weights"):
+            supernet.load_state_dict(imported)
     elif weights:
         state = load_checkpoint(folder / CHECKPOINT, space_fingerprint=supernet.space.fingerprint)
-        if require_finished and state["epoch"] < config.train.epochs:
-            raise ConfigError(f"training in {folder} stopped at epoch {state['epoch']}/{config.train.epochs}; "
+        with reading(folder / CHECKPOINT, "training checkpoint"):
+            epoch = int(state["epoch"])
+            supernet.load_state_dict(state["model"])
+        if require_finished and epoch < config.train.epochs:
+            raise ConfigError(f"training in {folder} stopped at epoch {epoch}/{config.train.epochs}; "
                               f"finish it first: elasticnas train --out {folder} --resume")
-        supernet.load_state_dict(state["model"])
     return TrainedRun(folder, config, supernet.eval(), splits)
 
 

@@ -337,8 +337,11 @@ def _resume_partial(out: Path, settings: dict) -> dict[str, dict]:
         return {}
     # A kill mid-write can tear the last row: parse line by line, keep the complete rows and
     # rewrite the file, so that new rows are appended after a clean line end.
-    lines = partial_csv.read_text().splitlines()
-    header = next(csv.reader(lines[:1]), [])
+    with reading(partial_csv, "partial latency table (delete it to start the build afresh)"):
+        lines = partial_csv.read_text(encoding="utf-8").splitlines()
+        header = next(csv.reader(lines[:1]), [])
+        if "layer" not in header:
+            raise ValueError("it has no 'layer' column")
     rows = []
     for line in lines[1:]:
         fields = next(csv.reader([line]), [])

@@ -18,6 +18,7 @@ from pymoo.core.problem import Problem
 from pymoo.core.termination import Termination
 from tqdm.auto import tqdm
 
+from elasticnas.core.files import reading
 from elasticnas.core.journal import append_row, read_journal
 from elasticnas.search.objectives import Constraint, Objective
 from elasticnas.supernet.space import SearchSpace
@@ -50,8 +51,11 @@ class Archive:
         self.iteration = 0
         if self.journal is not None:
             names = [m.name for m in self.metrics]
-            for row in read_journal(self.journal, required=["arch", "iteration", *names]).to_dict("records"):
-                key = _keys(self.space.encode([self.space.canonical(row["arch"])]))[0]
+            rows = read_journal(self.journal, required=["arch", "iteration", *names], numeric=["iteration", *names],
+                                what="search journal")
+            with reading(self.journal, "search journal"):
+                keys = [_keys(self.space.encode([self.space.canonical(arch)]))[0] for arch in rows["arch"]]
+            for key, row in zip(keys, rows.to_dict("records"), strict=True):
                 if key not in self.index:
                     self.index[key] = len(self.rows)
                     self.rows.append(row)

@@ -54,7 +54,12 @@ def create_space(name: str, *, num_classes: int, in_channels: int = 3, **overrid
     unknown = set(overrides) - allowed
     if unknown:
         raise ConfigError(f"unknown override {sorted(unknown)} for {name!r}; allowed: {sorted(allowed)}")
-    return replace(space, **overrides) if overrides else space
+    if not overrides:
+        return space
+    try:
+        return replace(space, **overrides)
+    except (TypeError, ValueError) as error:  # a value of the wrong shape deep in a family's checks
+        raise ConfigError(f"overrides {overrides} do not make a {name!r} space: {error}") from None
 
 
 def space_from_config(data: Mapping[str, Any]):

@@ -75,6 +75,13 @@ class SearchSpace:
     bn_momentum: float
     bn_eps: float
 
+    def __getstate__(self) -> dict:
+        """The declared fields only: cached derived tables are rebuilt on use, so a saved
+        predictor holding its space stays small (and skops need not walk layer tables)."""
+        cached = {name for klass in type(self).__mro__ for name, value in vars(klass).items()
+                  if isinstance(value, cached_property)}
+        return {k: v for k, v in vars(self).items() if k not in cached}
+
     def _declare_genes(self) -> tuple[Gene, ...]:
         raise NotImplementedError
 
@@ -420,6 +427,9 @@ def sorted_choices(space: Any, *names: str) -> None:
     """Check that each named field is a non-empty list of distinct values, and sort it."""
     for name in names:
         values = getattr(space, name)
+        if not isinstance(values, (list, tuple)) or not all(
+                isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
+            raise ConfigError(f"{name} must be a list of numbers, but got {values!r}")
         if not values or len(set(values)) != len(values):
             raise ConfigError(f"{name} must be a non-empty list of distinct values, but got {list(values)}")
         object.__setattr__(space, name, tuple(sorted(values)))

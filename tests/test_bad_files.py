@@ -77,3 +77,38 @@ def test_a_malformed_config_is_one_line(tmp_path, capsys):
     config.write_bytes(b"\xff\xfe\x00garbage")
     refused(["train", str(config), "--out", str(tmp_path / "run")], capsys, str(config))
 
+
+
+@pytest.mark.parametrize("override, names", [("train.epochs=[", "not YAML"),
+                                             ("supernet.overrides.resolutions=1", "list of numbers"),
+                                             ("supernet.overrides.resolutions=[[1]]", "list of numbers"),
+                                             ("0\r0=1", "'0\\r0'")])
+def test_train_dry_run_refuses_bad_overrides_in_one_line(tmp_path, capsys, override, names):
+    refused(["train", "mnist_sandwich", "--dry-run", "--set", "data.name=digits", override], capsys, names)
+
+
+def test_train_dry_run_prints_the_resolved_config_and_writes_nothing(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert main(["train", "mnist_sandwich", "--dry-run", "--set", "data.name=digits", "train.epochs=3"]) == 0
+    out = capsys.readouterr().out
+    assert "epochs: 3" in out and "data 'digits'" in out and list(tmp_path.iterdir()) == []
+
+
+def test_edited_checkpoints_and_exported_weights_are_refused_in_one_line(run_copy, tmp_path, capsys):
+    import torch
+
+    from elasticnas.core.errors import ConfigError
+    from elasticnas.export import export_subnet, load_subnet
+    from elasticnas.runs import load_trained
+
+    space = run_space(run_copy)
+    model = load_trained(run_copy).supernet.extract(space.middle()).eval()
+    export_subnet(model, space, space.middle(), tmp_path / "exported", formats="safetensors")
+    (tmp_path / "exported" / "weights.safetensors").write_bytes(os.urandom(100))
+    with pytest.raises(ConfigError, match="weights.safetensors is not a valid exported weights") as error:
+        load_subnet(tmp_path / "exported")
+    assert "\n" not in str(error.value)
+    state = torch.load(run_copy / "checkpoint.pt", weights_only=True)
+    state["weights"] = state.pop("model")
+    torch.save(state, run_copy / "checkpoint.pt")
+    refused(["search", str(run_copy), "--real-evals", "2", "--predicted-evals", "10"], capsys, "checkpoint.pt")

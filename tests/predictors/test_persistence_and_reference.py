@@ -47,3 +47,13 @@ def test_reference_trace_parameter_counts_match_the_space_exactly():
     counted = [count_params(space, space.canonical(text)) for text in trace["arch"]]
     assert counted == trace["params"].tolist()
     assert len(load_reference_trace()) == 362
+
+
+def test_a_predictor_saves_after_its_space_has_counted_costs(tmp_path):
+    from elasticnas.search import cost_objective
+
+    archs = SPACE.sample(1, n=30)
+    macs = np.asarray(cost_objective(SPACE, "macs").fn(archs), dtype=float)  # fills the space's layer tables
+    model = make_pipeline(ArchEncoder(SPACE, "ordinal"), GaussianProcessPredictor(random_state=0)).fit(archs, macs)
+    path = save_predictor(model, tmp_path / "macs.skops", space=SPACE, target="macs")
+    assert np.allclose(load_predictor(path, SPACE).predict(archs), model.predict(archs))

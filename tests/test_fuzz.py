@@ -1,0 +1,224 @@
+"""Property-based fuzzing of every file kind the project reads, and of the command line.
+
+Every reader, given a spoiled file, returns or refuses in one line (tests/fuzzing.py); every
+command exits 0, or exits 2 with exactly one line on stderr and no new file; nothing hangs.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from sklearn.pipeline import make_pipeline
+
+from elasticnas.cli import main
+from elasticnas.export import export_subnet, load_subnet
+from elasticnas.hardware import LatencyTable
+from elasticnas.measure import measured_archs, read_evaluations, table_folder
+from elasticnas.pipeline import choose_arch
+from elasticnas.predictors import ArchEncoder, RidgePredictor, load_predictor, save_predictor
+from elasticnas.runs import load_trained, run_config, run_space
+from elasticnas.search import Objective, cost_objective, table_latency_objective
+from elasticnas.search.problem import Archive
+from tests.fuzzing import JUNK, examples, files_under, outcome_of, spoiled, tally, time_limit
+
+SEARCH, EXPORT = "search/s", "exports/e"
+
+
+@pytest.fixture(scope="module")
+def fuzz_run(trained_run, tmp_path_factory):
+    """A run holding one file of every kind: predictor, evaluations, search results, an export."""
+    run = Path(shutil.copytree(trained_run, tmp_path_factory.mktemp("fuzz") / "run"))
+    space = run_space(run)
+    archs = space.sample(np.random.default_rng(0), n=24)
+    macs = np.asarray(cost_objective(space, "macs").fn(archs), dtype=float)
+    model = make_pipeline(ArchEncoder(space, "ordinal"), RidgePredictor()).fit(archs, 90 + macs / macs.max())
+    save_predictor(model, run / "predictors" / "accuracy.skops", space=space, target="val_top1")
+    rows = [{"arch": a.to_json(), "resolution": a.resolution, "macs": m, "params": 1, "size_bytes": 4,
+             "peak_activation_bytes": 8, "table_latency_ms": 1.0, "val_top1": 90.0, "val_loss": 0.3,
+             "val_images": 100, "eval_seconds": 0.1} for a, m in zip(archs, macs, strict=True)]
+    pd.DataFrame(rows).to_csv(run / "evaluations.csv", index=False)
+    with contextlib.redirect_stderr(io.StringIO()), contextlib.redirect_stdout(io.StringIO()):
+        assert main(["search", str(run), "--predicted-evals", "30", "--latency-budget-ms", "50",
+                     "--out", str(run / SEARCH)]) == 0
+    model = load_trained(run).supernet.extract(space.middle()).eval()
+    export_subnet(model, space, space.middle(), run / EXPORT, formats="safetensors")
+    (run / "arch.json").write_text(space.middle().to_json())
+    return run
+
+
+def _table_folder(run: Path) -> Path:
+    return table_folder(run, "cpu", "torch")
+
+
+def _readers(run: Path):
+    """File (relative to the run) -> (format, the project's own reader of it)."""
+    space = run_space(run)
+    table = lambda: LatencyTable.load(_table_folder(run)).check(space)  # noqa: E731
+    tables = str(_table_folder(run).relative_to(run))
+
+    def journal():
+        accuracy = Objective("accuracy", lambda archs: np.zeros(len(archs)), maximize=True)
+        metrics = [accuracy, table_latency_objective(LatencyTable.load(_table_folder(run)))]
+        Archive(space, metrics, journal=run / SEARCH / "archive.journal.csv")
+
+    return {
+        "config.yaml": ("yaml", lambda: run_config(run)),
+        "checkpoint.pt": ("binary", lambda: load_trained(run)),
+        "predictors/accuracy.skops": ("binary", lambda: load_predictor(run / "predictors/accuracy.skops", space)),
+        f"{tables}/latency_table.json": ("json", table),
+        f"{tables}/latency_table.csv": ("csv", table),
+        "evaluations.csv": ("csv", lambda: measured_archs(run, space, read_evaluations(run))),
+        f"{SEARCH}/archive.journal.csv": ("csv", journal),
+        f"{SEARCH}/front.csv": ("csv", lambda: choose_arch(run, space, pareto_index=0, search_folder=run / SEARCH)),
+        f"{SEARCH}/archive.csv": ("csv", lambda: choose_arch(run, space, budget_ms=50, search_folder=run / SEARCH)),
+        f"{EXPORT}/arch.json": ("json", lambda: load_subnet(run / EXPORT)),
+        f"{EXPORT}/weights.safetensors": ("binary", lambda: load_subnet(run / EXPORT)),
+        "arch.json": ("json", lambda: choose_arch(run, space, arch_json=run / "arch.json")),
+    }
+
+
+FILES = ["config.yaml", "checkpoint.pt", "predictors/accuracy.skops", "latency_table.json", "latency_table.csv",
+         "evaluations.csv", f"{SEARCH}/archive.journal.csv", f"{SEARCH}/front.csv", f"{SEARCH}/archive.csv",
+         f"{EXPORT}/arch.json", f"{EXPORT}/weights.safetensors", "arch.json"]
+
+
+@contextlib.contextmanager
+def spoiling(path: Path, content: bytes):
+    good = path.read_bytes()
+    path.write_bytes(content)
+    try:
+        yield
+    finally:
+        path.write_bytes(good)  # readers may repair a file (a torn journal): put the good one back
+
+
+@pytest.mark.parametrize("name", FILES)
+def test_every_reader_accepts_or_refuses_a_spoiled_file_in_one_line(fuzz_run, name):
+    readers = _readers(fuzz_run)
+    key = next(k for k in readers if k == name or k.endswith("/" + name))
+    kind, read = readers[key]
+    path = fuzz_run / key
+    good = path.read_bytes()
+    assert outcome_of(read) == "accepted"  # the good file is read
+
+    @examples(quick=12 if kind != "binary" or name.endswith(".skops") else 6, thorough=150)
+    @given(spoiled(good, kind))
+    def check(case):
+        content, how = case
+        with spoiling(path, content):
+            tally(name, how, outcome_of(read))
+
+    check()
+
+
+def run_cli(argv: list[str], watched: Path) -> str:
+    """Run the command line: exit 0, or exit 2 with one stderr line and no new file under ``watched``."""
+    before = files_under(watched)
+    err = io.StringIO()
+    with time_limit(), contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
+        code = main(argv)
+    assert code in (0, 2), f"exit {code}: {err.getvalue()[-2000:]}"
+    if code == 0:
+        return "accepted"
+    lines = err.getvalue().strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in lines[0], err.getvalue()
+    assert files_under(watched) == before, f"{argv} refused but wrote {files_under(watched) - before}"
+    return "refused"
+
+
+def _command(name: str, run: Path, out: Path) -> list[str]:
+    if name == "metrics.csv":
+        return ["report", str(run)]
+    objectives = ["--objectives", "accuracy,latency"] if name.endswith(".skops") else ["--objectives",
+                                                                                        "macs,latency"]
+    return ["search", str(run), *objectives, "--predicted-evals", "10", "--out", str(out)]
+
+
+@pytest.mark.parametrize("name, kind", [("config.yaml", "yaml"), ("latency_table.json", "json"),
+                                        ("latency_table.csv", "csv"), ("predictors/accuracy.skops", "binary"),
+                                        ("metrics.csv", "csv")])
+def test_commands_given_a_spoiled_file_exit_0_or_2_in_one_line(fuzz_run, tmp_path, name, kind):
+    key = name if "/" in name or name in ("config.yaml", "metrics.csv") else \
+        f"{_table_folder(fuzz_run).relative_to(fuzz_run)}/{name}"
+    path = fuzz_run / key
+    good = path.read_bytes()
+    counter = iter(range(10**6))
+
+    @examples(quick=6, thorough=60)
+    @given(spoiled(good, kind))
+    def check(case):
+        content, how = case
+        out = tmp_path / f"out{next(counter)}"
+        with spoiling(path, content):
+            tally(f"cli {name}", how, run_cli(_command(name, fuzz_run, out), fuzz_run.parent))
+
+    check()
+
+
+ARCH_FIELDS = ("resolution", "depths", "kernel_sizes", "expand_ratios", "widths", "heads")
+
+
+@st.composite
+def arch_documents(draw, good: dict):
+    """Random architecture dicts: junk, or a good one with a field gone, of another type or out of range."""
+    how = draw(st.sampled_from(["junk", "field removed", "field of another type", "value out of range"]))
+    if how == "junk":
+        return draw(st.one_of(JUNK, st.dictionaries(st.sampled_from(ARCH_FIELDS), JUNK, max_size=5))), how
+    doc = dict(good)
+    field = draw(st.sampled_from(sorted(doc)))
+    if how == "field removed":
+        del doc[field]
+    elif how == "field of another type":
+        doc[field] = draw(JUNK)
+    else:
+        value = doc[field]
+        doc[field] = ([draw(st.integers(-3, 400)) for _ in value] if isinstance(value, list)
+                      else draw(st.integers(-3, 400)))
+    return doc, how
+
+
+def test_export_of_random_architecture_dicts_exits_0_or_2_in_one_line(fuzz_run, tmp_path):
+    good = json.loads(run_space(fuzz_run).middle().to_json())
+    counter = iter(range(10**6))
+
+    @examples(quick=10, thorough=150)
+    @given(arch_documents(good))
+    def check(case):
+        doc, how = case
+        arch = tmp_path / "arch.json"
+        arch.write_text(json.dumps(doc))
+        out = tmp_path / f"export{next(counter)}"
+        argv = ["export", str(fuzz_run), "--arch-json", str(arch), "--formats", "safetensors", "--out", str(out)]
+        tally("cli export --arch-json", how, run_cli(argv, tmp_path))
+
+    check()
+
+
+KEYS = ["train.epochs", "train.lr", "data.name", "data.batch_size", "data.classes", "supernet.name",
+        "supernet.overrides.resolutions", "sampler.name", "optim.lr", "train.seed", "init.source", "init.freeze"]
+VALUES = st.one_of(st.sampled_from(["1", "0", "-1", "1e9", "nan", "[1,2]", "[]", "{}", "digits", "mnist5k", "null",
+                                    "true", "'x'", "[", "tiny_mbv3", "uniform"]),
+                   st.text(alphabet=st.characters(codec="utf-8", exclude_categories=["Cs", "Cc"]), max_size=8))
+
+
+def test_train_dry_run_with_random_overrides_exits_0_or_2_in_one_line(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+
+    @examples(quick=10, thorough=150)
+    @given(st.lists(st.tuples(st.one_of(st.sampled_from(KEYS), st.text(max_size=10)), VALUES), min_size=1,
+                    max_size=3))
+    def check(overrides):
+        argv = ["train", "mnist_sandwich", "--dry-run", "--set", "data.name=digits",
+                *[f"{k}={v}" for k, v in overrides]]
+        tally("cli train --dry-run --set", "random overrides", run_cli(argv, tmp_path))
+
+    check()
