@@ -287,8 +287,8 @@ def _run_search(args: argparse.Namespace) -> None:
     print(f"results: {folder} (archive.csv, front.csv, pareto.png, best_latency_ms_*.json)")
 
 
-@command("export", "export a chosen subnet: safetensors + arch.json, TorchScript, ONNX, and a measured report",
-         "elasticnas export runs/mnist --budget-ms 3 --formats safetensors,torchscript,onnx --out exports/3ms",
+@command("export", "export a chosen subnet: safetensors + arch.json, torch.export program, ONNX, and a measured report",
+         "elasticnas export runs/mnist --budget-ms 3 --formats safetensors,torch_export,onnx --out exports/3ms",
          writes=_run_folder)
 def _export_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("run_folder", type=Path, metavar="RUN", help="a trained run folder")
@@ -297,7 +297,9 @@ def _export_arguments(parser: argparse.ArgumentParser) -> None:
     which.add_argument("--arch-json", type=Path, help="a JSON file holding an architecture (or {'arch': ...})")
     which.add_argument("--pareto-index", type=int, help="row of the search's front.csv (0: most accurate)")
     parser.add_argument("--search", type=Path, default=None, help="search folder (default: the run's latest)")
-    parser.add_argument("--formats", default="safetensors,torchscript,onnx")
+    parser.add_argument("--formats", default="safetensors,torch_export,onnx",
+                        help="comma-separated: safetensors (always), torch_export (model.pt2), onnx, torchscript "
+                             "(deprecated in torch)")
     parser.add_argument("--device", default="cpu", help="device the latency is measured on")
     parser.add_argument("--runtime", default="torch", choices=_runtimes())
     parser.add_argument("--out", type=Path, required=True, help="export folder")

@@ -3,8 +3,10 @@
     DIR/arch.json              supernet name, the space's config and fingerprint, the canonical
                                architecture, input shape, package version
     DIR/weights.safetensors    the static model's weights with BN recalibrated for this subnet
-    DIR/model.torchscript.pt   traced TorchScript (optional)
+    DIR/model.pt2              a torch.export program, dynamic batch (optional; load it with
+                               torch.export.load, which unpickles: only files you made)
     DIR/model.onnx             ONNX opset 17, dynamic batch (optional)
+    DIR/model.torchscript.pt   traced TorchScript (only when asked, while torch still has it)
 
 ``load_subnet(DIR)`` rebuilds the model from arch.json and the safetensors weights alone:
 no pickle, no supernet checkpoint.
@@ -31,8 +33,12 @@ from elasticnas.supernet.registry import space_from_config
 from elasticnas.supernet.space import SearchSpace
 from elasticnas.supernet.static import build_static
 
-FORMATS = ("safetensors", "torchscript", "onnx")
+# TorchScript is deprecated in torch; torch.export is its successor, so it is the default compiled format.
+FORMATS = ("safetensors", "torch_export", "onnx")
+KNOWN_FORMATS = (*FORMATS, "torchscript")
 ARCH_JSON, WEIGHTS, TORCHSCRIPT, ONNX = "arch.json", "weights.safetensors", "model.torchscript.pt", "model.onnx"
+PROGRAM = "model.pt2"
+FILES = {"torch_export": PROGRAM, "onnx": ONNX, "torchscript": TORCHSCRIPT}
 # Relative to the largest output magnitude: runtimes fuse and reorder float32 sums differently, so
 # absolute differences grow with the logits' scale while relative ones stay near 1e-6.
 RELATIVE_TOLERANCE = 1e-4
@@ -49,9 +55,11 @@ def package_version() -> str:
 
 def parse_formats(formats: str | Sequence[str]) -> tuple[str, ...]:
     chosen = tuple(f.strip() for f in (formats.split(",") if isinstance(formats, str) else formats) if f.strip())
-    bad = [f for f in chosen if f not in FORMATS]
+    bad = [f for f in chosen if f not in KNOWN_FORMATS]
     if bad or "safetensors" not in chosen:
-        raise ConfigError(f"formats {list(chosen)} must include 'safetensors' and name only {list(FORMATS)}")
+        raise ConfigError(f"formats {list(chosen)} must include 'safetensors' and name only {list(KNOWN_FORMATS)}")
+    if "torchscript" in chosen and not hasattr(torch.jit, "trace"):
+        raise ConfigError(f"this torch ({torch.__version__}) no longer has TorchScript; use 'torch_export'")
     return chosen
 
 
@@ -83,6 +91,13 @@ def export_subnet(model: nn.Module, space: SearchSpace, arch: Arch, out: str | P
     with torch.no_grad():
         reference = model(example).numpy()
     differences = {}
+    if "torch_export" in formats:
+        program = export_program(model, example)
+        buffer = io.BytesIO()
+        torch.export.save(program, buffer)
+        atomic_write_bytes(out / PROGRAM, buffer.getvalue())
+        with torch.no_grad():
+            differences["torch_export"] = float(np.abs(program.module()(example).numpy() - reference).max())
     if "torchscript" in formats:
         with torch.no_grad():
             traced = torch.jit.trace(model, example[:1])
@@ -104,9 +119,17 @@ def export_subnet(model: nn.Module, space: SearchSpace, arch: Arch, out: str | P
     if worst:
         raise ConfigError(f"exported formats disagree with the torch model: largest difference relative to the "
                           f"largest output {worst}, allowed {RELATIVE_TOLERANCE}")
-    files = [ARCH_JSON, WEIGHTS] + [TORCHSCRIPT] * ("torchscript" in formats) + [ONNX] * ("onnx" in formats)
+    files = [ARCH_JSON, WEIGHTS, *[FILES[f] for f in formats if f in FILES]]
     sizes = {f: (out / f).stat().st_size for f in files}
     return {"max_abs_difference": differences, "max_relative_difference": relative, "files": sizes}
+
+
+def export_program(model: nn.Module, example: torch.Tensor) -> torch.export.ExportedProgram:
+    """``model`` as a torch.export program whose batch size is free (``example`` has 2 or more rows:
+    torch.export fixes a dimension it sees as 1)."""
+    batch = torch.export.Dim("batch", min=1, max=4096)
+    with torch.no_grad():
+        return torch.export.export(model.eval(), (example,), dynamic_shapes=({0: batch},))
 
 
 def read_arch_json(folder: str | Path) -> tuple[SearchSpace, Arch, dict]:

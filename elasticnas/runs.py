@@ -9,7 +9,7 @@
       evaluations.csv         one row per distinct measured subnet (measure)
       predictors/             accuracy.skops, latency.skops, reports.csv, predictor_quality.png (fit)
       search/                 archive.csv, front.csv, pareto.png, best_<budget>ms.json, state (search)
-      exports/<name>/         arch.json, weights.safetensors, model.torchscript.pt, model.onnx, report.json
+      exports/<name>/         arch.json, weights.safetensors, model.pt2, model.onnx, report.json
 """
 
 from __future__ import annotations

@@ -12,7 +12,7 @@ import torch
 from elasticnas import load_subnet
 from elasticnas.cli import main
 from elasticnas.experiment import SupernetConfig
-from elasticnas.export import export_subnet
+from elasticnas.export import KNOWN_FORMATS, export_subnet
 from elasticnas.pipeline import quickstart
 from elasticnas.runs import load_trained
 from elasticnas.supernet import ConfigError, list_supernets
@@ -27,16 +27,20 @@ def test_exported_formats_and_reloaded_model_match_the_supernet(trained_run, tmp
     space, supernet = run.space, run.supernet
     arch = space.sample(7)
     out = tmp_path / "export"
-    export_subnet(supernet.extract(arch), space, arch, out)
+    report = export_subnet(supernet.extract(arch), space, arch, out, formats=KNOWN_FORMATS)
+    assert set(report["files"]) == {"arch.json", "weights.safetensors", "model.pt2", "model.onnx",
+                                    "model.torchscript.pt"}
     x = torch.randn(3, space.in_channels, arch.resolution, arch.resolution, generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
         expected = supernet.eval()(x, arch)
         loaded = load_subnet(out)(x)
         scripted = torch.jit.load(str(out / "model.torchscript.pt"))(x)
+        program = torch.export.load(out / "model.pt2").module()(x)  # a batch of 3: exported with 2
     onnx = ort.InferenceSession(str(out / "model.onnx")).run(None, {"input": x.numpy()})[0]
     assert (loaded - expected).abs().max() <= 1e-5
     scale = max(1.0, loaded.abs().max().item())
     assert (scripted - loaded).abs().max() <= 1e-4 * scale
+    assert (program - loaded).abs().max() <= 1e-4 * scale
     assert np.abs(onnx - loaded.numpy()).max() <= 1e-4 * scale
     meta = json.loads((out / "arch.json").read_text())
     assert space.canonical(meta["arch"]) == arch and meta["space_fingerprint"] == space.fingerprint

@@ -56,6 +56,20 @@ def test_extracted_model_matches_supernet_in_eval(supernet_name):
         torch.testing.assert_close(static(x), expected, rtol=0, atol=1e-5 * max(1.0, expected.abs().max().item()))
 
 
+def test_extracted_model_exports_as_a_torch_export_program_with_a_free_batch(supernet_name):
+    from elasticnas.export import export_program
+
+    net = make_supernet(supernet_name).eval()
+    arch = net.space.sample(3)
+    model = net.extract(arch).eval()
+    program = export_program(model, _input(net.space, arch, batch=2))
+    x = _input(net.space, arch, batch=3, seed=1)
+    with torch.no_grad():
+        expected = model(x)
+        scale = max(1.0, expected.abs().max().item())
+        assert (program.module()(x) - expected).abs().max() <= 1e-4 * scale  # float32 reordering only
+
+
 def test_extracted_model_is_plain_torch_and_independent(supernet_name):
     net = make_supernet(supernet_name)
     arch = net.space.sample(3)
