@@ -7,6 +7,8 @@
                                torch.export.load, which unpickles: only files you made)
     DIR/model.onnx             ONNX opset 17, dynamic batch (optional)
     DIR/model.torchscript.pt   traced TorchScript (only when asked, while torch still has it)
+    DIR/model.xml, model.bin   OpenVINO IR, batch 1 (optional extra ``openvino``)
+    DIR/model.pte              ExecuTorch program delegated to XNNPACK, batch 1 (extra ``executorch``)
 
 ``load_subnet(DIR)`` rebuilds the model from arch.json and the safetensors weights alone:
 no pickle, no supernet checkpoint.
@@ -35,10 +37,11 @@ from elasticnas.supernet.static import build_static
 
 # TorchScript is deprecated in torch; torch.export is its successor, so it is the default compiled format.
 FORMATS = ("safetensors", "torch_export", "onnx")
-KNOWN_FORMATS = (*FORMATS, "torchscript")
+KNOWN_FORMATS = (*FORMATS, "torchscript", "openvino", "executorch")
 ARCH_JSON, WEIGHTS, TORCHSCRIPT, ONNX = "arch.json", "weights.safetensors", "model.torchscript.pt", "model.onnx"
 PROGRAM = "model.pt2"
-FILES = {"torch_export": PROGRAM, "onnx": ONNX, "torchscript": TORCHSCRIPT}
+FILES = {"torch_export": [PROGRAM], "onnx": [ONNX], "torchscript": [TORCHSCRIPT],
+         "openvino": ["model.xml", "model.bin"], "executorch": ["model.pte"]}
 # Relative to the largest output magnitude: runtimes fuse and reorder float32 sums differently, so
 # absolute differences grow with the logits' scale while relative ones stay near 1e-6.
 RELATIVE_TOLERANCE = 1e-4
@@ -58,6 +61,10 @@ def parse_formats(formats: str | Sequence[str]) -> tuple[str, ...]:
     bad = [f for f in chosen if f not in KNOWN_FORMATS]
     if bad or "safetensors" not in chosen:
         raise ConfigError(f"formats {list(chosen)} must include 'safetensors' and name only {list(KNOWN_FORMATS)}")
+    from elasticnas.hardware.edge_runtimes import EXTRAS, require
+
+    for name in set(chosen) & set(EXTRAS):  # before anything is written
+        require(name)
     if "torchscript" in chosen and not hasattr(torch.jit, "trace"):
         raise ConfigError(f"this torch ({torch.__version__}) no longer has TorchScript; use 'torch_export'")
     return chosen
@@ -113,15 +120,33 @@ def export_subnet(model: nn.Module, space: SearchSpace, arch: Arch, out: str | P
         atomic_write_bytes(out / ONNX, export_onnx_bytes(model, example[:1], dynamic_batch=True))
         session = ort.InferenceSession(str(out / ONNX), providers=["CPUExecutionProvider"])
         differences["onnx"] = float(np.abs(session.run(None, {"input": example.numpy()})[0] - reference).max())
+    differences.update(_edge_formats(model, example, reference, formats, out))
     scale = max(1.0, float(np.abs(reference).max()))
     relative = {k: v / scale for k, v in differences.items()}
     worst = {k: v for k, v in relative.items() if v > RELATIVE_TOLERANCE}
     if worst:
         raise ConfigError(f"exported formats disagree with the torch model: largest difference relative to the "
                           f"largest output {worst}, allowed {RELATIVE_TOLERANCE}")
-    files = [ARCH_JSON, WEIGHTS, *[FILES[f] for f in formats if f in FILES]]
+    files = [ARCH_JSON, WEIGHTS, *[name for f in formats for name in FILES.get(f, [])]]
     sizes = {f: (out / f).stat().st_size for f in files}
     return {"max_abs_difference": differences, "max_relative_difference": relative, "files": sizes}
+
+
+def _edge_formats(model: nn.Module, example: torch.Tensor, reference: np.ndarray, formats, out: Path) -> dict:
+    """The optional runtimes' own files, converted for one image at a time, each run on the first image."""
+    from elasticnas.hardware import edge_runtimes
+
+    differences = {}
+    one = example[:1]
+    if "openvino" in formats:
+        edge_runtimes.openvino_files(model, one, out)
+        produced = edge_runtimes.run_openvino_file(out / "model.xml", one)
+        differences["openvino"] = float(np.abs(produced.numpy() - reference[:1]).max())
+    if "executorch" in formats:
+        atomic_write_bytes(out / "model.pte", edge_runtimes.executorch_bytes(model, one))
+        produced = edge_runtimes.executorch_method((out / "model.pte").read_bytes()).execute([one])[0]
+        differences["executorch"] = float(np.abs(produced.numpy() - reference[:1]).max())
+    return differences
 
 
 def export_program(model: nn.Module, example: torch.Tensor) -> torch.export.ExportedProgram:

@@ -1,4 +1,5 @@
-"""Inference runtimes a model can be timed on: eager torch, TorchScript, ONNX Runtime.
+"""Inference runtimes a model can be timed on: eager torch, TorchScript, ONNX Runtime, and the
+optional OpenVINO and ExecuTorch (hardware/edge_runtimes.py).
 
 Each runtime turns a torch module and an example input into a callable that runs one
 inference on a tensor already prepared for it (on the right device, as the right type).
@@ -17,6 +18,7 @@ from torch import nn
 
 from elasticnas.core.errors import ConfigError
 from elasticnas.core.registry import Registry
+from elasticnas.hardware.edge_runtimes import prepare_executorch, prepare_openvino
 
 
 @dataclass(frozen=True)
@@ -93,6 +95,8 @@ RUNTIMES: Registry[Callable[..., Prepared]] = Registry("runtime")
 RUNTIMES.register("torch", lambda model, example, dev, threads: _prepare_torch(model, example, dev))
 RUNTIMES.register("torchscript", lambda model, example, dev, threads: _prepare_torchscript(model, example, dev))
 RUNTIMES.register("onnxruntime", _prepare_onnxruntime)
+RUNTIMES.register("openvino", prepare_openvino)  # pip install -e ".[openvino]"
+RUNTIMES.register("executorch", prepare_executorch)  # pip install -e ".[executorch]"
 register_runtime = RUNTIMES.register
 
 

@@ -1,6 +1,8 @@
 from __future__ import annotations
 
+import importlib.util
 import json
+import sys
 import warnings
 
 import numpy as np
@@ -12,7 +14,7 @@ import torch
 from elasticnas import load_subnet
 from elasticnas.cli import main
 from elasticnas.experiment import SupernetConfig
-from elasticnas.export import KNOWN_FORMATS, export_subnet
+from elasticnas.export import FILES, export_subnet
 from elasticnas.pipeline import quickstart
 from elasticnas.runs import load_trained
 from elasticnas.supernet import ConfigError, list_supernets
@@ -22,12 +24,18 @@ from .conftest import FAST_RUN
 warnings.filterwarnings("ignore", category=UserWarning)
 
 
+EDGE_RUNTIMES = [pytest.param(name, marks=pytest.mark.skipif(importlib.util.find_spec(name) is None,
+                                                            reason=f'not installed: pip install -e ".[{name}]"'))
+                 for name in ("openvino", "executorch")]
+
+
 def test_exported_formats_and_reloaded_model_match_the_supernet(trained_run, tmp_path):
     run = load_trained(trained_run)
     space, supernet = run.space, run.supernet
     arch = space.sample(7)
     out = tmp_path / "export"
-    report = export_subnet(supernet.extract(arch), space, arch, out, formats=KNOWN_FORMATS)
+    report = export_subnet(supernet.extract(arch), space, arch, out,
+                           formats=("safetensors", "torch_export", "onnx", "torchscript"))
     assert set(report["files"]) == {"arch.json", "weights.safetensors", "model.pt2", "model.onnx",
                                     "model.torchscript.pt"}
     x = torch.randn(3, space.in_channels, arch.resolution, arch.resolution, generator=torch.Generator().manual_seed(0))
@@ -44,6 +52,37 @@ def test_exported_formats_and_reloaded_model_match_the_supernet(trained_run, tmp
     assert np.abs(onnx - loaded.numpy()).max() <= 1e-4 * scale
     meta = json.loads((out / "arch.json").read_text())
     assert space.canonical(meta["arch"]) == arch and meta["space_fingerprint"] == space.fingerprint
+
+
+@pytest.mark.parametrize("runtime", EDGE_RUNTIMES)
+def test_edge_runtime_formats_match_the_torch_model(trained_run, tmp_path, runtime):
+    from elasticnas.hardware import edge_runtimes
+
+    run = load_trained(trained_run)
+    arch = run.space.sample(5)
+    model = run.supernet.extract(arch).eval()
+    report = export_subnet(model, run.space, arch, tmp_path, formats=("safetensors", runtime))
+    x = torch.randn(1, run.space.in_channels, arch.resolution, arch.resolution,
+                    generator=torch.Generator().manual_seed(3))
+    with torch.no_grad():
+        expected = model(x)
+    if runtime == "openvino":
+        produced = edge_runtimes.run_openvino_file(tmp_path / "model.xml", x)
+    else:
+        produced = edge_runtimes.executorch_method((tmp_path / "model.pte").read_bytes()).execute([x])[0]
+    scale = max(1.0, expected.abs().max().item())
+    assert (produced - expected).abs().max() <= 1e-4 * scale  # float32 reordering by another kernel library
+    assert report["max_relative_difference"][runtime] <= 1e-4
+    assert set(report["files"]) == {"arch.json", "weights.safetensors", *FILES[runtime]}
+
+
+def test_export_to_a_runtime_that_is_not_installed_writes_nothing(trained_run, tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "executorch", None)
+    run = load_trained(trained_run)
+    with pytest.raises(ConfigError, match='pip install -e ".\\[executorch\\]"'):
+        export_subnet(run.supernet.extract(run.space.min()), run.space, run.space.min(), tmp_path / "out",
+                      formats="safetensors,executorch")
+    assert not (tmp_path / "out").exists()
 
 
 def test_load_subnet_refuses_weights_of_another_architecture(trained_run, tmp_path):

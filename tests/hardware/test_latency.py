@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import importlib.util
+import sys
 import warnings
 
 import numpy as np
@@ -36,13 +38,25 @@ def test_latency_result_statistics_by_hand():
     assert result.settings == {"runtime": "torch"}
 
 
-@pytest.mark.parametrize("runtime", ["torch", "torchscript", "onnxruntime"])
+EDGE_RUNTIMES = [pytest.param(name, marks=pytest.mark.skipif(importlib.util.find_spec(name) is None,
+                                                            reason=f'not installed: pip install -e ".[{name}]"'))
+                 for name in ("openvino", "executorch")]
+
+
+@pytest.mark.parametrize("runtime", ["torch", "torchscript", "onnxruntime", *EDGE_RUNTIMES])
 def test_measure_latency_on_each_runtime(runtime):
     model = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU())
     result = measure_latency(model, input_shape=(3, 16, 16), runtime=runtime, threads=1, warmup=1, repeats=4)
     assert result.runs == 4 and 0 < result.p10_ms <= result.median_ms <= result.p90_ms
     assert result.settings["runtime"] == runtime and result.settings["threads"] == 1
     assert result.settings["number"] >= 1 and result.settings["input_shape"] == [3, 16, 16]
+
+
+@pytest.mark.parametrize("runtime", ["openvino", "executorch"])
+def test_a_runtime_that_is_not_installed_names_its_extra(runtime, monkeypatch):
+    monkeypatch.setitem(sys.modules, runtime, None)  # as if not installed
+    with pytest.raises(ConfigError, match=rf'runtime {runtime!r} is not installed.*pip install -e ".\[{runtime}\]"'):
+        measure_latency(nn.Identity(), input_shape=(1, 2, 2), runtime=runtime, warmup=0, repeats=1)
 
 
 def test_measure_latency_restores_thread_count():
