@@ -43,14 +43,13 @@ def _run_folder(args: argparse.Namespace) -> Path:
 def _search_writes(args: argparse.Namespace) -> list[tuple[Path, bool]]:
     """The results folder; the run folder too when the search adds to it (a new latency table,
     measured subnets), so workers sharing one study can write their own --out side by side."""
-    from elasticnas.hardware.lookup import TABLE_JSON
-    from elasticnas.measure import table_folder
+    from elasticnas.measure import has_latency_table
 
     run, out = (args.run_folder, False), (args.out, True)
     if args.out is None:
         return [run]
-    table_missing = not (table_folder(args.run_folder, args.device, args.runtime) / TABLE_JSON).exists()
-    return [run, out] if args.real_evals or table_missing else [out]
+    writes_run = args.real_evals or not has_latency_table(args.run_folder, args.device, args.runtime)
+    return [run, out] if writes_run else [out]
 
 
 def _runtimes() -> list[str]:

@@ -34,6 +34,11 @@ def table_folder(run_folder: str | Path, device: str, runtime: str) -> Path:
     return Path(run_folder) / "tables" / f"{device.replace(':', '')}_{runtime}"
 
 
+def has_latency_table(run_folder: str | Path, device: str, runtime: str) -> bool:
+    """Whether the run already holds a table for ``device``/``runtime`` (else using it builds one)."""
+    return (table_folder(run_folder, device, runtime) / TABLE_JSON).exists()
+
+
 def latency_table_for(run_folder: str | Path, space: SearchSpace, *, device: str = "cpu",
                       runtime: str = "torch", threads: int | None = None, calibrate: int = 10, seed: int = 0,
                       progress: bool = True) -> LatencyTable:
@@ -42,7 +47,7 @@ def latency_table_for(run_folder: str | Path, space: SearchSpace, *, device: str
     A new table is calibrated on ``calibrate`` random subnets measured end to end.
     """
     folder = table_folder(run_folder, device, runtime)
-    if (folder / TABLE_JSON).exists():
+    if has_latency_table(run_folder, device, runtime):
         table = LatencyTable.load(folder)
         table.check(space)
         return table

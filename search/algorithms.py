@@ -146,7 +146,7 @@ def _optuna(sampler_name: str):
             _take_finished_trials(problem, study, seen)
             if len(problem.session) < n_evals:
                 study.optimize(_objective(problem, storage), n_trials=20 * n_evals,
-                               callbacks=[_stop_at_budget(problem, n_evals, seen)])
+                               callbacks=[_stop_at_budget(problem, n_evals, seen, shared)])
             _take_finished_trials(problem, study, seen)
             if shared:
                 _await_other_workers(problem, study, seen, deadline=time.monotonic() + 2 * heartbeat_s + 1)
@@ -167,11 +167,12 @@ def _objective(problem: ArchProblem, storage):
         x = np.array([[trial.suggest_int(f"g{i}", 0, int(u)) for i, u in enumerate(upper)]])
         problem.archive.iteration = trial.number
         out = problem.evaluate(x, return_as_dictionary=True)
-        for i, g in enumerate(out["G"][0] if problem.n_ieq_constr else []):
-            if _SET_CONSTRAINT:
-                trial.set_constraint(f"c{i}", float(g))
-            else:
-                trial.set_user_attr("constraints", [float(g) for g in out["G"][0]])
+        violations = [float(g) for g in out["G"][0]] if problem.n_ieq_constr else []
+        if _SET_CONSTRAINT:
+            for i, g in enumerate(violations):
+                trial.set_constraint(f"c{i}", g)
+        elif violations:
+            trial.set_user_attr("constraints", violations)
         return [float(f) for f in out["F"][0]]
 
     return objective
@@ -199,9 +200,11 @@ def _await_other_workers(problem: ArchProblem, study, seen: set[int], deadline: 
     _take_finished_trials(problem, study, seen)
 
 
-def _stop_at_budget(problem: ArchProblem, n_evals: int, seen: set[int]):
+def _stop_at_budget(problem: ArchProblem, n_evals: int, seen: set[int], shared: bool):
     def callback(study, trial) -> None:
-        _take_finished_trials(problem, study, seen)  # this trial is there already; other workers' too
+        seen.add(trial.number)  # evaluated by the objective already
+        if shared:  # other workers' trials count too; alone, there are none to fetch
+            _take_finished_trials(problem, study, seen)
         if len(problem.session) >= n_evals:
             study.stop()
 
