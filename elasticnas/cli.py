@@ -10,7 +10,7 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from elasticnas.core.errors import ElasticNASError
+from elasticnas.core.errors import ConfigError, ElasticNASError
 
 _COMMANDS: dict[str, tuple[str, str, Callable[[argparse.ArgumentParser], None]]] = {}
 # The folder each writing command locks (core/locking.py), and whether it may create it.
@@ -158,7 +158,8 @@ def _run_import(args: argparse.Namespace) -> None:
          "elasticnas profile --supernet tiny_mbv3 --in-channels 1 --runtime onnxruntime --out runs/tables/cpu_ort",
          writes=_out, creates=True)
 def _profile_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--supernet", required=True, choices=_supernets(), help="a registered supernet preset")
+    parser.add_argument("--supernet", choices=_supernets(),
+                        help="a registered supernet preset (needed unless --out already holds a table to --check)")
     parser.add_argument("--num-classes", type=int, default=10)
     parser.add_argument("--in-channels", type=int, default=3)
     parser.add_argument("--resolutions", type=_int_list, default=None,
@@ -171,32 +172,48 @@ def _profile_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--repeats", type=int, default=30)
     parser.add_argument("--rounds", type=int, default=3, help="passes over all layers; the median is kept")
     parser.add_argument("--calibrate", type=int, default=0, metavar="N",
-                        help="measure N random subnets end to end and fit a linear correction")
+                        help="measure N random subnets end to end among the layers and fit a linear correction")
+    parser.add_argument("--raw", action="store_true",
+                        help="predict from raw milliseconds instead of reference units (no speed normalisation)")
+    parser.add_argument("--check", type=int, default=0, metavar="N",
+                        help="measure N fresh subnets against the table in --out (built first if missing) and print "
+                             "within-10%%, MAPE, tau and the machine's own round-to-round noise")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, required=True, help="folder for latency_table.csv/.json")
     parser.set_defaults(run=_run_profile)
 
 
 def _run_profile(args: argparse.Namespace) -> None:
-    import numpy as np
-
-    from elasticnas.hardware import LatencyTable, measure_archs
+    from elasticnas.hardware import LatencyTable
+    from elasticnas.hardware.lookup import TABLE_JSON
     from elasticnas.supernet import create_space
 
-    space = create_space(args.supernet, num_classes=args.num_classes, in_channels=args.in_channels)
-    table = LatencyTable.build(space, device=args.device, runtime=args.runtime, batch_size=args.batch_size,
-                               resolutions=args.resolutions, threads=args.threads, warmup=args.warmup,
-                               repeats=args.repeats, rounds=args.rounds, seed=args.seed, out=args.out)
-    if args.calibrate:
-        pool = [a for a in space.sample(np.random.default_rng(args.seed), n=20 * args.calibrate)
-                if a.resolution in table.resolutions]
-        archs = list(dict.fromkeys(pool))[: args.calibrate]
-        measured = measure_archs(space, archs, runtime=args.runtime, device=args.device,
-                                 batch_size=args.batch_size, threads=args.threads, progress=True)
-        table = table.calibrate(archs, measured)
-        table.save(args.out)
-    print(f"latency table: {len(table.entries)} layers, resolutions {list(table.resolutions)}, "
-          f"{table.metadata['runtime']} on {table.metadata['device_name']} -> {args.out}")
+    if args.check and (args.out / TABLE_JSON).exists() and args.supernet is None:
+        table = LatencyTable.load(args.out)
+    elif args.supernet is None:
+        raise ConfigError(f"--supernet is needed to build a table ({args.out} holds none); choose from "
+                          f"{_supernets()}")
+    else:
+        space = create_space(args.supernet, num_classes=args.num_classes, in_channels=args.in_channels)
+        table = LatencyTable.build(space, device=args.device, runtime=args.runtime, batch_size=args.batch_size,
+                                   resolutions=args.resolutions, threads=args.threads, warmup=args.warmup,
+                                   repeats=args.repeats, rounds=args.rounds, seed=args.seed, out=args.out,
+                                   calibrate=args.calibrate, normalise=not args.raw)
+        print(f"latency table: {len(table.entries)} layers, resolutions {list(table.resolutions)}, "
+              f"{table.metadata['runtime']} on {table.metadata['device_name']}, reference "
+              f"{table.metadata['reference_ms']:.4g} ms -> {args.out}")
+    if args.check:
+        _check_profile(table, args)
+
+
+def _check_profile(table, args: argparse.Namespace) -> None:
+    from elasticnas.core.atomic import atomic_write_text
+    from elasticnas.hardware.table_check import check_table, describe_check
+
+    summary, rows = check_table(table, args.check, seed=args.seed)
+    atomic_write_text(args.out / "latency_check.csv", rows.to_csv(index=False))
+    print(describe_check(summary))
+    print(f"per subnet: {args.out / 'latency_check.csv'}")
 
 
 @command("measure", "measure subnets of a trained run spread over the MACs range (resumable)",

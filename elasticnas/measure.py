@@ -5,7 +5,6 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import torch
 from sklearn.pipeline import make_pipeline
@@ -16,7 +15,6 @@ from elasticnas.core.errors import ConfigError
 from elasticnas.core.files import reading
 from elasticnas.core.journal import append_row, read_journal
 from elasticnas.hardware.counting import count_all
-from elasticnas.hardware.latency import measure_archs
 from elasticnas.hardware.lookup import TABLE_JSON, LatencyTable
 from elasticnas.predictors import ArchEncoder, AutoPredictor, cross_validated_report, save_predictor
 from elasticnas.runs import EVALUATIONS, PREDICTORS, TrainedRun, load_trained, run_space, spread_by_macs
@@ -41,24 +39,21 @@ def has_latency_table(run_folder: str | Path, device: str, runtime: str) -> bool
 
 def latency_table_for(run_folder: str | Path, space: SearchSpace, *, device: str = "cpu",
                       runtime: str = "torch", threads: int | None = None, calibrate: int = 10, seed: int = 0,
-                      progress: bool = True) -> LatencyTable:
+                      progress: bool = True, check_speed: bool = False) -> LatencyTable:
     """The run's latency table for ``device``/``runtime``, built (resumably) on first use.
 
-    A new table is calibrated on ``calibrate`` random subnets measured end to end.
+    A new table is calibrated on ``calibrate`` random subnets measured among its layers.
+    ``check_speed``: read the reference workload now and warn once when the machine runs at
+    another speed than when the table was built (predictions stay at the build-time speed,
+    so searches are reproducible; see :meth:`LatencyTable.at_current_speed`).
     """
     folder = table_folder(run_folder, device, runtime)
     if has_latency_table(run_folder, device, runtime):
         table = LatencyTable.load(folder)
         table.check(space)
-        return table
-    table = LatencyTable.build(space, device=device, runtime=runtime, threads=threads, seed=seed, out=folder,
-                               progress=progress)
-    if calibrate:
-        archs = list(dict.fromkeys(space.sample(np.random.default_rng(seed + 1), n=calibrate)))
-        measured = measure_archs(space, archs, runtime=runtime, device=device, threads=threads, progress=progress)
-        table = table.calibrate(archs, measured)
-        table.save(folder)
-    return table
+        return table.at_current_speed(rescale=False) if check_speed else table
+    return LatencyTable.build(space, device=device, runtime=runtime, threads=threads, seed=seed, out=folder,
+                              progress=progress, calibrate=calibrate)
 
 
 def read_evaluations(run_folder: str | Path) -> pd.DataFrame:

@@ -76,7 +76,8 @@ def export_from_run(run_folder: str | Path, arch: Arch, out: str | Path, *, form
         logits = torch.cat([reloaded(images[i : i + 500]) for i in range(0, len(images), 500)])
         reference = model(images[:8])
     top1 = float((logits.argmax(1) == test.labels).float().mean() * 100)
-    table = latency_table_for(run_folder, space, device=device, runtime=runtime)
+    table = latency_table_for(run_folder, space, device=device, runtime=runtime, check_speed=True)
+    now = table.at_speed(table.current_reference_ms) if table.normalised and table.current_reference_ms else table
     measured = measured_ms if measured_ms is not None else float(measure_archs(
         space, [arch], device=device, runtime=runtime, threads=threads, models=[reloaded], progress=False)[0])
     costs = {k: int(v[0]) for k, v in count_all(space, [arch]).items()}
@@ -84,6 +85,8 @@ def export_from_run(run_folder: str | Path, arch: Arch, out: str | Path, *, form
         "arch": arch.to_dict(), "supernet": space.name, "space_fingerprint": space.fingerprint,
         "test_top1": top1, "test_images": int(len(test.labels)),
         "latency_ms_measured": measured, "latency_ms_predicted": float(table.predict([arch])[0]),
+        "latency_ms_predicted_at_current_speed": float(now.predict([arch])[0]),
+        "reference_ms_at_build": table.metadata.get("reference_ms"), "reference_ms_now": table.current_reference_ms,
         "device": device, "runtime": runtime, "device_name": table.metadata.get("device_name"),
         **costs, "reloaded_equals_supernet_subnet": bool(torch.equal(reloaded(images[:8]), reference)),
         **written, **(extra or {}),

@@ -66,7 +66,8 @@ def search_run(run_folder: str | Path, *, objectives: Sequence[str] = ("accuracy
     if any(b <= 0 for b in latency_budgets_ms):
         raise ConfigError(f"latency budgets must be positive, but got {list(latency_budgets_ms)}")
     space = run_space(run_folder)
-    table = latency_table_for(run_folder, space, device=device, runtime=runtime, seed=seed, progress=progress)
+    table = latency_table_for(run_folder, space, device=device, runtime=runtime, seed=seed, progress=progress,
+                              check_speed=True)
     latency = table_latency_objective(table, "latency_ms")
     built = []
     for name in objectives:

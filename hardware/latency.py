@@ -19,6 +19,7 @@ import torch
 from torch import nn
 
 from elasticnas.core.errors import ConfigError
+from elasticnas.hardware.reference import ReferenceClock
 from elasticnas.hardware.runtimes import prepare
 
 
@@ -34,9 +35,19 @@ class LatencyResult:
     std_ms: float
     runs: int
     settings: dict = field(default_factory=dict)
+    reference_ms: float | None = None  # the reference workload's time around this measurement
+    reference_drift: float | None = None  # relative change of the reference from just before to just after
+    retries: int = 0  # repeats because the reference drifted beyond the allowed margin
+
+    @property
+    def ratio(self) -> float:
+        """Median latency in reference units (see :mod:`elasticnas.hardware.reference`)."""
+        if self.reference_ms is None:
+            raise ConfigError("this latency was measured without a reference clock; pass reference=...")
+        return self.median_ms / self.reference_ms
 
     @classmethod
-    def from_samples(cls, samples_ms: Sequence[float], settings: dict | None = None) -> LatencyResult:
+    def from_samples(cls, samples_ms: Sequence[float], settings: dict | None = None, **reference) -> LatencyResult:
         values = np.sort(np.asarray(samples_ms, dtype=float))
         if values.size == 0:
             raise ConfigError("no timings to summarise: repeats must be >= 1")
@@ -51,6 +62,7 @@ class LatencyResult:
             std_ms=float(values.std()),
             runs=int(values.size),
             settings=dict(settings or {}),
+            **reference,
         )
 
     def to_dict(self) -> dict:
@@ -86,10 +98,18 @@ def measure_latency(
     number: int | None = None,
     min_run_ms: float = 1.0,
     seed: int = 0,
+    reference: ReferenceClock | None = None,
+    max_drift: float = 0.1,
+    max_retries: int = 2,
 ) -> LatencyResult:
     """Time single inferences of ``model`` on ``runtime`` and ``device``.
 
-    ``input_shape`` excludes the batch dimension, e.g. ``(3, 224, 224)``.
+    ``input_shape`` excludes the batch dimension, e.g. ``(3, 224, 224)``. With a
+    ``reference`` clock (same runtime, device and threads) the reference workload is timed
+    just before and just after; when it moved by more than ``max_drift`` (relative) in
+    between, the machine changed speed mid-measurement and the measurement is repeated, at
+    most ``max_retries`` times (each repeat is recorded in ``reference.events``; the attempt
+    with the steadiest reference is kept).
 
     >>> from torch import nn
     >>> result = measure_latency(nn.Conv2d(3, 8, 3), input_shape=(3, 32, 32), repeats=5, warmup=1)
@@ -99,22 +119,49 @@ def measure_latency(
     if batch_size < 1 or repeats < 1 or warmup < 0 or (number is not None and number < 1):
         raise ConfigError(f"need batch_size >= 1, repeats >= 1, warmup >= 0, number >= 1; "
                           f"got {batch_size=}, {repeats=}, {warmup=}, {number=}")
+    if max_drift <= 0 or max_retries < 0:
+        raise ConfigError(f"need max_drift > 0 and max_retries >= 0; got {max_drift=}, {max_retries=}")
     shape = (batch_size, *(int(s) for s in input_shape))
     example = torch.randn(shape, generator=torch.Generator().manual_seed(seed))
     settings = {"runtime": runtime, "device": device, "threads": threads or torch.get_num_threads(),
                 "batch_size": batch_size, "input_shape": list(shape[1:]), "warmup": warmup, "repeats": repeats}
     with torch_threads(threads), torch.inference_mode():
         prepared = prepare(model, example, runtime=runtime, device=device, threads=threads)
-        for _ in range(warmup):
-            prepared.run()
-        prepared.synchronize()
-        timer = _time_cuda if torch.device(device).type == "cuda" else _time_cpu
-        if number is None:
-            single = min(timer(prepared, 1) for _ in range(3))
-            number = max(1, int(np.ceil(min_run_ms / max(single, 1e-6))))
-        samples = [timer(prepared, number) for _ in range(repeats)]
+        if reference is None:
+            samples, number = time_runs(prepared, device, warmup=warmup, repeats=repeats, number=number,
+                                        min_run_ms=min_run_ms)
+            settings["number"] = number
+            return LatencyResult.from_samples(samples, settings)
+        best = None
+        for attempt in range(max_retries + 1):
+            before = reference.before()
+            samples, number = time_runs(prepared, device, warmup=warmup if attempt == 0 else 1, repeats=repeats,
+                                        number=number, min_run_ms=min_run_ms)
+            after = reference.read()
+            drift = abs(after - before) / min(after, before)
+            if best is None or drift < best[0]:
+                best = (drift, samples, (before + after) / 2)
+            if drift <= max_drift:
+                break
+            reference.events.append({"before_ms": before, "after_ms": after, "drift": drift, "attempt": attempt})
     settings["number"] = number
-    return LatencyResult.from_samples(samples, settings)
+    drift, samples, reference_ms = best
+    return LatencyResult.from_samples(samples, settings, reference_ms=reference_ms, reference_drift=drift,
+                                      retries=attempt)
+
+
+def time_runs(prepared, device: str, *, warmup: int, repeats: int, number: int | None,
+              min_run_ms: float) -> tuple[list[float], int]:
+    """``repeats`` timed runs of ``number`` inferences each (ms per inference), and the ``number`` used:
+    when None, enough inferences for one run to last ``min_run_ms``."""
+    for _ in range(warmup):
+        prepared.run()
+    prepared.synchronize()
+    timer = _time_cuda if torch.device(device).type == "cuda" else _time_cpu
+    if number is None:
+        single = min(timer(prepared, 1) for _ in range(3))
+        number = max(1, int(np.ceil(min_run_ms / max(single, 1e-6))))
+    return [timer(prepared, number) for _ in range(repeats)], number
 
 
 def _time_cpu(prepared, number: int) -> float:
@@ -137,7 +184,7 @@ def _time_cuda(prepared, number: int) -> float:  # pragma: no cover - needs a GP
 def measure_archs(space, archs: Sequence, *, runtime: str = "torch", device: str = "cpu", batch_size: int = 1,
                   threads: int | None = None, warmup: int = 10, repeats: int = 30, rounds: int = 3,
                   progress: bool = False, models: Sequence[nn.Module] | None = None,
-                  per_round: bool = False) -> np.ndarray:
+                  per_round: bool = False, reference: ReferenceClock | None = None) -> np.ndarray:
     """End-to-end median latency (ms) of each architecture's static model.
 
     Weights do not change latency, so fresh builds are timed unless ``models`` (e.g.
@@ -146,6 +193,10 @@ def measure_archs(space, archs: Sequence, *, runtime: str = "torch", device: str
     between speed modes for seconds at a time, and the minimum tracks its undisturbed
     speed (as latency tables do). ``per_round=True`` returns the ``(rounds, len(archs))``
     matrix of medians instead, to judge reproducibility.
+
+    With a ``reference`` clock every subnet is timed between two readings of the reference
+    workload and the values are in *reference units* (latency / reference time; speed modes
+    cancel, so rounds are merged by their median, not their minimum).
     """
     from tqdm.auto import tqdm
 
@@ -156,9 +207,12 @@ def measure_archs(space, archs: Sequence, *, runtime: str = "torch", device: str
     for round_index in range(rounds):
         for i, arch in enumerate(archs):
             model = models[i] if models is not None else build_static(space, arch)
-            samples[round_index, i] = measure_latency(
+            result = measure_latency(
                 model, input_shape=(space.in_channels, arch.resolution, arch.resolution), batch_size=batch_size,
-                device=device, runtime=runtime, threads=threads, warmup=warmup, repeats=repeats).median_ms
+                device=device, runtime=runtime, threads=threads, warmup=warmup, repeats=repeats, reference=reference)
+            samples[round_index, i] = result.median_ms if reference is None else result.ratio
             bar.update()
     bar.close()
-    return samples if per_round else samples.min(axis=0)
+    if per_round:
+        return samples
+    return samples.min(axis=0) if reference is None else np.median(samples, axis=0)

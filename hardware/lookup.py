@@ -6,73 +6,51 @@ layers. Each standalone measurement also pays the runtime's fixed cost of one in
 (for ONNX Runtime, microseconds per ``session.run``), which a whole subnet pays only once;
 the table measures that cost on an identity model and counts it once per subnet.
 Prediction is a numpy gather over a dense array, so whole populations are scored at once.
-A small linear calibration fitted on a few end-to-end measurements absorbs what per-layer
-sums miss (framework overhead between layers, fusion across them).
+A small linear calibration fitted on a few end-to-end subnets, measured among the layers
+while the table is built, absorbs what per-layer sums miss (framework overhead between
+layers, fusion across them).
+
+Every layer and subnet is timed between two readings of a fixed reference workload
+(:mod:`elasticnas.hardware.reference`) and kept both raw (``latency_ms``, the least
+per-round median) and in reference units (``latency_units``). A *normalised* table (the
+default) predicts in reference units and converts to milliseconds with a reference time:
+the one seen while it was built, or the machine's current one (:meth:`LatencyTable.at_current_speed`),
+so that a table built while the machine was in one speed mode still predicts it in another.
 """
 
 from __future__ import annotations
 
-import csv
-import datetime as dt
 import itertools
-import json
 import os
-import platform
-import time
+import warnings
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import torch
-from tqdm.auto import tqdm
 
 from elasticnas.core.atomic import atomic_write_json, atomic_write_text
 from elasticnas.core.errors import ConfigError, InvalidArchitectureError
 from elasticnas.core.files import read_csv, read_json, reading
-from elasticnas.core.journal import append_row, keep_settings
-from elasticnas.hardware.latency import LatencyResult, measure_latency
+from elasticnas.hardware.reference import REFERENCE_VERSION, ReferenceClock, relative_change
+from elasticnas.hardware.table_build import (
+    PARTIAL_CSV,
+    PARTIAL_JSON,
+    STAT_COLUMNS,
+    check_build_settings,
+    layer_key,
+    measure_table,
+)
 from elasticnas.supernet.arch import Arch
 from elasticnas.supernet.registry import space_from_config
 from elasticnas.supernet.space import SearchSpace
-from elasticnas.supernet.specs import spec_to_dict
 
 TABLE_CSV, TABLE_JSON = "latency_table.csv", "latency_table.json"
-PARTIAL_CSV, PARTIAL_JSON = "latency_table.partial.csv", "latency_table.partial.json"
-STAT_COLUMNS = ("median_ms", "mean_ms", "trimmed_mean_ms", "p10_ms", "p90_ms", "std_ms", "runs")
 TABLE_COLUMNS = ("layer", "latency_ms", *STAT_COLUMNS)
 NUMERIC_TABLE_COLUMNS = ("latency_ms", *STAT_COLUMNS)
-
-
-def layer_key(spec) -> str:
-    return json.dumps(spec_to_dict(spec), sort_keys=True, separators=(",", ":"))
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
-def _library_versions() -> dict[str, str]:
-    versions = {"torch": torch.__version__, "numpy": np.__version__, "python": platform.python_version()}
-    try:
-        import onnxruntime
-
-        versions["onnxruntime"] = onnxruntime.__version__
-    except ImportError:  # pragma: no cover
-        pass
-    return versions
-
-
-def _device_name(device: str) -> str:
-    if torch.device(device).type == "cuda" and torch.cuda.is_available():  # pragma: no cover - needs a GPU
-        return torch.cuda.get_device_name(torch.device(device))
-    return cpu_model()
+__all__ = ["PARTIAL_CSV", "PARTIAL_JSON", "TABLE_CSV", "TABLE_JSON", "LatencyTable", "layer_key"]
+_WARNED: set[tuple] = set()  # tables whose speed change was already reported in this process
 
 
 class LatencyTable:
@@ -85,13 +63,17 @@ class LatencyTable:
     """
 
     def __init__(self, space: SearchSpace, entries: pd.DataFrame, metadata: dict,
-                 calibration: dict | None = None):
+                 calibration: dict | None = None, *, speed_ms: float | None = None):
         self.space = space
         self.entries = entries.reset_index(drop=True)
         self.metadata = dict(metadata)
         self.calibration = calibration
         self.resolutions = tuple(int(r) for r in self.metadata["resolutions"])
         self.batch_size = int(self.metadata["batch_size"])
+        self.normalised = bool(self.metadata.get("normalised")) and "latency_units" in self.entries
+        # the reference time predictions are converted with (ms per reference inference)
+        self.speed_ms = float(speed_ms or self.metadata.get("reference_ms") or 1.0)
+        self.current_reference_ms: float | None = None  # set by at_current_speed
         self._fill_arrays()
 
     # ----- building ---------------------------------------------------------------------
@@ -104,78 +86,39 @@ class LatencyTable:
     def build(cls, space: SearchSpace, *, device: str = "cpu", runtime: str = "torch", batch_size: int = 1,
               resolutions: Sequence[int] | None = None, threads: int | None = None, warmup: int = 5,
               repeats: int = 30, rounds: int = 3, seed: int = 0, out: str | os.PathLike | None = None,
-              progress: bool = True) -> LatencyTable:
-        """Measure every layer configuration; resumable when ``out`` is given.
+              progress: bool = True, calibrate: int | Sequence[Arch] = 0, normalise: bool = True) -> LatencyTable:
+        """Measure every layer configuration (and ``calibrate`` subnets among them); resumable with ``out``.
 
-        Layers are measured in ``rounds`` passes, each in a fresh shuffled order, and a
-        layer's latency (``latency_ms``) is the smallest of its per-round medians: a shared
-        machine switches between speed modes for seconds at a time, and the minimum tracks
-        its undisturbed speed, the same for every layer and for the end-to-end measurements
-        of :func:`~elasticnas.hardware.measure_archs`.
+        Layers are measured in ``rounds`` passes, each in a fresh shuffled order; a layer's raw
+        latency (``latency_ms``) is the smallest of its per-round medians (the machine's
+        undisturbed speed) and its ``latency_units`` the median of its per-round ratios to the
+        reference. ``calibrate``: a number of random subnets at the table's resolutions, or the
+        subnets themselves, measured end to end in every round at places spread among the
+        layers, and fitted as a linear correction. ``normalise`` picks the prediction mode
+        (both are always measured; :meth:`normalised_as` switches).
         An interrupted build leaves ``latency_table.partial.csv`` in ``out``; building again
         with the same settings measures only what is missing.
         """
-        resolutions = tuple(sorted(space.resolutions if resolutions is None else resolutions))
-        bad = [r for r in resolutions if r not in space.resolutions]
-        if bad or not resolutions:
-            raise ConfigError(f"resolutions {bad or '[]'} are not in the space; choose from {list(space.resolutions)}")
-        threads = threads or torch.get_num_threads()
+        resolutions = check_build_settings(space, resolutions, rounds)
+        archs = calibrate if not isinstance(calibrate, int) else calibration_subnets(space, resolutions, calibrate,
+                                                                                     seed=seed + 1)
         settings = {
             "space_fingerprint": space.fingerprint, "space_name": space.name, "device": device, "runtime": runtime,
-            "batch_size": batch_size, "resolutions": list(resolutions), "threads": threads,
+            "batch_size": batch_size, "resolutions": list(resolutions), "threads": threads or torch.get_num_threads(),
             "warmup": warmup, "repeats": repeats, "rounds": rounds, "seed": seed,
+            "calibration_archs": [arch.to_json() for arch in archs],
         }
-        if rounds < 1:
-            raise ConfigError(f"rounds must be >= 1, but got {rounds}")
-        layers = cls.layers_to_measure(space, resolutions)
-        done: dict[str, dict] = {}
-        partial_csv = None
         if out is not None:
             out = Path(out)
             out.mkdir(parents=True, exist_ok=True)
-            partial_csv = out / PARTIAL_CSV
-            done = _resume_partial(out, settings)
-        start = time.perf_counter()
-        rng = np.random.default_rng(seed)
-        orders = [rng.permutation(len(layers)) for _ in range(rounds)]
-        todo = [(r, i) for r in range(rounds) for i in orders[r] if (layer_key(layers[i]), r) not in done]
-        bar = tqdm(total=rounds * len(layers), initial=rounds * len(layers) - len(todo), disable=not progress,
-                   desc=f"latency table ({runtime}, {device})", unit="layer")
-        writer_file = open(partial_csv, "a", newline="") if partial_csv else None  # noqa: SIM115
-        try:
-            for round_index, i in todo:
-                spec = layers[i]
-                torch.manual_seed(0)
-                module = spec.build(space.bn_momentum, space.bn_eps).eval()
-                result = measure_latency(module, input_shape=spec.input_shape, batch_size=batch_size,
-                                         device=device, runtime=runtime, threads=threads, warmup=warmup,
-                                         repeats=repeats)
-                row = _row(layer_key(spec), spec, result, round_index)
-                done[(row["layer"], round_index)] = row
-                if writer_file is not None:
-                    append_row(writer_file, row)
-                bar.update()
-        finally:
-            bar.close()
-            if writer_file is not None:
-                writer_file.close()
-        overhead = measure_latency(torch.nn.Identity(), input_shape=(1, 1, 1), batch_size=batch_size, device=device,
-                                   runtime=runtime, threads=threads, warmup=warmup, repeats=repeats)
-        entries = _merge_rounds(pd.DataFrame([done[(layer_key(s), r)] for r in range(rounds) for s in layers]), layers)
-        metadata = {
-            "call_overhead_ms": overhead.median_ms,
-            **settings,
-            "space": space.to_config(),
-            "device_name": _device_name(device),
-            "cpu_model": cpu_model(),
-            "cpu_cores": os.cpu_count(),
-            "versions": _library_versions(),
-            "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-            "build_seconds_this_session": round(time.perf_counter() - start, 2),
-            "statistic": "latency_ms",
-            "format": 1,
-        }
+        entries, measured, extra = measure_table(space, cls.layers_to_measure(space, resolutions), settings,
+                                                 calibration_archs=archs, out=out, progress=progress)
+        metadata = {**settings, "space": space.to_config(), **extra, "statistic": "latency_ms",
+                    "normalised": normalise, "format": 2,
+                    "calibration_measured": measured[["latency_ms", "latency_units"]].to_dict("records")}
         table = cls(space, entries, metadata)
+        if len(archs) >= 2:
+            table = table._fit_calibration()
         if out is not None:
             table.save(out)
             for name in (PARTIAL_CSV, PARTIAL_JSON):
@@ -203,22 +146,29 @@ class LatencyTable:
             space = space_from_config(metadata["space"])
             if space.fingerprint != metadata["space_fingerprint"]:
                 raise ConfigError(f"{folder / TABLE_JSON} is inconsistent: its space does not match its fingerprint")
+        numeric = (*NUMERIC_TABLE_COLUMNS, "latency_units") if metadata.get("format", 1) >= 2 else NUMERIC_TABLE_COLUMNS
         with reading(folder / TABLE_CSV, what):
-            entries = read_csv(folder / TABLE_CSV, what, columns=TABLE_COLUMNS, numeric=NUMERIC_TABLE_COLUMNS)
+            entries = read_csv(folder / TABLE_CSV, what, columns=("layer", *numeric), numeric=numeric)
             return cls(space, entries, metadata, calibration)
 
     # ----- prediction ------------------------------------------------------------------
     def _fill_arrays(self) -> None:
         """Latency of each of the space's distinct layers (NaN: not measured), then 0 for id -1."""
-        by_key = dict(zip(self.entries["layer"], self.entries[self.metadata.get("statistic", "median_ms")],
-                          strict=True))
+        column = "latency_units" if self.normalised else self.metadata.get("statistic", "median_ms")
+        by_key = dict(zip(self.entries["layer"], self.entries[column] * self._scale, strict=True))
         needed = {layer_key(spec) for spec in self.space.layers_at(self.resolutions)}
         missing = needed - set(by_key)
         if missing:
             raise ConfigError(f"latency table lacks {len(missing)} layers its resolutions need, e.g. "
                               f"{sorted(missing)[0]}; build it again")
         self._latency = np.array([by_key.get(layer_key(s), np.nan) for s in self.space.distinct_layers] + [0.0])
-        self._overhead = float(self.metadata.get("call_overhead_ms", 0.0))
+        overhead = "call_overhead_units" if self.normalised else "call_overhead_ms"
+        self._overhead = float(self.metadata.get(overhead, 0.0)) * self._scale
+
+    @property
+    def _scale(self) -> float:
+        """Milliseconds per table unit: the reference time when normalised, else 1."""
+        return self.speed_ms if self.normalised else 1.0
 
     def check(self, space: SearchSpace | None = None, *, batch_size: int | None = None,
               device: str | None = None, runtime: str | None = None) -> None:
@@ -253,7 +203,7 @@ class LatencyTable:
         layers = (ids >= 0).sum(axis=1)
         latency = self._latency[ids].sum(axis=1) - (layers - 1) * self._overhead
         if calibrated and self.calibration:
-            latency = self.calibration["slope"] * latency + self.calibration["intercept"]
+            latency = self.calibration["slope"] * latency + self.calibration["intercept"] * self._scale
         return latency
 
     def cheapest(self) -> tuple[float, Arch, bool]:
@@ -298,62 +248,104 @@ class LatencyTable:
         return min(bounds)
 
     # ----- calibration -----------------------------------------------------------------
-    def calibrate(self, archs: Sequence[Arch], measured_ms: Sequence[float]) -> LatencyTable:
-        """A copy whose predictions pass through ``slope * sum + intercept`` fitted by least squares."""
+    def calibrate(self, archs: Sequence[Arch], measured_ms: Sequence[float],
+                  reference_ms: float | Sequence[float] | None = None) -> LatencyTable:
+        """A copy whose predictions pass through ``slope * sum + intercept`` fitted by least squares.
+
+        A normalised table fits in reference units: ``measured_ms / reference_ms``, the
+        reference time(s) read around those measurements (default: the table's current one).
+        """
         measured = np.asarray(measured_ms, dtype=float)
         if len(archs) != len(measured) or len(measured) < 2:
             raise ConfigError(f"calibration needs at least 2 architectures with one measurement each, "
                               f"got {len(archs)} architectures and {len(measured)} measurements")
-        raw = self.predict(archs, calibrated=False)
+        raw = self.predict(archs, calibrated=False) / self._scale
+        if self.normalised:
+            measured = measured / np.asarray(self.speed_ms if reference_ms is None else reference_ms, dtype=float)
         slope, intercept = np.polyfit(raw, measured, 1)
-        calibration = {"slope": float(slope), "intercept": float(intercept), "n": int(len(measured))}
-        return LatencyTable(self.space, self.entries, self.metadata, calibration)
+        calibration = {"slope": float(slope), "intercept": float(intercept), "n": int(len(measured)),
+                       "units": "reference" if self.normalised else "ms"}
+        return LatencyTable(self.space, self.entries, self.metadata, calibration, speed_ms=self.speed_ms)
+
+    def _fit_calibration(self) -> LatencyTable:
+        """Calibrated on the subnets measured during the build, in this table's prediction mode."""
+        archs = [self.space.canonical(text) for text in self.metadata["calibration_archs"]]
+        measured = self.metadata["calibration_measured"]
+        if self.normalised:
+            return self.calibrate(archs, [m["latency_units"] for m in measured], reference_ms=1.0)
+        return self.calibrate(archs, [m["latency_ms"] for m in measured])
+
+    def normalised_as(self, normalised: bool) -> LatencyTable:
+        """This table predicting in reference units (``True``) or from raw milliseconds (``False``),
+        recalibrated on its build-time calibration subnets."""
+        if normalised and "latency_units" not in self.entries:
+            raise ConfigError("this latency table was built without reference timings (format 1); rebuild it "
+                              "with `elasticnas profile` to predict in reference units")
+        table = LatencyTable(self.space, self.entries, {**self.metadata, "normalised": normalised})
+        return table._fit_calibration() if len(self.metadata.get("calibration_measured", ())) >= 2 else table
+
+    # ----- speed of the machine --------------------------------------------------------
+    def at_speed(self, reference_ms: float) -> LatencyTable:
+        """A copy converting reference units to ms with ``reference_ms`` (normalised tables only)."""
+        if not self.normalised:
+            raise ConfigError("only a normalised latency table can be rescaled to the machine's current speed")
+        if not reference_ms > 0:
+            raise ConfigError(f"reference time must be > 0 ms, got {reference_ms}")
+        return LatencyTable(self.space, self.entries, self.metadata, self.calibration, speed_ms=reference_ms)
+
+    def reference_clock(self) -> ReferenceClock:
+        """A clock timing the reference on this table's device, runtime, threads and batch size."""
+        meta = self.metadata
+        return ReferenceClock(runtime=meta["runtime"], device=meta["device"], threads=meta["threads"],
+                              batch_size=self.batch_size)
+
+    def at_current_speed(self, *, margin: float = 0.1, rescale: bool = True,
+                         clock: ReferenceClock | None = None) -> LatencyTable:
+        """This table, checked against the machine's speed now.
+
+        Reads the reference once; when it differs from the build-time reading by more than
+        ``margin`` (relative), warns once per table and process with both numbers, and a
+        normalised table is rescaled to the current speed when ``rescale`` (within the margin
+        it keeps its build-time speed, so repeated runs predict identically). The reading is
+        left in ``self.current_reference_ms``.
+        """
+        built = self.metadata.get("reference_ms")
+        if built is None or self.metadata.get("reference_version") != REFERENCE_VERSION:
+            self._warn_once("no reference", "has no comparable reference timing (built by an older elasticnas); "
+                            "rebuild it with `elasticnas profile` to detect speed changes")
+            return self
+        now = (clock or self.reference_clock()).read()
+        self.current_reference_ms = now
+        change = relative_change(now, built)
+        if abs(change) <= margin:
+            return self
+        if self.normalised and rescale:
+            action = "predictions rescaled to the current speed"
+        elif self.normalised:
+            action = "predictions stay at the build-time speed"
+        else:
+            action = "its predictions may be off by as much; rebuild it, or build a normalised one"
+        self._warn_once("speed changed", f"was built when the reference workload took {built:.4g} ms; it takes "
+                        f"{now:.4g} ms now ({change:+.0%}, beyond the {margin:.0%} margin): {action}")
+        if not (self.normalised and rescale):
+            return self
+        rescaled = self.at_speed(now)
+        rescaled.current_reference_ms = now
+        return rescaled
+
+    def _warn_once(self, kind: str, message: str) -> None:
+        key = (self.metadata.get("space_fingerprint"), self.metadata.get("date"), kind)
+        if key not in _WARNED:
+            _WARNED.add(key)
+            warnings.warn(f"latency table ({self.metadata.get('runtime')}, {self.metadata.get('device')}) {message}",
+                          stacklevel=3)
 
 
-def _row(key: str, spec, result: LatencyResult, round_index: int) -> dict:
-    fields = spec_to_dict(spec)
-    row = {"layer": key, "round": round_index, "type": fields["type"], "resolution": getattr(spec, "resolution", 1)}
-    row.update({name: getattr(result, name) for name in STAT_COLUMNS})
-    return row
-
-
-def _merge_rounds(rows: pd.DataFrame, layers: list) -> pd.DataFrame:
-    """One row per layer: ``latency_ms`` the least per-round median; other statistics their median over rounds."""
-    stats = [c for c in STAT_COLUMNS if c != "runs"]
-    merged = rows.groupby("layer", sort=False).agg(
-        {"type": "first", "resolution": "first", **{c: "median" for c in stats}, "runs": "sum", "round": "count"}
-    ).rename(columns={"round": "rounds"})
-    merged.insert(2, "latency_ms", rows.groupby("layer", sort=False)["median_ms"].min())
-    order = [layer_key(s) for s in layers]
-    return merged.loc[order].reset_index()
-
-
-def _resume_partial(out: Path, settings: dict) -> dict[str, dict]:
-    partial_json, partial_csv = out / PARTIAL_JSON, out / PARTIAL_CSV
-    if not keep_settings(partial_json, settings, "a partial build", f"build with the same settings to resume, "
-                         f"or delete {PARTIAL_JSON} and {PARTIAL_CSV}"):
-        partial_csv.unlink(missing_ok=True)
-    if not partial_csv.exists() or partial_csv.stat().st_size == 0:
-        return {}
-    # A kill mid-write can tear the last row: parse line by line, keep the complete rows and
-    # rewrite the file, so that new rows are appended after a clean line end.
-    with reading(partial_csv, "partial latency table (delete it to start the build afresh)"):
-        lines = partial_csv.read_text(encoding="utf-8").splitlines()
-        header = next(csv.reader(lines[:1]), [])
-        if "layer" not in header:
-            raise ValueError("it has no 'layer' column")
-    rows = []
-    for line in lines[1:]:
-        fields = next(csv.reader([line]), [])
-        if len(fields) != len(header):
-            continue
-        row = dict(zip(header, fields, strict=True))
-        try:
-            row.update({k: float(row[k]) for k in STAT_COLUMNS}, round=int(row["round"]))
-            row["resolution"] = int(row["resolution"])
-        except (KeyError, ValueError):
-            continue
-        rows.append(row)
-    frame = pd.DataFrame(rows)
-    atomic_write_text(partial_csv, frame.to_csv(index=False) if rows else "")
-    return {(row["layer"], row["round"]): row for row in rows}
+def calibration_subnets(space: SearchSpace, resolutions: Sequence[int], n: int, *, seed: int) -> list[Arch]:
+    """``n`` distinct random subnets at ``resolutions`` (fewer if the space has fewer)."""
+    if n < 0:
+        raise ConfigError(f"calibration subnets must be >= 0, got {n}")
+    if n == 0:
+        return []
+    pool = [a for a in space.sample(np.random.default_rng(seed), n=20 * n) if a.resolution in resolutions]
+    return list(dict.fromkeys(pool))[:n]

@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from elasticnas.hardware import LatencyResult, LatencyTable, measure_latency
-from elasticnas.hardware import lookup as lookup_module
+from elasticnas.hardware import table_build as lookup_module
 from elasticnas.hardware.lookup import layer_key
 from elasticnas.supernet import ConfigError, InvalidArchitectureError, UnknownNameError, create_space
 
@@ -87,9 +87,13 @@ def test_table_covers_every_layer_once(small_space, table):
     assert table.entries["layer"].is_unique
 
 
-def test_prediction_is_the_sum_of_the_subnets_layers(small_space, table):
-    by_key = dict(zip(table.entries["layer"], table.entries["latency_ms"], strict=True))
-    overhead = table.metadata["call_overhead_ms"]
+@pytest.mark.parametrize("normalised", [True, False])
+def test_prediction_is_the_sum_of_the_subnets_layers(small_space, table, normalised):
+    table = table.normalised_as(normalised)
+    # normalised: reference units times the build's reference time; raw: the least per-round median in ms
+    column, scale = ("latency_units", table.metadata["reference_ms"]) if normalised else ("latency_ms", 1.0)
+    by_key = dict(zip(table.entries["layer"], table.entries[column] * scale, strict=True))
+    overhead = table.metadata["call_overhead_units" if normalised else "call_overhead_ms"] * scale
     archs = small_space.sample(0, n=20)
     predicted = table.predict(archs)
     for arch, value in zip(archs, predicted, strict=True):
@@ -97,6 +101,9 @@ def test_prediction_is_the_sum_of_the_subnets_layers(small_space, table):
         expected = sum(by_key[layer_key(s)] for s in layers) - (len(layers) - 1) * overhead
         assert value == pytest.approx(expected, rel=1e-12)
         assert table.predict(arch) == pytest.approx(value, rel=1e-12)
+    if normalised:  # twice as slow a machine: every prediction doubles
+        slower = table.at_speed(2 * table.metadata["reference_ms"])
+        np.testing.assert_allclose(slower.predict(archs), 2 * predicted, rtol=1e-12)
 
 
 def test_table_refuses_what_it_was_not_built_for(small_space, table):
@@ -116,7 +123,9 @@ def test_save_load_round_trip_and_calibration(tmp_path, small_space, table):
     raw = table.predict(archs)
     calibrated = table.calibrate(archs, 2.0 * raw + 0.5)
     assert calibrated.calibration["slope"] == pytest.approx(2.0)
-    assert calibrated.calibration["intercept"] == pytest.approx(0.5)
+    # a normalised table fits in reference units: the intercept is 0.5 ms over the reference time
+    assert calibrated.calibration["intercept"] * table.speed_ms == pytest.approx(0.5)
+    assert calibrated.calibration["units"] == "reference"
     np.testing.assert_allclose(calibrated.predict(archs), 2.0 * raw + 0.5)
     np.testing.assert_allclose(calibrated.predict(archs, calibrated=False), raw)
     calibrated.save(tmp_path)

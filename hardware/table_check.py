@@ -1,0 +1,71 @@
+"""Does a latency table still hold on this machine? Measure fresh subnets and compare.
+
+Fresh random subnets (not the table's calibration subnets) are measured end to end in two
+or more rounds, each between readings of the reference workload. Predictions are converted
+with the reference's time now (normalised tables), and scored against the measurements: share
+within +-10%, mean absolute percentage error and Kendall tau; next to them, the same scores of
+one round of the measurement against another, the ceiling any predictor can reach here today.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from scipy.stats import kendalltau
+
+from elasticnas.core.errors import ConfigError
+from elasticnas.hardware.latency import measure_archs
+from elasticnas.hardware.lookup import LatencyTable, calibration_subnets
+from elasticnas.hardware.reference import relative_change
+
+
+def agreement(predicted: np.ndarray, measured: np.ndarray) -> dict:
+    """Share within +-10%, MAPE and Kendall tau of ``predicted`` against ``measured``."""
+    predicted, measured = np.asarray(predicted, dtype=float), np.asarray(measured, dtype=float)
+    error = np.abs(predicted - measured) / measured
+    tau = kendalltau(predicted, measured)[0] if len(measured) >= 2 else float("nan")
+    return {"within10": float((error <= 0.10).mean()), "mape": float(error.mean()), "tau": float(tau)}
+
+
+def check_table(table: LatencyTable, n: int = 20, *, seed: int = 0, rounds: int = 2,
+                progress: bool = True) -> tuple[dict, pd.DataFrame]:
+    """``(summary, per-subnet rows)`` of ``n`` fresh subnets measured against ``table``."""
+    if n < 2 or rounds < 2:
+        raise ConfigError(f"a check needs at least 2 subnets and 2 rounds, got {n} subnets and {rounds} rounds")
+    space, meta = table.space, table.metadata
+    calibrating = set(meta.get("calibration_archs", ()))
+    pool = calibration_subnets(space, table.resolutions, n + len(calibrating), seed=seed + 7919)
+    archs = [arch for arch in pool if arch.to_json() not in calibrating][:n]
+    clock = table.reference_clock()
+    units = measure_archs(space, archs, runtime=meta["runtime"], device=meta["device"], batch_size=table.batch_size,
+                          threads=meta["threads"], rounds=rounds, per_round=True, progress=progress, reference=clock)
+    now = clock.typical_ms()
+    current = table.at_speed(now) if table.normalised else table
+    predicted = current.predict(archs)
+    measured = np.median(units, axis=0) * now
+    built = meta.get("reference_ms")
+    summary = {
+        "subnets": len(archs), "rounds": rounds, "normalised": table.normalised,
+        **agreement(predicted, measured),
+        **{f"noise_{k}": v for k, v in agreement(units[1] * now, units[0] * now).items()},
+        "reference_built_ms": built, "reference_now_ms": now,
+        "speed_change": relative_change(now, built) if built else float("nan"),
+        "drift_repeats": len(clock.events),
+    }
+    rows = pd.DataFrame({"arch": [a.to_json() for a in archs], "predicted_ms": predicted, "measured_ms": measured,
+                         **{f"round{r}_ms": units[r] * now for r in range(rounds)}})
+    return summary, rows
+
+
+def describe_check(summary: dict) -> str:
+    """The check's summary as a few lines for the terminal."""
+    change = summary["speed_change"]
+    speed = "unknown (table has no reference timing)" if np.isnan(change) else (
+        f"reference {summary['reference_now_ms']:.4g} ms now, {summary['reference_built_ms']:.4g} ms at build "
+        f"({change:+.1%})")
+    return (f"{summary['subnets']} fresh subnets, {summary['rounds']} rounds; {speed}\n"
+            f"table vs measured:       within +-10% {summary['within10']:.0%}, MAPE {summary['mape']:.1%}, "
+            f"tau {summary['tau']:.2f}\n"
+            f"round vs round (noise):  within +-10% {summary['noise_within10']:.0%}, "
+            f"MAPE {summary['noise_mape']:.1%}, tau {summary['noise_tau']:.2f}\n"
+            f"measurements repeated because the machine changed speed mid-way: {summary['drift_repeats']}")
