@@ -1,18 +1,29 @@
 """How well per-layer lookup tables predict measured end-to-end latency, on this machine.
 
-For each case (space, resolution, number of subnets) and runtime: build the table (timed),
-measure random subnets end to end (3 rounds, the least per-round median, as the table
-does for layers), and compare. Calibration is fitted
-on 10 further subnets, never on the ones it is scored on. ``noise_tau`` and ``noise_mape``
-compare two independent rounds of the end-to-end measurement itself: the ceiling for any
-predictor on this machine.
+For each case (space, resolution, number of subnets) and runtime: build the table (timed;
+10 calibration subnets measured among its layers), then measure further random subnets end
+to end (3 rounds, each subnet between two readings of the reference workload) and compare,
+both ways the table can predict:
 
-    python experiments/bench_latency_table.py [--runtimes torch,onnxruntime] [--threads 2] [--quick]
+- raw: the table's least per-round medians in ms, calibrated in ms, against the subnets'
+  least per-round medians in ms;
+- normalised: the table's reference units (calibrated in units) converted with the
+  reference's time while the subnets were measured, against the subnets' median ratio to the
+  reference times that same reference time.
+
+``noise_*`` compare two rounds of the end-to-end measurement itself: the ceiling for any
+predictor on this machine. ``--repeat N`` runs the OFA 160 px torch case N times with
+``--gap-s`` seconds between runs; ``--inject`` runs it once more with a process burning one
+core while the scored subnets are measured (the table is built undisturbed).
+
+    python experiments/bench_latency_table.py [--runtimes torch,onnxruntime] [--repeat 3] [--inject]
 """
 
 from __future__ import annotations
 
 import argparse
+import subprocess
+import sys
 import time
 import warnings
 from pathlib import Path
@@ -20,70 +31,108 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
-from scipy.stats import kendalltau
+from tqdm.auto import tqdm
 
-from elasticnas.hardware import LatencyTable, measure_archs
+from elasticnas.hardware import LatencyTable, measure_latency
+from elasticnas.hardware.table_check import agreement
 from elasticnas.supernet import create_space
+from elasticnas.supernet.static import build_static
 
-CASES = (  # name, space overrides, resolutions, subnets scored
-    ("tiny_mbv3", {"in_channels": 1}, None, 100),
-    ("ofa_mbv3_w10", {}, (160,), 30),
-    ("ofa_mbv3_w10", {}, (224,), 30),
-)
-CALIBRATION_SUBNETS = 10
-
-
-def _scores(predicted: np.ndarray, measured: np.ndarray, prefix: str) -> dict:
-    error = np.abs(predicted - measured) / measured
-    return {f"{prefix}_within10": float((error <= 0.10).mean()), f"{prefix}_mape": float(error.mean()),
-            f"{prefix}_tau": float(kendalltau(predicted, measured)[0])}
+CASES = {  # name -> (space, overrides, resolutions, subnets scored)
+    "tiny": ("tiny_mbv3", {"in_channels": 1}, None, 100),
+    "ofa160": ("ofa_mbv3_w10", {}, (160,), 30),
+    "ofa224": ("ofa_mbv3_w10", {}, (224,), 30),
+}
+RESULTS = Path(__file__).parent / "results"
 
 
-def run_case(name, overrides, resolutions, n, runtime, threads, quick) -> dict:
+def measure_both(space, archs, table, rounds: int) -> tuple[np.ndarray, np.ndarray, float]:
+    """Per-round raw medians (ms) and ratios to the reference, and the reference's median time."""
+    clock = table.reference_clock()
+    meta = table.metadata
+    raw, units = np.zeros((rounds, len(archs))), np.zeros((rounds, len(archs)))
+    with tqdm(total=rounds * len(archs), desc=f"measuring ({meta['runtime']})", unit="subnet") as bar:
+        for r in range(rounds):
+            for i, arch in enumerate(archs):
+                result = measure_latency(build_static(space, arch), input_shape=(space.in_channels, arch.resolution,
+                                         arch.resolution), runtime=meta["runtime"], threads=meta["threads"],
+                                         warmup=10, repeats=30, reference=clock)
+                raw[r, i], units[r, i] = result.median_ms, result.ratio
+                bar.update()
+    return raw, units, clock.typical_ms()
+
+
+def run_case(case: str, runtime: str, threads: int, burn_while_scoring: bool = False) -> dict:
+    name, overrides, resolutions, n = CASES[case]
     space = create_space(name, num_classes=10 if name == "tiny_mbv3" else 1000, **overrides)
     if resolutions is not None:
         space = create_space(name, num_classes=space.num_classes, resolutions=resolutions, **overrides)
     start = time.perf_counter()
-    table = LatencyTable.build(space, runtime=runtime, threads=threads, progress=False,
-                               repeats=10 if quick else 30, rounds=1 if quick else 3)
+    table = LatencyTable.build(space, runtime=runtime, threads=threads, progress=False, calibrate=10)
     build_s = time.perf_counter() - start
-    archs = list(dict.fromkeys(space.sample(np.random.default_rng(1), n=4 * (n + CALIBRATION_SUBNETS))))
-    archs = archs[: n + CALIBRATION_SUBNETS]
-    rounds = measure_archs(space, archs, runtime=runtime, threads=threads, repeats=10 if quick else 30,
-                           rounds=2 if quick else 3, per_round=True, progress=True)
-    measured = rounds.min(axis=0)
-    calib, scored = slice(0, CALIBRATION_SUBNETS), slice(CALIBRATION_SUBNETS, None)
-    raw = table.predict(archs[scored])
-    calibrated = table.calibrate(archs[calib], measured[calib]).predict(archs[scored])
-    noise = np.abs(rounds[0] - rounds[1]) / rounds[1]
+    calibrating = set(table.metadata["calibration_archs"])
+    pool = space.sample(np.random.default_rng(1), n=4 * (n + 10))
+    archs = [a for a in dict.fromkeys(pool) if a.to_json() not in calibrating][:n]
+    burner = subprocess.Popen([sys.executable, "-c", "while True: pass"]) if burn_while_scoring else None
+    try:
+        raw, units, reference_now = measure_both(space, archs, table, rounds=3)
+    finally:
+        if burner is not None:
+            burner.kill()
+    raw_table = table.normalised_as(False)
     return {
-        "space": name, "resolutions": "/".join(map(str, table.resolutions)), "runtime": runtime, "threads": threads,
-        "subnets": n, "layers": len(table.entries), "build_s": round(build_s, 1),
-        "measured_ms_median": float(np.median(measured[scored])),
-        **_scores(raw, measured[scored], "raw"), **_scores(calibrated, measured[scored], "calibrated"),
-        "noise_tau": float(kendalltau(rounds[0], rounds[1])[0]), "noise_mape": float(noise.mean()),
+        "case": case, "space": name, "resolutions": "/".join(map(str, table.resolutions)), "runtime": runtime,
+        "threads": threads, "subnets": len(archs), "layers": len(table.entries), "build_s": round(build_s, 1),
+        "burn_while_scoring": burn_while_scoring, "measured_ms_median": float(np.median(raw.min(axis=0))),
+        "reference_build_ms": table.metadata["reference_ms"], "reference_scoring_ms": reference_now,
+        "drift_repeats_build": table.metadata["reference_repeats_for_drift"],
+        **{f"raw_{k}": v for k, v in agreement(raw_table.predict(archs), raw.min(axis=0)).items()},
+        **{f"normalised_{k}": v for k, v in agreement(table.at_speed(reference_now).predict(archs),
+                                                      np.median(units, axis=0) * reference_now).items()},
+        **{f"noise_{k}": v for k, v in agreement(raw[0], raw[1]).items()},
+        "date": time.strftime("%Y-%m-%d %H:%M"),
     }
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--runtimes", default="torch,onnxruntime")
+    parser.add_argument("--cases", default="tiny,ofa160,ofa224")
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--quick", action="store_true", help="fewer repeats and rounds (a smoke run)")
-    parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "latency_table.csv")
+    parser.add_argument("--repeat", type=int, default=0, help="run the ofa160 torch case this many times")
+    parser.add_argument("--gap-s", type=float, default=60.0, help="seconds between repeated runs")
+    parser.add_argument("--inject", action="store_true", help="also run ofa160 torch with a core burnt while scoring")
     args = parser.parse_args()
     warnings.filterwarnings("ignore", category=UserWarning)
     warnings.filterwarnings("ignore", category=DeprecationWarning)
     torch.set_num_threads(args.threads)
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    repeated = []
+    for index in range(args.repeat):
+        if index:
+            time.sleep(args.gap_s)
+        repeated.append({"run": index + 1, **run_case("ofa160", "torch", args.threads)})
+        print(pd.DataFrame(repeated[-1:]).round(3).to_string(index=False), flush=True)
+    if args.inject:
+        repeated.append({"run": "burn", **run_case("ofa160", "torch", args.threads, burn_while_scoring=True)})
+    if repeated:
+        pd.DataFrame(repeated).round(4).to_csv(RESULTS / "latency_table_repeated.csv", index=False)
+        print(pd.DataFrame(repeated).round(3).to_string(index=False), flush=True)
     rows = []
-    for name, overrides, resolutions, n in CASES:
+    for case in filter(None, args.cases.split(",")):
         for runtime in args.runtimes.split(","):
-            rows.append(run_case(name, overrides, resolutions, n, runtime, args.threads, args.quick))
+            rows.append(run_case(case, runtime, args.threads))
             print(pd.DataFrame(rows[-1:]).round(3).to_string(index=False), flush=True)
-    table = pd.DataFrame(rows).round(3)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    table.to_csv(args.out, index=False)
-    print(table.to_string(index=False))
+    if rows:
+        table = pd.DataFrame(rows)
+        path = RESULTS / "latency_table.csv"
+        if path.exists():  # rows of cases and runtimes not run this time are kept
+            kept = pd.read_csv(path)
+            ran = set(zip(table["case"], table["runtime"], strict=True))
+            kept = kept[[key not in ran for key in zip(kept["case"], kept["runtime"], strict=True)]]
+            table = pd.concat([kept, table], ignore_index=True)
+        table.round(4).to_csv(path, index=False)
+        print(table.round(3).to_string(index=False))
 
 
 if __name__ == "__main__":

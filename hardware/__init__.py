@@ -10,12 +10,16 @@ from elasticnas.hardware.counting import (
 )
 from elasticnas.hardware.latency import LatencyResult, measure_archs, measure_latency
 from elasticnas.hardware.lookup import LatencyTable
+from elasticnas.hardware.reference import ReferenceClock
 from elasticnas.hardware.runtimes import RUNTIMES, export_onnx_bytes
+from elasticnas.hardware.table_check import check_table
 
 __all__ = [
     "RUNTIMES",
     "LatencyResult",
     "LatencyTable",
+    "ReferenceClock",
+    "check_table",
     "count_all",
     "count_macs",
     "count_params",

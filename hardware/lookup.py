@@ -334,7 +334,7 @@ class LatencyTable:
         return rescaled
 
     def _warn_once(self, kind: str, message: str) -> None:
-        key = (self.metadata.get("space_fingerprint"), self.metadata.get("date"), kind)
+        key = (self.metadata.get("space_fingerprint"), self.metadata.get("date"), self.normalised, kind)
         if key not in _WARNED:
             _WARNED.add(key)
             warnings.warn(f"latency table ({self.metadata.get('runtime')}, {self.metadata.get('device')}) {message}",

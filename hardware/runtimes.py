@@ -85,6 +85,12 @@ def _prepare_onnxruntime(model: nn.Module, example: torch.Tensor, dev: torch.dev
     if threads:
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
+    # Idle worker threads that spin keep the cores busy after each run: measurements taken side
+    # by side (a layer and the reference workload, two workers) then slow each other by
+    # chance, which on a 2-core VM made timings differ by 25% run to run. Sleeping threads
+    # cost a wake-up per run and give timings that repeat.
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    options.add_session_config_entry("session.inter_op.allow_spinning", "0")
     session = ort.InferenceSession(export_onnx_bytes(model, example), options, providers=providers)
     feed = {"input": np.ascontiguousarray(example.cpu().numpy())}
     return Prepared(lambda: session.run(None, feed), lambda: None)
