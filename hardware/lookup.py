@@ -70,7 +70,8 @@ class LatencyTable:
         self.calibration = calibration
         self.resolutions = tuple(int(r) for r in self.metadata["resolutions"])
         self.batch_size = int(self.metadata["batch_size"])
-        self.normalised = bool(self.metadata.get("normalised")) and "latency_units" in self.entries
+        _check_numbers(self.metadata)
+        self.normalised = self.metadata.get("normalised") is True and "latency_units" in self.entries
         # the reference time predictions are converted with (ms per reference inference)
         self.speed_ms = float(speed_ms or self.metadata.get("reference_ms") or 1.0)
         self.current_reference_ms: float | None = None  # set by at_current_speed
@@ -143,6 +144,7 @@ class LatencyTable:
         with reading(folder / TABLE_JSON, what):
             metadata = read_json(folder / TABLE_JSON, what, fields=("space", "space_fingerprint"))
             calibration = metadata.pop("calibration", None)
+            _check_numbers(metadata)
             space = space_from_config(metadata["space"])
             if space.fingerprint != metadata["space_fingerprint"]:
                 raise ConfigError(f"{folder / TABLE_JSON} is inconsistent: its space does not match its fingerprint")
@@ -339,6 +341,18 @@ class LatencyTable:
             _WARNED.add(key)
             warnings.warn(f"latency table ({self.metadata.get('runtime')}, {self.metadata.get('device')}) {message}",
                           stacklevel=3)
+
+
+def _check_numbers(metadata: dict) -> None:
+    """Timing fields read from a file must be positive numbers (or absent: older tables)."""
+    for name in ("reference_ms", "call_overhead_ms", "call_overhead_units"):
+        value = metadata.get(name)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int | float) or not value >= 0):
+            raise ConfigError(f"latency table field {name!r} must be a number >= 0, got {value!r}")
+    if metadata.get("reference_ms") == 0:
+        raise ConfigError("latency table field 'reference_ms' must be > 0, got 0")
+    if not isinstance(metadata.get("normalised", False), bool):
+        raise ConfigError(f"latency table field 'normalised' must be true or false, got {metadata['normalised']!r}")
 
 
 def calibration_subnets(space: SearchSpace, resolutions: Sequence[int], n: int, *, seed: int) -> list[Arch]:

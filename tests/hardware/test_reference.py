@@ -179,3 +179,14 @@ def test_profile_check_measures_fresh_subnets_against_the_table(tmp_path, capsys
     assert not set(rows["arch"]) & set(built.metadata["calibration_archs"])  # fresh, not the calibration ones
     assert main(["profile", "--out", str(tmp_path / "none"), "--check", "3"]) == 2
     assert "--supernet is needed" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(("field", "value"), [("reference_ms", ""), ("reference_ms", 0), ("normalised", "yes"),
+                                              ("call_overhead_units", -1.0)])
+def test_a_table_with_a_spoiled_timing_field_is_refused_by_name(tmp_path, table, field, value):
+    table.save(tmp_path)
+    metadata = json.loads((tmp_path / "latency_table.json").read_text())
+    metadata[field] = value
+    (tmp_path / "latency_table.json").write_text(json.dumps(metadata))
+    with pytest.raises(ConfigError, match=rf"latency_table.json is not a valid latency table.*{field}"):
+        LatencyTable.load(tmp_path)
