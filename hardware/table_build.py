@@ -121,8 +121,10 @@ def measure_table(space, layers: list, settings: dict, *, calibration_archs: Seq
 
 
 def _clock(settings: dict) -> ReferenceClock:
+    """A reference read about as thoroughly as the layers it brackets: 5 runs for the default
+    30 repeats, down to 2 for a quick build (which the reading would otherwise dominate)."""
     return ReferenceClock(runtime=settings["runtime"], device=settings["device"], threads=settings["threads"],
-                          batch_size=settings["batch_size"])
+                          batch_size=settings["batch_size"], repeats=min(5, max(2, settings["repeats"] // 6)))
 
 
 def _typical_reference(rows: pd.DataFrame, clock: ReferenceClock) -> float:
