@@ -186,9 +186,12 @@ def _profile_arguments(parser: argparse.ArgumentParser) -> None:
 def _run_profile(args: argparse.Namespace) -> None:
     from elasticnas.hardware import LatencyTable
     from elasticnas.hardware.lookup import TABLE_JSON
+    from elasticnas.hardware.table_check import require_check_size
     from elasticnas.supernet import create_space
 
-    if args.check and (args.out / TABLE_JSON).exists() and args.supernet is None:
+    if args.check:
+        require_check_size(args.check)  # before a build that may take minutes
+    if args.check and (args.out / TABLE_JSON).exists():
         table = LatencyTable.load(args.out)
     elif args.supernet is None:
         raise ConfigError(f"--supernet is needed to build a table ({args.out} holds none); choose from "

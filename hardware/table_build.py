@@ -111,7 +111,8 @@ def measure_table(space, layers: list, settings: dict, *, calibration_archs: Seq
     calibration = _merge_rounds(rows[is_subnet], [key for key, _ in items[len(layers):]])
     metadata = {
         "call_overhead_ms": overhead.median_ms, "call_overhead_units": overhead.ratio,
-        "reference_ms": _typical_reference(rows, clock), "reference_repeats_for_drift": len(clock.events),
+        "reference_ms": float(rows["reference_ms"].median()),  # every round, resumed ones included
+        "reference_repeats_for_drift": len(clock.events),
         **clock.describe(), "device_name": device_name(settings["device"]), "cpu_model": cpu_model(),
         "cpu_cores": os.cpu_count(), "versions": library_versions(),
         "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
@@ -125,12 +126,6 @@ def _clock(settings: dict) -> ReferenceClock:
     30 repeats, down to 2 for a quick build (which the reading would otherwise dominate)."""
     return ReferenceClock(runtime=settings["runtime"], device=settings["device"], threads=settings["threads"],
                           batch_size=settings["batch_size"], repeats=min(5, max(2, settings["repeats"] // 6)))
-
-
-def _typical_reference(rows: pd.DataFrame, clock: ReferenceClock) -> float:
-    """The reference's median over the whole build, resumed rounds included."""
-    values = np.concatenate([rows["reference_ms"].to_numpy(dtype=float), np.asarray(clock.readings, dtype=float)])
-    return float(np.median(values[np.isfinite(values)]))
 
 
 def _interleaved_order(rng: np.random.Generator, n_layers: int, n_items: int) -> list[int]:

@@ -27,11 +27,15 @@ def agreement(predicted: np.ndarray, measured: np.ndarray) -> dict:
     return {"within10": float((error <= 0.10).mean()), "mape": float(error.mean()), "tau": float(tau)}
 
 
+def require_check_size(n: int, rounds: int = 2) -> None:
+    if n < 2 or rounds < 2:
+        raise ConfigError(f"a check needs at least 2 subnets and 2 rounds, got {n} subnets and {rounds} rounds")
+
+
 def check_table(table: LatencyTable, n: int = 20, *, seed: int = 0, rounds: int = 2,
                 progress: bool = True) -> tuple[dict, pd.DataFrame]:
     """``(summary, per-subnet rows)`` of ``n`` fresh subnets measured against ``table``."""
-    if n < 2 or rounds < 2:
-        raise ConfigError(f"a check needs at least 2 subnets and 2 rounds, got {n} subnets and {rounds} rounds")
+    require_check_size(n, rounds)
     space, meta = table.space, table.metadata
     calibrating = set(meta.get("calibration_archs", ()))
     pool = calibration_subnets(space, table.resolutions, n + len(calibrating), seed=seed + 7919)

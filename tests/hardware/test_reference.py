@@ -179,6 +179,9 @@ def test_profile_check_measures_fresh_subnets_against_the_table(tmp_path, capsys
     assert not set(rows["arch"]) & set(built.metadata["calibration_archs"])  # fresh, not the calibration ones
     assert main(["profile", "--out", str(tmp_path / "none"), "--check", "3"]) == 2
     assert "--supernet is needed" in capsys.readouterr().err
+    # a check that cannot run is refused before a table is built, leaving no folder
+    assert main([*base[:-1], str(tmp_path / "unbuilt"), "--supernet", "tiny_mbv3", "--check", "1"]) == 2
+    assert "at least 2 subnets" in capsys.readouterr().err and not (tmp_path / "unbuilt").exists()
 
 
 @pytest.mark.parametrize(("field", "value"), [("reference_ms", ""), ("reference_ms", 0), ("normalised", "yes"),
