@@ -52,6 +52,14 @@ def _search_writes(args: argparse.Namespace) -> list[tuple[Path, bool]]:
     return [run, out] if writes_run else [out]
 
 
+PRECISION_CHOICES = ("fp32", "int8")  # int8: the space searches float32 and int8 subnets jointly
+
+
+def precision_override(flag: str) -> dict:
+    """The space field a --precision flag sets (float32 spaces keep their default)."""
+    return {} if flag == "fp32" else {"precisions": (8, 32)}
+
+
 def _runtimes() -> list[str]:
     from elasticnas.hardware.runtimes import RUNTIMES
 
@@ -166,6 +174,8 @@ def _profile_arguments(parser: argparse.ArgumentParser) -> None:
                         help="comma-separated resolutions to cover (default: all of the space)")
     parser.add_argument("--device", default="cpu", help="cpu or cuda")
     parser.add_argument("--runtime", default="torch", choices=_runtimes())
+    parser.add_argument("--precision", default="fp32", choices=PRECISION_CHOICES,
+                        help="int8: also time every layer at int8 (a space searching float32 and int8)")
     parser.add_argument("--batch-size", type=int, default=1)
     parser.add_argument("--threads", type=int, default=None, help="CPU threads (default: torch's setting)")
     parser.add_argument("--warmup", type=int, default=5)
@@ -197,7 +207,8 @@ def _run_profile(args: argparse.Namespace) -> None:
         raise ConfigError(f"--supernet is needed to build a table ({args.out} holds none); choose from "
                           f"{_supernets()}")
     else:
-        space = create_space(args.supernet, num_classes=args.num_classes, in_channels=args.in_channels)
+        space = create_space(args.supernet, num_classes=args.num_classes, in_channels=args.in_channels,
+                             **precision_override(args.precision))
         table = LatencyTable.build(space, device=args.device, runtime=args.runtime, batch_size=args.batch_size,
                                    resolutions=args.resolutions, threads=args.threads, warmup=args.warmup,
                                    repeats=args.repeats, rounds=args.rounds, seed=args.seed, out=args.out,
@@ -359,6 +370,9 @@ def _quickstart_arguments(parser: argparse.ArgumentParser) -> None:
                         "sandwich recipe (experiments/mnist_*.yaml) where there is one")
     parser.add_argument("--subnets", type=int, default=100, help="subnets to measure for the predictors")
     parser.add_argument("--runtime", default="torch", choices=_runtimes())
+    parser.add_argument("--precision", default="fp32", choices=PRECISION_CHOICES,
+                        help="int8: search float32 and int8 subnets jointly (static quantization by the "
+                             "runtime's own tool; --runtime onnxruntime)")
     parser.add_argument("--seed", type=int, default=0)
     parser.set_defaults(run=_run_quickstart)
 
@@ -366,7 +380,8 @@ def _quickstart_arguments(parser: argparse.ArgumentParser) -> None:
 def _run_quickstart(args: argparse.Namespace) -> None:
     from elasticnas.pipeline import quickstart
 
-    summary = quickstart(args.out, supernet=args.supernet, subnets=args.subnets, runtime=args.runtime, seed=args.seed)
+    summary = quickstart(args.out, supernet=args.supernet, subnets=args.subnets, runtime=args.runtime, seed=args.seed,
+                         precision=args.precision)
     print(summary.round(3).to_string(index=False))
 
 

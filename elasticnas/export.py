@@ -9,6 +9,8 @@
     DIR/model.torchscript.pt   traced TorchScript (only when asked, while torch still has it)
     DIR/model.xml, model.bin   OpenVINO IR, batch 1 (optional extra ``openvino``)
     DIR/model.pte              ExecuTorch program delegated to XNNPACK, batch 1 (extra ``executorch``)
+    DIR/model.int8.onnx        for a subnet deployed at int8: ONNX Runtime's static int8 model,
+                               dynamic batch, ranges calibrated on training images
 
 ``load_subnet(DIR)`` rebuilds the model from arch.json and the safetensors weights alone:
 no pickle, no supernet checkpoint.
@@ -39,7 +41,7 @@ from elasticnas.supernet.static import build_static
 FORMATS = ("safetensors", "torch_export", "onnx")
 KNOWN_FORMATS = (*FORMATS, "torchscript", "openvino", "executorch")
 ARCH_JSON, WEIGHTS, TORCHSCRIPT, ONNX = "arch.json", "weights.safetensors", "model.torchscript.pt", "model.onnx"
-PROGRAM = "model.pt2"
+PROGRAM, INT8_ONNX = "model.pt2", "model.int8.onnx"
 FILES = {"torch_export": [PROGRAM], "onnx": [ONNX], "torchscript": [TORCHSCRIPT],
          "openvino": ["model.xml", "model.bin"], "executorch": ["model.pte"]}
 # Relative to the largest output magnitude: runtimes fuse and reorder float32 sums differently, so
@@ -71,13 +73,21 @@ def parse_formats(formats: str | Sequence[str]) -> tuple[str, ...]:
 
 
 def export_subnet(model: nn.Module, space: SearchSpace, arch: Arch, out: str | Path, *,
-                  formats: str | Sequence[str] = FORMATS, seed: int = 0) -> dict:
+                  formats: str | Sequence[str] = FORMATS, seed: int = 0,
+                  calibration_images: torch.Tensor | None = None) -> dict:
     """Write the static ``model`` of ``arch`` (e.g. ``calibrated_subnet(supernet, arch, data)``).
 
-    Every extra format is checked against the torch model on a seeded batch; returns the
-    largest absolute output difference per format and the files written.
+    Every float32 format is checked against the torch model on a seeded batch; returns the
+    largest absolute output difference per format and the files written. An int8 ``arch``
+    also gets :data:`INT8_ONNX`, quantized with ranges from ``calibration_images`` (training
+    images at the subnet's resolution); the written file must reproduce the quantized model
+    it was saved from, and its difference from float32 is reported, not bounded (the accuracy
+    drop is the measure of it: see :func:`elasticnas.pipeline.export_from_run`).
     """
     formats = parse_formats(formats)
+    if arch.precision != 32 and calibration_images is None:
+        raise ConfigError("an int8 subnet is exported with calibration_images (training images at its resolution) "
+                          "for the quantizer's activation ranges")
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise ConfigError(f"export folder {out} is an existing file; choose a folder for --out")
@@ -128,8 +138,31 @@ def export_subnet(model: nn.Module, space: SearchSpace, arch: Arch, out: str | P
         raise ConfigError(f"exported formats disagree with the torch model: largest difference relative to the "
                           f"largest output {worst}, allowed {RELATIVE_TOLERANCE}")
     files = [ARCH_JSON, WEIGHTS, *[name for f in formats for name in FILES.get(f, [])]]
-    sizes = {f: (out / f).stat().st_size for f in files}
-    return {"max_abs_difference": differences, "max_relative_difference": relative, "files": sizes}
+    written = {"max_abs_difference": differences, "max_relative_difference": relative}
+    if arch.precision != 32:
+        written.update(_int8_file(model, calibration_images, out))
+        files.append(INT8_ONNX)
+    return {**written, "files": {f: (out / f).stat().st_size for f in files}}
+
+
+def _int8_file(model: nn.Module, calibration_images: torch.Tensor, out: Path) -> dict:
+    """Write the int8 ONNX model, check that the file reproduces it, and compare it with float32
+    on the calibration images (real inputs: random ones fall outside the calibrated ranges)."""
+    from elasticnas.hardware.quantize import CALIBRATION_IMAGES, OnnxInt8Model, int8_model
+
+    quantized = int8_model(model, calibration_images, runtime="onnxruntime")
+    atomic_write_bytes(out / INT8_ONNX, quantized.onnx_bytes)
+    images = calibration_images[:CALIBRATION_IMAGES].cpu()
+    produced = quantized(images)
+    reread = OnnxInt8Model((out / INT8_ONNX).read_bytes())(images)
+    if not torch.equal(reread, produced):
+        raise ConfigError(f"{out / INT8_ONNX} does not reproduce the int8 model it was written from "
+                          f"(largest difference {(reread - produced).abs().max():.3g})")
+    with torch.no_grad():
+        reference = model(images)
+    scale = max(1.0, float(reference.abs().max()))
+    return {"int8_vs_float32_max_relative_difference": float((produced - reference).abs().max()) / scale,
+            "int8_agrees_with_float32": float((produced.argmax(1) == reference.argmax(1)).float().mean())}
 
 
 def _edge_formats(model: nn.Module, example: torch.Tensor, reference: np.ndarray, formats, out: Path) -> dict:

@@ -16,9 +16,9 @@ from elasticnas.core.files import reading
 from elasticnas.core.journal import append_row, read_journal
 from elasticnas.hardware.counting import count_all
 from elasticnas.hardware.lookup import TABLE_JSON, LatencyTable
+from elasticnas.hardware.quantize import evaluate_deployed
 from elasticnas.predictors import ArchEncoder, AutoPredictor, cross_validated_report, save_predictor
 from elasticnas.runs import EVALUATIONS, PREDICTORS, TrainedRun, load_trained, run_space, spread_by_macs
-from elasticnas.supernet.evaluation import evaluate
 from elasticnas.supernet.space import SearchSpace
 
 COST_COLUMNS = ("macs", "params", "size_bytes", "peak_activation_bytes")
@@ -104,7 +104,7 @@ def append_evaluations(run_folder: Path, run: TrainedRun, archs: list, table: La
     with open(Path(run_folder) / EVALUATIONS, "a", newline="") as handle, torch.no_grad():
         for i, arch in enumerate(archs):
             start = time.perf_counter()
-            result = evaluate(run.supernet, arch, data)
+            result = evaluate_deployed(run.supernet, arch, data, runtime=table.metadata["runtime"])
             row = {"arch": arch.to_json(), "resolution": arch.resolution,
                    **{c: int(costs[c][i]) for c in COST_COLUMNS}, "table_latency_ms": float(latency[i]),
                    "val_top1": result.top1, "val_loss": result.loss, "val_images": result.images,

@@ -16,13 +16,14 @@ from elasticnas.budget import first_within, front_under
 from elasticnas.core.atomic import atomic_write_json, atomic_write_text
 from elasticnas.core.errors import ConfigError
 from elasticnas.core.files import read_csv, read_json, reading
-from elasticnas.export import FORMATS, export_subnet, load_subnet
+from elasticnas.export import FORMATS, INT8_ONNX, export_subnet, load_subnet
 from elasticnas.hardware.counting import count_all
 from elasticnas.hardware.latency import measure_archs
+from elasticnas.hardware.quantize import OnnxInt8Model, require_int8
 from elasticnas.measure import fit_run, latency_table_for, measure_run, read_evaluations
 from elasticnas.runs import EXPORTS, PREDICTORS, SEARCH, load_trained
-from elasticnas.supernet.arch import Arch
-from elasticnas.supernet.evaluation import calibrated_subnet
+from elasticnas.supernet.arch import PRECISIONS, Arch
+from elasticnas.supernet.evaluation import calibrated_subnet, score
 
 REPORT = "report.json"
 
@@ -69,13 +70,16 @@ def export_from_run(run_folder: str | Path, arch: Arch, out: str | Path, *, form
     arch = space.canonical(arch)
     test = run.eval_data("test")
     model = calibrated_subnet(run.supernet, arch, test)
-    written = export_subnet(model, space, arch, out, formats=formats)
+    calibration, images = test.at(arch.resolution, torch.device("cpu"))
+    written = export_subnet(model, space, arch, out, formats=formats, calibration_images=calibration)
     reloaded = load_subnet(out)
-    _, images = test.at(arch.resolution, torch.device("cpu"))
     with torch.no_grad():
-        logits = torch.cat([reloaded(images[i : i + 500]) for i in range(0, len(images), 500)])
         reference = model(images[:8])
-    top1 = float((logits.argmax(1) == test.labels).float().mean() * 100)
+    accuracy = {"test_top1": score(reloaded, images, test.labels).top1}
+    if arch.precision != 32:  # the deployed model is the int8 file; float32 is what quantizing cost
+        deployed = score(OnnxInt8Model((out / INT8_ONNX).read_bytes(), threads), images, test.labels).top1
+        accuracy = {"test_top1": deployed, "test_top1_float32": accuracy["test_top1"],
+                    "int8_accuracy_drop": accuracy["test_top1"] - deployed}
     table = latency_table_for(run_folder, space, device=device, runtime=runtime, check_speed=True)
     now = table.at_speed(table.current_reference_ms) if table.normalised and table.current_reference_ms else table
     measured = measured_ms if measured_ms is not None else float(measure_archs(
@@ -83,7 +87,7 @@ def export_from_run(run_folder: str | Path, arch: Arch, out: str | Path, *, form
     costs = {k: int(v[0]) for k, v in count_all(space, [arch]).items()}
     report = {
         "arch": arch.to_dict(), "supernet": space.name, "space_fingerprint": space.fingerprint,
-        "test_top1": top1, "test_images": int(len(test.labels)),
+        **accuracy, "test_images": int(len(test.labels)), "precision": PRECISIONS[arch.precision],
         "latency_ms_measured": measured, "latency_ms_predicted": float(table.predict([arch])[0]),
         "latency_ms_predicted_at_current_speed": float(now.predict([arch])[0]),
         "reference_ms_at_build": table.metadata.get("reference_ms"), "reference_ms_now": table.current_reference_ms,
@@ -117,19 +121,27 @@ def export_within_budget(run_folder: str | Path, budget_ms: float, out: str | Pa
 
 def quickstart(out: str | Path = "runs/quickstart", *, supernet: str | None = None, config: str | None = None,
                overrides: list[str] = (), subnets: int = 100, trials: int = 20, predicted_evals: int = 20_000,
-               runtime: str = "torch", seed: int = 0, progress: bool = True, log=print) -> pd.DataFrame:
+               runtime: str = "torch", seed: int = 0, progress: bool = True, log=print,
+               precision: str = "fp32") -> pd.DataFrame:
     """Train, profile, measure, fit, search under three budgets, export; returns the summary table.
 
     ``supernet`` (a preset name) trains with its bundled sandwich recipe where there is one
     (a family's own optimiser settings), else with the default config; ``config`` names one explicitly.
+    ``precision="int8"`` searches float32 and int8 subnets jointly (int8: static quantization by
+    ``runtime``'s own tool, which must have one).
     """
     from elasticnas.experiment import load_experiment, recipe_for, train_experiment
     from elasticnas.searching import search_run
 
+    if precision not in ("fp32", "int8"):
+        raise ConfigError(f"precision {precision!r} is not known; choose 'fp32' or 'int8'")
     if config is None:
         config = (recipe_for(supernet) if supernet else None) or "mnist_sandwich"
     if supernet is not None:
         overrides = [f"supernet.name={supernet}", *overrides]
+    if precision == "int8":
+        require_int8(runtime)  # before hours of training
+        overrides = [*overrides, "supernet.overrides.precisions=[8, 32]"]
 
     out = Path(out)
     started = time.perf_counter()
@@ -171,7 +183,9 @@ def quickstart(out: str | Path = "runs/quickstart", *, supernet: str | None = No
         rows.append({"budget_ms": budget, "front_rank": report["front_rank"], "within_budget": report["within_budget"],
                      "predicted_ms": report["latency_ms_predicted"],
                      "measured_ms": report["latency_ms_measured"], "predicted_val_top1": predicted_top1,
-                     "test_top1": report["test_top1"], "macs": report["macs"], "params": report["params"],
+                     "test_top1": report["test_top1"], "precision": report["precision"],
+                     "int8_accuracy_drop": report.get("int8_accuracy_drop", float("nan")),
+                     "macs": report["macs"], "params": report["params"],
                      "export": str(folder)})
     summary = pd.DataFrame(rows)
     atomic_write_text(out / "summary.csv", summary.to_csv(index=False))

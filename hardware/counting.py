@@ -3,7 +3,8 @@
 Conventions (Once-for-All's): a convolution costs ``in_channels / groups * k * k``
 multiply-accumulates per output element, a linear layer ``in * out``; biases, batch norm,
 activations, pooling and element-wise products are not counted. Parameters are every
-trainable tensor of the extracted static model. Each distinct layer is counted once and
+trainable tensor of the extracted static model. Bytes (model size, activations) count 4 per
+value, or 1 for a subnet deployed at int8. Each distinct layer is counted once and
 cached, so whole spaces are counted at tens of thousands of architectures per second.
 """
 
@@ -14,7 +15,7 @@ from functools import cache, lru_cache
 
 import numpy as np
 
-from elasticnas.supernet.specs import LayerCost, LayerSpec
+from elasticnas.supernet.specs import LayerCost, LayerSpec, spec_precision
 
 
 @cache
@@ -37,20 +38,21 @@ def count_macs(space, arch) -> int:
     return sum(c.macs for c in _costs(space, arch))
 
 
-def model_size_bytes(space, arch, bytes_per_value: int = 4) -> int:
-    """Bytes of the exported weights: parameters plus BN running mean and variance."""
+def model_size_bytes(space, arch, bytes_per_value: int | None = None) -> int:
+    """Bytes of the exported weights: parameters plus BN running mean and variance
+    (``bytes_per_value`` defaults to the architecture's precision: 4 for float32, 1 for int8)."""
     costs = _costs(space, arch)
-    return bytes_per_value * sum(c.params + 2 * c.bn_channels for c in costs)
+    return (bytes_per_value or arch.precision // 8) * sum(c.params + 2 * c.bn_channels for c in costs)
 
 
-def peak_activation_bytes(space, arch, batch_size: int = 1, bytes_per_value: int = 4) -> int:
+def peak_activation_bytes(space, arch, batch_size: int = 1, bytes_per_value: int | None = None) -> int:
     """Estimated peak activation memory of inference.
 
     The largest set of activations alive at once in a layer-by-layer executor that frees
     a tensor as soon as nothing reads it: a layer's input and output, and for an
     inverted-residual block its intermediate tensors and, with a skip connection, its input.
     """
-    return batch_size * bytes_per_value * max(c.peak_elements for c in _costs(space, arch))
+    return batch_size * (bytes_per_value or arch.precision // 8) * max(c.peak_elements for c in _costs(space, arch))
 
 
 def count_all(space, archs: Iterable) -> dict[str, np.ndarray]:
@@ -64,14 +66,15 @@ def count_all(space, archs: Iterable) -> dict[str, np.ndarray]:
     names = ("params", "macs", "size_bytes", "peak_activation_bytes")
     if not archs:
         return {name: np.zeros(0, dtype=np.int64) for name in names}
-    per_layer = _cost_matrix(space)[space.layer_ids(space.encode(archs))]  # (archs, positions, 4); id -1: zeros
+    per_layer = _cost_matrix(space)[space.layer_ids(space.encode(archs))]  # (archs, positions, 5); id -1: zeros
     params, macs, bn = (per_layer[..., i].sum(axis=1) for i in range(3))
-    peak = per_layer[..., 3].max(axis=1)
-    return dict(zip(names, (params, macs, 4 * (params + 2 * bn), 4 * peak), strict=True))
+    size = ((per_layer[..., 0] + 2 * per_layer[..., 2]) * per_layer[..., 4]).sum(axis=1)
+    peak = (per_layer[..., 3] * per_layer[..., 4]).max(axis=1)
+    return dict(zip(names, (params, macs, size, peak), strict=True))
 
 
 @lru_cache(maxsize=16)
 def _cost_matrix(space) -> np.ndarray:
-    """``(params, macs, bn, peak)`` of each of the space's distinct layers, then a row of zeros (id -1)."""
-    rows = [tuple(layer_cost(spec)) for spec in space.distinct_layers] + [(0, 0, 0, 0)]
+    """``(params, macs, bn, peak, bytes per value)`` of each of the space's distinct layers, then zeros (id -1)."""
+    rows = [(*layer_cost(spec), spec_precision(spec) // 8) for spec in space.distinct_layers] + [(0, 0, 0, 0, 0)]
     return np.array(rows, dtype=np.int64)

@@ -101,6 +101,7 @@ def measure_latency(
     reference: ReferenceClock | None = None,
     max_drift: float = 0.1,
     max_retries: int = 2,
+    precision: int = 32,
 ) -> LatencyResult:
     """Time single inferences of ``model`` on ``runtime`` and ``device``.
 
@@ -109,7 +110,8 @@ def measure_latency(
     just before and just after; when it moved by more than ``max_drift`` (relative) in
     between, the machine changed speed mid-measurement and the measurement is repeated, at
     most ``max_retries`` times (each repeat is recorded in ``reference.events``; the attempt
-    with the steadiest reference is kept).
+    with the steadiest reference is kept). ``precision=8`` times the model after the runtime's
+    static int8 quantization (:mod:`elasticnas.hardware.quantize`).
 
     >>> from torch import nn
     >>> result = measure_latency(nn.Conv2d(3, 8, 3), input_shape=(3, 32, 32), repeats=5, warmup=1)
@@ -124,9 +126,10 @@ def measure_latency(
     shape = (batch_size, *(int(s) for s in input_shape))
     example = torch.randn(shape, generator=torch.Generator().manual_seed(seed))
     settings = {"runtime": runtime, "device": device, "threads": threads or torch.get_num_threads(),
-                "batch_size": batch_size, "input_shape": list(shape[1:]), "warmup": warmup, "repeats": repeats}
+                "batch_size": batch_size, "input_shape": list(shape[1:]), "warmup": warmup, "repeats": repeats,
+                "precision": precision}
     with torch_threads(threads), torch.inference_mode():
-        prepared = prepare(model, example, runtime=runtime, device=device, threads=threads)
+        prepared = prepare(model, example, runtime=runtime, device=device, threads=threads, precision=precision)
         if reference is None:
             samples, number = time_runs(prepared, device, warmup=warmup, repeats=repeats, number=number,
                                         min_run_ms=min_run_ms)
@@ -209,7 +212,8 @@ def measure_archs(space, archs: Sequence, *, runtime: str = "torch", device: str
             model = models[i] if models is not None else build_static(space, arch)
             result = measure_latency(
                 model, input_shape=(space.in_channels, arch.resolution, arch.resolution), batch_size=batch_size,
-                device=device, runtime=runtime, threads=threads, warmup=warmup, repeats=repeats, reference=reference)
+                device=device, runtime=runtime, threads=threads, warmup=warmup, repeats=repeats, reference=reference,
+                precision=arch.precision)
             samples[round_index, i] = result.median_ms if reference is None else result.ratio
             bar.update()
     bar.close()

@@ -24,6 +24,7 @@ import itertools
 import os
 import warnings
 from collections.abc import Iterable, Sequence
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -33,6 +34,7 @@ import torch
 from elasticnas.core.atomic import atomic_write_json, atomic_write_text
 from elasticnas.core.errors import ConfigError, InvalidArchitectureError
 from elasticnas.core.files import read_csv, read_json, reading
+from elasticnas.hardware.quantize import require_int8
 from elasticnas.hardware.reference import REFERENCE_VERSION, ReferenceClock, relative_change
 from elasticnas.hardware.table_build import (
     PARTIAL_CSV,
@@ -101,6 +103,8 @@ class LatencyTable:
         with the same settings measures only what is missing.
         """
         resolutions = check_build_settings(space, resolutions, rounds)
+        if any(bits != 32 for bits in space.precisions):
+            require_int8(runtime)
         archs = calibrate if not isinstance(calibrate, int) else calibration_subnets(space, resolutions, calibrate,
                                                                                      seed=seed + 1)
         settings = {
@@ -205,8 +209,20 @@ class LatencyTable:
         layers = (ids >= 0).sum(axis=1)
         latency = self._latency[ids].sum(axis=1) - (layers - 1) * self._overhead
         if calibrated and self.calibration:
-            latency = self.calibration["slope"] * latency + self.calibration["intercept"] * self._scale
+            slope, intercept = self._calibration_of(genes)
+            latency = slope * latency + intercept * self._scale
         return latency
+
+    def _calibration_of(self, genes: np.ndarray) -> tuple[np.ndarray | float, np.ndarray | float]:
+        """Slope and intercept for each row: its precision's own fit where the table has one."""
+        fits = self.calibration.get("by_precision") or {}
+        slope, intercept = self.calibration["slope"], self.calibration["intercept"]
+        if not fits or not self.space.searches_precision:
+            return slope, intercept
+        bits = np.asarray(self.space.genes[-1].choices)[np.asarray(genes).reshape(-1, len(self.space.genes))[:, -1]]
+        slopes = np.array([fits.get(str(b), {}).get("slope", slope) for b in bits])
+        intercepts = np.array([fits.get(str(b), {}).get("intercept", intercept) for b in bits])
+        return slopes, intercepts
 
     def cheapest(self) -> tuple[float, Arch, bool]:
         """``(latency_ms, arch, exact)``: the fastest subnet found, and whether it is provably the fastest.
@@ -219,7 +235,7 @@ class LatencyTable:
         space, best = self.space, None
         res_index = [space.genes[0].choices.index(r) for r in self.resolutions]
         upper = space.encoding_upper_bounds
-        groups = {tuple(c for c in slot.genes if c != 0) for slot in space.layer_slots} - {()}
+        groups = {tuple(c for c in slot.genes if c != 0) for slot in space.deployed_slots} - {()}
         moves = [np.array(list(itertools.product(*(range(upper[c] + 1) for c in group)))) for group in groups]
         for r in res_index:
             current = space.encode([space.min()])[0]
@@ -267,6 +283,8 @@ class LatencyTable:
         slope, intercept = np.polyfit(raw, measured, 1)
         calibration = {"slope": float(slope), "intercept": float(intercept), "n": int(len(measured)),
                        "units": "reference" if self.normalised else "ms"}
+        if self.space.searches_precision:
+            calibration["by_precision"] = _fit_per_precision(archs, raw, measured)
         return LatencyTable(self.space, self.entries, self.metadata, calibration, speed_ms=self.speed_ms)
 
     def _fit_calibration(self) -> LatencyTable:
@@ -355,11 +373,27 @@ def _check_numbers(metadata: dict) -> None:
         raise ConfigError(f"latency table field 'normalised' must be true or false, got {metadata['normalised']!r}")
 
 
+def _fit_per_precision(archs: Sequence[Arch], raw: np.ndarray, measured: np.ndarray) -> dict[str, dict]:
+    """A linear fit per precision with at least 2 subnets: an int8 layer timed alone pays the
+    quantize and dequantize steps at its borders, which inside a subnet it mostly does not."""
+    bits = np.array([arch.precision for arch in archs])
+    fits = {}
+    for precision in np.unique(bits):
+        mine = bits == precision
+        if mine.sum() >= 2 and np.ptp(raw[mine]) > 0:
+            slope, intercept = np.polyfit(raw[mine], measured[mine], 1)
+            fits[str(int(precision))] = {"slope": float(slope), "intercept": float(intercept), "n": int(mine.sum())}
+    return fits
+
+
 def calibration_subnets(space: SearchSpace, resolutions: Sequence[int], n: int, *, seed: int) -> list[Arch]:
-    """``n`` distinct random subnets at ``resolutions`` (fewer if the space has fewer)."""
+    """``n`` distinct random subnets at ``resolutions`` (fewer if the space has fewer), the
+    precisions of a space that searches them taking turns, so that each gets its own fit."""
     if n < 0:
         raise ConfigError(f"calibration subnets must be >= 0, got {n}")
     if n == 0:
         return []
     pool = [a for a in space.sample(np.random.default_rng(seed), n=20 * n) if a.resolution in resolutions]
+    if space.searches_precision:
+        pool = [replace(a, precision=space.precisions[i % len(space.precisions)]) for i, a in enumerate(pool)]
     return list(dict.fromkeys(pool))[:n]

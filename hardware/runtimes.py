@@ -19,6 +19,7 @@ from torch import nn
 from elasticnas.core.errors import ConfigError
 from elasticnas.core.registry import Registry
 from elasticnas.hardware.edge_runtimes import prepare_executorch, prepare_openvino
+from elasticnas.hardware.quantize import random_calibration, require_int8
 
 
 @dataclass(frozen=True)
@@ -66,7 +67,8 @@ def export_onnx_bytes(model: nn.Module, example: torch.Tensor, *, dynamic_batch:
     return buffer.getvalue()
 
 
-def _prepare_onnxruntime(model: nn.Module, example: torch.Tensor, dev: torch.device, threads: int | None) -> Prepared:
+def onnxruntime_session(onnx_bytes: bytes, dev: torch.device, threads: int | None):
+    """An ONNX Runtime inference session of ``onnx_bytes`` on ``dev`` (all graph optimisations)."""
     try:
         import onnxruntime as ort
     except ImportError:  # pragma: no cover - a dependency, but users may trim it
@@ -91,9 +93,22 @@ def _prepare_onnxruntime(model: nn.Module, example: torch.Tensor, dev: torch.dev
     # cost a wake-up per run and give timings that repeat.
     options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     options.add_session_config_entry("session.inter_op.allow_spinning", "0")
-    session = ort.InferenceSession(export_onnx_bytes(model, example), options, providers=providers)
+    return ort.InferenceSession(onnx_bytes, options, providers=providers)
+
+
+def _prepare_onnxruntime(model: nn.Module, example: torch.Tensor, dev: torch.device, threads: int | None,
+                         onnx_bytes: bytes | None = None) -> Prepared:
+    session = onnxruntime_session(onnx_bytes or export_onnx_bytes(model, example), dev, threads)
     feed = {"input": np.ascontiguousarray(example.cpu().numpy())}
     return Prepared(lambda: session.run(None, feed), lambda: None)
+
+
+def _prepare_int8(model: nn.Module, example: torch.Tensor, *, runtime: str, dev: torch.device,
+                  threads: int | None) -> Prepared:
+    """``model`` quantized by ``runtime``'s own tool (ranges from seeded random inputs: timing only)."""
+    quantize = require_int8(runtime)
+    int8 = quantize(model.eval().cpu(), example.cpu(), random_calibration(example.cpu()))
+    return _prepare_onnxruntime(model, example, dev, threads, onnx_bytes=int8)
 
 
 # name -> prepare(model, example, device, threads): how to run a model on that runtime
@@ -107,6 +122,9 @@ register_runtime = RUNTIMES.register
 
 
 def prepare(model: nn.Module, example: torch.Tensor, *, runtime: str, device: str,
-            threads: int | None = None) -> Prepared:
+            threads: int | None = None, precision: int = 32) -> Prepared:
+    """``model`` ready to run on ``runtime``; ``precision=8`` quantizes it to int8 first."""
     prepare_on = RUNTIMES.get(runtime)
+    if precision != 32:
+        return _prepare_int8(model, example, runtime=runtime, dev=_check_device(device), threads=threads)
     return prepare_on(model, example, _check_device(device), threads)

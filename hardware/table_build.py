@@ -24,7 +24,7 @@ from elasticnas.core.files import reading
 from elasticnas.core.journal import append_row, keep_settings
 from elasticnas.hardware.latency import LatencyResult, measure_latency
 from elasticnas.hardware.reference import ReferenceClock
-from elasticnas.supernet.specs import spec_to_dict
+from elasticnas.supernet.specs import spec_precision, spec_to_dict
 
 PARTIAL_CSV, PARTIAL_JSON = "latency_table.partial.csv", "latency_table.partial.json"
 STAT_COLUMNS = ("median_ms", "mean_ms", "trimmed_mean_ms", "p10_ms", "p90_ms", "std_ms", "runs")
@@ -92,9 +92,11 @@ def measure_table(space, layers: list, settings: dict, *, calibration_archs: Seq
             torch.manual_seed(0)
             if key.startswith(SUBNET_PREFIX):
                 module, shape = build_static(space, item), (space.in_channels, item.resolution, item.resolution)
+                precision = item.precision
             else:
                 module, shape = item.build(space.bn_momentum, space.bn_eps).eval(), item.input_shape
-            result = measure_latency(module, input_shape=shape, reference=clock, **measure)
+                precision = spec_precision(item)
+            result = measure_latency(module, input_shape=shape, reference=clock, precision=precision, **measure)
             row = _row(key, item, result, round_index)
             done[(key, round_index)] = row
             if writer_file is not None:

@@ -12,12 +12,14 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 from elasticnas.core.errors import InvalidArchitectureError
 
 INACTIVE = 0  # value of a gene that the rest of the architecture switches off
+FULL_PRECISION = 32  # bits of a float32 subnet: the precision of every architecture unless a space adds int8
+PRECISIONS = {32: "fp32", 8: "int8"}  # bits -> name of the number formats a subnet can be deployed in
 
 
 def as_number(value: Any, field: str) -> int | float:
@@ -44,20 +46,31 @@ def as_numbers(value: Any, field: str, *, integers: bool = False) -> tuple:
 
 @dataclass(frozen=True)
 class Arch:
-    """One subnet: an input resolution plus the family's genes (see the family's subclass)."""
+    """One subnet: an input resolution plus the family's genes (see the family's subclass).
+
+    ``precision`` is the number format the subnet is deployed in (bits: 32 for float32, 8 for
+    int8 after static post-training quantization). It is keyword-only and left out of the
+    dict and JSON forms at 32, so float32 architectures read and write as they always did.
+    """
 
     resolution: int
+    precision: int = field(default=FULL_PRECISION, kw_only=True)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "resolution", as_int(self.resolution, "resolution"))
+        object.__setattr__(self, "precision", as_int(self.precision, "precision"))
+        if self.precision not in PRECISIONS:
+            raise InvalidArchitectureError(f"precision={self.precision} is not a known number format; choose one of "
+                                           f"{sorted(PRECISIONS)} (bits: {PRECISIONS})")
 
     @classmethod
     def field_names(cls) -> tuple[str, ...]:
         return tuple(f.name for f in fields(cls))
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain JSON-ready dict of the native form (tuples become lists)."""
-        return {name: list(v) if isinstance(v := getattr(self, name), tuple) else v for name in self.field_names()}
+        """Plain JSON-ready dict of the native form (tuples become lists; precision only when not 32)."""
+        names = [n for n in self.field_names() if n != "precision" or self.precision != FULL_PRECISION]
+        return {name: list(v) if isinstance(v := getattr(self, name), tuple) else v for name in names}
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), separators=(",", ":"))
@@ -68,7 +81,7 @@ class Arch:
         if not isinstance(data, Mapping):
             raise InvalidArchitectureError(f"an architecture must be a dict, but got {type(data).__name__}")
         native = set(cls.field_names())
-        missing, unknown = native - set(data), set(data) - native
+        missing, unknown = native - set(data) - {"precision"}, set(data) - native
         if missing and not (missing == {"resolution"} and default_resolution is not None):
             raise InvalidArchitectureError(f"architecture dict lacks {sorted(missing)}; the keys of a "
                                            f"{cls.__name__} are {sorted(native)}")

@@ -12,7 +12,7 @@ recalibration returns it untouched, with no forward pass, and says so once on th
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import cache
 
@@ -128,14 +128,21 @@ def evaluate_many(supernet: nn.Module, archs: Sequence[Arch], data: EvalData) ->
     for arch in archs:
         model = calibrated_subnet(supernet, arch, data)
         _, images = data.at(arch.resolution, device)
-        labels = data.labels.to(device)
-        totals = torch.zeros(3, dtype=torch.float64, device=device)
-        for start in range(0, len(images), data.eval_batch_size):
-            logits = model(images[start : start + data.eval_batch_size]).float()
-            target = labels[start : start + data.eval_batch_size]
-            totals[0] += (logits.argmax(1) == target).sum()
-            totals[1] += F.cross_entropy(logits, target, reduction="sum")
-            totals[2] += len(target)
-        correct, loss, count = all_reduce_sum(totals).tolist()
-        results.append(EvalResult(top1=100.0 * correct / count, loss=loss / count, images=int(count)))
+        results.append(score(model, images, data.labels.to(device), data.eval_batch_size))
     return results
+
+
+@torch.no_grad()
+def score(model: Callable[[torch.Tensor], torch.Tensor], images: torch.Tensor, labels: torch.Tensor,
+          batch_size: int = 500) -> EvalResult:
+    """Top-1 and mean loss of any callable from images to logits (a module, a runtime's model),
+    summed over the processes of a distributed run."""
+    totals = torch.zeros(3, dtype=torch.float64, device=images.device)
+    for start in range(0, len(images), batch_size):
+        logits = model(images[start : start + batch_size]).float().to(images.device)
+        target = labels[start : start + batch_size]
+        totals[0] += (logits.argmax(1) == target).sum()
+        totals[1] += F.cross_entropy(logits, target, reduction="sum")
+        totals[2] += len(target)
+    correct, loss, count = all_reduce_sum(totals).tolist()
+    return EvalResult(top1=100.0 * correct / count, loss=loss / count, images=int(count))

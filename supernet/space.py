@@ -8,6 +8,12 @@ subclasses :class:`SearchSpace` and implements three hooks:
   its layer depends on and building the layer's spec from their values;
 - ``arch_type``: the family's :class:`~elasticnas.supernet.arch.Arch` subclass.
 
+Every space also has ``precisions`` (keyword-only, default ``(32,)``): the number formats its
+subnets may be deployed in. With more than float32 the space adds one last gene, ``precision``
+(bits, e.g. ``(8, 32)``), and its :attr:`deployed_slots` tell int8 layers from float32 ones
+(:class:`~elasticnas.supernet.specs.QuantizedSpec`), so latency tables, counters, predictors
+and search see precision as one more gene of any family.
+
 Everything else (sampling, min/max, canonical genes, integer encoding, validation, the exact
 size, layer lists, vectorised layer lookup for counting and latency tables) is generic, so
 counting, search, predictors and export never name a family.
@@ -20,15 +26,22 @@ import itertools
 import json
 import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 from functools import cached_property
 from typing import Any, ClassVar
 
 import numpy as np
 
 from elasticnas.core.errors import ConfigError, InvalidArchitectureError
-from elasticnas.supernet.arch import INACTIVE, Arch, as_number
-from elasticnas.supernet.specs import LayerSpec, middle_channels
+from elasticnas.supernet.arch import FULL_PRECISION, INACTIVE, PRECISIONS, Arch, as_number
+from elasticnas.supernet.space_fields import (  # noqa: F401 - families import these from here
+    check_classes_and_channels,
+    check_distinct_middles,
+    check_per_stage,
+    normalise_fields,
+    sorted_choices,
+)
+from elasticnas.supernet.specs import LayerSpec, QuantizedSpec
 
 
 @dataclass(frozen=True)
@@ -58,7 +71,14 @@ class LayerSlot:
     build: Callable[..., LayerSpec | None]
 
 
-class SearchSpace:
+@dataclass(frozen=True)
+class DeploymentChoices:
+    """The fields every space has beside its family's own (keyword-only, so families keep their order)."""
+
+    precisions: tuple[int, ...] = field(default=(FULL_PRECISION,), kw_only=True)  # bits; (8, 32) adds int8
+
+
+class SearchSpace(DeploymentChoices):
     """Base of every family's space (see the module docstring for the hooks)."""
 
     arch_type: ClassVar[type[Arch]]
@@ -89,11 +109,17 @@ class SearchSpace:
         raise NotImplementedError
 
     # ----- genes ------------------------------------------------------------------------
+    @property
+    def searches_precision(self) -> bool:
+        return tuple(self.precisions) != (FULL_PRECISION,)
+
     @cached_property
     def genes(self) -> tuple[Gene, ...]:
         genes = self._declare_genes()
         if genes[0].dimension != "resolution":
             raise ConfigError(f"{type(self).__name__}: the first gene must be the resolution")
+        if self.searches_precision:  # last, so the family's gene columns do not move
+            genes = (*genes, Gene("precision", None, "precision", tuple(self.precisions)))
         for gene in genes:
             if gene.active_if is not None and INACTIVE in gene.choices:
                 raise ConfigError(f"gene {gene.name} can be switched off, so {INACTIVE} cannot be one of its choices")
@@ -102,8 +128,8 @@ class SearchSpace:
     @cached_property
     def _gene_groups(self) -> tuple[tuple[str, tuple[int, ...]], ...]:
         """``(field, columns)`` per Arch field, in field order."""
-        order = self.arch_type.field_names()
-        return tuple((f, tuple(i for i, g in enumerate(self.genes) if g.field == f)) for f in order)
+        groups = ((f, tuple(i for i, g in enumerate(self.genes) if g.field == f)) for f in self.arch_type.field_names())
+        return tuple((f, columns) for f, columns in groups if columns)  # precision has no gene in a float32 space
 
     @cached_property
     def _draw_groups(self) -> tuple[tuple[int, ...], ...]:
@@ -159,9 +185,10 @@ class SearchSpace:
         chosen = [v if g.active_if is None or chosen[g.active_if[0]] >= g.active_if[1] else INACTIVE
                   for g, v in zip(self.genes, chosen, strict=True)]
         arch = object.__new__(self.arch_type)
-        for field, columns in self._gene_groups:
+        object.__setattr__(arch, "precision", FULL_PRECISION)  # replaced below when the space has the gene
+        for name, columns in self._gene_groups:
             value = chosen[columns[0]] if self.genes[columns[0]].index is None else tuple(chosen[c] for c in columns)
-            object.__setattr__(arch, field, value)
+            object.__setattr__(arch, name, value)
         return arch
 
     def _uniform(self, pick: Callable[[tuple], int]) -> Arch:
@@ -241,10 +268,14 @@ class SearchSpace:
             raise InvalidArchitectureError(f"expected a {self.arch_type.__name__} of space {self.name!r}, "
                                            f"but got {type(arch).__name__}")
         self.check_resolution(arch.resolution)
-        for field, columns in self._gene_groups:
-            if self.genes[columns[0]].index is not None and len(getattr(arch, field)) != len(columns):
+        if arch.precision not in self.precisions:
+            raise InvalidArchitectureError(
+                f"precision={arch.precision} ({PRECISIONS[arch.precision]}) is not searched by space {self.name!r}; "
+                f"its precisions are {list(self.precisions)} (add 8 to the space's precisions for int8)")
+        for name, columns in self._gene_groups:
+            if self.genes[columns[0]].index is not None and len(getattr(arch, name)) != len(columns):
                 raise InvalidArchitectureError(
-                    f"architecture has {len(getattr(arch, field))} {field}; space {self.name!r} has {len(columns)}")
+                    f"architecture has {len(getattr(arch, name))} {name}; space {self.name!r} has {len(columns)}")
         values = self._values_of(arch)
         active = [g.active_if is None or values[g.active_if[0]] >= g.active_if[1] for g in self.genes]
         for gene, index, value, on in zip(self.genes, self._choice_index, values, active, strict=True):
@@ -324,11 +355,21 @@ class SearchSpace:
         return tuple(spec for spec in specs if spec is not None)
 
     @cached_property
+    def deployed_slots(self) -> tuple[LayerSlot, ...]:
+        """The layer slots as deployed: in a space that searches precision each slot also depends
+        on the precision gene, and builds a :class:`QuantizedSpec` at int8 (the float32 layer
+        otherwise), so that the ids of :meth:`layer_ids` tell an int8 layer from a float32 one."""
+        if not self.searches_precision:
+            return self.layer_slots
+        precision = len(self.genes) - 1
+        return tuple(LayerSlot((*slot.genes, precision), _at_precision(slot.build)) for slot in self.layer_slots)
+
+    @cached_property
     def _slot_tables(self) -> tuple[list[LayerSpec], list[tuple[tuple[int, ...], np.ndarray]]]:
-        """Every distinct layer, and per slot the id of its layer for each combination of its genes."""
+        """Every distinct deployed layer, and per slot the id of its layer for each combination of its genes."""
         distinct: dict[LayerSpec, int] = {}
         tables = []
-        for slot in self.layer_slots:
+        for slot in self.deployed_slots:
             counts = tuple(len(self.genes[c].choices) for c in slot.genes)
             ids = np.full(math.prod(counts), -1, dtype=np.int64)
             for flat, combo in enumerate(itertools.product(*(range(c) for c in counts))):
@@ -351,7 +392,7 @@ class SearchSpace:
         genes = self.canonical_genes(genes)
         _, tables = self._slot_tables
         out = np.empty((len(genes), len(tables)), dtype=np.int64)
-        for position, (slot, (counts, ids)) in enumerate(zip(self.layer_slots, tables, strict=True)):
+        for position, (slot, (counts, ids)) in enumerate(zip(self.deployed_slots, tables, strict=True)):
             flat = np.ravel_multi_index(genes[:, list(slot.genes)].T, counts) if slot.genes else 0
             out[:, position] = ids[flat]
         return out
@@ -362,7 +403,7 @@ class SearchSpace:
         wanted = [self.genes[0].choices.index(r) for r in resolutions]
         _, tables = self._slot_tables
         out = []
-        for slot, (counts, ids) in zip(self.layer_slots, tables, strict=True):
+        for slot, (counts, ids) in zip(self.deployed_slots, tables, strict=True):
             if 0 in slot.genes:
                 resolution_of = np.unravel_index(np.arange(len(ids)), counts)[slot.genes.index(0)]
                 ids = ids[np.isin(resolution_of, wanted)]
@@ -375,15 +416,22 @@ class SearchSpace:
         return [self.distinct_layers[i] for i in seen]
 
     # ----- the space itself --------------------------------------------------------------------
+    def _declared(self) -> dict[str, Any]:
+        """The fields; precisions only when not float32 alone, so float32 spaces keep their fingerprints."""
+        declared = asdict(self)
+        if not self.searches_precision:
+            declared.pop("precisions")
+        return declared
+
     @property
     def fingerprint(self) -> str:
         """Short stable hash of everything that defines the space; guards against mixing spaces."""
-        payload = json.dumps(asdict(self), sort_keys=True, separators=(",", ":"))
+        payload = json.dumps(self._declared(), sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(payload.encode()).hexdigest()[:16]
 
     def to_config(self) -> dict[str, Any]:
         """JSON-ready description of the space itself (not of an architecture)."""
-        return json.loads(json.dumps(asdict(self)))
+        return json.loads(json.dumps(self._declared()))
 
     @classmethod
     def from_config(cls, data: Mapping[str, Any]) -> SearchSpace:
@@ -394,42 +442,9 @@ class SearchSpace:
         return cls(**data)
 
 
-def normalise_fields(space: Any) -> None:
-    """Lists to tuples in a frozen dataclass (YAML and JSON give lists)."""
-    for f in fields(space):
-        value = getattr(space, f.name)
-        if isinstance(value, list):
-            object.__setattr__(space, f.name, tuple(value))
-
-
-def check_per_stage(space: Any, stages: int, *names: str) -> None:
-    """Each named field must hold one entry per stage."""
-    for name in names:
-        if len(getattr(space, name)) != stages:
-            raise ConfigError(f"{name} needs one entry per stage ({stages}), but got {list(getattr(space, name))}")
-
-
-def check_classes_and_channels(space: Any) -> None:
-    if space.num_classes < 1 or space.in_channels < 1:
-        raise ConfigError(f"num_classes and in_channels must be >= 1, got {space.num_classes=}, {space.in_channels=}")
-
-
-def check_distinct_middles(expand_choices: tuple, widths: Iterable[int], divisor: int) -> None:
-    """Every expand ratio must give its own middle width for each of ``widths``: else two genes name one network."""
-    for width in widths:
-        mids = [middle_channels(width, e, divisor) for e in expand_choices]
-        if len(set(mids)) != len(mids):
-            raise ConfigError(f"expand_choices {list(expand_choices)} give duplicate middle widths {mids} "
-                              f"for {width} channels; two genes would name the same network")
-
-
-def sorted_choices(space: Any, *names: str) -> None:
-    """Check that each named field is a non-empty list of distinct values, and sort it."""
-    for name in names:
-        values = getattr(space, name)
-        if not isinstance(values, (list, tuple)) or not all(
-                isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
-            raise ConfigError(f"{name} must be a list of numbers, but got {values!r}")
-        if not values or len(set(values)) != len(values):
-            raise ConfigError(f"{name} must be a non-empty list of distinct values, but got {list(values)}")
-        object.__setattr__(space, name, tuple(sorted(values)))
+def _at_precision(build: Callable[..., LayerSpec | None]) -> Callable[..., LayerSpec | None]:
+    def build_deployed(*values: Any) -> LayerSpec | None:
+        *genes, bits = values
+        spec = build(*genes)
+        return spec if spec is None or bits == FULL_PRECISION else QuantizedSpec(spec, bits)
+    return build_deployed

@@ -195,7 +195,46 @@ class LinearSpec(LayerSpec):
         return Classifier(self.in_features, self.out_features, self.dropout)
 
 
+@register_spec
+@dataclass(frozen=True)
+class QuantizedSpec(LayerSpec):
+    """A layer deployed at ``bits`` (8: int8 by the runtime's static post-training quantization).
+
+    The network is the float32 one (same shapes, same counts of parameters and MACs); only how
+    a runtime runs it differs, so latency tables key it apart from its float32 twin.
+    """
+
+    layer: LayerSpec
+    bits: int
+
+    @property
+    def resolution(self) -> int:
+        return self.layer.resolution
+
+    @property
+    def out_resolution(self) -> int:
+        return self.layer.out_resolution
+
+    @property
+    def input_shape(self) -> tuple[int, int, int]:
+        return self.layer.input_shape
+
+    def cost(self) -> LayerCost:
+        return self.layer.cost()
+
+    def build(self, bn_momentum: float = 0.1, bn_eps: float = 1e-5) -> nn.Module:
+        """The float32 module: the runtime quantizes it when it is timed or exported."""
+        return self.layer.build(bn_momentum, bn_eps)
+
+
+def spec_precision(spec: LayerSpec) -> int:
+    """Bits the layer is deployed at (32 unless it is a :class:`QuantizedSpec`)."""
+    return spec.bits if isinstance(spec, QuantizedSpec) else 32
+
+
 def spec_to_dict(spec: LayerSpec) -> dict:
+    if isinstance(spec, QuantizedSpec):
+        return {"type": "QuantizedSpec", "bits": spec.bits, "layer": spec_to_dict(spec.layer)}
     return {"type": type(spec).__name__, **asdict(spec)}
 
 
@@ -204,4 +243,6 @@ def spec_from_dict(data: dict) -> LayerSpec:
     kind = fields.pop("type", None)
     if kind is None:
         raise ConfigError(f"a layer spec dict needs a 'type'; known types: {SPEC_TYPES.names()}")
+    if kind == "QuantizedSpec" and isinstance(fields.get("layer"), dict):
+        fields["layer"] = spec_from_dict(fields["layer"])
     return SPEC_TYPES.get(kind)(**fields)

@@ -9,7 +9,7 @@ input width of the next stage's first block, and the stem's width that of the fi
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, ClassVar
 
 from elasticnas.core.errors import ConfigError, InvalidArchitectureError
@@ -133,8 +133,7 @@ class ResNetSpace(SearchSpace):
         if not isinstance(data, Mapping) or not {"d", "e", "w"} <= set(data):
             arch = ResNetArch.from_dict(data, default_resolution=max(self.resolutions))
             mults = arch.width_mults
-            return ResNetArch(arch.resolution, arch.stem_depth, arch.depths, arch.expand_ratios,
-                              (self.canonical_stem_mult(mults[0]), *mults[1:]) if mults else mults)
+            return replace(arch, width_mults=(self.canonical_stem_mult(mults[0]), *mults[1:]) if mults else mults)
         unknown = set(data) - {"d", "e", "w", "r"}
         if unknown:
             raise InvalidArchitectureError(f"unknown Once-for-All architecture keys {sorted(unknown)}; "

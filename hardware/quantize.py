@@ -1,0 +1,154 @@
+"""int8 subnets: static post-training quantization by the target runtime's own tool.
+
+A subnet deployed at int8 is the float32 subnet quantized after training, with activation
+ranges calibrated on a fixed set of images: for ONNX Runtime by its ``quant_pre_process``
+(shape inference and graph optimisation: batch norm folded into the convolutions, whose biases
+then quantize; without it the quantized graph ran up to 2x slower than float32 here) and
+``quantize_static`` (QDQ format, unsigned 8-bit activations, signed weights per output channel,
+min-max ranges; signed activations ran 2-6x slower on this AVX2 CPU). Weights use 7 bits
+(``reduce_range``): x86 CPUs without VNNI add pairs of unsigned-by-signed 8-bit products in
+16 bits, which saturate; on a trained tiny_mbv3 subnet the full 8 bits gave logits off by
+up to 8 (of 9) and top classes that agreed with float32 on 66% of images, 7 bits 1.5 and
+80%. It is fixed, not chosen per CPU, so a subnet quantizes the same wherever it is measured.
+Timing an int8 layer or subnet calibrates on seeded random inputs, which set the scales but
+not the speed; measuring accuracy calibrates on training images.
+
+Only ONNX Runtime quantizes here so far; the other runtimes are refused by name (OpenVINO's
+NNCF and ExecuTorch's XNNPACK quantizer are the tools they would use).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import tempfile
+import warnings
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from elasticnas.core.errors import ConfigError
+from elasticnas.core.registry import Registry
+
+CALIBRATION_IMAGES = 256  # training images an int8 subnet's activation ranges are calibrated on
+RANDOM_CALIBRATION_INPUTS = 4  # seeded random inputs an int8 model is calibrated on when only timed
+
+
+def quantize_onnx(onnx_bytes: bytes, calibration: Sequence[np.ndarray]) -> bytes:
+    """``onnx_bytes`` (one input named ``input``) statically quantized by ONNX Runtime, calibrated on the
+    given input batches (each a float32 array the model accepts)."""
+    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    class Batches(CalibrationDataReader):
+        def __init__(self) -> None:
+            self._batches: Iterator[np.ndarray] = iter(calibration)
+
+        def get_next(self) -> dict | None:
+            batch = next(self._batches, None)
+            return None if batch is None else {"input": np.ascontiguousarray(batch, dtype=np.float32)}
+
+    if not len(calibration):
+        raise ConfigError("int8 quantization needs at least one calibration batch")
+    with tempfile.TemporaryDirectory(prefix="elasticnas-int8-") as folder, _quiet():
+        source, prepared, target = (Path(folder) / name for name in ("float32.onnx", "prepared.onnx", "int8.onnx"))
+        source.write_bytes(onnx_bytes)
+        quant_pre_process(str(source), str(prepared))
+        quantize_static(str(prepared), str(target), Batches(), quant_format=QuantFormat.QDQ, per_channel=True,
+                        reduce_range=True,
+                        activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+                        extra_options={"CalibTensorRangeSymmetric": False})
+        return target.read_bytes()
+
+
+@contextlib.contextmanager
+def _quiet() -> Iterator[None]:
+    """ONNX Runtime's quantization tools log advice on the root logger for every model; keep it off the console."""
+    import onnxruntime
+
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.ERROR)
+    onnxruntime.set_default_logger_severity(3)  # the pre-processor's own session warns of every folded constant
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        root.setLevel(level)
+        onnxruntime.set_default_logger_severity(2)  # ONNX Runtime's default: warnings
+
+
+def _onnxruntime_int8(model: nn.Module, example: torch.Tensor, calibration: Sequence[np.ndarray]) -> bytes:
+    from elasticnas.hardware.runtimes import export_onnx_bytes
+
+    dynamic = any(len(batch) != len(example) for batch in calibration)
+    return quantize_onnx(export_onnx_bytes(model, example, dynamic_batch=dynamic), calibration)
+
+
+# runtime -> quantize(model, example, calibration batches) -> the runtime's int8 model
+QUANTIZERS: Registry[Callable[..., bytes]] = Registry("int8 quantizer")
+QUANTIZERS.register("onnxruntime", _onnxruntime_int8)
+
+
+def require_int8(runtime: str) -> Callable[..., bytes]:
+    """The quantizer of ``runtime``, or one line saying which runtimes can run int8 subnets."""
+    if runtime not in QUANTIZERS.names():
+        raise ConfigError(f"runtime {runtime!r} cannot run int8 subnets here; int8 is quantized by "
+                          f"{QUANTIZERS.names()} (use --runtime onnxruntime, or keep the space at precisions [32])")
+    return QUANTIZERS.get(runtime)
+
+
+def random_calibration(example: torch.Tensor, count: int = RANDOM_CALIBRATION_INPUTS, seed: int = 1) -> list:
+    """Seeded standard-normal inputs shaped like ``example``: ranges for timing an int8 model."""
+    generator = torch.Generator().manual_seed(seed)
+    return [torch.randn(example.shape, generator=generator).numpy() for _ in range(count)]
+
+
+def image_calibration(images: torch.Tensor, batch_size: int = 64) -> list[np.ndarray]:
+    """Calibration batches from (already resized) training images."""
+    return [chunk.cpu().float().numpy() for chunk in images.split(batch_size)]
+
+
+class OnnxInt8Model:
+    """An int8 ONNX model run by ONNX Runtime on the CPU: ``model(images)`` gives float32 logits."""
+
+    def __init__(self, onnx_bytes: bytes, threads: int | None = None):
+        from elasticnas.hardware.runtimes import onnxruntime_session
+
+        self.onnx_bytes = onnx_bytes
+        self.session = onnxruntime_session(onnx_bytes, torch.device("cpu"), threads)
+
+    def __call__(self, images: torch.Tensor) -> torch.Tensor:
+        feed = {"input": np.ascontiguousarray(images.detach().cpu().float().numpy())}
+        return torch.from_numpy(self.session.run(None, feed)[0])
+
+    @classmethod
+    def from_model(cls, model: nn.Module, calibration_images: torch.Tensor, *,
+                   threads: int | None = None) -> OnnxInt8Model:
+        """``model`` (float32, eval mode) quantized with ranges from ``calibration_images``, for any batch size."""
+        example = calibration_images[:1].cpu()
+        batches = image_calibration(calibration_images)
+        return cls(_onnxruntime_int8(model.eval().cpu(), example, [*batches, example.numpy()]), threads)
+
+
+def int8_model(model: nn.Module, calibration_images: torch.Tensor, *, runtime: str,
+               count: int = CALIBRATION_IMAGES) -> OnnxInt8Model:
+    """The float32 ``model`` quantized by ``runtime``'s tool, ranges from the first ``count`` images."""
+    require_int8(runtime)
+    return OnnxInt8Model.from_model(model, calibration_images[:count])
+
+
+def evaluate_deployed(supernet: nn.Module, arch, data, *, runtime: str):
+    """Top-1 and loss of ``arch`` as deployed: the BN-recalibrated subnet, quantized to int8 on
+    the run's calibration (training) images when ``arch.precision`` is 8."""
+    from elasticnas.supernet.evaluation import calibrated_subnet, evaluate, score
+
+    if arch.precision == 32:
+        return evaluate(supernet, arch, data)
+    model = calibrated_subnet(supernet, arch, data)
+    calibration, images = data.at(arch.resolution, torch.device("cpu"))
+    return score(int8_model(model, calibration, runtime=runtime), images, data.labels, data.eval_batch_size)
