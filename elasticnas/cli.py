@@ -355,6 +355,9 @@ def _run_export(args: argparse.Namespace) -> None:
                            search_folder=args.search)
         report = export_from_run(args.run_folder, arch, args.out, formats=formats, device=args.device,
                                  runtime=args.runtime)
+    if "int8_accuracy_drop" in report:
+        print(f"int8 model: test top-1 {report['test_top1']:.2f}% against {report['test_top1_float32']:.2f}% "
+              f"at float32 (drop {report['int8_accuracy_drop']:+.2f} points)")
     print(f"exported {arch.to_json()}\n  test top-1 {report['test_top1']:.2f}%, "
           f"latency {report['latency_ms_measured']:.3f} ms measured / {report['latency_ms_predicted']:.3f} ms "
           f"predicted ({args.runtime}, {args.device}), "

@@ -181,3 +181,14 @@ def test_an_int8_export_writes_the_quantized_model_and_checks_it(int8_run, tmp_p
     deployed = OnnxInt8Model((tmp_path / "out" / INT8_ONNX).read_bytes())
     expected = int8_model(model, calibration, runtime="onnxruntime")
     assert torch.equal(deployed(images[:50]), expected(images[:50]))
+
+
+def test_the_command_line_refuses_int8_on_a_runtime_without_a_quantizer_before_any_work(tmp_path, capsys):
+    from elasticnas.cli import main
+
+    out = tmp_path / "quick"
+    assert main(["quickstart", "--out", str(out), "--precision", "int8", "--runtime", "torch"]) == 2
+    assert "cannot run int8" in capsys.readouterr().err and not out.exists()
+    table = tmp_path / "table"
+    assert main(["profile", "--supernet", "tiny_mbv3", "--precision", "int8", "--out", str(table)]) == 2
+    assert "cannot run int8" in capsys.readouterr().err

@@ -1,0 +1,143 @@
+"""Precision as a gene: is joint architecture + int8 search better than quantizing afterwards?
+
+On mnist5k with ``tiny_mbv3`` and ONNX Runtime (static int8 by its own quantizer), three
+Pareto fronts of *measured* test top-1 against *measured* latency, each arm with the same
+number of measured subnets for its accuracy predictor:
+
+(a) fp32: measure N float32 subnets, fit, search float32 subnets only;
+(b) fp32 then int8: (a)'s searched front, every subnet quantized to int8;
+(c) joint: measure N subnets of the space searching float32 and int8, fit, search both.
+
+The supernet, its latency table (layers at both precisions) and arm (c)'s measured subnets
+come from ``elasticnas quickstart --runtime onnxruntime --precision int8`` in ``--run``
+(trained first when missing). Each arm's searched front is thinned to ``--front`` subnets
+evenly spread in predicted latency, and each of those is measured: test top-1 as deployed,
+latency end to end (3 rounds, the least per-round median). Hypervolume of (test error,
+latency) at one reference point for all arms, and the best test top-1 under latency budgets.
+
+    python experiments/bench_precision.py [--run runs/quickstart_int8] [--subnets 100] [--front 15]
+
+Writes results/precision.csv (one row per measured front subnet), results/precision_summary.csv
+and results/precision.png.
+"""
+
+from __future__ import annotations
+
+import argparse
+import warnings
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from sklearn.pipeline import make_pipeline
+
+from elasticnas.core.atomic import atomic_save_figure, atomic_write_text, pyplot
+from elasticnas.hardware.latency import measure_archs
+from elasticnas.hardware.quantize import evaluate_deployed
+from elasticnas.measure import latency_table_for, measured_archs, read_evaluations
+from elasticnas.pipeline import quickstart
+from elasticnas.predictors import ArchEncoder, AutoPredictor
+from elasticnas.runs import load_trained, spread_by_macs
+from elasticnas.search import predictor_objective, run_search, table_latency_objective
+from elasticnas.search.result import hypervolume, pareto_mask
+from elasticnas.supernet.evaluation import evaluate_many
+
+RESULTS = Path(__file__).parent / "results"
+RUNTIME = "onnxruntime"
+
+
+def fitted(space, archs, top1, trials: int, seed: int):
+    model = make_pipeline(ArchEncoder(space, "ordinal"), AutoPredictor(n_trials=trials, seed=seed))
+    return model.fit(archs, np.asarray(top1, dtype=float))
+
+
+def searched_front(space, predictor, table, *, evals: int, keep: int, seed: int) -> list:
+    """The predicted front, thinned to ``keep`` subnets evenly spread in predicted latency."""
+    result = run_search(space, [predictor_objective(predictor), table_latency_objective(table)],
+                        n_evals=evals, seed=seed, pop_size=100)
+    front = result.front.sort_values("latency_ms")
+    picks = np.unique(np.round(np.linspace(0, len(front) - 1, min(keep, len(front)))).astype(int))
+    return [space.canonical(a) for a in front["arch"].iloc[picks]]
+
+
+def measured(run, archs, arm: str) -> pd.DataFrame:
+    test = run.eval_data("test")
+    top1 = [evaluate_deployed(run.supernet, a, test, runtime=RUNTIME).top1 for a in archs]
+    latency = measure_archs(run.space, archs, runtime=RUNTIME, rounds=3, repeats=30, progress=True)
+    return pd.DataFrame({"arm": arm, "arch": [a.to_json() for a in archs], "precision": [a.precision for a in archs],
+                         "test_top1": top1, "measured_ms": latency})
+
+
+def summarise(rows: pd.DataFrame, budgets: int = 6) -> pd.DataFrame:
+    reference = np.array([100 - rows["test_top1"].min() + 1, rows["measured_ms"].max() * 1.05])
+    low, high = rows["measured_ms"].min(), rows["measured_ms"].max()
+    limits = np.linspace(low, high, budgets + 1)[1:]
+    out = []
+    for arm, group in rows.groupby("arm", sort=False):
+        F = np.column_stack([100 - group["test_top1"], group["measured_ms"]])
+        row = {"arm": arm, "subnets": len(group), "int8_share": float((group["precision"] == 8).mean()),
+               "front_size": int(pareto_mask(F).sum()), "hypervolume": hypervolume(F, reference)}
+        for limit in limits:
+            within = group[group["measured_ms"] <= limit]["test_top1"]
+            row[f"best_top1_within_{limit:.3f}ms"] = float(within.max()) if len(within) else np.nan
+        out.append(row)
+    return pd.DataFrame(out)
+
+
+def plot(rows: pd.DataFrame, path: Path) -> None:
+    fig, ax = pyplot().subplots(figsize=(7, 4.5))
+    for (arm, group), marker in zip(rows.groupby("arm", sort=False), "osD", strict=False):
+        ax.scatter(group["measured_ms"], group["test_top1"], marker=marker, alpha=0.45, label=f"{arm} (all)")
+        F = np.column_stack([100 - group["test_top1"], group["measured_ms"]])
+        front = group[pareto_mask(F)].sort_values("measured_ms")
+        ax.step(front["measured_ms"], front["test_top1"], where="post", lw=1.5)
+    ax.set(xlabel=f"measured latency, ms ({RUNTIME}, batch 1)", ylabel="test top-1 (%) as deployed",
+           title="tiny_mbv3 on mnist5k: fp32 / fp32 then int8 / joint search")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    atomic_save_figure(fig, path)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--run", type=Path, default=Path("runs/quickstart_int8"))
+    parser.add_argument("--subnets", type=int, default=100, help="measured subnets per arm")
+    parser.add_argument("--front", type=int, default=15, help="searched subnets measured per arm")
+    parser.add_argument("--evals", type=int, default=20_000, help="predicted evaluations per search")
+    parser.add_argument("--trials", type=int, default=20)
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+    warnings.filterwarnings("ignore")
+
+    quickstart(args.run, runtime=RUNTIME, precision="int8", subnets=args.subnets, seed=args.seed)
+    run = load_trained(args.run)
+    joint = run.space
+    fp32 = replace(joint, precisions=(32,))
+    table = latency_table_for(args.run, joint, runtime=RUNTIME)
+    evaluations = read_evaluations(args.run).iloc[: args.subnets]
+    joint_archs = measured_archs(args.run, joint, evaluations)
+    fp32_archs = [joint.canonical(a.to_json()) for a in spread_by_macs(fp32, args.subnets, seed=args.seed)]
+    fp32_top1 = [r.top1 for r in evaluate_many(run.supernet, fp32_archs, run.eval_data("val"))]
+
+    fronts = {}
+    fp32_front = searched_front(fp32, fitted(fp32, [fp32.canonical(a.to_json()) for a in fp32_archs], fp32_top1,
+                                             args.trials, args.seed), table, evals=args.evals, keep=args.front,
+                                seed=args.seed)
+    fronts["(a) fp32"] = [joint.canonical(a.to_json()) for a in fp32_front]
+    fronts["(b) fp32 then int8"] = [replace(a, precision=8) for a in fronts["(a) fp32"]]
+    fronts["(c) joint"] = searched_front(joint, fitted(joint, joint_archs, evaluations["val_top1"], args.trials,
+                                                       args.seed), table, evals=args.evals, keep=args.front,
+                                         seed=args.seed)
+    rows = pd.concat([measured(run, archs, arm) for arm, archs in fronts.items()], ignore_index=True)
+    RESULTS.mkdir(exist_ok=True)
+    atomic_write_text(RESULTS / "precision.csv", rows.to_csv(index=False))
+    summary = summarise(rows)
+    atomic_write_text(RESULTS / "precision_summary.csv", summary.to_csv(index=False))
+    plot(rows, RESULTS / "precision.png")
+    print(summary.round(4).T.to_string())
+
+
+if __name__ == "__main__":
+    main()
