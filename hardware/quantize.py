@@ -7,7 +7,7 @@ then quantize; without it the quantized graph ran up to 2x slower than float32 h
 ``quantize_static`` (QDQ format, unsigned 8-bit activations, signed weights per output channel,
 min-max ranges; signed activations ran 2-6x slower on this AVX2 CPU). Weights use 7 bits
 (``reduce_range``): x86 CPUs without VNNI add pairs of unsigned-by-signed 8-bit products in
-16 bits, which saturate; on a trained tiny_mbv3 subnet the full 8 bits gave logits off by
+16 bits, which saturate; on a one-epoch tiny_mbv3 subnet (digits) 8 bits gave logits off by
 up to 8 (of 9) and top classes that agreed with float32 on 66% of images, 7 bits 1.5 and
 80%. It is fixed, not chosen per CPU, so a subnet quantizes the same wherever it is measured.
 Timing an int8 layer or subnet calibrates on seeded random inputs, which set the scales but
