@@ -11,7 +11,10 @@ from __future__ import annotations
 import importlib
 import os
 import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
@@ -19,6 +22,9 @@ from torch import nn
 from elasticnas.core.errors import ConfigError
 
 EXTRAS = {"openvino": "openvino", "executorch": "executorch"}
+# OpenVINO computes in bfloat16 by default on CPUs with AMX or AVX512-BF16 (Sapphire Rapids
+# on): a float32 subnet is timed and checked as float32, on every CPU alike.
+FLOAT32 = {"INFERENCE_PRECISION_HINT": "f32"}
 
 
 def require(runtime: str):
@@ -48,7 +54,7 @@ def prepare_openvino(model: nn.Module, example: torch.Tensor, dev: torch.device,
 
     ov = require("openvino")
     _cpu_only("openvino", dev)
-    config = {"INFERENCE_NUM_THREADS": int(threads)} if threads else {}
+    config = {**FLOAT32, **({"INFERENCE_NUM_THREADS": int(threads)} if threads else {})}
     compiled = ov.Core().compile_model(openvino_model(model, example), "CPU", config)
     request = compiled.create_infer_request()
     feed = example.cpu().numpy()
@@ -69,7 +75,7 @@ def openvino_files(model: nn.Module, example: torch.Tensor, out: Path, stem: str
 
 def run_openvino_file(path: Path, example: torch.Tensor) -> torch.Tensor:
     ov = require("openvino")
-    compiled = ov.Core().compile_model(str(path), "CPU")
+    compiled = ov.Core().compile_model(str(path), "CPU", FLOAT32)
     return torch.from_numpy(compiled([example.cpu().numpy()])[0])
 
 
@@ -84,11 +90,29 @@ def executorch_bytes(model: nn.Module, example: torch.Tensor) -> bytes:
     return to_edge_transform_and_lower(program, partitioner=[XnnpackPartitioner()]).to_executorch().buffer
 
 
-def executorch_method(program: bytes):
+@dataclass(frozen=True, eq=False)
+class ExecutorchMethod:
+    """A loaded ``forward`` together with the program and bytes it was loaded from.
+
+    ExecuTorch reads a program's instructions from the caller's buffer on every call, without a
+    copy, and its method does not keep that buffer alive: a method whose program and bytes were
+    collected runs on freed memory (a segmentation fault, or garbage, once the memory is reused).
+    """
+
+    program_bytes: bytes = field(repr=False)
+    program: Any
+    method: Any
+
+    def execute(self, inputs: Sequence[torch.Tensor]) -> Sequence[Any]:
+        return self.method.execute(inputs)
+
+
+def executorch_method(program_bytes: bytes) -> ExecutorchMethod:
     require("executorch")
     from executorch.runtime import Runtime
 
-    return Runtime.get().load_program(program).load_method("forward")
+    program = Runtime.get().load_program(program_bytes)
+    return ExecutorchMethod(program_bytes, program, program.load_method("forward"))
 
 
 def prepare_executorch(model: nn.Module, example: torch.Tensor, dev: torch.device, threads: int | None):

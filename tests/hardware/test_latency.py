@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import importlib.util
+import subprocess
 import sys
 import warnings
 
@@ -50,6 +51,30 @@ def test_measure_latency_on_each_runtime(runtime):
     assert result.runs == 4 and 0 < result.p10_ms <= result.median_ms <= result.p90_ms
     assert result.settings["runtime"] == runtime and result.settings["threads"] == 1
     assert result.settings["number"] >= 1 and result.settings["input_shape"] == [3, 16, 16]
+
+
+# Runs in its own process: a method reading freed memory kills the process (segmentation fault).
+OUTLIVES_ITS_BYTES = """
+import gc, torch
+from torch import nn
+from elasticnas.hardware.edge_runtimes import executorch_bytes, executorch_method
+model = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU()).eval()
+x = torch.randn(1, 3, 16, 16)
+size = len(executorch_bytes(model, x))
+method = executorch_method(executorch_bytes(model, x))  # nothing else holds the bytes
+gc.collect()
+overwrite = [bytes([0xAB]) * (size - 33 + k) for k in range(-64, 64) for _ in range(20)]
+outputs = [method.execute([x])[0] for _ in range(200)]
+print(max(float((out - model(x)).abs().max()) for out in outputs))
+"""
+
+
+@pytest.mark.skipif(importlib.util.find_spec("executorch") is None,
+                    reason='not installed: pip install -e ".[executorch]"')
+def test_an_executorch_method_outlives_the_bytes_it_was_loaded_from():
+    done = subprocess.run([sys.executable, "-c", OUTLIVES_ITS_BYTES], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, f"exit {done.returncode}: {done.stderr[-2000:]}"
+    assert float(done.stdout.split()[-1]) < 1e-5  # float32 conv reordering, far below a wrong result
 
 
 @pytest.mark.parametrize("runtime", ["openvino", "executorch"])
