@@ -18,10 +18,23 @@ from elasticnas.core.errors import ConfigError
 from elasticnas.core.files import read_csv, read_json, reading
 
 
-def append_row(handle, row: dict) -> None:
-    """Write ``row`` to an open text handle (header first if the file is empty) and fsync it."""
+def journal_columns(path: str | os.PathLike) -> list[str] | None:
+    """The header of the journal at ``path``; None when it does not exist or is empty."""
+    path = Path(path)
+    if not path.exists() or path.stat().st_size == 0:
+        return None
+    with reading(path, "journal"), open(path, encoding="utf-8", newline="") as handle:
+        return next(csv.reader(handle), None)
+
+
+def append_row(handle, row: dict, columns: Sequence[str] | None = None) -> None:
+    """Write ``row`` to an open text handle (header first if the file is empty) and fsync it.
+
+    ``columns``: the journal's header, when it was written by an older version with fewer
+    columns; the row's other fields are left out, so every line keeps the header's length.
+    """
     new_file = handle.tell() == 0
-    writer = csv.DictWriter(handle, fieldnames=list(row))
+    writer = csv.DictWriter(handle, fieldnames=list(columns or row), extrasaction="ignore")
     if new_file:
         writer.writeheader()
     writer.writerow(row)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import torch
 from sklearn.pipeline import make_pipeline
@@ -13,17 +14,19 @@ from tqdm.auto import tqdm
 from elasticnas.core.atomic import atomic_save_figure, atomic_write_text, pyplot
 from elasticnas.core.errors import ConfigError
 from elasticnas.core.files import reading
-from elasticnas.core.journal import append_row, read_journal
+from elasticnas.core.journal import append_row, journal_columns, read_journal
 from elasticnas.hardware.counting import count_all
 from elasticnas.hardware.lookup import TABLE_JSON, LatencyTable
 from elasticnas.hardware.quantize import evaluate_deployed
-from elasticnas.predictors import ArchEncoder, AutoPredictor, cross_validated_report, save_predictor
+from elasticnas.predictors import ArchEncoder, AutoPredictor, cross_validated_report, measurement_noise, save_predictor
 from elasticnas.runs import EVALUATIONS, PREDICTORS, TrainedRun, load_trained, run_space, spread_by_macs
 from elasticnas.supernet.space import SearchSpace
 
 COST_COLUMNS = ("macs", "params", "size_bytes", "peak_activation_bytes")
 EVAL_COLUMNS = ("arch", "resolution", *COST_COLUMNS, "table_latency_ms", "val_top1", "val_loss", "val_images",
                 "eval_seconds")
+# Written since the measurement reports its noise; journals from before lack them.
+NOISE_COLUMNS = ("val_top1_se", "val_top1_half_a", "val_top1_half_b")
 # target column -> (kind for the quality report, file stem)
 TARGETS = {"val_top1": ("accuracy", "accuracy"), "table_latency_ms": ("latency", "latency")}
 
@@ -101,6 +104,7 @@ def append_evaluations(run_folder: Path, run: TrainedRun, archs: list, table: La
     costs = count_all(space, archs)
     latency = table.predict(archs)
     rows = []
+    columns = journal_columns(Path(run_folder) / EVALUATIONS)
     with open(Path(run_folder) / EVALUATIONS, "a", newline="") as handle, torch.no_grad():
         for i, arch in enumerate(archs):
             start = time.perf_counter()
@@ -108,8 +112,9 @@ def append_evaluations(run_folder: Path, run: TrainedRun, archs: list, table: La
             row = {"arch": arch.to_json(), "resolution": arch.resolution,
                    **{c: int(costs[c][i]) for c in COST_COLUMNS}, "table_latency_ms": float(latency[i]),
                    "val_top1": result.top1, "val_loss": result.loss, "val_images": result.images,
-                   "eval_seconds": round(time.perf_counter() - start, 4)}
-            append_row(handle, row)
+                   "eval_seconds": round(time.perf_counter() - start, 4),
+                   **dict(zip(NOISE_COLUMNS, (result.top1_se, *result.top1_halves), strict=True))}
+            append_row(handle, row, columns)
             rows.append(row)
             if on_each is not None:
                 on_each()
@@ -141,7 +146,8 @@ def fit_run(run_folder: str | Path, *, n_trials: int = 40, seed: int = 0, encodi
         auto = model[-1]
         save_predictor(model, out / f"{stem}.skops", space=space, target=target, report=report)
         rows.append({"target": target, "kind": kind, "samples": len(y), "members": "+".join(auto.member_names_),
-                     "inner_cv_tau": auto.cv_score_, **report})
+                     "inner_cv_tau": auto.cv_score_, **report,
+                     **(accuracy_noise(evaluations) if target == "val_top1" else {})})
         predictions[target] = (y, oof, report)
     reports = pd.DataFrame(rows)
     held_out = pd.concat([pd.DataFrame({"target": t, "kind": TARGETS[t][0], "arch": evaluations["arch"],
@@ -150,6 +156,27 @@ def fit_run(run_folder: str | Path, *, n_trials: int = 40, seed: int = 0, encodi
     atomic_write_text(out / "reports.csv", reports.to_csv(index=False))
     plot_predictor_quality(predictions, out / "predictor_quality.png")
     return reports
+
+
+def accuracy_noise(evaluations: pd.DataFrame) -> dict[str, float]:
+    """The measured top-1's own noise (see :func:`measurement_noise`); NaN for a journal
+    written before the measurement recorded it."""
+    if not set(NOISE_COLUMNS) <= set(evaluations.columns):
+        return measurement_noise([], [], [], [])
+    values = {c: pd.to_numeric(evaluations[c], errors="coerce").to_numpy(dtype=float)
+              for c in ("val_top1", *NOISE_COLUMNS)}
+    return measurement_noise(*values.values())
+
+
+def describe_accuracy_noise(reports: pd.DataFrame) -> str:
+    """One line: the accuracy predictor's held-out tau next to the measurement's own ceiling."""
+    row = reports[reports["target"] == "val_top1"].iloc[0]
+    line = f"accuracy predictor: held-out Kendall tau {row['kendall_tau']:.2f}"
+    if not np.isfinite(row.get("retest_tau", float("nan"))):
+        return line + " (this journal predates the noise columns: measure again for the ceiling)"
+    return (f"{line}; the measurement's own half-vs-half tau {row['retest_tau']:.2f}; sampling noise is "
+            f"{row['noise_share']:.0%} of the subnets' top-1 variance (mean standard error "
+            f"{row['mean_se']:.2f} points)")
 
 
 def plot_predictor_quality(predictions: dict, path: Path) -> Path:

@@ -20,7 +20,7 @@ from elasticnas.export import FORMATS, INT8_ONNX, export_subnet, load_subnet
 from elasticnas.hardware.counting import count_all
 from elasticnas.hardware.latency import measure_archs
 from elasticnas.hardware.quantize import OnnxInt8Model, require_int8
-from elasticnas.measure import fit_run, latency_table_for, measure_run, read_evaluations
+from elasticnas.measure import describe_accuracy_noise, fit_run, latency_table_for, measure_run, read_evaluations
 from elasticnas.runs import EXPORTS, PREDICTORS, SEARCH, load_trained
 from elasticnas.supernet.arch import PRECISIONS, Arch
 from elasticnas.supernet.evaluation import calibrated_subnet, score
@@ -163,6 +163,7 @@ def quickstart(out: str | Path = "runs/quickstart", *, supernet: str | None = No
     if not reports_csv.exists() or read_csv(reports_csv, "predictor reports", columns=("samples",),
                                             numeric=("samples",))["samples"].iloc[0] != len(read_evaluations(out)):
         fit_run(out, n_trials=trials, seed=seed, progress=progress)
+    stage("  " + describe_accuracy_noise(read_csv(reports_csv, "predictor reports", columns=("target", "kendall_tau"))))
     cheapest, _, _ = table.cheapest()
     slowest = float(table.predict([run.space.max()])[0])
     budgets = [round(cheapest + f * (slowest - cheapest), 3) for f in (0.15, 0.4, 0.7)]

@@ -25,6 +25,7 @@ from elasticnas.predictors.persistence import load_predictor, read_predictor, sa
 from elasticnas.predictors.quality import (
     cross_validated_report,
     kendall_tau,
+    measurement_noise,
     out_of_fold_predictions,
     quality_report,
 )
@@ -49,6 +50,7 @@ __all__ = [
     "list_estimators",
     "load_predictor",
     "out_of_fold_predictions",
+    "measurement_noise",
     "quality_report",
     "read_predictor",
     "save_predictor",

@@ -44,6 +44,28 @@ def quality_report(y_true, y_pred, kind: str = "accuracy") -> dict[str, float]:
     }
 
 
+def measurement_noise(measured, standard_errors, half_a, half_b) -> dict[str, float]:
+    """How much of a measured accuracy target is noise, from the measurement itself.
+
+    ``retest_tau``: Kendall tau between the top-1 of two disjoint halves of the validation
+    images over the same subnets, the ranking a repeated measurement of half the size
+    reproduces (the whole split's own agreement lies above it; a predictor's tau well below
+    it has room to improve). ``noise_share``: the mean squared standard error over the
+    variance of the measured values across subnets; near 1 the subnets' differences are
+    mostly sampling noise. ``mean_se``: the mean standard error, in the target's units.
+    """
+    measured, errors = np.asarray(measured, dtype=np.float64), np.asarray(standard_errors, dtype=np.float64)
+    half_a, half_b = np.asarray(half_a, dtype=np.float64), np.asarray(half_b, dtype=np.float64)
+    known = np.isfinite(errors) & np.isfinite(half_a) & np.isfinite(half_b)
+    if known.sum() < 2:
+        return {"retest_tau": float("nan"), "noise_share": float("nan"), "mean_se": float("nan")}
+    spread = float(np.var(measured[known], ddof=1))
+    noise = float(np.mean(errors[known] ** 2))
+    return {"retest_tau": kendall_tau(half_a[known], half_b[known]),
+            "noise_share": noise / spread if spread > 0 else float("inf"),
+            "mean_se": float(np.mean(errors[known]))}
+
+
 def out_of_fold_predictions(estimator, X, y, *, cv: int = 5, seed: int | None = 0) -> np.ndarray:
     """Each sample predicted by a clone of ``estimator`` fitted on the folds without it."""
     y = np.asarray(y, dtype=np.float64)

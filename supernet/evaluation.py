@@ -12,6 +12,7 @@ recalibration returns it untouched, with no forward pass, and says so once on th
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import cache
@@ -32,6 +33,15 @@ class EvalResult:
     top1: float  # percent
     loss: float  # mean cross-entropy
     images: int
+    # Top-1 on the even- and the odd-numbered images: two disjoint halves, so the agreement of
+    # the halves over many subnets is the measurement's own test-retest ceiling.
+    top1_halves: tuple[float, float] = (float("nan"), float("nan"))
+
+    @property
+    def top1_se(self) -> float:
+        """Standard error of ``top1`` (percentage points) over a random draw of as many images."""
+        share = self.top1 / 100.0
+        return 100.0 * math.sqrt(share * (1.0 - share) / self.images) if self.images else float("nan")
 
 
 class EvalData:
@@ -136,13 +146,23 @@ def evaluate_many(supernet: nn.Module, archs: Sequence[Arch], data: EvalData) ->
 def score(model: Callable[[torch.Tensor], torch.Tensor], images: torch.Tensor, labels: torch.Tensor,
           batch_size: int = 500) -> EvalResult:
     """Top-1 and mean loss of any callable from images to logits (a module, a runtime's model),
-    summed over the processes of a distributed run."""
-    totals = torch.zeros(3, dtype=torch.float64, device=images.device)
+    summed over the processes of a distributed run (each holding images ``rank::world``, as
+    :class:`EvalData` shards them), with the top-1 of each half of the images."""
+    rank, world = rank_and_world()
+    totals = torch.zeros(6, dtype=torch.float64, device=images.device)  # correct, loss, count, then per half
     for start in range(0, len(images), batch_size):
         logits = model(images[start : start + batch_size]).float().to(images.device)
         target = labels[start : start + batch_size]
-        totals[0] += (logits.argmax(1) == target).sum()
+        right = logits.argmax(1) == target
+        odd = (rank + world * torch.arange(start, start + len(target), device=images.device)) % 2 == 1
+        totals[0] += right.sum()
         totals[1] += F.cross_entropy(logits, target, reduction="sum")
         totals[2] += len(target)
-    correct, loss, count = all_reduce_sum(totals).tolist()
-    return EvalResult(top1=100.0 * correct / count, loss=loss / count, images=int(count))
+        totals[3] += right[~odd].sum()
+        totals[4] += right[odd].sum()
+        totals[5] += odd.sum()
+    correct, loss, count, correct_even, correct_odd, count_odd = all_reduce_sum(totals).tolist()
+    count_even = count - count_odd
+    halves = tuple(100.0 * c / n if n else float("nan")
+                   for c, n in ((correct_even, count_even), (correct_odd, count_odd)))
+    return EvalResult(top1=100.0 * correct / count, loss=loss / count, images=int(count), top1_halves=halves)

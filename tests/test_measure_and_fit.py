@@ -9,7 +9,7 @@ import pytest
 
 from elasticnas.cli import main
 from elasticnas.hardware import LatencyTable, count_all
-from elasticnas.measure import read_evaluations, table_folder
+from elasticnas.measure import EVAL_COLUMNS, read_evaluations, table_folder
 from elasticnas.predictors import load_predictor
 from elasticnas.runs import run_space, spread_by_macs
 from elasticnas.supernet import create_space
@@ -32,6 +32,10 @@ def test_measure_resumes_without_measuring_a_subnet_twice_then_fit_writes_predic
     assert main(["measure", str(run_copy), "--n", "6"]) == 0
     first = read_evaluations(run_copy)
     assert len(first) == 6 and first["val_images"].gt(0).all()
+    halves = first[["val_top1_half_a", "val_top1_half_b"]].mean(axis=1)
+    assert np.allclose(halves, first["val_top1"], atol=100 / first["val_images"].min())  # equal halves, to one image
+    share = first["val_top1"] / 100
+    assert np.allclose(first["val_top1_se"], 100 * np.sqrt(share * (1 - share) / first["val_images"]))
     # a kill mid-write leaves a torn row: it is dropped and measured again
     path = run_copy / "evaluations.csv"
     path.write_text(path.read_text() + first["arch"].iloc[0][:15])
@@ -46,6 +50,9 @@ def test_measure_resumes_without_measuring_a_subnet_twice_then_fit_writes_predic
     assert main(["fit", str(run_copy), "--trials", "6", "--folds", "3"]) == 0
     reports = pd.read_csv(run_copy / "predictors" / "reports.csv")
     assert set(reports["target"]) == {"val_top1", "table_latency_ms"}
+    accuracy = reports.set_index("target").loc["val_top1"]
+    assert -1 <= accuracy["retest_tau"] <= 1 and accuracy["noise_share"] > 0 and accuracy["mean_se"] > 0
+    assert "half-vs-half tau" in capsys.readouterr().out
     assert (run_copy / "predictors" / "predictor_quality.png").stat().st_size > 0
     latency = load_predictor(run_copy / "predictors" / "latency.skops", space)
     assert latency.predict([space.max()])[0] > latency.predict([space.min()])[0]
@@ -71,6 +78,17 @@ def test_measure_resumes_without_measuring_a_subnet_twice_then_fit_writes_predic
     assert main(["search", str(run_copy), "--latency-budget-ms", str(cheapest / 2), "--predicted-evals", "100",
                  "--out", str(run_copy / "search" / "impossible")]) == 2
     assert f"{cheapest:.6g}" in capsys.readouterr().err
+
+
+def test_a_journal_from_before_the_noise_columns_keeps_its_header_and_every_row(run_copy, capsys):
+    assert main(["measure", str(run_copy), "--n", "3"]) == 0
+    path = run_copy / "evaluations.csv"
+    read_evaluations(run_copy)[list(EVAL_COLUMNS)].to_csv(path, index=False)  # as an older version wrote it
+    assert main(["measure", str(run_copy), "--n", "10"]) == 0
+    evaluations = read_evaluations(run_copy)
+    assert list(evaluations.columns) == list(EVAL_COLUMNS) and len(evaluations) == 10
+    assert main(["fit", str(run_copy), "--trials", "2", "--folds", "2"]) == 0
+    assert "predates the noise columns" in capsys.readouterr().out
 
 
 def test_fit_without_measurements_says_what_to_run(run_copy, capsys):

@@ -8,7 +8,7 @@ from sklearn.exceptions import NotFittedError
 from sklearn.linear_model import Ridge
 from sklearn.pipeline import make_pipeline
 
-from elasticnas.predictors import ArchEncoder, quality_report
+from elasticnas.predictors import ArchEncoder, measurement_noise, quality_report
 from elasticnas.supernet import ConfigError, InvalidArchitectureError, create_space
 from elasticnas.supernet.families.mobilenetv3 import MobileNetV3Arch as Arch
 
@@ -90,3 +90,13 @@ def test_quality_report_against_hand_computed_values():
         quality_report([1, 2], [1, 2], kind="flops")
     with pytest.raises(ConfigError, match="equally long"):
         quality_report([1, 2], [1, 2, 3])
+
+
+def test_measurement_noise_against_hand_computed_values():
+    noise = measurement_noise(measured=[90.0, 92.0, 94.0], standard_errors=[1.0, 1.0, 2.0],
+                              half_a=[89.0, 93.0, 94.0], half_b=[91.0, 90.0, 95.0])
+    assert noise["retest_tau"] == pytest.approx(1 / 3)  # pairs 1-2 discordant, 1-3 and 2-3 concordant
+    assert noise["noise_share"] == pytest.approx(2.0 / 4.0)  # mean(1, 1, 4) / var(90, 92, 94) with ddof 1
+    assert noise["mean_se"] == pytest.approx(4 / 3)
+    unknown = measurement_noise([90.0, 92.0], [np.nan, np.nan], [np.nan, np.nan], [np.nan, np.nan])
+    assert all(np.isnan(v) for v in unknown.values())

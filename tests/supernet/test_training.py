@@ -10,7 +10,7 @@ import torch
 from elasticnas.core.checkpoint import load_checkpoint
 from elasticnas.experiment import SupernetConfig, build_run, load_experiment, train_experiment
 from elasticnas.supernet import ConfigError, list_supernets
-from elasticnas.supernet.evaluation import EvalData, evaluate, recalibrate_bn
+from elasticnas.supernet.evaluation import EvalData, evaluate, recalibrate_bn, score
 from elasticnas.supernet.samplers import list_strategies
 from elasticnas.supernet.training import TrainingInterrupted, warmup_cosine
 
@@ -97,6 +97,14 @@ def test_checkpoint_of_another_supernet_is_refused(tmp_path):
     train_experiment(_config("train.epochs=1"), tmp_path, progress=False)
     with pytest.raises(ConfigError, match="fingerprint"):
         load_checkpoint(tmp_path / "checkpoint.pt", space_fingerprint="0" * 16)
+
+
+def test_score_counts_each_half_of_the_images_and_the_standard_error_by_hand():
+    labels = torch.tensor([0, 1, 0, 0, 0, 1])  # class 0 predicted for every image
+    result = score(lambda x: torch.tensor([[1.0, 0.0]]).expand(len(x), 2), torch.zeros(6, 1), labels, batch_size=4)
+    assert result.top1 == pytest.approx(400 / 6) and result.images == 6
+    assert result.top1_halves == pytest.approx((100.0, 100 / 3))  # images 0, 2, 4 and 1, 3, 5 (across batches)
+    assert result.top1_se == pytest.approx(100 * ((2 / 3) * (1 / 3) / 6) ** 0.5)
 
 
 def test_evaluation_recalibrates_exactly_without_touching_the_supernet():
