@@ -262,12 +262,13 @@ def _fit_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _run_fit(args: argparse.Namespace) -> None:
-    from elasticnas.measure import fit_run
+    from elasticnas.measure import describe_accuracy_noise, fit_run
 
     reports = fit_run(args.run_folder, n_trials=args.trials, seed=args.seed, encoding=args.encoding,
                       report_folds=args.folds)
     columns = ["target", "samples", "members", "kendall_tau", "spearman_rho", "rmse", "mape", "within", "tolerance"]
     print(reports[columns].round(3).to_string(index=False))
+    print(describe_accuracy_noise(reports))
     print(f"predictors and reports: {args.run_folder / 'predictors'}")
 
 
@@ -362,6 +363,36 @@ def _run_export(args: argparse.Namespace) -> None:
           f"latency {report['latency_ms_measured']:.3f} ms measured / {report['latency_ms_predicted']:.3f} ms "
           f"predicted ({args.runtime}, {args.device}), "
           f"{report['macs']:,} MACs, {report['params']:,} params\n  files in {args.out}: {', '.join(report['files'])}")
+
+
+def _finetune_out(args: argparse.Namespace) -> Path:
+    return args.out or args.export_dir.with_name(args.export_dir.name + "_finetuned")
+
+
+@command("finetune", "train an exported subnet further, distilled from its supernet's largest subnet",
+         "elasticnas finetune runs/quickstart/exports/budget_0.5ms --epochs 3", writes=_finetune_out, creates=True)
+def _finetune_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("export_dir", type=Path, metavar="EXPORT_DIR", help="a folder written by `elasticnas export`")
+    parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--lr", type=float, default=None, help="initial learning rate, cosine-decayed to zero "
+                        "(default: a tenth of the run's peak learning rate)")
+    parser.add_argument("--run", type=Path, default=None, dest="from_run",
+                        help="the run it was exported from (default: the one its report.json names, else the "
+                        "folder above exports/)")
+    parser.add_argument("--out", type=Path, default=None, help="new export folder (default: EXPORT_DIR_finetuned); "
+                        "an interrupted fine-tuning resumes there")
+    parser.set_defaults(run=_run_finetune)
+
+
+def _run_finetune(args: argparse.Namespace) -> None:
+    from elasticnas.finetuning import finetune_export
+
+    report = finetune_export(args.export_dir, epochs=args.epochs, out=_finetune_out(args), run_folder=args.from_run,
+                             lr=args.lr)
+    print(f"fine-tuned {args.epochs} epochs (lr {report['finetune']['lr']:g}): validation top-1 "
+          f"{report['val_top1_before']:.2f}% -> {report['val_top1']:.2f}%, test top-1 "
+          f"{report['test_top1_before']:.2f}% -> {report['test_top1']:.2f}% ({report['test_top1_gain']:+.2f} points)"
+          f"\n  files in {_finetune_out(args)}: {', '.join(report['files'])}")
 
 
 @command("quickstart", "the whole pipeline on the bundled MNIST subset: train, profile, measure, fit, search, export",

@@ -75,11 +75,7 @@ def export_from_run(run_folder: str | Path, arch: Arch, out: str | Path, *, form
     reloaded = load_subnet(out)
     with torch.no_grad():
         reference = model(images[:8])
-    accuracy = {"test_top1": score(reloaded, images, test.labels).top1}
-    if arch.precision != 32:  # the deployed model is the int8 file; float32 is what quantizing cost
-        deployed = score(OnnxInt8Model((out / INT8_ONNX).read_bytes(), threads), images, test.labels).top1
-        accuracy = {"test_top1": deployed, "test_top1_float32": accuracy["test_top1"],
-                    "int8_accuracy_drop": accuracy["test_top1"] - deployed}
+    accuracy = deployed_accuracy(out, arch, images, test.labels, threads)
     table = latency_table_for(run_folder, space, device=device, runtime=runtime, check_speed=True)
     now = table.at_speed(table.current_reference_ms) if table.normalised and table.current_reference_ms else table
     measured = measured_ms if measured_ms is not None else float(measure_archs(
@@ -87,6 +83,7 @@ def export_from_run(run_folder: str | Path, arch: Arch, out: str | Path, *, form
     costs = {k: int(v[0]) for k, v in count_all(space, [arch]).items()}
     report = {
         "arch": arch.to_dict(), "supernet": space.name, "space_fingerprint": space.fingerprint,
+        "run_folder": str(run_folder.resolve()),
         **accuracy, "test_images": int(len(test.labels)), "precision": PRECISIONS[arch.precision],
         "latency_ms_measured": measured, "latency_ms_predicted": float(table.predict([arch])[0]),
         "latency_ms_predicted_at_current_speed": float(now.predict([arch])[0]),
@@ -97,6 +94,17 @@ def export_from_run(run_folder: str | Path, arch: Arch, out: str | Path, *, form
     }
     atomic_write_json(out / REPORT, report)
     return report
+
+
+def deployed_accuracy(folder: Path, arch: Arch, images: torch.Tensor, labels: torch.Tensor,
+                      threads: int | None = None, prefix: str = "test") -> dict:
+    """Top-1 of the exported model in ``folder`` as deployed: for an int8 subnet the int8 file,
+    with the float32 model's top-1 and what quantizing cost beside it."""
+    top1 = score(load_subnet(folder), images, labels).top1
+    if arch.precision == 32:
+        return {f"{prefix}_top1": top1}
+    deployed = score(OnnxInt8Model((folder / INT8_ONNX).read_bytes(), threads), images, labels).top1
+    return {f"{prefix}_top1": deployed, f"{prefix}_top1_float32": top1, "int8_accuracy_drop": top1 - deployed}
 
 
 def export_within_budget(run_folder: str | Path, budget_ms: float, out: str | Path, *,

@@ -114,6 +114,31 @@ def test_export_command_writes_a_measured_report(run_copy, tmp_path, capsys):
     assert main(["export", str(run_copy), "--arch-json", str(arch_file), "--formats", "onnx", "--out", str(out)]) == 2
 
 
+def test_finetune_writes_a_checked_export_with_accuracy_before_and_after(run_copy, tmp_path, capsys):
+    space = load_trained(run_copy, weights=False).space
+    arch_file = tmp_path / "arch.json"
+    arch_file.write_text(space.min().to_json())
+    exported = run_copy / "exports" / "smallest"
+    assert main(["export", str(run_copy), "--arch-json", str(arch_file), "--out", str(exported)]) == 0
+    original = json.loads((exported / "report.json").read_text())
+    del original["run_folder"]  # as written before reports named their run: found above exports/
+    (exported / "report.json").write_text(json.dumps(original))
+    assert main(["finetune", str(exported), "--epochs", "1"]) == 0
+    out = run_copy / "exports" / "smallest_finetuned"
+    report = json.loads((out / "report.json").read_text())
+    assert report["test_top1_before"] == pytest.approx(original["test_top1"])
+    assert report["test_top1_gain"] == pytest.approx(report["test_top1"] - report["test_top1_before"])
+    assert 0 <= report["val_top1"] <= 100 and len(report["finetune"]["history"]) == 1
+    assert report["latency_ms_measured"] == original["latency_ms_measured"] and report["macs"] == original["macs"]
+    assert set(report["files"]) == set(original["files"]) and not (out / "finetune_checkpoint.pt").exists()
+    assert max(report["max_relative_difference"].values()) <= 1e-4
+    before, after = load_subnet(exported).state_dict(), load_subnet(out).state_dict()
+    assert any(not torch.equal(before[k], after[k]) for k in before)  # it trained
+    assert f"-> {report['test_top1']:.2f}%" in capsys.readouterr().out
+    assert main(["finetune", str(tmp_path), "--epochs", "1"]) == 2
+    assert "not an export folder" in capsys.readouterr().err
+
+
 def test_quickstart_runs_end_to_end_and_resumes_without_redoing_work(tmp_path, capsys):
     out = tmp_path / "quick"
     kwargs = dict(overrides=FAST_RUN, subnets=12, trials=3, predicted_evals=400, progress=False)

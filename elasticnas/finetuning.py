@@ -1,0 +1,96 @@
+"""``elasticnas finetune``: train an exported subnet further, distilled from its supernet.
+
+The export folder names its run (report.json's ``run_folder``; else the run folder holding
+``exports/``); the run gives the training data and the teacher, its largest subnet. The
+fine-tuned subnet is written as a new export folder with the same formats, each checked
+against the torch model again, and a report with validation and test top-1 before and after.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, replace
+from pathlib import Path
+
+import torch
+
+from elasticnas.core.atomic import atomic_write_json
+from elasticnas.core.errors import ConfigError
+from elasticnas.core.files import read_json
+from elasticnas.export import FILES, WEIGHTS, export_subnet, load_subnet, read_arch_json
+from elasticnas.pipeline import REPORT, deployed_accuracy
+from elasticnas.runs import CONFIG, load_trained
+from elasticnas.supernet.arch import FULL_PRECISION
+from elasticnas.supernet.evaluation import calibrated_subnet, recalibrate_bn
+from elasticnas.supernet.finetuning import FinetuneConfig, finetune
+
+CHECKPOINT = "finetune_checkpoint.pt"
+# Copied from the original report: the architecture, so its cost and latency, is unchanged.
+UNCHANGED = ("supernet", "space_fingerprint", "precision", "latency_ms_measured", "latency_ms_predicted",
+             "device", "runtime", "device_name", "macs", "params", "size_bytes", "peak_activation_bytes")
+
+
+def run_folder_of(export_dir: Path, report: dict) -> Path:
+    """Where the export came from: its report's ``run_folder``, else the folder above ``exports/``."""
+    candidates = [Path(report["run_folder"])] if report.get("run_folder") else []
+    candidates.append(export_dir.resolve().parent.parent)
+    for folder in candidates:
+        if (folder / CONFIG).is_file():
+            return folder
+    raise ConfigError(f"cannot tell which run {export_dir} was exported from (looked in "
+                      f"{', '.join(map(str, candidates))}); pass --run RUN_FOLDER")
+
+
+def exported_formats(export_dir: Path) -> tuple[str, ...]:
+    """The formats present in ``export_dir`` (safetensors always)."""
+    return ("safetensors", *(name for name, files in FILES.items()
+                             if all((export_dir / f).is_file() for f in files)))
+
+
+def finetune_export(export_dir: str | Path, *, epochs: int = 3, out: str | Path | None = None,
+                    run_folder: str | Path | None = None, lr: float | None = None, threads: int | None = None,
+                    progress: bool = True) -> dict:
+    """Fine-tune the subnet exported in ``export_dir``; returns the new export's report.
+
+    ``lr`` defaults to a tenth of the run's peak learning rate; ``out`` to ``<export_dir>_finetuned``.
+    """
+    export_dir = Path(export_dir)
+    if not (export_dir / WEIGHTS).is_file():
+        raise ConfigError(f"{export_dir} is not an export folder: it has no {WEIGHTS} (make one with "
+                          f"`elasticnas export`)")
+    space, arch, _ = read_arch_json(export_dir)
+    before = read_json(export_dir / REPORT, "export report", fields=()) if (export_dir / REPORT).is_file() else {}
+    run_folder = Path(run_folder) if run_folder else run_folder_of(export_dir, before)
+    run = load_trained(run_folder)
+    if run.space.fingerprint != space.fingerprint:
+        raise ConfigError(f"{export_dir} was exported from another supernet (space fingerprint "
+                          f"{space.fingerprint}) than the run in {run_folder} ({run.space.fingerprint})")
+    out = Path(out) if out else export_dir.with_name(export_dir.name + "_finetuned")
+    config = FinetuneConfig(epochs=epochs, lr=lr if lr is not None else run.config.optim.lr / 10,
+                            batch_size=run.config.data.batch_size, seed=run.config.train.seed)
+    validation, test = run.eval_data("val"), run.eval_data("test")
+    calibration, val_images = validation.at(arch.resolution, torch.device("cpu"))
+    _, test_images = test.at(arch.resolution, torch.device("cpu"))
+    student = load_subnet(export_dir)
+    accuracy_before = {**deployed_accuracy(export_dir, arch, val_images, validation.labels, threads, "val"),
+                       **deployed_accuracy(export_dir, arch, test_images, test.labels, threads, "test")}
+    largest = replace(run.space.max(), precision=FULL_PRECISION)
+    teacher = calibrated_subnet(run.supernet, largest, validation)
+    out.mkdir(parents=True, exist_ok=True)
+    history = finetune(student, teacher, run.splits.train, resolution=arch.resolution,
+                       teacher_resolution=largest.resolution, config=config, checkpoint=out / CHECKPOINT,
+                       identity={"arch": arch.to_json(), "from": str(export_dir.resolve())}, progress=progress)
+    recalibrate_bn(student, calibration, validation.calibration_batch_size).eval()
+    written = export_subnet(student, space, arch, out, formats=exported_formats(export_dir),
+                            calibration_images=calibration)
+    accuracy_after = {**deployed_accuracy(out, arch, val_images, validation.labels, threads, "val"),
+                      **deployed_accuracy(out, arch, test_images, test.labels, threads, "test")}
+    report = {"arch": arch.to_dict(), **{k: before[k] for k in UNCHANGED if k in before},
+              "run_folder": str(run_folder.resolve()), "finetuned_from": str(export_dir.resolve()),
+              **accuracy_after, **{f"{k}_before": v for k, v in accuracy_before.items()},
+              "test_top1_gain": accuracy_after["test_top1"] - accuracy_before["test_top1"],
+              "val_top1_gain": accuracy_after["val_top1"] - accuracy_before["val_top1"],
+              "test_images": int(len(test.labels)), "val_images": int(len(validation.labels)),
+              "finetune": {**asdict(config), "teacher": largest.to_dict(), "history": history}, **written}
+    atomic_write_json(out / REPORT, report)
+    (out / CHECKPOINT).unlink()
+    return report
