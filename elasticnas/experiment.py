@@ -46,6 +46,9 @@ class InitConfig:
     reset_classifier: bool = False  # True: a fresh classifier, for labels that mean other classes
     freeze: tuple[str, ...] = ()  # shell-style parameter names to freeze at first, e.g. "stem.*"
     freeze_epochs: int = 0  # epochs during which `freeze` holds
+    # BigNAS: the scale of the last batch norm of every residual branch starts at zero, so each
+    # residual block starts as the identity (fresh weights only; a parent's replace them)
+    zero_residual_norms: bool = False
 
     def __post_init__(self) -> None:
         if self.freeze_epochs < 0 or (self.freeze_epochs and not self.freeze):
@@ -106,8 +109,17 @@ def build_supernet_of(config: ExperimentConfig, num_classes: int | None = None, 
         raise ConfigError("the supernet's class and channel counts come from the data; load it first")
     with torch.random.fork_rng(devices=[]):  # the initial weights depend on train.seed alone
         torch.manual_seed(config.train.seed)
-        return create_supernet(config.supernet.name, num_classes=num_classes, in_channels=in_channels,
-                               **config.supernet.overrides)
+        supernet = create_supernet(config.supernet.name, num_classes=num_classes, in_channels=in_channels,
+                                   **config.supernet.overrides)
+    if config.init.zero_residual_norms:
+        norms = supernet.residual_output_norms()
+        if not norms:
+            raise ConfigError(f"init.zero_residual_norms is set, but supernet {config.supernet.name!r} has no batch "
+                              f"norm ending a residual branch; set it to false")
+        with torch.no_grad():
+            for norm in norms:
+                norm.weight.zero_()
+    return supernet
 
 
 def check_dimensions(config: ExperimentConfig, splits) -> None:

@@ -10,11 +10,16 @@ the wall time of supernet training.
 
     python experiments/bench_sampling_strategies.py [--epochs 8] [--strategies sandwich,uniform]
     python experiments/bench_sampling_strategies.py --configs mnist_vit_sandwich,mnist_resnet_sandwich
+    python experiments/bench_sampling_strategies.py --strategies sandwich --recipes zero_init,exponential,bignas
+
+``--recipes`` trains each config again with parts of BigNAS's recipe on top (rows labelled
+``config+recipe``); scratch subnets keep the config's own recipe, so they stay one reference.
 """
 
 from __future__ import annotations
 
 import argparse
+import time
 from pathlib import Path
 
 import numpy as np
@@ -27,12 +32,26 @@ from elasticnas.experiment import build_run, load_experiment, train_experiment
 from elasticnas.hardware import count_all
 from elasticnas.supernet import EvalData, evaluate_many
 from elasticnas.supernet.batches import epoch_order, iterate, resize
+from elasticnas.supernet.evaluation import calibrated_subnet, recalibrate_bn, score
+from elasticnas.supernet.finetuning import FinetuneConfig, finetune
 from elasticnas.supernet.static import build_static
 from elasticnas.supernet.training import build_optimizer, warmup_cosine
 
 STRATEGIES = ("sandwich", "uniform", "progressive_shrinking", "complexity_aware", "performance_aware",
               "delayed_shrinking")
 RESULTS = Path(__file__).parent / "results"
+# Parts of BigNAS's recipe, as overrides on top of a config (``--recipes``).
+RECIPES = {
+    "default": [],
+    "zero_init": ["init.zero_residual_norms=true"],
+    "exponential": ["optim.schedule=exponential", "optim.min_lr_ratio=0.05", "optim.constant_after=0.8"],
+    "zero_init_exponential": ["init.zero_residual_norms=true", "optim.schedule=exponential",
+                              "optim.min_lr_ratio=0.05", "optim.constant_after=0.8"],
+    "largest_only": ["train.regularise_largest_only=true"],
+    "zero_init_largest_only": ["init.zero_residual_norms=true", "train.regularise_largest_only=true"],
+    "bignas": ["init.zero_residual_norms=true", "train.regularise_largest_only=true", "optim.schedule=exponential",
+               "optim.min_lr_ratio=0.05", "optim.constant_after=0.8"],
+}
 
 
 def spread_subnets(space, n: int = 6, seed: int = 0):
@@ -80,6 +99,78 @@ def _previous_rows(path: Path) -> pd.DataFrame:
     return previous
 
 
+def finetuned_top1(supernet, archs, splits, data: EvalData, epochs: int, config, work: Path) -> list[float]:
+    """Test top-1 of each inherited subnet after ``epochs`` of ``elasticnas finetune``'s training."""
+    largest = supernet.space.max()
+    teacher = calibrated_subnet(supernet, largest, data)
+    settings = FinetuneConfig(epochs=epochs, lr=config.optim.lr / 10, batch_size=config.data.batch_size)
+    scores = []
+    for i, arch in enumerate(archs):
+        student = calibrated_subnet(supernet, arch, data).train()
+        checkpoint = work / f"finetune_{i}.pt"
+        checkpoint.unlink(missing_ok=True)
+        finetune(student, teacher, splits.train, resolution=arch.resolution, teacher_resolution=largest.resolution,
+                 config=settings, checkpoint=checkpoint, identity={"arch": arch.to_json()}, progress=False)
+        calibration, images = data.at(arch.resolution, torch.device("cpu"))
+        recalibrate_bn(student, calibration, data.calibration_batch_size).eval()
+        scores.append(score(student, images, data.labels).top1)
+    return scores
+
+
+def bench_one(name: str, args, overrides: list[str], known_scratch: dict, scratch_cache: dict) -> list[dict]:
+    """Train the supernet of ``name`` (config[+recipe]) and compare its subnets with scratch twins."""
+    base, _, recipe = name.partition("+")
+    config = load_experiment(base, overrides + RECIPES[recipe or "default"])
+    scratch_config = load_experiment(base, overrides)
+    run_dir = args.runs / name.removeprefix("mnist_")
+    resume = (run_dir / "checkpoint.pt").exists()
+    trainer, metrics = train_experiment(config, run_dir, resume=resume, progress=True)
+    train_seconds = float(metrics["seconds"].sum())  # the epochs' own times: right across resumes
+    splits, _ = build_run(config)
+    space = trainer.space
+    archs = spread_subnets(space)
+    test_data = EvalData.from_datasets(splits.train, splits.test, calibration_images=config.train.bn_calibration_images)
+    inherited = [r.top1 for r in evaluate_many(trainer.model, archs, test_data)]
+    finetuned = (finetuned_top1(trainer.model, archs, splits, test_data, args.finetune_epochs, config, run_dir)
+                 if args.finetune_epochs else [float("nan")] * len(archs))
+    key = (repr(config.supernet), config.train.epochs, scratch_config.optim)
+    if key not in scratch_cache:
+        scratch_cache[key] = [known_scratch.get(a.to_json()) or train_from_scratch(space, a, splits, scratch_config,
+                                                                                   seed=i)
+                              for i, a in enumerate(archs)]
+    scratch = scratch_cache[key]
+    if ("seconds", key) not in scratch_cache:  # the budget's unit: one scratch subnet, the largest, trained alone
+        started = time.perf_counter()
+        train_from_scratch(space, space.max(), splits, scratch_config, seed=0)
+        scratch_cache["seconds", key] = time.perf_counter() - started
+    macs = count_all(space, archs)["macs"]
+    rows = [{"config": name, "supernet": space.name, "strategy": config.sampler.name, "arch": arch.to_json(),
+             "macs": int(m), "inherited_top1": inh, "scratch_top1": scr, "gap": inh - scr, "finetuned_top1": fin,
+             "finetuned_gap": fin - scr, "finetune_epochs": args.finetune_epochs}
+            for arch, m, inh, scr, fin in zip(archs, macs, inherited, scratch, finetuned, strict=True)]
+    rows[-1]["train_seconds"] = train_seconds
+    rows[-1]["scratch_max_seconds"] = scratch_cache["seconds", key]
+    gaps = np.array(inherited) - np.array(scratch)
+    print(f"{name}: mean gap {gaps.mean():+.2f}, worst {gaps.min():+.2f}, "
+          f"tau {kendalltau(inherited, scratch)[0]:.2f}, {train_seconds:.0f} s", flush=True)
+    return rows
+
+
+def summarise(detail: pd.DataFrame) -> pd.DataFrame:
+    detail["supernet"] = detail["supernet"].fillna("tiny_mbv3")  # rows from before the column existed
+    if "finetuned_top1" not in detail:
+        detail["finetuned_top1"] = detail["finetuned_gap"] = np.nan
+    return detail.groupby(["config", "supernet", "strategy"], sort=False).apply(lambda g: pd.Series({
+        "mean_gap": g["gap"].mean(), "worst_gap": g["gap"].min(),
+        "kendall_tau": kendalltau(g["inherited_top1"], g["scratch_top1"])[0],
+        "inherited_mean": g["inherited_top1"].mean(), "scratch_mean": g["scratch_top1"].mean(),
+        "finetuned_mean": g["finetuned_top1"].mean(), "finetuned_mean_gap": g["finetuned_gap"].mean(),
+        "finetuned_worst_gap": g["finetuned_gap"].min(),
+        "train_seconds": g["train_seconds"].max(),
+        "scratch_max_seconds": g["scratch_max_seconds"].max() if "scratch_max_seconds" in g else np.nan}),
+        include_groups=False).reset_index().round(3)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--strategies", default=",".join(STRATEGIES), help="mnist_<strategy> configs to run")
@@ -87,11 +178,17 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=None, help="override every config's train.epochs")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--runs", type=Path, default=Path("runs/bench_strategies"))
+    parser.add_argument("--recipes", default="default", help=f"comma-separated, of {', '.join(RECIPES)}")
+    parser.add_argument("--finetune-epochs", type=int, default=0, help="also fine-tune each inherited subnet")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     overrides = [f"train.epochs={args.epochs}"] if args.epochs else []
     detail_path = RESULTS / "sampling_strategies_subnets.csv"
-    chosen = args.configs.split(",") if args.configs else [f"mnist_{s}" for s in args.strategies.split(",")]
+    configs = args.configs.split(",") if args.configs else [f"mnist_{s}" for s in args.strategies.split(",")]
+    unknown = set(args.recipes.split(",")) - set(RECIPES)
+    if unknown:
+        parser.error(f"unknown recipes {sorted(unknown)}; choose from {', '.join(RECIPES)}")
+    chosen = [c if r == "default" else f"{c}+{r}" for c in configs for r in args.recipes.split(",")]
     previous = _previous_rows(detail_path)
     # scratch training depends on the architecture, epochs and optimizer, not on the strategy:
     # earlier scratch results for the same architectures are reused
@@ -99,40 +196,10 @@ def main() -> None:
     rows = previous[~previous["config"].isin(chosen)].to_dict("records")
     scratch_cache = {}
     for name in chosen:
-        config = load_experiment(name, overrides)
-        run_dir = args.runs / name.removeprefix("mnist_")
-        resume = (run_dir / "checkpoint.pt").exists()
-        trainer, metrics = train_experiment(config, run_dir, resume=resume, progress=True)
-        train_seconds = float(metrics["seconds"].sum())  # the epochs' own times: right across resumes
-        splits, _ = build_run(config)
-        space = trainer.space
-        archs = spread_subnets(space)
-        test_data = EvalData.from_datasets(splits.train, splits.test,
-                                           calibration_images=config.train.bn_calibration_images)
-        inherited = [r.top1 for r in evaluate_many(trainer.model, archs, test_data)]
-        key = (repr(config.supernet), config.train.epochs, config.optim)
-        if key not in scratch_cache:
-            scratch_cache[key] = [known_scratch.get(a.to_json()) or train_from_scratch(space, a, splits, config, seed=i)
-                                  for i, a in enumerate(archs)]
-        scratch = scratch_cache[key]
-        macs = count_all(space, archs)["macs"]
-        for arch, m, inh, scr in zip(archs, macs, inherited, scratch, strict=True):
-            rows.append({"config": name, "supernet": space.name, "strategy": config.sampler.name,
-                         "arch": arch.to_json(), "macs": int(m), "inherited_top1": inh, "scratch_top1": scr,
-                         "gap": inh - scr})
-        gaps = np.array(inherited) - np.array(scratch)
-        print(f"{name}: mean gap {gaps.mean():+.2f}, worst {gaps.min():+.2f}, "
-              f"tau {kendalltau(inherited, scratch)[0]:.2f}, {train_seconds:.0f} s", flush=True)
-        rows[-1]["train_seconds"] = train_seconds
+        rows += bench_one(name, args, overrides, known_scratch, scratch_cache)
         RESULTS.mkdir(exist_ok=True)
         pd.DataFrame(rows).to_csv(detail_path, index=False)
-    detail = pd.DataFrame(rows)
-    detail["supernet"] = detail["supernet"].fillna("tiny_mbv3")  # rows from before the column existed
-    summary = detail.groupby(["config", "supernet", "strategy"], sort=False).apply(lambda g: pd.Series({
-        "mean_gap": g["gap"].mean(), "worst_gap": g["gap"].min(),
-        "kendall_tau": kendalltau(g["inherited_top1"], g["scratch_top1"])[0],
-        "inherited_mean": g["inherited_top1"].mean(), "scratch_mean": g["scratch_top1"].mean(),
-        "train_seconds": g["train_seconds"].max()}), include_groups=False).reset_index().round(3)
+    summary = summarise(pd.DataFrame(rows))
     summary.to_csv(RESULTS / "sampling_strategies.csv", index=False)
     print(summary.to_string(index=False))
 

@@ -29,6 +29,10 @@ class ElasticBlock(nn.Module):
         return the permutation (None when the block has nothing to sort)."""
         return None
 
+    def residual_output_norm(self) -> nn.Module | None:
+        """The norm whose output the block adds to its skip connection (None: the block has none)."""
+        return None
+
 
 class Supernet(nn.Module):
     """Base of every family's supernet module.
@@ -62,6 +66,11 @@ class Supernet(nn.Module):
     def no_weight_decay(self) -> set[str]:
         """Names of parameters that weight decay must skip besides biases and norms."""
         return set()
+
+    def residual_output_norms(self) -> list[nn.Module]:
+        """The norm ending each residual branch: with its scale at zero, the block starts as the identity."""
+        return [norm for m in self.modules() if isinstance(m, ElasticBlock)
+                and (norm := m.residual_output_norm()) is not None]
 
     @torch.no_grad()
     def extract(self, arch: Arch | None = None) -> nn.Sequential:

@@ -31,6 +31,7 @@ from elasticnas.core.errors import ConfigError, ElasticNASError
 from elasticnas.supernet.batches import epoch_order, iterate, resize
 from elasticnas.supernet.evaluation import EvalData, batch_norms, calibrated_subnet, evaluate_many
 from elasticnas.supernet.losses import distillation_loss
+from elasticnas.supernet.regularisation import regularisation_off
 from elasticnas.supernet.reorder import reorder_channels
 from elasticnas.supernet.samplers import StepContext, create_strategy
 from elasticnas.supernet.transfer import set_frozen
@@ -47,9 +48,20 @@ class OptimConfig:
     betas: tuple[float, ...] = (0.9, 0.999)  # AdamW
     weight_decay: float = 4e-5  # not applied to batch norm, biases or kernel transforms
     warmup_epochs: float = 1.0
-    min_lr_ratio: float = 0.0  # the cosine schedule ends at lr * min_lr_ratio
+    min_lr_ratio: float = 0.0  # the schedule ends at lr * min_lr_ratio
+    # cosine: half a cosine from lr to the ending; exponential (BigNAS): exponential decay that
+    # reaches the ending at `constant_after` of the steps after warm-up, then stays there
+    schedule: Literal["cosine", "exponential"] = "cosine"
+    constant_after: float = 0.8
     label_smoothing: float = 0.1
     grad_clip: float | None = 5.0  # max global gradient norm; null to disable
+
+    def __post_init__(self) -> None:
+        if self.schedule not in ("cosine", "exponential"):
+            raise ConfigError(f"optim.schedule={self.schedule!r} is not allowed; choose cosine or exponential")
+        if self.schedule == "exponential" and not (0 < self.min_lr_ratio < 1 and 0 < self.constant_after <= 1):
+            raise ConfigError(f"optim.schedule=exponential needs 0 < optim.min_lr_ratio < 1 (its constant ending) "
+                              f"and 0 < optim.constant_after <= 1; got {self.min_lr_ratio}, {self.constant_after}")
 
 
 @dataclass(frozen=True)
@@ -67,6 +79,8 @@ class TrainConfig:
     bn_calibration_images: int = 2000  # training images used to recalibrate BN before evaluation
     bn_calibration_batch_size: int = 250
     evaluate_every: int = 1  # epochs between validation of the max, middle and min subnets
+    # BigNAS: dropout, stochastic depth and label smoothing on the largest subnet only
+    regularise_largest_only: bool = False
 
     def __post_init__(self) -> None:
         if self.epochs < 1 or self.evaluate_every < 1:
@@ -113,6 +127,20 @@ def warmup_cosine(step: int, total: int, warmup: int, min_ratio: float) -> float
     return min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * min(progress, 1.0)))
 
 
+def warmup_exponential(step: int, total: int, warmup: int, min_ratio: float, constant_after: float) -> float:
+    if step < warmup:
+        return (step + 1) / warmup
+    progress = (step - warmup) / max(1, total - warmup)
+    return min_ratio ** min(progress / constant_after, 1.0)
+
+
+def lr_multiplier(step: int, total: int, warmup: int, optim: OptimConfig) -> float:
+    """The learning rate at ``step`` as a share of ``optim.lr``, by ``optim.schedule``."""
+    if optim.schedule == "exponential":
+        return warmup_exponential(step, total, warmup, optim.min_lr_ratio, optim.constant_after)
+    return warmup_cosine(step, total, warmup, optim.min_lr_ratio)
+
+
 @contextlib.contextmanager
 def _bn_statistics_frozen(model: nn.Module):
     """Forward passes inside leave every batch-norm buffer as it was."""
@@ -140,6 +168,7 @@ class Trainer:
             raise ConfigError(f"data.batch_size={batch_size} must be divisible by the {self.world} processes")
         self.model = supernet.to(self.device)
         self.space = supernet.space
+        self._largest = self.space.max()
         self.train_set, self.eval_data, self.batch_size = train_set, eval_data, batch_size
         self.run_dir = Path(run_dir)
         self.experiment = experiment or {}
@@ -157,7 +186,7 @@ class Trainer:
         self.optimizer = build_optimizer(self.model, optim)
         warmup = int(round(optim.warmup_epochs * self.steps_per_epoch))
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
-            self.optimizer, lambda s: warmup_cosine(s, self.total_steps, warmup, optim.min_lr_ratio))
+            self.optimizer, lambda s: lr_multiplier(s, self.total_steps, warmup, optim))
         self.use_amp = train.amp and self.device.type == "cuda"
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.use_amp)
         self.teacher: nn.Module | None = None
@@ -254,13 +283,15 @@ class Trainer:
                 soft_targets = self.teacher(resize(images, max(self.space.resolutions))).float()
         total = 0.0
         for task in tasks:
-            with torch.autocast("cuda", enabled=self.use_amp):
+            plain = self.train_cfg.regularise_largest_only and task.arch != self._largest
+            with torch.autocast("cuda", enabled=self.use_amp), regularisation_off(self.model, plain):
                 logits = self.model(resize(images, task.arch.resolution), task.arch)
             logits = logits.float()
             distill = task.distill and soft_targets is not None
             loss = distillation_loss(logits, soft_targets, self.distill_kind) if distill else 0.0
             if not distill or task.with_labels:
-                loss = loss + F.cross_entropy(logits, labels, label_smoothing=self.optim_cfg.label_smoothing)
+                smoothing = 0.0 if plain else self.optim_cfg.label_smoothing
+                loss = loss + F.cross_entropy(logits, labels, label_smoothing=smoothing)
             if task.teacher:
                 soft_targets = logits.detach()
             self.scaler.scale(loss * task.weight).backward()

@@ -6,6 +6,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from elasticnas.supernet.regularisation import regularising
+
 
 def leading(tensor: Tensor, dim: int, size: int) -> Tensor:
     """The first ``size`` entries along ``dim``; the tensor itself when that is all of it (a
@@ -38,7 +40,7 @@ class ElasticClassifier(ElasticLinear):
     """
 
     def run(self, x: Tensor, spec) -> Tensor:
-        x = F.dropout(torch.flatten(x, 1), spec.dropout, self.training)
+        x = F.dropout(torch.flatten(x, 1), spec.dropout, regularising(self))
         return self(x, spec.out_features)
 
     def spec_state(self, spec) -> dict[str, Tensor]:

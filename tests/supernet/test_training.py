@@ -8,11 +8,12 @@ import pytest
 import torch
 
 from elasticnas.core.checkpoint import load_checkpoint
-from elasticnas.experiment import SupernetConfig, build_run, load_experiment, train_experiment
+from elasticnas.experiment import SupernetConfig, build_run, build_supernet_of, load_experiment, train_experiment
 from elasticnas.supernet import ConfigError, list_supernets
 from elasticnas.supernet.evaluation import EvalData, evaluate, recalibrate_bn, score
+from elasticnas.supernet.regularisation import regularisation_off
 from elasticnas.supernet.samplers import list_strategies
-from elasticnas.supernet.training import TrainingInterrupted, warmup_cosine
+from elasticnas.supernet.training import OptimConfig, TrainingInterrupted, lr_multiplier, warmup_cosine
 
 FAST = ["data.name=digits", "data.batch_size=256", "train.bn_calibration_images=256",
         "train.bn_calibration_batch_size=128"]
@@ -129,3 +130,59 @@ def test_warmup_cosine_schedule_by_hand():
     assert warmup_cosine(10, 100, 10, 0.0) == pytest.approx(1.0)
     assert warmup_cosine(55, 100, 10, 0.0) == pytest.approx(0.5)
     assert warmup_cosine(100, 100, 10, 0.2) == pytest.approx(0.2)
+
+
+def test_exponential_schedule_with_a_constant_ending_by_hand():
+    optim = OptimConfig(schedule="exponential", min_lr_ratio=0.01, constant_after=0.5)
+    assert lr_multiplier(4, 110, 10, optim) == pytest.approx(0.5)  # warm-up
+    assert lr_multiplier(10, 110, 10, optim) == pytest.approx(1.0)
+    assert lr_multiplier(35, 110, 10, optim) == pytest.approx(0.1)  # halfway to the ending: 0.01 ** 0.5
+    assert lr_multiplier(60, 110, 10, optim) == pytest.approx(0.01)
+    assert lr_multiplier(109, 110, 10, optim) == pytest.approx(0.01)  # constant to the end
+    with pytest.raises(ConfigError, match="constant ending"):
+        OptimConfig(schedule="exponential", min_lr_ratio=0.0)
+    with pytest.raises(ConfigError, match="cosine or exponential"):
+        OptimConfig(schedule="step")
+
+
+@pytest.mark.parametrize("config", ["mnist_sandwich", "mnist_resnet_sandwich"])
+def test_zero_residual_norms_silence_every_residual_branch_at_the_start(config):
+    plain = build_supernet_of(load_experiment(config), 10, 1)
+    supernet = build_supernet_of(load_experiment(config, ["init.zero_residual_norms=true"]), 10, 1)
+    norms = supernet.residual_output_norms()
+    assert len(norms) == len(plain.residual_output_norms()) > 0
+    assert all(float(n.weight.abs().max()) == 0 for n in norms)
+    assert all(float(n.weight.min()) == 1 for n in plain.residual_output_norms())
+    outputs = []
+    hooks = [n.register_forward_hook(lambda module, args, out: outputs.append(out)) for n in norms]
+    arch = supernet.space.max()
+    supernet.train()(torch.randn(4, 1, arch.resolution, arch.resolution), arch)
+    for hook in hooks:
+        hook.remove()
+    assert len(outputs) == len(norms) and all(float(out.abs().max()) == 0 for out in outputs)
+
+
+def test_zero_residual_norms_are_refused_for_a_family_without_them():
+    with pytest.raises(ConfigError, match="no batch norm ending a residual branch"):
+        build_supernet_of(load_experiment("mnist_vit_sandwich", ["init.zero_residual_norms=true"]), 10, 1)
+
+
+@pytest.mark.parametrize("config, rate", [("mnist_sandwich", "supernet.overrides.dropout=0.5"),
+                                          ("mnist_vit_sandwich", "supernet.overrides.drop_path=0.5")])
+def test_regularisation_off_turns_dropout_and_stochastic_depth_off_in_training(config, rate):
+    supernet = build_supernet_of(load_experiment(config, [rate]), 10, 1).train()
+    arch = supernet.space.min()
+    x = torch.randn(8, 1, arch.resolution, arch.resolution, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        assert not torch.equal(supernet(x, arch), supernet(x, arch))  # dropped at random
+        with regularisation_off(supernet):
+            assert torch.equal(supernet(x, arch), supernet(x, arch))  # batch norm still on batch statistics
+        assert not torch.equal(supernet(x, arch), supernet(x, arch))
+
+
+def test_bignas_recipe_trains_and_ends_at_its_constant_learning_rate(tmp_path):
+    recipe = ["init.zero_residual_norms=true", "train.regularise_largest_only=true", "optim.schedule=exponential",
+              "optim.min_lr_ratio=0.05", "optim.constant_after=0.5", "optim.lr=0.1"]
+    trainer, metrics = train_experiment(_config(*recipe), tmp_path, progress=False)
+    assert metrics["train_loss"].notna().all() and metrics["lr"].iloc[-1] == pytest.approx(0.1 * 0.05)
+    assert metrics["val_top1_max"].iloc[-1] > 20  # better than chance (10%) after two short epochs

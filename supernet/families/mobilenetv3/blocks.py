@@ -122,6 +122,9 @@ class ElasticMBConv(ElasticBlock):
         out = self.project(out, self.out_channels)
         return out + x if self.residual else out
 
+    def residual_output_norm(self) -> nn.Module | None:
+        return self.project.bn if self.residual else None
+
     def active_state(self, spec: MBConvSpec) -> dict[str, Tensor]:
         mid, state = spec.mid_channels, {}
         if self.expand is not None:

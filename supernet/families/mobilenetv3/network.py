@@ -11,6 +11,7 @@ from elasticnas.supernet.families.mobilenetv3.blocks import ElasticMBConv
 from elasticnas.supernet.families.mobilenetv3.space import MobileNetV3Space
 from elasticnas.supernet.layers import ElasticConv2d, ElasticConvBNAct, ElasticLinear
 from elasticnas.supernet.module import Supernet, prefixed
+from elasticnas.supernet.regularisation import regularising
 
 
 class MobileNetV3Supernet(Supernet):
@@ -71,7 +72,7 @@ class MobileNetV3Supernet(Supernet):
         x = self.final_expand(x, space.final_expand_channels)
         x = x.mean((2, 3), keepdim=True)
         x = self.feature_mix(x, space.feature_mix_channels)
-        x = F.dropout(torch.flatten(x, 1), space.dropout, self.training)
+        x = F.dropout(torch.flatten(x, 1), space.dropout, regularising(self))
         return self.classifier(x)
 
     def active_state_dict(self, arch: MobileNetV3Arch) -> dict[str, Tensor]:

@@ -129,6 +129,9 @@ class ElasticBottleneck(ElasticBlock):
         pooled = F.avg_pool2d(x, self.stride, self.stride, 0, ceil_mode=True) if self.stride > 1 else x
         return F.relu(out + self.downsample(pooled, spec.out_channels))
 
+    def residual_output_norm(self) -> nn.Module | None:
+        return self.conv3.bn
+
     def spec_state(self, spec: BottleneckSpec) -> dict[str, Tensor]:
         state = {}
         channels = ((self.conv1, spec.in_channels, spec.mid_channels), (self.conv2, spec.mid_channels,

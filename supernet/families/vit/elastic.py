@@ -27,6 +27,7 @@ from elasticnas.supernet.families.vit.layers import (
 from elasticnas.supernet.layers import ElasticLinear
 from elasticnas.supernet.layers.linear import leading
 from elasticnas.supernet.module import ElasticBlock, prefixed
+from elasticnas.supernet.regularisation import regularising
 from elasticnas.supernet.reorder import importance_order, permute_
 
 
@@ -106,11 +107,11 @@ class ElasticTransformerLayer(ElasticBlock):
         shape, eps = (spec.embed_dim,), self.norm1.eps
         h = F.layer_norm(x, shape, s["norm1.weight"], s["norm1.bias"], eps)
         h = attend(F.linear(h, s["attn.qkv.weight"], s.get("attn.qkv.bias")), spec.num_heads, spec.head_dim)
-        x = x + drop_path(F.linear(h, s["attn.proj.weight"], s["attn.proj.bias"]), spec.drop_path, self.training)
+        x = x + drop_path(F.linear(h, s["attn.proj.weight"], s["attn.proj.bias"]), spec.drop_path, regularising(self))
         h = F.gelu(F.linear(F.layer_norm(x, shape, s["norm2.weight"], s["norm2.bias"], eps),
                             s["mlp.fc1.weight"], s["mlp.fc1.bias"]))
         h = F.linear(h, s["mlp.fc2.weight"], s["mlp.fc2.bias"])
-        return x + drop_path(h, spec.drop_path, self.training)
+        return x + drop_path(h, spec.drop_path, regularising(self))
 
     def sort_channels(self, optimizer: torch.optim.Optimizer | None = None) -> Tensor:
         """MLP hidden units by the L1 norm of the fc2 weights that read them, largest first."""
