@@ -174,9 +174,10 @@ def describe_accuracy_noise(reports: pd.DataFrame) -> str:
     line = f"accuracy predictor: held-out Kendall tau {row['kendall_tau']:.2f}"
     if not np.isfinite(row.get("retest_tau", float("nan"))):
         return line + " (this journal predates the noise columns: measure again for the ceiling)"
-    return (f"{line}; the measurement's own half-vs-half tau {row['retest_tau']:.2f}; sampling noise is "
-            f"{row['noise_share']:.0%} of the subnets' top-1 variance (mean standard error "
-            f"{row['mean_se']:.2f} points)")
+    return (f"{line}; the measurement's own ceiling, tau {row['retest_tau']:.2f} between two measurements "
+            f"(halves of the validation images agree at {row['retest_tau_halves']:.2f}); sampling noise is at most "
+            f"{row['noise_share']:.0%} of the subnets' top-1 variance (mean standard error {row['mean_se']:.2f} "
+            f"points)")
 
 
 def plot_predictor_quality(predictions: dict, path: Path) -> Path:

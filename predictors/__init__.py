@@ -24,6 +24,7 @@ from elasticnas.predictors.estimators import (
 from elasticnas.predictors.persistence import load_predictor, read_predictor, save_predictor
 from elasticnas.predictors.quality import (
     cross_validated_report,
+    doubled_length_tau,
     kendall_tau,
     measurement_noise,
     out_of_fold_predictions,
@@ -50,6 +51,7 @@ __all__ = [
     "list_estimators",
     "load_predictor",
     "out_of_fold_predictions",
+    "doubled_length_tau",
     "measurement_noise",
     "quality_report",
     "read_predictor",

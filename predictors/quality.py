@@ -44,24 +44,39 @@ def quality_report(y_true, y_pred, kind: str = "accuracy") -> dict[str, float]:
     }
 
 
+def doubled_length_tau(tau: float) -> float:
+    """Kendall tau between two measurements twice as long, from ``tau`` between two halves:
+    Spearman-Brown's ``2r / (1 + r)`` on the correlation ``r = sin(pi tau / 2)`` (Greiner's
+    relation, exact for normal scores), turned back into tau."""
+    if not np.isfinite(tau) or tau <= 0:
+        return float(tau)
+    r = np.sin(np.pi * tau / 2)
+    return float(2 / np.pi * np.arcsin(2 * r / (1 + r)))
+
+
 def measurement_noise(measured, standard_errors, half_a, half_b) -> dict[str, float]:
     """How much of a measured accuracy target is noise, from the measurement itself.
 
-    ``retest_tau``: Kendall tau between the top-1 of two disjoint halves of the validation
-    images over the same subnets, the ranking a repeated measurement of half the size
-    reproduces (the whole split's own agreement lies above it; a predictor's tau well below
-    it has room to improve). ``noise_share``: the mean squared standard error over the
-    variance of the measured values across subnets; near 1 the subnets' differences are
-    mostly sampling noise. ``mean_se``: the mean standard error, in the target's units.
+    ``retest_tau_halves``: Kendall tau between the top-1 of two disjoint halves of the
+    validation images over the same subnets. ``retest_tau``: from it, the tau between two
+    measurements on as many images as the whole split (:func:`doubled_length_tau`), the
+    ranking a repeated measurement reproduces: a predictor scored against this measurement
+    cannot be expected to beat it by much, and one well below it has room to improve.
+    ``noise_share``: the mean squared standard error over the variance of the measured values
+    across subnets; near 1 the subnets' differences are mostly sampling noise (an upper bound:
+    subnets scored on the same images share part of their noise, which changes no ranking).
+    ``mean_se``: the mean standard error, in the target's units.
     """
     measured, errors = np.asarray(measured, dtype=np.float64), np.asarray(standard_errors, dtype=np.float64)
     half_a, half_b = np.asarray(half_a, dtype=np.float64), np.asarray(half_b, dtype=np.float64)
     known = np.isfinite(errors) & np.isfinite(half_a) & np.isfinite(half_b)
     if known.sum() < 2:
-        return {"retest_tau": float("nan"), "noise_share": float("nan"), "mean_se": float("nan")}
+        return {"retest_tau": float("nan"), "retest_tau_halves": float("nan"), "noise_share": float("nan"),
+                "mean_se": float("nan")}
     spread = float(np.var(measured[known], ddof=1))
     noise = float(np.mean(errors[known] ** 2))
-    return {"retest_tau": kendall_tau(half_a[known], half_b[known]),
+    halves = kendall_tau(half_a[known], half_b[known])
+    return {"retest_tau": doubled_length_tau(halves), "retest_tau_halves": halves,
             "noise_share": noise / spread if spread > 0 else float("inf"),
             "mean_se": float(np.mean(errors[known]))}
 

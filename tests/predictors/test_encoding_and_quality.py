@@ -95,7 +95,9 @@ def test_quality_report_against_hand_computed_values():
 def test_measurement_noise_against_hand_computed_values():
     noise = measurement_noise(measured=[90.0, 92.0, 94.0], standard_errors=[1.0, 1.0, 2.0],
                               half_a=[89.0, 93.0, 94.0], half_b=[91.0, 90.0, 95.0])
-    assert noise["retest_tau"] == pytest.approx(1 / 3)  # pairs 1-2 discordant, 1-3 and 2-3 concordant
+    assert noise["retest_tau_halves"] == pytest.approx(1 / 3)  # pairs 1-2 discordant, 1-3 and 2-3 concordant
+    r = np.sin(np.pi / 6)  # 0.5, so Spearman-Brown gives 2 * 0.5 / 1.5 = 2 / 3
+    assert noise["retest_tau"] == pytest.approx(2 / np.pi * np.arcsin(2 / 3)) and r == pytest.approx(0.5)
     assert noise["noise_share"] == pytest.approx(2.0 / 4.0)  # mean(1, 1, 4) / var(90, 92, 94) with ddof 1
     assert noise["mean_se"] == pytest.approx(4 / 3)
     unknown = measurement_noise([90.0, 92.0], [np.nan, np.nan], [np.nan, np.nan], [np.nan, np.nan])
