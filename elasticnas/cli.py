@@ -407,6 +407,8 @@ def _quickstart_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--precision", default="fp32", choices=PRECISION_CHOICES,
                         help="int8: search float32 and int8 subnets jointly (static quantization by the "
                              "runtime's own tool; --runtime onnxruntime)")
+    parser.add_argument("--finetune-epochs", type=int, default=0,
+                        help="also fine-tune each exported subnet for this many epochs (elasticnas finetune)")
     parser.add_argument("--seed", type=int, default=0)
     parser.set_defaults(run=_run_quickstart)
 
@@ -415,7 +417,7 @@ def _run_quickstart(args: argparse.Namespace) -> None:
     from elasticnas.pipeline import quickstart
 
     summary = quickstart(args.out, supernet=args.supernet, subnets=args.subnets, runtime=args.runtime, seed=args.seed,
-                         precision=args.precision)
+                         precision=args.precision, finetune_epochs=args.finetune_epochs)
     print(summary.round(3).to_string(index=False))
 
 

@@ -6,6 +6,7 @@ A run folder holds ``config.yaml`` (the resolved config), ``checkpoint.pt``,
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
@@ -47,7 +48,8 @@ class InitConfig:
     freeze: tuple[str, ...] = ()  # shell-style parameter names to freeze at first, e.g. "stem.*"
     freeze_epochs: int = 0  # epochs during which `freeze` holds
     # BigNAS: the scale of the last batch norm of every residual branch starts at zero, so each
-    # residual block starts as the identity (fresh weights only; a parent's replace them)
+    # residual block starts as the identity (fresh weights only; a parent's replace them). A
+    # family without such norms (ViT: LayerNorm before each branch) is left as it is, with a warning.
     zero_residual_norms: bool = False
 
     def __post_init__(self) -> None:
@@ -114,8 +116,9 @@ def build_supernet_of(config: ExperimentConfig, num_classes: int | None = None, 
     if config.init.zero_residual_norms:
         norms = supernet.residual_output_norms()
         if not norms:
-            raise ConfigError(f"init.zero_residual_norms is set, but supernet {config.supernet.name!r} has no batch "
-                              f"norm ending a residual branch; set it to false")
+            logging.getLogger(__name__).warning(
+                "init.zero_residual_norms: supernet %r has no batch norm ending a residual branch; nothing to zero",
+                config.supernet.name)
         with torch.no_grad():
             for norm in norms:
                 norm.weight.zero_()

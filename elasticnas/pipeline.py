@@ -130,13 +130,14 @@ def export_within_budget(run_folder: str | Path, budget_ms: float, out: str | Pa
 def quickstart(out: str | Path = "runs/quickstart", *, supernet: str | None = None, config: str | None = None,
                overrides: list[str] = (), subnets: int = 100, trials: int = 20, predicted_evals: int = 20_000,
                runtime: str = "torch", seed: int = 0, progress: bool = True, log=print,
-               precision: str = "fp32") -> pd.DataFrame:
+               precision: str = "fp32", finetune_epochs: int = 0) -> pd.DataFrame:
     """Train, profile, measure, fit, search under three budgets, export; returns the summary table.
 
     ``supernet`` (a preset name) trains with its bundled sandwich recipe where there is one
     (a family's own optimiser settings), else with the default config; ``config`` names one explicitly.
     ``precision="int8"`` searches float32 and int8 subnets jointly (int8: static quantization by
-    ``runtime``'s own tool, which must have one).
+    ``runtime``'s own tool, which must have one). ``finetune_epochs`` > 0 also fine-tunes each
+    exported subnet (``elasticnas finetune``) into ``<export>_finetuned``.
     """
     from elasticnas.experiment import load_experiment, recipe_for, train_experiment
     from elasticnas.searching import search_run
@@ -195,11 +196,25 @@ def quickstart(out: str | Path = "runs/quickstart", *, supernet: str | None = No
                      "test_top1": report["test_top1"], "precision": report["precision"],
                      "int8_accuracy_drop": report.get("int8_accuracy_drop", float("nan")),
                      "macs": report["macs"], "params": report["params"],
-                     "export": str(folder)})
+                     "export": str(folder), **_finetuned(out, folder, report["arch"], finetune_epochs, progress)})
     summary = pd.DataFrame(rows)
     atomic_write_text(out / "summary.csv", summary.to_csv(index=False))
     stage(f"done: summary in {out / 'summary.csv'}, Pareto plot {search_folder / 'pareto.png'}")
     return summary
+
+
+def _finetuned(run_folder: Path, export: Path, arch: dict, epochs: int, progress: bool) -> dict:
+    """Test top-1 of ``export`` (of ``arch``) fine-tuned for ``epochs``: done once per subnet and
+    epoch count; nothing when ``epochs`` is 0."""
+    if not epochs:
+        return {}
+    from elasticnas.finetuning import finetune_export
+
+    tuned = export.with_name(export.name + "_finetuned")
+    report = read_json(tuned / REPORT, "export report", fields=()) if (tuned / REPORT).exists() else {}
+    if report.get("finetune", {}).get("epochs") != epochs or report.get("arch") != arch:
+        report = finetune_export(export, epochs=epochs, out=tuned, run_folder=run_folder, progress=progress)
+    return {"test_top1_finetuned": report["test_top1"], "finetuned_export": str(tuned)}
 
 
 def _training_finished(folder: Path, epochs: int) -> bool:

@@ -119,10 +119,10 @@ def finetuned_top1(supernet, archs, splits, data: EvalData, epochs: int, config,
 
 def bench_one(name: str, args, overrides: list[str], known_scratch: dict, scratch_cache: dict) -> list[dict]:
     """Train the supernet of ``name`` (config[+recipe]) and compare its subnets with scratch twins."""
-    base, _, recipe = name.partition("+")
+    base, _, recipe = name.split("@")[0].partition("+")
     config = load_experiment(base, overrides + RECIPES[recipe or "default"])
-    scratch_config = load_experiment(base, overrides)
-    run_dir = args.runs / name.removeprefix("mnist_")
+    scratch_config = load_experiment(base)  # scratch twins at the config's own epochs, whatever the supernet's
+    run_dir = args.runs / name.removeprefix("mnist_").replace("@", "_")
     resume = (run_dir / "checkpoint.pt").exists()
     trainer, metrics = train_experiment(config, run_dir, resume=resume, progress=True)
     train_seconds = float(metrics["seconds"].sum())  # the epochs' own times: right across resumes
@@ -188,7 +188,8 @@ def main() -> None:
     unknown = set(args.recipes.split(",")) - set(RECIPES)
     if unknown:
         parser.error(f"unknown recipes {sorted(unknown)}; choose from {', '.join(RECIPES)}")
-    chosen = [c if r == "default" else f"{c}+{r}" for c in configs for r in args.recipes.split(",")]
+    budget = f"@{args.epochs}ep" if args.epochs else ""  # rows of another supernet budget keep their own label
+    chosen = [(c if r == "default" else f"{c}+{r}") + budget for c in configs for r in args.recipes.split(",")]
     previous = _previous_rows(detail_path)
     # scratch training depends on the architecture, epochs and optimizer, not on the strategy:
     # earlier scratch results for the same architectures are reused

@@ -141,15 +141,17 @@ def test_finetune_writes_a_checked_export_with_accuracy_before_and_after(run_cop
 
 def test_quickstart_runs_end_to_end_and_resumes_without_redoing_work(tmp_path, capsys):
     out = tmp_path / "quick"
-    kwargs = dict(overrides=FAST_RUN, subnets=12, trials=3, predicted_evals=400, progress=False)
+    kwargs = dict(overrides=FAST_RUN, subnets=12, trials=3, predicted_evals=400, progress=False, finetune_epochs=1)
     summary = quickstart(out, **kwargs)
     assert len(summary) == 3 and summary["budget_ms"].is_monotonic_increasing
+    assert summary["test_top1_finetuned"].between(0, 100).all()
     assert (summary["predicted_ms"] <= summary["budget_ms"] + 1e-9).all()
     # kept on the device: within budget, or (the table optimistic beyond 5 tries today) flagged as not
     assert ((summary["measured_ms"] <= summary["budget_ms"]) == summary["within_budget"]).all()
     for folder in summary["export"]:
         assert (pd.io.common.Path(folder) / "report.json").exists()
     stamps = {p: p.stat().st_mtime_ns for p in out.rglob("*") if p.is_file() and p.suffix in (".pt", ".onnx")}
+    assert len([p for p in stamps if "_finetuned" in str(p)]) == 3  # one model.onnx per fine-tuned export
     again = quickstart(out, **kwargs)
     pd.testing.assert_frame_equal(again, summary)
     assert stamps == {p: p.stat().st_mtime_ns for p in stamps}  # nothing retrained or re-exported

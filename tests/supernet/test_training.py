@@ -147,7 +147,7 @@ def test_exponential_schedule_with_a_constant_ending_by_hand():
 
 @pytest.mark.parametrize("config", ["mnist_sandwich", "mnist_resnet_sandwich"])
 def test_zero_residual_norms_silence_every_residual_branch_at_the_start(config):
-    plain = build_supernet_of(load_experiment(config), 10, 1)
+    plain = build_supernet_of(load_experiment(config, ["init.zero_residual_norms=false"]), 10, 1)
     supernet = build_supernet_of(load_experiment(config, ["init.zero_residual_norms=true"]), 10, 1)
     norms = supernet.residual_output_norms()
     assert len(norms) == len(plain.residual_output_norms()) > 0
@@ -162,9 +162,12 @@ def test_zero_residual_norms_silence_every_residual_branch_at_the_start(config):
     assert len(outputs) == len(norms) and all(float(out.abs().max()) == 0 for out in outputs)
 
 
-def test_zero_residual_norms_are_refused_for_a_family_without_them():
-    with pytest.raises(ConfigError, match="no batch norm ending a residual branch"):
-        build_supernet_of(load_experiment("mnist_vit_sandwich", ["init.zero_residual_norms=true"]), 10, 1)
+def test_zero_residual_norms_leave_a_family_without_them_as_it_is_and_say_so(caplog):
+    config = load_experiment("mnist_vit_sandwich")
+    plain = build_supernet_of(config, 10, 1).state_dict()
+    zeroed = build_supernet_of(load_experiment("mnist_vit_sandwich", ["init.zero_residual_norms=true"]), 10, 1)
+    assert all(torch.equal(plain[k], v) for k, v in zeroed.state_dict().items())
+    assert "no batch norm ending a residual branch" in caplog.text
 
 
 @pytest.mark.parametrize("config, rate", [("mnist_sandwich", "supernet.overrides.dropout=0.5"),
