@@ -41,13 +41,15 @@ STRATEGIES = ("sandwich", "uniform", "progressive_shrinking", "complexity_aware"
               "delayed_shrinking")
 RESULTS = Path(__file__).parent / "results"
 # Parts of BigNAS's recipe, as overrides on top of a config (``--recipes``).
+OFF = ["init.zero_residual_norms=false"]  # the bundled CNN configs turn it on since the ablation
 RECIPES = {
     "default": [],
+    "old_default": OFF,
     "zero_init": ["init.zero_residual_norms=true"],
-    "exponential": ["optim.schedule=exponential", "optim.min_lr_ratio=0.05", "optim.constant_after=0.8"],
+    "exponential": [*OFF, "optim.schedule=exponential", "optim.min_lr_ratio=0.05", "optim.constant_after=0.8"],
     "zero_init_exponential": ["init.zero_residual_norms=true", "optim.schedule=exponential",
                               "optim.min_lr_ratio=0.05", "optim.constant_after=0.8"],
-    "largest_only": ["train.regularise_largest_only=true"],
+    "largest_only": [*OFF, "train.regularise_largest_only=true"],
     "zero_init_largest_only": ["init.zero_residual_norms=true", "train.regularise_largest_only=true"],
     "bignas": ["init.zero_residual_norms=true", "train.regularise_largest_only=true", "optim.schedule=exponential",
                "optim.min_lr_ratio=0.05", "optim.constant_after=0.8"],
