@@ -366,7 +366,9 @@ def _run_export(args: argparse.Namespace) -> None:
 
 
 def _finetune_out(args: argparse.Namespace) -> Path:
-    return args.out or args.export_dir.with_name(args.export_dir.name + "_finetuned")
+    from elasticnas.finetuning import finetuned_folder
+
+    return args.out or finetuned_folder(args.export_dir)
 
 
 @command("finetune", "train an exported subnet further, distilled from its supernet's largest subnet",

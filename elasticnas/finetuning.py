@@ -29,6 +29,12 @@ UNCHANGED = ("supernet", "space_fingerprint", "precision", "latency_ms_measured"
              "device", "runtime", "device_name", "macs", "params", "size_bytes", "peak_activation_bytes")
 
 
+def finetuned_folder(export_dir: str | Path) -> Path:
+    """Where a fine-tuned export goes unless told: ``<export_dir>_finetuned`` beside it."""
+    export_dir = Path(export_dir)
+    return export_dir.with_name(export_dir.name + "_finetuned")
+
+
 def run_folder_of(export_dir: Path, report: dict) -> Path:
     """Where the export came from: its report's ``run_folder``, else the folder above ``exports/``."""
     candidates = [Path(report["run_folder"])] if report.get("run_folder") else []
@@ -64,15 +70,15 @@ def finetune_export(export_dir: str | Path, *, epochs: int = 3, out: str | Path 
     if run.space.fingerprint != space.fingerprint:
         raise ConfigError(f"{export_dir} was exported from another supernet (space fingerprint "
                           f"{space.fingerprint}) than the run in {run_folder} ({run.space.fingerprint})")
-    out = Path(out) if out else export_dir.with_name(export_dir.name + "_finetuned")
+    out = Path(out) if out else finetuned_folder(export_dir)
     config = FinetuneConfig(epochs=epochs, lr=lr if lr is not None else run.config.optim.lr / 10,
                             batch_size=run.config.data.batch_size, seed=run.config.train.seed)
     validation, test = run.eval_data("val"), run.eval_data("test")
     calibration, val_images = validation.at(arch.resolution, torch.device("cpu"))
     _, test_images = test.at(arch.resolution, torch.device("cpu"))
+    splits = {"val": (val_images, validation.labels), "test": (test_images, test.labels)}
     student = load_subnet(export_dir)
-    accuracy_before = {**deployed_accuracy(export_dir, arch, val_images, validation.labels, threads, "val"),
-                       **deployed_accuracy(export_dir, arch, test_images, test.labels, threads, "test")}
+    accuracy_before = deployed_accuracy(export_dir, arch, splits, threads, model=student)
     largest = replace(run.space.max(), precision=FULL_PRECISION)
     teacher = calibrated_subnet(run.supernet, largest, validation)
     out.mkdir(parents=True, exist_ok=True)
@@ -82,8 +88,7 @@ def finetune_export(export_dir: str | Path, *, epochs: int = 3, out: str | Path 
     recalibrate_bn(student, calibration, validation.calibration_batch_size).eval()
     written = export_subnet(student, space, arch, out, formats=exported_formats(export_dir),
                             calibration_images=calibration)
-    accuracy_after = {**deployed_accuracy(out, arch, val_images, validation.labels, threads, "val"),
-                      **deployed_accuracy(out, arch, test_images, test.labels, threads, "test")}
+    accuracy_after = deployed_accuracy(out, arch, splits, threads)  # as written
     report = {"arch": arch.to_dict(), **{k: before[k] for k in UNCHANGED if k in before},
               "run_folder": str(run_folder.resolve()), "finetuned_from": str(export_dir.resolve()),
               **accuracy_after, **{f"{k}_before": v for k, v in accuracy_before.items()},

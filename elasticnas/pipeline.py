@@ -75,7 +75,7 @@ def export_from_run(run_folder: str | Path, arch: Arch, out: str | Path, *, form
     reloaded = load_subnet(out)
     with torch.no_grad():
         reference = model(images[:8])
-    accuracy = deployed_accuracy(out, arch, images, test.labels, threads)
+    accuracy = deployed_accuracy(out, arch, {"test": (images, test.labels)}, threads, model=reloaded)
     table = latency_table_for(run_folder, space, device=device, runtime=runtime, check_speed=True)
     now = table.at_speed(table.current_reference_ms) if table.normalised and table.current_reference_ms else table
     measured = measured_ms if measured_ms is not None else float(measure_archs(
@@ -96,15 +96,23 @@ def export_from_run(run_folder: str | Path, arch: Arch, out: str | Path, *, form
     return report
 
 
-def deployed_accuracy(folder: Path, arch: Arch, images: torch.Tensor, labels: torch.Tensor,
-                      threads: int | None = None, prefix: str = "test") -> dict:
-    """Top-1 of the exported model in ``folder`` as deployed: for an int8 subnet the int8 file,
-    with the float32 model's top-1 and what quantizing cost beside it."""
-    top1 = score(load_subnet(folder), images, labels).top1
-    if arch.precision == 32:
-        return {f"{prefix}_top1": top1}
-    deployed = score(OnnxInt8Model((folder / INT8_ONNX).read_bytes(), threads), images, labels).top1
-    return {f"{prefix}_top1": deployed, f"{prefix}_top1_float32": top1, "int8_accuracy_drop": top1 - deployed}
+def deployed_accuracy(folder: Path, arch: Arch, splits: dict[str, tuple[torch.Tensor, torch.Tensor]],
+                      threads: int | None = None, model: torch.nn.Module | None = None) -> dict:
+    """``<split>_top1`` of the exported model in ``folder`` as deployed, for each ``split: (images,
+    labels)``: for an int8 subnet the int8 file's, with the float32 model's top-1 and what
+    quantizing cost (of the last split) beside it. ``model``: the float32 model, when already loaded."""
+    model = model if model is not None else load_subnet(folder)
+    int8 = OnnxInt8Model((folder / INT8_ONNX).read_bytes(), threads) if arch.precision != 32 else None
+    accuracy = {}
+    for split, (images, labels) in splits.items():
+        top1 = score(model, images, labels).top1
+        if int8 is None:
+            accuracy[f"{split}_top1"] = top1
+            continue
+        deployed = score(int8, images, labels).top1
+        accuracy.update({f"{split}_top1": deployed, f"{split}_top1_float32": top1,
+                         "int8_accuracy_drop": top1 - deployed})
+    return accuracy
 
 
 def export_within_budget(run_folder: str | Path, budget_ms: float, out: str | Path, *,
@@ -208,9 +216,9 @@ def _finetuned(run_folder: Path, export: Path, arch: dict, epochs: int, progress
     epoch count; nothing when ``epochs`` is 0."""
     if not epochs:
         return {}
-    from elasticnas.finetuning import finetune_export
+    from elasticnas.finetuning import finetune_export, finetuned_folder
 
-    tuned = export.with_name(export.name + "_finetuned")
+    tuned = finetuned_folder(export)
     report = read_json(tuned / REPORT, "export report", fields=()) if (tuned / REPORT).exists() else {}
     if report.get("finetune", {}).get("epochs") != epochs or report.get("arch") != arch:
         report = finetune_export(export, epochs=epochs, out=tuned, run_folder=run_folder, progress=progress)

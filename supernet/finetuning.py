@@ -11,7 +11,6 @@ An epoch ends with a checkpoint; a run stopped in between resumes from the last 
 
 from __future__ import annotations
 
-import math
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -27,7 +26,7 @@ from elasticnas.core.checkpoint import load_checkpoint, save_checkpoint
 from elasticnas.core.errors import ConfigError
 from elasticnas.supernet.batches import epoch_order, iterate, resize
 from elasticnas.supernet.losses import kl_divergence
-from elasticnas.supernet.training import parameter_groups
+from elasticnas.supernet.training import parameter_groups, warmup_cosine
 
 
 @dataclass(frozen=True)
@@ -60,7 +59,7 @@ def finetune(student: nn.Module, teacher: nn.Module, train_set: Dataset, *, reso
     optimizer = torch.optim.SGD(groups, lr=config.lr, momentum=0.9, nesterov=True)
     steps_per_epoch = max(1, len(train_set) // config.batch_size)
     total = config.epochs * steps_per_epoch
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 0.5 * (1 + math.cos(math.pi * step / total)))
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: warmup_cosine(step, total, 0, 0.0))
     stamp = {"config": asdict(config), "identity": identity or {}}
     history, start = _resume(checkpoint, stamp, student, optimizer, scheduler)
     for epoch in range(start, config.epochs):

@@ -120,25 +120,24 @@ def build_optimizer(model: nn.Module, config: OptimConfig) -> torch.optim.Optimi
     return torch.optim.AdamW(groups, lr=config.lr, betas=tuple(config.betas))
 
 
+def _after_warmup(step: int, total: int, warmup: int) -> float | None:
+    """The share of the post-warm-up steps done at ``step`` (0..1); None during warm-up."""
+    return None if step < warmup else min((step - warmup) / max(1, total - warmup), 1.0)
+
+
 def warmup_cosine(step: int, total: int, warmup: int, min_ratio: float) -> float:
-    if step < warmup:
+    progress = _after_warmup(step, total, warmup)
+    if progress is None:
         return (step + 1) / warmup
-    progress = (step - warmup) / max(1, total - warmup)
-    return min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * min(progress, 1.0)))
-
-
-def warmup_exponential(step: int, total: int, warmup: int, min_ratio: float, constant_after: float) -> float:
-    if step < warmup:
-        return (step + 1) / warmup
-    progress = (step - warmup) / max(1, total - warmup)
-    return min_ratio ** min(progress / constant_after, 1.0)
+    return min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
 
 
 def lr_multiplier(step: int, total: int, warmup: int, optim: OptimConfig) -> float:
     """The learning rate at ``step`` as a share of ``optim.lr``, by ``optim.schedule``."""
-    if optim.schedule == "exponential":
-        return warmup_exponential(step, total, warmup, optim.min_lr_ratio, optim.constant_after)
-    return warmup_cosine(step, total, warmup, optim.min_lr_ratio)
+    progress = _after_warmup(step, total, warmup)
+    if optim.schedule != "exponential" or progress is None:
+        return warmup_cosine(step, total, warmup, optim.min_lr_ratio)
+    return optim.min_lr_ratio ** min(progress / optim.constant_after, 1.0)
 
 
 @contextlib.contextmanager
