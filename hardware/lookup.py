@@ -24,7 +24,6 @@ import itertools
 import os
 import warnings
 from collections.abc import Iterable, Sequence
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -44,6 +43,7 @@ from elasticnas.hardware.table_build import (
     layer_key,
     measure_table,
 )
+from elasticnas.hardware.table_calibration import calibration_subnets, fit_per_precision, positive_line
 from elasticnas.supernet.arch import Arch
 from elasticnas.supernet.registry import space_from_config
 from elasticnas.supernet.space import SearchSpace
@@ -105,6 +105,9 @@ class LatencyTable:
         resolutions = check_build_settings(space, resolutions, rounds)
         if any(bits != 32 for bits in space.precisions):
             require_int8(runtime)
+            if torch.device(device).type != "cpu":
+                raise ConfigError(f"int8 subnets are quantized and timed on the CPU here, not on {device!r}; "
+                                  f"build the table with device='cpu'")
         archs = calibrate if not isinstance(calibrate, int) else calibration_subnets(space, resolutions, calibrate,
                                                                                      seed=seed + 1)
         settings = {
@@ -280,11 +283,11 @@ class LatencyTable:
         raw = self.predict(archs, calibrated=False) / self._scale
         if self.normalised:
             measured = measured / np.asarray(self.speed_ms if reference_ms is None else reference_ms, dtype=float)
-        slope, intercept = np.polyfit(raw, measured, 1)
-        calibration = {"slope": float(slope), "intercept": float(intercept), "n": int(len(measured)),
+        floor = self._lower_bound() / self._scale
+        calibration = {**positive_line(raw, measured, floor), "n": int(len(measured)),
                        "units": "reference" if self.normalised else "ms"}
         if self.space.searches_precision:
-            calibration["by_precision"] = _fit_per_precision(archs, raw, measured)
+            calibration["by_precision"] = fit_per_precision(archs, raw, measured, floor)
         return LatencyTable(self.space, self.entries, self.metadata, calibration, speed_ms=self.speed_ms)
 
     def _fit_calibration(self) -> LatencyTable:
@@ -371,29 +374,3 @@ def _check_numbers(metadata: dict) -> None:
         raise ConfigError("latency table field 'reference_ms' must be > 0, got 0")
     if not isinstance(metadata.get("normalised", False), bool):
         raise ConfigError(f"latency table field 'normalised' must be true or false, got {metadata['normalised']!r}")
-
-
-def _fit_per_precision(archs: Sequence[Arch], raw: np.ndarray, measured: np.ndarray) -> dict[str, dict]:
-    """A linear fit per precision with at least 2 subnets: an int8 layer timed alone pays the
-    quantize and dequantize steps at its borders, which inside a subnet it mostly does not."""
-    bits = np.array([arch.precision for arch in archs])
-    fits = {}
-    for precision in np.unique(bits):
-        mine = bits == precision
-        if mine.sum() >= 2 and np.ptp(raw[mine]) > 0:
-            slope, intercept = np.polyfit(raw[mine], measured[mine], 1)
-            fits[str(int(precision))] = {"slope": float(slope), "intercept": float(intercept), "n": int(mine.sum())}
-    return fits
-
-
-def calibration_subnets(space: SearchSpace, resolutions: Sequence[int], n: int, *, seed: int) -> list[Arch]:
-    """``n`` distinct random subnets at ``resolutions`` (fewer if the space has fewer), the
-    precisions of a space that searches them taking turns, so that each gets its own fit."""
-    if n < 0:
-        raise ConfigError(f"calibration subnets must be >= 0, got {n}")
-    if n == 0:
-        return []
-    pool = [a for a in space.sample(np.random.default_rng(seed), n=20 * n) if a.resolution in resolutions]
-    if space.searches_precision:
-        pool = [replace(a, precision=space.precisions[i % len(space.precisions)]) for i, a in enumerate(pool)]
-    return list(dict.fromkeys(pool))[:n]

@@ -15,8 +15,9 @@ from scipy.stats import kendalltau
 
 from elasticnas.core.errors import ConfigError
 from elasticnas.hardware.latency import measure_archs
-from elasticnas.hardware.lookup import LatencyTable, calibration_subnets
+from elasticnas.hardware.lookup import LatencyTable
 from elasticnas.hardware.reference import relative_change
+from elasticnas.hardware.table_calibration import calibration_subnets
 
 
 def agreement(predicted: np.ndarray, measured: np.ndarray) -> dict:

@@ -165,6 +165,26 @@ def test_save_load_round_trip_and_calibration(tmp_path, small_space, table):
         LatencyTable.load(tmp_path / "missing")
 
 
+def test_calibration_never_predicts_zero_time_or_less(small_space, table):
+    archs = small_space.sample(2, n=6)
+    raw = table.predict(archs, calibrated=False)
+    order = np.argsort(raw)
+    # noisy timings of a few subnets: a free line would fall as the subnets grow, or cross zero
+    # well above the smallest subnet, as a 3-subnet int8 fit once did in CI
+    falling = np.empty_like(raw)
+    falling[order] = np.linspace(3.0, 1.0, len(raw))
+    steep = 10.0 * (raw - raw.min()) + 1e-3  # crosses zero just below the smallest of the six
+    everything = small_space.sample(3, n=500) + [small_space.min()]
+    for measured in (falling, steep):
+        calibrated = table.calibrate(archs, measured)
+        assert calibrated.calibration["through_origin"] and calibrated.calibration["intercept"] == 0
+        assert (calibrated.predict(everything) > 0).all()
+        # least squares through 0 (in reference units, where the ms of both sides cancel)
+        np.testing.assert_allclose(calibrated.calibration["slope"], raw @ measured / (raw @ raw), rtol=1e-9)
+    honest = table.calibrate(archs, 2.0 * raw + 0.5)
+    assert not honest.calibration["through_origin"]  # a line that stays positive is kept as fitted
+
+
 def test_interrupted_build_resumes_where_it_stopped(tmp_path, small_space, monkeypatch):
     calls = {"n": 0}
     real = lookup_module.measure_latency
