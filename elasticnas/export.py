@@ -9,8 +9,10 @@
     DIR/model.torchscript.pt   traced TorchScript (only when asked, while torch still has it)
     DIR/model.xml, model.bin   OpenVINO IR, batch 1 (optional extra ``openvino``)
     DIR/model.pte              ExecuTorch program delegated to XNNPACK, batch 1 (extra ``executorch``)
-    DIR/model.int8.onnx        for a subnet deployed at int8: ONNX Runtime's static int8 model,
-                               dynamic batch, ranges calibrated on training images
+    DIR/model.int8.*           for a subnet deployed at int8: the int8 runtime's own static int8
+                               model, ranges calibrated on training images: model.int8.onnx (ONNX
+                               Runtime, any batch), model.int8.xml/.bin (OpenVINO, any batch) or
+                               model.int8.pte (ExecuTorch, batch 1); arch.json names the runtime
 
 ``load_subnet(DIR)`` rebuilds the model from arch.json and the safetensors weights alone:
 no pickle, no supernet checkpoint.
@@ -31,6 +33,7 @@ from torch import nn
 from elasticnas.core.atomic import atomic_write_bytes, atomic_write_json
 from elasticnas.core.errors import ConfigError
 from elasticnas.core.files import read_json, reading
+from elasticnas.hardware.quantize import require_int8
 from elasticnas.hardware.runtimes import export_onnx_bytes
 from elasticnas.supernet.arch import Arch
 from elasticnas.supernet.registry import space_from_config
@@ -41,7 +44,7 @@ from elasticnas.supernet.static import build_static
 FORMATS = ("safetensors", "torch_export", "onnx")
 KNOWN_FORMATS = (*FORMATS, "torchscript", "openvino", "executorch")
 ARCH_JSON, WEIGHTS, TORCHSCRIPT, ONNX = "arch.json", "weights.safetensors", "model.torchscript.pt", "model.onnx"
-PROGRAM, INT8_ONNX = "model.pt2", "model.int8.onnx"
+PROGRAM = "model.pt2"
 FILES = {"torch_export": [PROGRAM], "onnx": [ONNX], "torchscript": [TORCHSCRIPT],
          "openvino": ["model.xml", "model.bin"], "executorch": ["model.pte"]}
 # Relative to the largest output magnitude: runtimes fuse and reorder float32 sums differently, so
@@ -74,18 +77,22 @@ def parse_formats(formats: str | Sequence[str]) -> tuple[str, ...]:
 
 def export_subnet(model: nn.Module, space: SearchSpace, arch: Arch, out: str | Path, *,
                   formats: str | Sequence[str] = FORMATS, seed: int = 0,
-                  calibration_images: torch.Tensor | None = None) -> dict:
+                  calibration_images: torch.Tensor | None = None, int8_runtime: str = "onnxruntime") -> dict:
     """Write the static ``model`` of ``arch`` (e.g. ``calibrated_subnet(supernet, arch, data)``).
 
     Every float32 format is checked against the torch model on a seeded batch; returns the
     largest absolute output difference per format and the files written. An int8 ``arch``
-    also gets :data:`INT8_ONNX`, quantized with ranges from ``calibration_images`` (training
-    images at the subnet's resolution); the written file must reproduce the quantized model
-    it was saved from, and its difference from float32 is reported, not bounded (the accuracy
-    drop is the measure of it: see :func:`elasticnas.pipeline.export_from_run`).
+    also gets ``int8_runtime``'s int8 model (e.g. :data:`INT8_ONNX`), quantized with ranges from
+    ``calibration_images`` (training images at the subnet's resolution); the written files must
+    reproduce the quantized model they were saved from, and its difference from float32 is
+    reported, not bounded (the accuracy drop is the measure of it: see
+    :func:`elasticnas.pipeline.export_from_run`).
     """
     formats = parse_formats(formats)
-    if arch.precision != 32 and calibration_images is None:
+    int8 = arch.precision != 32
+    if int8:
+        require_int8(int8_runtime)
+    if int8 and calibration_images is None:
         raise ConfigError("an int8 subnet is exported with calibration_images (training images at its resolution) "
                           "for the quantizer's activation ranges")
     out = Path(out)
@@ -99,6 +106,7 @@ def export_subnet(model: nn.Module, space: SearchSpace, arch: Arch, out: str | P
         "space": space.to_config(), "arch": arch.to_dict(), "arch_ofa": space.to_foreign_dict(arch),
         "input_shape": [space.in_channels, arch.resolution, arch.resolution], "num_classes": space.num_classes,
         "elasticnas_version": package_version(), "torch_version": torch.__version__,
+        **({"int8_runtime": int8_runtime} if int8 else {}),
     })
     state = {k: v.detach().contiguous().clone() for k, v in model.state_dict().items()}
     atomic_write_bytes(out / WEIGHTS, save_safetensors(state, metadata={"arch": arch.to_json(),
@@ -139,29 +147,31 @@ def export_subnet(model: nn.Module, space: SearchSpace, arch: Arch, out: str | P
                           f"largest output {worst}, allowed {RELATIVE_TOLERANCE}")
     files = [ARCH_JSON, WEIGHTS, *[name for f in formats for name in FILES.get(f, [])]]
     written = {"max_abs_difference": differences, "max_relative_difference": relative}
-    if arch.precision != 32:
-        written.update(_int8_file(model, calibration_images, out))
-        files.append(INT8_ONNX)
+    if int8:
+        written.update(_int8_files(model, calibration_images, out, int8_runtime))
+        files.extend(require_int8(int8_runtime).files)
     return {**written, "files": {f: (out / f).stat().st_size for f in files}}
 
 
-def _int8_file(model: nn.Module, calibration_images: torch.Tensor, out: Path) -> dict:
-    """Write the int8 ONNX model, check that the file reproduces it, and compare it with float32
+def _int8_files(model: nn.Module, calibration_images: torch.Tensor, out: Path, runtime: str) -> dict:
+    """Write ``runtime``'s int8 model, check that the files reproduce it, and compare it with float32
     on the calibration images (real inputs: random ones fall outside the calibrated ranges)."""
-    from elasticnas.hardware.quantize import CALIBRATION_IMAGES, OnnxInt8Model, int8_model
+    from elasticnas.hardware.quantize import CALIBRATION_IMAGES, int8_files, load_int8
 
-    quantized = int8_model(model, calibration_images, runtime="onnxruntime")
-    atomic_write_bytes(out / INT8_ONNX, quantized.onnx_bytes)
+    files = int8_files(model, calibration_images, runtime=runtime)
+    for name, data in files.items():
+        atomic_write_bytes(out / name, data)
     images = calibration_images[:CALIBRATION_IMAGES].cpu()
-    produced = quantized(images)
-    reread = OnnxInt8Model((out / INT8_ONNX).read_bytes())(images)
+    produced = require_int8(runtime).load(files)(images)
+    reread = load_int8(out, runtime)(images)
     if not torch.equal(reread, produced):
-        raise ConfigError(f"{out / INT8_ONNX} does not reproduce the int8 model it was written from "
+        raise ConfigError(f"the int8 files in {out} do not reproduce the int8 model they were written from "
                           f"(largest difference {(reread - produced).abs().max():.3g})")
     with torch.no_grad():
         reference = model(images)
     scale = max(1.0, float(reference.abs().max()))
-    return {"int8_vs_float32_max_relative_difference": float((produced - reference).abs().max()) / scale,
+    return {"int8_runtime": runtime,
+            "int8_vs_float32_max_relative_difference": float((produced - reference).abs().max()) / scale,
             "int8_agrees_with_float32": float((produced.argmax(1) == reference.argmax(1)).float().mean())}
 
 
@@ -188,6 +198,13 @@ def export_program(model: nn.Module, example: torch.Tensor) -> torch.export.Expo
     batch = torch.export.Dim("batch", min=1, max=4096)
     with torch.no_grad():
         return torch.export.export(model.eval(), (example,), dynamic_shapes=({0: batch},))
+
+
+def int8_runtime_of(folder: str | Path) -> str:
+    """The runtime whose int8 model an export holds (exports from before OpenVINO and ExecuTorch
+    quantized hold ONNX Runtime's)."""
+    return read_json(Path(folder) / ARCH_JSON, "exported architecture file", fields=()).get("int8_runtime",
+                                                                                            "onnxruntime")
 
 
 def read_arch_json(folder: str | Path) -> tuple[SearchSpace, Arch, dict]:

@@ -16,7 +16,7 @@ import torch
 from elasticnas.core.atomic import atomic_write_json
 from elasticnas.core.errors import ConfigError
 from elasticnas.core.files import read_json
-from elasticnas.export import FILES, WEIGHTS, export_subnet, load_subnet, read_arch_json
+from elasticnas.export import FILES, WEIGHTS, export_subnet, int8_runtime_of, load_subnet, read_arch_json
 from elasticnas.pipeline import REPORT, deployed_accuracy
 from elasticnas.runs import CONFIG, load_trained
 from elasticnas.supernet.arch import FULL_PRECISION
@@ -87,7 +87,7 @@ def finetune_export(export_dir: str | Path, *, epochs: int = 3, out: str | Path 
                        identity={"arch": arch.to_json(), "from": str(export_dir.resolve())}, progress=progress)
     recalibrate_bn(student, calibration, validation.calibration_batch_size).eval()
     written = export_subnet(student, space, arch, out, formats=exported_formats(export_dir),
-                            calibration_images=calibration)
+                            calibration_images=calibration, int8_runtime=int8_runtime_of(export_dir))
     accuracy_after = deployed_accuracy(out, arch, splits, threads)  # as written
     report = {"arch": arch.to_dict(), **{k: before[k] for k in UNCHANGED if k in before},
               "run_folder": str(run_folder.resolve()), "finetuned_from": str(export_dir.resolve()),

@@ -16,10 +16,10 @@ from elasticnas.budget import first_within, front_under
 from elasticnas.core.atomic import atomic_write_json, atomic_write_text
 from elasticnas.core.errors import ConfigError
 from elasticnas.core.files import read_csv, read_json, reading
-from elasticnas.export import FORMATS, INT8_ONNX, export_subnet, load_subnet
+from elasticnas.export import FORMATS, export_subnet, int8_runtime_of, load_subnet
 from elasticnas.hardware.counting import count_all
 from elasticnas.hardware.latency import measure_archs
-from elasticnas.hardware.quantize import OnnxInt8Model, require_int8
+from elasticnas.hardware.quantize import load_int8, require_int8
 from elasticnas.measure import describe_accuracy_noise, fit_run, latency_table_for, measure_run, read_evaluations
 from elasticnas.runs import EXPORTS, PREDICTORS, SEARCH, load_trained
 from elasticnas.supernet.arch import PRECISIONS, Arch
@@ -71,7 +71,8 @@ def export_from_run(run_folder: str | Path, arch: Arch, out: str | Path, *, form
     test = run.eval_data("test")
     model = calibrated_subnet(run.supernet, arch, test)
     calibration, images = test.at(arch.resolution, torch.device("cpu"))
-    written = export_subnet(model, space, arch, out, formats=formats, calibration_images=calibration)
+    written = export_subnet(model, space, arch, out, formats=formats, calibration_images=calibration,
+                            int8_runtime=runtime)  # an int8 subnet deploys where its latency was measured
     reloaded = load_subnet(out)
     with torch.no_grad():
         reference = model(images[:8])
@@ -102,7 +103,7 @@ def deployed_accuracy(folder: Path, arch: Arch, splits: dict[str, tuple[torch.Te
     labels)``: for an int8 subnet the int8 file's, with the float32 model's top-1 and what
     quantizing cost (of the last split) beside it. ``model``: the float32 model, when already loaded."""
     model = model if model is not None else load_subnet(folder)
-    int8 = OnnxInt8Model((folder / INT8_ONNX).read_bytes(), threads) if arch.precision != 32 else None
+    int8 = load_int8(folder, int8_runtime_of(folder), threads) if arch.precision != 32 else None
     accuracy = {}
     for split, (images, labels) in splits.items():
         top1 = score(model, images, labels).top1

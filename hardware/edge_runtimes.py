@@ -21,16 +21,17 @@ from torch import nn
 
 from elasticnas.core.errors import ConfigError
 
-EXTRAS = {"openvino": "openvino", "executorch": "executorch"}
+EXTRAS = {"openvino": "openvino", "executorch": "executorch"}  # runtime -> the extra that installs it
 # OpenVINO computes in bfloat16 by default on CPUs with AMX or AVX512-BF16 (Sapphire Rapids
 # on): a float32 subnet is timed and checked as float32, on every CPU alike.
 FLOAT32 = {"INFERENCE_PRECISION_HINT": "f32"}
 
 
-def require(runtime: str):
-    """The runtime's top-level module, or one line saying which extra installs it."""
+def require(runtime: str, module: str | None = None):
+    """The runtime's top-level module (or ``module``, a tool its extra installs), or one line
+    saying which extra installs it."""
     try:
-        return importlib.import_module(EXTRAS[runtime])
+        return importlib.import_module(module or EXTRAS[runtime])
     except ImportError as error:
         raise ConfigError(f"runtime {runtime!r} is not installed ({error.name} is missing): "
                           f"pip install -e \".[{EXTRAS[runtime]}]\"") from None
@@ -82,11 +83,17 @@ def run_openvino_file(path: Path, example: torch.Tensor) -> torch.Tensor:
 def executorch_bytes(model: nn.Module, example: torch.Tensor) -> bytes:
     """An ExecuTorch program (``.pte``) of ``model`` with its operators delegated to XNNPACK."""
     require("executorch")
+    return lowered_to_xnnpack(model.eval().cpu(), example)
+
+
+def lowered_to_xnnpack(module: nn.Module, example: torch.Tensor) -> bytes:
+    """``module`` (already in eval mode: a quantized graph cannot be switched) captured by
+    torch.export for ``example``'s shape and lowered to an XNNPACK-delegated program."""
     from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
     from executorch.exir import to_edge_transform_and_lower
 
     with torch.no_grad():
-        program = torch.export.export(model.eval().cpu(), (example.cpu(),))
+        program = torch.export.export(module, (example.cpu(),))
     return to_edge_transform_and_lower(program, partitioner=[XnnpackPartitioner()]).to_executorch().buffer
 
 

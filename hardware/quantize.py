@@ -13,8 +13,10 @@ up to 8 (of 9) and top classes that agreed with float32 on 66% of images, 7 bits
 Timing an int8 layer or subnet calibrates on seeded random inputs, which set the scales but
 not the speed; measuring accuracy calibrates on training images.
 
-Only ONNX Runtime quantizes here so far; the other runtimes are refused by name (OpenVINO's
-NNCF and ExecuTorch's XNNPACK quantizer are the tools they would use).
+OpenVINO (NNCF) and ExecuTorch (XNNPACK quantizer) quantize in :mod:`elasticnas.hardware.int8_runtimes`;
+eager torch and TorchScript have no int8 tool here and are refused by name. Every runtime's
+int8 model is a :class:`Int8Format`: the files it is (what an export writes) and the class that
+runs them, callable on images and able to give a timing loop.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ import logging
 import tempfile
 import warnings
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -32,7 +35,16 @@ from torch import nn
 
 from elasticnas.core.errors import ConfigError
 from elasticnas.core.registry import Registry
+from elasticnas.hardware.int8_runtimes import (
+    EXECUTORCH_INT8,
+    OPENVINO_INT8,
+    ExecutorchInt8Model,
+    OpenvinoInt8Model,
+    executorch_int8_files,
+    openvino_int8_files,
+)
 
+INT8_ONNX = "model.int8.onnx"  # an int8 subnet exported for ONNX Runtime
 CALIBRATION_IMAGES = 256  # training images an int8 subnet's activation ranges are calibrated on
 RANDOM_CALIBRATION_INPUTS = 4  # seeded random inputs an int8 model is calibrated on when only timed
 
@@ -82,23 +94,37 @@ def _quiet() -> Iterator[None]:
         onnxruntime.set_default_logger_severity(2)  # ONNX Runtime's default: warnings
 
 
-def _onnxruntime_int8(model: nn.Module, example: torch.Tensor, calibration: Sequence[np.ndarray]) -> bytes:
+def _onnxruntime_int8(model: nn.Module, example: torch.Tensor, calibration: Sequence[np.ndarray]) -> dict:
     from elasticnas.hardware.runtimes import export_onnx_bytes
 
     dynamic = any(len(batch) != len(example) for batch in calibration)
-    return quantize_onnx(export_onnx_bytes(model, example, dynamic_batch=dynamic), calibration)
+    return {INT8_ONNX: quantize_onnx(export_onnx_bytes(model, example, dynamic_batch=dynamic), calibration)}
 
 
-# runtime -> quantize(model, example, calibration batches) -> the runtime's int8 model
-QUANTIZERS: Registry[Callable[..., bytes]] = Registry("int8 quantizer")
-QUANTIZERS.register("onnxruntime", _onnxruntime_int8)
+@dataclass(frozen=True)
+class Int8Format:
+    """How one runtime quantizes: ``quantize(model, example, calibration) -> {file name: bytes}``,
+    and ``load(files, threads)``, the files as a model (``model(images)`` gives float32 logits,
+    ``model.runner(example)`` one inference to time)."""
+
+    files: tuple[str, ...]
+    quantize: Callable[..., dict[str, bytes]]
+    load: Callable[..., Callable[[torch.Tensor], torch.Tensor]]
 
 
-def require_int8(runtime: str) -> Callable[..., bytes]:
-    """The quantizer of ``runtime``, or one line saying which runtimes can run int8 subnets."""
+# runtime -> how it quantizes and runs int8 subnets
+QUANTIZERS: Registry[Int8Format] = Registry("int8 quantizer")
+QUANTIZERS.register("onnxruntime", Int8Format((INT8_ONNX,), _onnxruntime_int8,
+                                              lambda files, threads=None: OnnxInt8Model(files[INT8_ONNX], threads)))
+QUANTIZERS.register("openvino", Int8Format(OPENVINO_INT8, openvino_int8_files, OpenvinoInt8Model))
+QUANTIZERS.register("executorch", Int8Format(EXECUTORCH_INT8, executorch_int8_files, ExecutorchInt8Model))
+
+
+def require_int8(runtime: str) -> Int8Format:
+    """How ``runtime`` quantizes, or one line saying which runtimes can run int8 subnets."""
     if runtime not in QUANTIZERS.names():
         raise ConfigError(f"runtime {runtime!r} cannot run int8 subnets here; int8 is quantized by "
-                          f"{QUANTIZERS.names()} (use --runtime onnxruntime, or keep the space at precisions [32])")
+                          f"{QUANTIZERS.names()} (choose one with --runtime, or keep the space at precisions [32])")
     return QUANTIZERS.get(runtime)
 
 
@@ -126,20 +152,34 @@ class OnnxInt8Model:
         feed = {"input": np.ascontiguousarray(images.detach().cpu().float().numpy())}
         return torch.from_numpy(self.session.run(None, feed)[0])
 
-    @classmethod
-    def from_model(cls, model: nn.Module, calibration_images: torch.Tensor, *,
-                   threads: int | None = None) -> OnnxInt8Model:
-        """``model`` (float32, eval mode) quantized with ranges from ``calibration_images``, for any batch size."""
-        example = calibration_images[:1].cpu()
-        batches = image_calibration(calibration_images)
-        return cls(_onnxruntime_int8(model.eval().cpu(), example, [*batches, example.numpy()]), threads)
+    def runner(self, example: torch.Tensor) -> Callable[[], object]:
+        feed = {"input": np.ascontiguousarray(example.cpu().float().numpy())}
+        return lambda: self.session.run(None, feed)
+
+
+def int8_files(model: nn.Module, calibration_images: torch.Tensor, *, runtime: str,
+               count: int = CALIBRATION_IMAGES) -> dict[str, bytes]:
+    """The float32 ``model`` quantized by ``runtime``'s tool, ranges from the first ``count``
+    images, as the files it deploys as; they run any batch size."""
+    quantize = require_int8(runtime).quantize
+    images = calibration_images[:count].cpu()
+    example = images[:1]
+    return quantize(model.eval().cpu(), example, [*image_calibration(images), example.numpy()])
 
 
 def int8_model(model: nn.Module, calibration_images: torch.Tensor, *, runtime: str,
-               count: int = CALIBRATION_IMAGES) -> OnnxInt8Model:
-    """The float32 ``model`` quantized by ``runtime``'s tool, ranges from the first ``count`` images."""
-    require_int8(runtime)
-    return OnnxInt8Model.from_model(model, calibration_images[:count])
+               count: int = CALIBRATION_IMAGES, threads: int | None = None):
+    """:func:`int8_files` loaded: callable on images, as ``runtime`` runs it."""
+    return require_int8(runtime).load(int8_files(model, calibration_images, runtime=runtime, count=count), threads)
+
+
+def load_int8(folder: str | Path, runtime: str, threads: int | None = None):
+    """The int8 model exported for ``runtime`` into ``folder``."""
+    found = require_int8(runtime)
+    missing = [name for name in found.files if not (Path(folder) / name).is_file()]
+    if missing:
+        raise ConfigError(f"{folder} has no int8 model for {runtime!r} (missing {missing}); export the subnet again")
+    return found.load({name: (Path(folder) / name).read_bytes() for name in found.files}, threads)
 
 
 def evaluate_deployed(supernet: nn.Module, arch, data, *, runtime: str):

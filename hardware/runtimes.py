@@ -96,9 +96,8 @@ def onnxruntime_session(onnx_bytes: bytes, dev: torch.device, threads: int | Non
     return ort.InferenceSession(onnx_bytes, options, providers=providers)
 
 
-def _prepare_onnxruntime(model: nn.Module, example: torch.Tensor, dev: torch.device, threads: int | None,
-                         onnx_bytes: bytes | None = None) -> Prepared:
-    session = onnxruntime_session(onnx_bytes or export_onnx_bytes(model, example), dev, threads)
+def _prepare_onnxruntime(model: nn.Module, example: torch.Tensor, dev: torch.device, threads: int | None) -> Prepared:
+    session = onnxruntime_session(export_onnx_bytes(model, example), dev, threads)
     feed = {"input": np.ascontiguousarray(example.cpu().numpy())}
     return Prepared(lambda: session.run(None, feed), lambda: None)
 
@@ -106,9 +105,13 @@ def _prepare_onnxruntime(model: nn.Module, example: torch.Tensor, dev: torch.dev
 def _prepare_int8(model: nn.Module, example: torch.Tensor, *, runtime: str, dev: torch.device,
                   threads: int | None) -> Prepared:
     """``model`` quantized by ``runtime``'s own tool (ranges from seeded random inputs: timing only)."""
-    quantize = require_int8(runtime)
-    int8 = quantize(model.eval().cpu(), example.cpu(), random_calibration(example.cpu()))
-    return _prepare_onnxruntime(model, example, dev, threads, onnx_bytes=int8)
+    if dev.type != "cpu":
+        raise ConfigError(f"int8 subnets are quantized and timed on the CPU here, not on {dev.type!r}; "
+                          "use --device cpu")
+    found = require_int8(runtime)
+    example = example.cpu()
+    int8 = found.load(found.quantize(model.eval().cpu(), example, random_calibration(example)), threads)
+    return Prepared(int8.runner(example), lambda: None)
 
 
 # name -> prepare(model, example, device, threads): how to run a model on that runtime

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import warnings
 from dataclasses import replace
 
@@ -11,11 +12,18 @@ import pytest
 import torch
 
 from elasticnas.core.errors import ConfigError, InvalidArchitectureError
-from elasticnas.export import INT8_ONNX, export_subnet
+from elasticnas.export import export_subnet, int8_runtime_of
 from elasticnas.hardware.counting import count_all, model_size_bytes
 from elasticnas.hardware.latency import measure_latency
 from elasticnas.hardware.lookup import LatencyTable
-from elasticnas.hardware.quantize import OnnxInt8Model, evaluate_deployed, int8_model
+from elasticnas.hardware.quantize import (
+    OnnxInt8Model,
+    evaluate_deployed,
+    int8_files,
+    int8_model,
+    load_int8,
+    require_int8,
+)
 from elasticnas.predictors.encoding import feature_names
 from elasticnas.runs import load_trained
 from elasticnas.supernet import create_space, list_supernets
@@ -25,6 +33,12 @@ from elasticnas.supernet.specs import QuantizedSpec, spec_from_dict, spec_to_dic
 
 warnings.filterwarnings("ignore", category=UserWarning)
 SMALL = [n for n in list_supernets("tiny_*")]
+# the runtimes that quantize, the optional ones skipped where their extra is not installed
+NEEDS = {"openvino": ("openvino", "nncf"), "executorch": ("executorch", "torchao")}
+INT8_RUNTIMES = ["onnxruntime", *[
+    pytest.param(name, marks=pytest.mark.skipif(any(importlib.util.find_spec(m) is None for m in modules),
+                                                reason=f'optional runtime {name!r}: pip install -e ".[{name}]"'))
+    for name, modules in NEEDS.items()]]
 
 
 def _int8(space):
@@ -120,6 +134,33 @@ def test_onnxruntime_int8_model_is_quantized_and_close_to_float32():
     assert torch.equal(OnnxInt8Model(quantized.onnx_bytes)(images), produced)  # deterministic, reloadable
 
 
+def _small_cnn() -> torch.nn.Module:
+    torch.manual_seed(0)
+    return torch.nn.Sequential(torch.nn.Conv2d(3, 16, 3, padding=1), torch.nn.BatchNorm2d(16), torch.nn.ReLU(),
+                               torch.nn.Conv2d(16, 32, 3), torch.nn.ReLU(), torch.nn.AdaptiveAvgPool2d(1),
+                               torch.nn.Flatten(), torch.nn.Linear(32, 5)).eval()
+
+
+@pytest.mark.parametrize("runtime", INT8_RUNTIMES)
+def test_each_int8_runtime_quantizes_with_its_own_tool_close_to_float32(runtime):
+    model = _small_cnn()
+    images = torch.rand(40, 3, 12, 12, generator=torch.Generator().manual_seed(1))
+    files = int8_files(model, images, runtime=runtime)
+    assert tuple(files) == require_int8(runtime).files
+    quantized = require_int8(runtime).load(files)
+    with torch.no_grad():
+        expected = model(images)
+    produced = quantized(images)  # any number of images, also for a program of batch 1
+    assert produced.shape == expected.shape and produced.dtype == torch.float32
+    error = (produced - expected).abs().max() / expected.abs().max()
+    # quantized (a float32 copy would differ by ~1e-7), within a few 8-bit steps of each range
+    assert 1e-4 < error < 0.1, error
+    assert torch.equal(require_int8(runtime).load(files)(images), produced)  # deterministic, reloadable
+    np.testing.assert_array_equal(quantized(images[:7]).numpy(), produced[:7].numpy())  # rows do not mix
+    timed = measure_latency(model, input_shape=(3, 12, 12), runtime=runtime, repeats=2, warmup=0, precision=8)
+    assert timed.median_ms > 0 and timed.settings["precision"] == 8
+
+
 def test_an_int8_table_measures_both_precisions_and_calibrates_each(tmp_path):
     both = _int8(create_space("tiny_mbv3", num_classes=10, resolutions=(20,)))
     table = LatencyTable.build(both, runtime="onnxruntime", repeats=2, warmup=0, rounds=1, calibrate=6,
@@ -162,7 +203,8 @@ def test_int8_accuracy_is_that_of_the_quantized_subnet(int8_run):
         evaluate_deployed(supernet, arch, data, runtime="torch")
 
 
-def test_an_int8_export_writes_the_quantized_model_and_checks_it(int8_run, tmp_path):
+@pytest.mark.parametrize("runtime", INT8_RUNTIMES)
+def test_an_int8_export_writes_the_quantized_model_and_checks_it(int8_run, tmp_path, runtime):
     run, space, supernet = int8_run
     data = run.eval_data("test")
     arch = replace(space.middle(), precision=8)
@@ -171,16 +213,21 @@ def test_an_int8_export_writes_the_quantized_model_and_checks_it(int8_run, tmp_p
         export_subnet(model, space, arch, tmp_path / "missing", formats=("safetensors", "onnx"))
     calibration, images = data.at(arch.resolution, torch.device("cpu"))
     report = export_subnet(model, space, arch, tmp_path / "out", formats=("safetensors", "onnx"),
-                           calibration_images=calibration)
-    assert INT8_ONNX in report["files"] and report["files"][INT8_ONNX] < report["files"]["model.onnx"]
+                           calibration_images=calibration, int8_runtime=runtime)
+    written = require_int8(runtime).files
+    assert set(written) <= set(report["files"]) and int8_runtime_of(tmp_path / "out") == runtime
+    # int8 weights: smaller than the float32 model (OpenVINO's .xml is the graph, its .bin the weights)
+    assert report["files"][written[0]] < report["files"]["model.onnx"]
     assert report["int8_vs_float32_max_relative_difference"] > 0  # quantized, not a copy of float32
     # a one-epoch subnet's logits are nearly tied, so int8 may swap close classes (70-85% agree with
     # float32 here); a broken quantization agrees by chance, about 1 in 10
     assert report["int8_agrees_with_float32"] > 0.5
     assert max(report["max_relative_difference"].values()) <= 1e-4  # the float32 formats still match exactly
-    deployed = OnnxInt8Model((tmp_path / "out" / INT8_ONNX).read_bytes())
-    expected = int8_model(model, calibration, runtime="onnxruntime")
-    assert torch.equal(deployed(images[:50]), expected(images[:50]))
+    deployed = load_int8(tmp_path / "out", runtime)(images[:50])
+    with torch.no_grad():
+        assert (deployed.argmax(1) == model(images[:50]).argmax(1)).float().mean() > 0.5
+    if runtime == "onnxruntime":  # quantizing again gives the same model (the others take 20-50 s to lower)
+        assert torch.equal(deployed, int8_model(model, calibration, runtime=runtime)(images[:50]))
 
 
 def test_the_command_line_refuses_int8_on_a_runtime_without_a_quantizer_before_any_work(tmp_path, capsys):
