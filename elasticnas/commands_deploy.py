@@ -1,0 +1,189 @@
+"""Commands of the later stages: search, export, finetune, quickstart, report (registered
+with :func:`elasticnas.cli.command`)."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from elasticnas.cli import command, out_arg, run_folder_arg
+from elasticnas.commands_train import PRECISION_CHOICES, algorithm_names, runtime_names, supernet_names
+
+
+def _search_writes(args: argparse.Namespace) -> list[tuple[Path, bool]]:
+    """The results folder; the run folder too when the search adds to it (a new latency table,
+    measured subnets), so workers sharing one study can write their own --out side by side."""
+    from elasticnas.measure import has_latency_table
+
+    run, out = (args.run_folder, False), (args.out, True)
+    if args.out is None:
+        return [run]
+    writes_run = args.real_evals or not has_latency_table(args.run_folder, args.device, args.runtime)
+    return [run, out] if writes_run else [out]
+
+
+def _float_list(text: str) -> list[str]:
+    return [part.strip() for part in text.split(",") if part.strip()]
+
+
+@command("search", "search the accuracy-latency Pareto front of a run's space under latency budgets",
+         "elasticnas search runs/mnist --objectives accuracy,latency --latency-budget-ms 3 --latency-budget-ms 5 "
+         "--runtime onnxruntime --algorithm nsga2 --real-evals 200 --seed 0", writes=_search_writes)
+def _search_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("run_folder", type=Path, metavar="RUN", help="a trained run (fitted predictors unless "
+                        "--real-evals)")
+    parser.add_argument("--objectives", type=_float_list, default=["accuracy", "latency"],
+                        help="comma-separated: accuracy, latency, macs, params, size_bytes, peak_activation_bytes")
+    parser.add_argument("--latency-budget-ms", type=float, action="append", default=[], dest="budgets",
+                        help="a latency budget in ms (repeat for several); the best subnet under each is saved")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--runtime", default="torch", choices=runtime_names())
+    parser.add_argument("--algorithm", default="nsga2", choices=algorithm_names())
+    parser.add_argument("--real-evals", type=int, default=0,
+                        help="subnets to measure on the supernet (predictor-in-the-loop); 0: predictor only")
+    parser.add_argument("--predicted-evals", type=int, default=20_000, help="evaluations on predictions")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", type=Path, default=None, help="result folder (default RUN/search/...)")
+    parser.add_argument("--storage", default=None, metavar="URL",
+                        help="a database URL (e.g. postgresql://user@host/db) holding a study that several search "
+                             "workers share: each with its own --seed and --out (optuna algorithms)")
+    parser.add_argument("--study", default="search", help="the study's name in --storage")
+    parser.add_argument("--heartbeat-s", type=int, default=10,
+                        help="with --storage: a worker silent for twice this long has its trial retried")
+    parser.set_defaults(run=_run_search)
+
+
+def _run_search(args: argparse.Namespace) -> None:
+    from elasticnas.searching import best_per_budget, search_run
+
+    result, folder = search_run(args.run_folder, objectives=args.objectives, latency_budgets_ms=args.budgets,
+                                device=args.device, runtime=args.runtime, algorithm=args.algorithm,
+                                real_evals=args.real_evals, predicted_evals=args.predicted_evals, seed=args.seed,
+                                out=args.out, storage=args.storage, study=args.study, heartbeat_s=args.heartbeat_s)
+    print(f"{len(result.archive)} subnets evaluated, {len(result.front)} on the front, "
+          f"hypervolume {result.hypervolume:.4g}")
+    if args.budgets:
+        table = best_per_budget(result, args.budgets).drop(columns="arch")
+        print(table.round(4).to_string(index=False))
+    print(f"results: {folder} (archive.csv, front.csv, pareto.png, best_latency_ms_*.json)")
+
+
+@command("export", "export a chosen subnet: safetensors + arch.json, torch.export program, ONNX, and a measured report",
+         "elasticnas export runs/mnist --budget-ms 3 --formats safetensors,torch_export,onnx --out exports/3ms",
+         writes=run_folder_arg)
+def _export_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("run_folder", type=Path, metavar="RUN", help="a trained run folder")
+    which = parser.add_mutually_exclusive_group(required=True)
+    which.add_argument("--budget-ms", type=float, help="the most accurate searched subnet within this latency")
+    which.add_argument("--arch-json", type=Path, help="a JSON file holding an architecture (or {'arch': ...})")
+    which.add_argument("--pareto-index", type=int, help="row of the search's front.csv (0: most accurate)")
+    parser.add_argument("--search", type=Path, default=None, help="search folder (default: the run's latest)")
+    parser.add_argument("--formats", default="safetensors,torch_export,onnx",
+                        help="comma-separated: safetensors (always), torch_export (model.pt2), onnx, torchscript "
+                             "(deprecated in torch)")
+    parser.add_argument("--device", default="cpu", help="device the latency is measured on")
+    parser.add_argument("--runtime", default="torch", choices=runtime_names())
+    parser.add_argument("--out", type=Path, required=True, help="export folder")
+    parser.set_defaults(run=_run_export)
+
+
+def _run_export(args: argparse.Namespace) -> None:
+    from elasticnas.export import parse_formats
+    from elasticnas.pipeline import choose_arch, export_from_run, export_within_budget
+    from elasticnas.runs import run_space
+
+    formats = parse_formats(args.formats)
+    space = run_space(args.run_folder)
+    if args.budget_ms is not None:
+        report = export_within_budget(args.run_folder, args.budget_ms, args.out, search_folder=args.search,
+                                      formats=formats, device=args.device, runtime=args.runtime)
+        for tried in report["budget_tries"][:-1]:
+            print(f"front subnet {tried['front_rank']} measured {tried['measured_ms']:.3f} ms > {args.budget_ms} ms "
+                  f"on {args.device}/{args.runtime}: trying the next one down the front")
+        arch = space.canonical(report["arch"])
+    else:
+        arch = choose_arch(args.run_folder, space, arch_json=args.arch_json, pareto_index=args.pareto_index,
+                           search_folder=args.search)
+        report = export_from_run(args.run_folder, arch, args.out, formats=formats, device=args.device,
+                                 runtime=args.runtime)
+    if "int8_accuracy_drop" in report:
+        print(f"int8 model: test top-1 {report['test_top1']:.2f}% against {report['test_top1_float32']:.2f}% "
+              f"at float32 (drop {report['int8_accuracy_drop']:+.2f} points)")
+    print(f"exported {arch.to_json()}\n  test top-1 {report['test_top1']:.2f}%, "
+          f"latency {report['latency_ms_measured']:.3f} ms measured / {report['latency_ms_predicted']:.3f} ms "
+          f"predicted ({args.runtime}, {args.device}), "
+          f"{report['macs']:,} MACs, {report['params']:,} params\n  files in {args.out}: {', '.join(report['files'])}")
+
+
+def _finetune_out(args: argparse.Namespace) -> Path:
+    from elasticnas.finetuning import finetuned_folder
+
+    return args.out or finetuned_folder(args.export_dir)
+
+
+@command("finetune", "train an exported subnet further, distilled from its supernet's largest subnet",
+         "elasticnas finetune runs/quickstart/exports/budget_0.5ms --epochs 3", writes=_finetune_out, creates=True)
+def _finetune_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("export_dir", type=Path, metavar="EXPORT_DIR", help="a folder written by `elasticnas export`")
+    parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--lr", type=float, default=None, help="initial learning rate, cosine-decayed to zero "
+                        "(default: a tenth of the run's peak learning rate)")
+    parser.add_argument("--run", type=Path, default=None, dest="from_run",
+                        help="the run it was exported from (default: the one its report.json names, else the "
+                        "folder above exports/)")
+    parser.add_argument("--out", type=Path, default=None, help="new export folder (default: EXPORT_DIR_finetuned); "
+                        "an interrupted fine-tuning resumes there")
+    parser.set_defaults(run=_run_finetune)
+
+
+def _run_finetune(args: argparse.Namespace) -> None:
+    from elasticnas.finetuning import finetune_export
+
+    report = finetune_export(args.export_dir, epochs=args.epochs, out=_finetune_out(args), run_folder=args.from_run,
+                             lr=args.lr)
+    print(f"fine-tuned {args.epochs} epochs (lr {report['finetune']['lr']:g}): validation top-1 "
+          f"{report['val_top1_before']:.2f}% -> {report['val_top1']:.2f}%, test top-1 "
+          f"{report['test_top1_before']:.2f}% -> {report['test_top1']:.2f}% ({report['test_top1_gain']:+.2f} points)"
+          f"\n  files in {_finetune_out(args)}: {', '.join(report['files'])}")
+
+
+@command("quickstart", "the whole pipeline on the bundled MNIST subset: train, profile, measure, fit, search, export",
+         "elasticnas quickstart --out runs/quickstart", writes=out_arg, creates=True)
+def _quickstart_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--out", type=Path, default=Path("runs/quickstart"), help="run folder (resumes if present)")
+    parser.add_argument("--supernet", default=None, choices=supernet_names(),
+                        help="supernet preset to train (default: tiny_mbv3), with its bundled "
+                        "sandwich recipe (experiments/mnist_*.yaml) where there is one")
+    parser.add_argument("--subnets", type=int, default=100, help="subnets to measure for the predictors")
+    parser.add_argument("--runtime", default="torch", choices=runtime_names())
+    parser.add_argument("--precision", default="fp32", choices=PRECISION_CHOICES,
+                        help="int8: search float32 and int8 subnets jointly (static quantization by the "
+                             "runtime's own tool; --runtime onnxruntime)")
+    parser.add_argument("--finetune-epochs", type=int, default=0,
+                        help="also fine-tune each exported subnet for this many epochs (elasticnas finetune)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.set_defaults(run=_run_quickstart)
+
+
+def _run_quickstart(args: argparse.Namespace) -> None:
+    from elasticnas.pipeline import quickstart
+
+    summary = quickstart(args.out, supernet=args.supernet, subnets=args.subnets, runtime=args.runtime, seed=args.seed,
+                         precision=args.precision, finetune_epochs=args.finetune_epochs)
+    print(summary.round(3).to_string(index=False))
+
+
+@command("report", "re-draw a run's plots and tables from its CSV and JSON files",
+         "elasticnas report runs/quickstart", writes=run_folder_arg)
+def _report_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("run_folder", type=Path, metavar="RUN")
+    parser.set_defaults(run=_run_report)
+
+
+def _run_report(args: argparse.Namespace) -> None:
+    from elasticnas.pipeline import redraw
+    from elasticnas.runs import run_config
+
+    run_config(args.run_folder)
+    for path in redraw(args.run_folder):
+        print(path)
