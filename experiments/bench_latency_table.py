@@ -17,6 +17,9 @@ predictor on this machine. ``--repeat N`` runs the OFA 160 px torch case N times
 core while the scored subnets are measured (the table is built undisturbed).
 
     python experiments/bench_latency_table.py [--runtimes torch,onnxruntime] [--repeat 3] [--inject]
+    python experiments/bench_latency_table.py --runtimes executorch --cases tiny --subnets 20 --rounds 2
+
+ExecuTorch lowers every layer and subnet it times (seconds each), hence fewer subnets there.
 """
 
 from __future__ import annotations
@@ -62,8 +65,10 @@ def measure_both(space, archs, table, rounds: int) -> tuple[np.ndarray, np.ndarr
     return raw, units, clock.typical_ms()
 
 
-def run_case(case: str, runtime: str, threads: int, burn_while_scoring: bool = False) -> dict:
+def run_case(case: str, runtime: str, threads: int, burn_while_scoring: bool = False,
+             subnets: int | None = None, rounds: int = 3) -> dict:
     name, overrides, resolutions, n = CASES[case]
+    n = subnets or n
     space = create_space(name, num_classes=10 if name == "tiny_mbv3" else 1000, **overrides)
     if resolutions is not None:
         space = create_space(name, num_classes=space.num_classes, resolutions=resolutions, **overrides)
@@ -75,13 +80,14 @@ def run_case(case: str, runtime: str, threads: int, burn_while_scoring: bool = F
     archs = [a for a in dict.fromkeys(pool) if a.to_json() not in calibrating][:n]
     burner = subprocess.Popen([sys.executable, "-c", "while True: pass"]) if burn_while_scoring else None
     try:
-        raw, units, reference_now = measure_both(space, archs, table, rounds=3)
+        raw, units, reference_now = measure_both(space, archs, table, rounds=rounds)
     finally:
         if burner is not None:
             burner.kill()
     raw_table = table.normalised_as(False)
     return {
-        "case": case, "space": name, "resolutions": "/".join(map(str, table.resolutions)), "runtime": runtime,
+        "case": case, "cpu": table.metadata.get("cpu_model"), "rounds": rounds, "space": name,
+        "resolutions": "/".join(map(str, table.resolutions)), "runtime": runtime,
         "threads": threads, "subnets": len(archs), "layers": len(table.entries), "build_s": round(build_s, 1),
         "burn_while_scoring": burn_while_scoring, "measured_ms_median": float(np.median(raw.min(axis=0))),
         "reference_build_ms": table.metadata["reference_ms"], "reference_scoring_ms": reference_now,
@@ -102,6 +108,8 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=0, help="run the ofa160 torch case this many times")
     parser.add_argument("--gap-s", type=float, default=60.0, help="seconds between repeated runs")
     parser.add_argument("--inject", action="store_true", help="also run ofa160 torch with a core burnt while scoring")
+    parser.add_argument("--subnets", type=int, default=None, help="subnets scored per case (default: the case's)")
+    parser.add_argument("--rounds", type=int, default=3, help="end-to-end rounds per subnet (2 or more)")
     args = parser.parse_args()
     warnings.filterwarnings("ignore", category=UserWarning)
     warnings.filterwarnings("ignore", category=DeprecationWarning)
@@ -121,15 +129,16 @@ def main() -> None:
     rows = []
     for case in filter(None, args.cases.split(",")):
         for runtime in args.runtimes.split(","):
-            rows.append(run_case(case, runtime, args.threads))
+            rows.append(run_case(case, runtime, args.threads, subnets=args.subnets, rounds=args.rounds))
             print(pd.DataFrame(rows[-1:]).round(3).to_string(index=False), flush=True)
     if rows:
         table = pd.DataFrame(rows)
         path = RESULTS / "latency_table.csv"
         if path.exists():  # rows of cases and runtimes not run this time are kept
             kept = pd.read_csv(path)
-            ran = set(zip(table["case"], table["runtime"], strict=True))
-            kept = kept[[key not in ran for key in zip(kept["case"], kept["runtime"], strict=True)]]
+            key = ["case", "runtime", "cpu"]  # rows of other machines are kept beside this one's
+            ran = set(zip(*(table[k] for k in key), strict=True))
+            kept = kept[[row not in ran for row in zip(*(kept[k] for k in key), strict=True)]]
             table = pd.concat([kept, table], ignore_index=True)
         table.round(4).to_csv(path, index=False)
         print(table.round(3).to_string(index=False))
