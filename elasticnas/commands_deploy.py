@@ -158,7 +158,7 @@ def _quickstart_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--runtime", default="torch", choices=runtime_names())
     parser.add_argument("--precision", default="fp32", choices=PRECISION_CHOICES,
                         help="int8: search float32 and int8 subnets jointly (static quantization by the "
-                             "runtime's own tool; --runtime onnxruntime)")
+                             "runtime's own tool: --runtime onnxruntime, openvino or executorch)")
     parser.add_argument("--finetune-epochs", type=int, default=0,
                         help="also fine-tune each exported subnet for this many epochs (elasticnas finetune)")
     parser.add_argument("--seed", type=int, default=0)
