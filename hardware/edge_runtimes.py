@@ -27,6 +27,11 @@ EXTRAS = {"openvino": "openvino", "executorch": "executorch"}  # runtime -> the 
 FLOAT32 = {"INFERENCE_PRECISION_HINT": "f32"}
 
 
+def openvino_config(threads: int | None) -> dict:
+    """OpenVINO CPU settings: float32 inference, and the thread count when one is given."""
+    return {**FLOAT32, **({"INFERENCE_NUM_THREADS": int(threads)} if threads else {})}
+
+
 def require(runtime: str, module: str | None = None):
     """The runtime's top-level module (or ``module``, a tool its extra installs), or one line
     saying which extra installs it."""
@@ -55,8 +60,7 @@ def prepare_openvino(model: nn.Module, example: torch.Tensor, dev: torch.device,
 
     ov = require("openvino")
     _cpu_only("openvino", dev)
-    config = {**FLOAT32, **({"INFERENCE_NUM_THREADS": int(threads)} if threads else {})}
-    compiled = ov.Core().compile_model(openvino_model(model, example), "CPU", config)
+    compiled = ov.Core().compile_model(openvino_model(model, example), "CPU", openvino_config(threads))
     request = compiled.create_infer_request()
     feed = example.cpu().numpy()
     return Prepared(lambda: request.infer([feed]), lambda: None)

@@ -24,7 +24,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from elasticnas.hardware.edge_runtimes import FLOAT32, executorch_method, lowered_to_xnnpack, require
+from elasticnas.hardware.edge_runtimes import executorch_method, lowered_to_xnnpack, openvino_config, require
 
 OPENVINO_INT8 = ("model.int8.bin", "model.int8.xml")  # weights first: an .xml is whole only with its .bin
 EXECUTORCH_INT8 = ("model.int8.pte",)
@@ -66,9 +66,8 @@ class OpenvinoInt8Model:
     def __init__(self, files: dict[str, bytes], threads: int | None = None):
         ov = require("openvino")
         core = ov.Core()
-        config = {**FLOAT32, **({"INFERENCE_NUM_THREADS": int(threads)} if threads else {})}
         weights, xml = (files[name] for name in OPENVINO_INT8)
-        self.compiled = core.compile_model(core.read_model(model=xml, weights=weights), "CPU", config)
+        self.compiled = core.compile_model(core.read_model(model=xml, weights=weights), "CPU", openvino_config(threads))
 
     def __call__(self, images: torch.Tensor) -> torch.Tensor:
         return torch.from_numpy(np.array(self.compiled([images.detach().cpu().float().numpy()])[0]))
