@@ -24,7 +24,13 @@ import numpy as np
 import torch
 from torch import nn
 
-from elasticnas.hardware.edge_runtimes import executorch_method, lowered_to_xnnpack, openvino_config, require
+from elasticnas.hardware.edge_runtimes import (
+    executorch_method,
+    lowered_to_xnnpack,
+    openvino_config,
+    openvino_model,
+    require,
+)
 
 OPENVINO_INT8 = ("model.int8.bin", "model.int8.xml")  # weights first: an .xml is whole only with its .bin
 EXECUTORCH_INT8 = ("model.int8.pte",)
@@ -49,9 +55,7 @@ def openvino_int8_files(model: nn.Module, example: torch.Tensor, calibration: Se
     ov = require("openvino")
     nncf = require("openvino", "nncf")
     dynamic = any(len(batch) != len(example) for batch in calibration)
-    shape = (-1, *example.shape[1:]) if dynamic else tuple(example.shape)
-    with torch.no_grad():
-        converted = ov.convert_model(model.eval().cpu(), example_input=example.cpu(), input=[shape])
+    converted = openvino_model(model, example, dynamic_batch=dynamic)
     items = _rows(calibration, 1 if dynamic else len(example))
     with _silenced():
         quantized = nncf.quantize(converted, nncf.Dataset(items), subset_size=len(items))
