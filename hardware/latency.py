@@ -20,7 +20,7 @@ from torch import nn
 
 from elasticnas.core.errors import ConfigError
 from elasticnas.hardware.reference import ReferenceClock
-from elasticnas.hardware.runtimes import prepare
+from elasticnas.hardware.runtimes import Prepared, prepare
 
 
 @dataclass(frozen=True)
@@ -102,6 +102,7 @@ def measure_latency(
     max_drift: float = 0.1,
     max_retries: int = 2,
     precision: int = 32,
+    prepared: Prepared | None = None,
 ) -> LatencyResult:
     """Time single inferences of ``model`` on ``runtime`` and ``device``.
 
@@ -111,7 +112,9 @@ def measure_latency(
     between, the machine changed speed mid-measurement and the measurement is repeated, at
     most ``max_retries`` times (each repeat is recorded in ``reference.events``; the attempt
     with the steadiest reference is kept). ``precision=8`` times the model after the runtime's
-    static int8 quantization (:mod:`elasticnas.hardware.quantize`).
+    static int8 quantization (:mod:`elasticnas.hardware.quantize`). ``prepared`` (from
+    :func:`prepare_for_timing` with the same settings) times that instead of preparing
+    ``model`` again: converting or lowering a model can take far longer than timing it.
 
     >>> from torch import nn
     >>> result = measure_latency(nn.Conv2d(3, 8, 3), input_shape=(3, 32, 32), repeats=5, warmup=1)
@@ -124,12 +127,13 @@ def measure_latency(
     if max_drift <= 0 or max_retries < 0:
         raise ConfigError(f"need max_drift > 0 and max_retries >= 0; got {max_drift=}, {max_retries=}")
     shape = (batch_size, *(int(s) for s in input_shape))
-    example = torch.randn(shape, generator=torch.Generator().manual_seed(seed))
     settings = {"runtime": runtime, "device": device, "threads": threads or torch.get_num_threads(),
                 "batch_size": batch_size, "input_shape": list(shape[1:]), "warmup": warmup, "repeats": repeats,
                 "precision": precision}
     with torch_threads(threads), torch.inference_mode():
-        prepared = prepare(model, example, runtime=runtime, device=device, threads=threads, precision=precision)
+        if prepared is None:
+            prepared = prepare(model, example_input(shape, seed), runtime=runtime, device=device, threads=threads,
+                               precision=precision)
         if reference is None:
             samples, number = time_runs(prepared, device, warmup=warmup, repeats=repeats, number=number,
                                         min_run_ms=min_run_ms)
@@ -151,6 +155,21 @@ def measure_latency(
     drift, samples, reference_ms = best
     return LatencyResult.from_samples(samples, settings, reference_ms=reference_ms, reference_drift=drift,
                                       retries=attempt)
+
+
+def example_input(shape: Sequence[int], seed: int = 0) -> torch.Tensor:
+    """The seeded random input a model is timed on (``shape`` includes the batch dimension)."""
+    return torch.randn(tuple(shape), generator=torch.Generator().manual_seed(seed))
+
+
+def prepare_for_timing(model: nn.Module, *, input_shape: Sequence[int], batch_size: int = 1, device: str = "cpu",
+                       runtime: str = "torch", threads: int | None = None, precision: int = 32,
+                       seed: int = 0) -> Prepared:
+    """``model`` made ready to time as :func:`measure_latency` would with these settings, to time
+    it several times (``measure_latency(..., prepared=...)``) for the cost of one conversion."""
+    with torch_threads(threads), torch.inference_mode():
+        return prepare(model, example_input((batch_size, *(int(s) for s in input_shape)), seed), runtime=runtime,
+                       device=device, threads=threads, precision=precision)
 
 
 def time_runs(prepared, device: str, *, warmup: int, repeats: int, number: int | None,

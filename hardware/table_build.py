@@ -22,7 +22,7 @@ from elasticnas.core.atomic import atomic_write_text
 from elasticnas.core.errors import ConfigError
 from elasticnas.core.files import reading
 from elasticnas.core.journal import append_row, keep_settings
-from elasticnas.hardware.latency import LatencyResult, measure_latency
+from elasticnas.hardware.latency import LatencyResult, measure_latency, prepare_for_timing
 from elasticnas.hardware.reference import ReferenceClock
 from elasticnas.supernet.specs import spec_precision, spec_to_dict
 
@@ -69,10 +69,9 @@ def measure_table(space, layers: list, settings: dict, *, calibration_archs: Seq
 
     Each round visits the layers in a fresh shuffled order with the calibration subnets
     spread evenly among them, so layers and the subnets that calibrate them see the same
-    moods of the machine. Rows go to ``out/latency_table.partial.csv`` as they are taken.
+    moods of the machine. Each item is converted for its runtime once and timed in every
+    round. Rows go to ``out/latency_table.partial.csv`` as they are taken.
     """
-    from elasticnas.supernet.static import build_static
-
     rounds, seed = settings["rounds"], settings["seed"]
     keys = [layer_key(spec) for spec in layers]
     items = [(key, spec) for key, spec in zip(keys, layers, strict=True)]
@@ -83,20 +82,18 @@ def measure_table(space, layers: list, settings: dict, *, calibration_archs: Seq
             if (items[i][0], r) not in done]
     clock = _clock(settings)
     measure = {key: settings[key] for key in ("batch_size", "device", "runtime", "threads", "warmup", "repeats")}
+    prepared = {}  # key -> each item converted once and timed in every round: converting can take seconds
     start = time.perf_counter()
     bar = tqdm(total=rounds * len(items), initial=rounds * len(items) - len(todo), disable=not progress,
                desc=f"latency table ({settings['runtime']}, {settings['device']})", unit="layer")
     writer_file = open(out / PARTIAL_CSV, "a", newline="") if out is not None else None  # noqa: SIM115
     try:
         for round_index, (key, item) in todo:
-            torch.manual_seed(0)
-            if key.startswith(SUBNET_PREFIX):
-                module, shape = build_static(space, item), (space.in_channels, item.resolution, item.resolution)
-                precision = item.precision
-            else:
-                module, shape = item.build(space.bn_momentum, space.bn_eps).eval(), item.input_shape
-                precision = spec_precision(item)
-            result = measure_latency(module, input_shape=shape, reference=clock, precision=precision, **measure)
+            if key not in prepared:
+                prepared[key] = _prepare_item(space, key, item, measure)
+            module, shape, precision, ready = prepared[key]
+            result = measure_latency(module, input_shape=shape, reference=clock, precision=precision, prepared=ready,
+                                     **measure)
             row = _row(key, item, result, round_index)
             done[(key, round_index)] = row
             if writer_file is not None:
@@ -121,6 +118,21 @@ def measure_table(space, layers: list, settings: dict, *, calibration_archs: Seq
         "build_seconds_this_session": round(time.perf_counter() - start, 2),
     }
     return entries, calibration, metadata
+
+
+def _prepare_item(space, key: str, item, measure: dict) -> tuple:
+    """``(module, input shape, precision, prepared)`` of a layer spec or a calibration subnet."""
+    from elasticnas.supernet.static import build_static
+
+    torch.manual_seed(0)
+    if key.startswith(SUBNET_PREFIX):
+        module, shape = build_static(space, item), (space.in_channels, item.resolution, item.resolution)
+        precision = item.precision
+    else:
+        module, shape = item.build(space.bn_momentum, space.bn_eps).eval(), item.input_shape
+        precision = spec_precision(item)
+    settings = {name: measure[name] for name in ("batch_size", "device", "runtime", "threads")}
+    return module, shape, precision, prepare_for_timing(module, input_shape=shape, precision=precision, **settings)
 
 
 def _clock(settings: dict) -> ReferenceClock:

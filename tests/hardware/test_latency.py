@@ -211,6 +211,28 @@ def test_interrupted_build_resumes_where_it_stopped(tmp_path, small_space, monke
     assert (tmp_path / "latency_table.csv").exists()
 
 
+def test_each_layer_is_converted_once_and_timed_in_every_round(small_space, monkeypatch):
+    from elasticnas.hardware import latency as latency_module
+
+    real_prepare, real_measure, prepared, timed = latency_module.prepare, lookup_module.measure_latency, [], []
+
+    def counted_prepare(model, *args, **kwargs):
+        prepared.append(model)
+        return real_prepare(model, *args, **kwargs)
+
+    def counted_measure(*args, **kwargs):
+        timed.append(kwargs.get("prepared"))
+        return real_measure(*args, **kwargs)
+
+    monkeypatch.setattr(latency_module, "prepare", counted_prepare)
+    monkeypatch.setattr(lookup_module, "measure_latency", counted_measure)
+    table = LatencyTable.build(small_space, **{**FAST, "rounds": 3}, calibrate=2)
+    items = len(table.entries) + 2  # layers and calibration subnets
+    assert len(prepared) == items + 1  # and the call-overhead probe
+    timed = [ready for ready in timed if ready is not None]  # not the call-overhead probe
+    assert len(timed) == 3 * items and len({id(ready) for ready in timed}) == items
+
+
 def test_partial_build_with_other_settings_is_refused(tmp_path, small_space, monkeypatch):
     real = lookup_module.measure_latency
     monkeypatch.setattr(lookup_module, "measure_latency", lambda *a, **k: (_ for _ in ()).throw(KeyboardInterrupt))
