@@ -50,11 +50,16 @@ def _rows(batches: Sequence[np.ndarray], rows: int) -> list[np.ndarray]:
     return [chunk for chunk in chunks if len(chunk) == rows]
 
 
+def needs_free_batch(example: torch.Tensor, calibration: Sequence[np.ndarray]) -> bool:
+    """Whether a quantized graph must take any batch size: some calibration batch differs from the example's."""
+    return any(len(batch) != len(example) for batch in calibration)
+
+
 def openvino_int8_files(model: nn.Module, example: torch.Tensor, calibration: Sequence[np.ndarray]) -> dict:
     """``{file name: bytes}`` of the OpenVINO IR of ``model`` quantized by NNCF on ``calibration``."""
     ov = require("openvino")
     nncf = require("openvino", "nncf")
-    dynamic = any(len(batch) != len(example) for batch in calibration)
+    dynamic = needs_free_batch(example, calibration)
     converted = openvino_model(model, example, dynamic_batch=dynamic)
     items = _rows(calibration, 1 if dynamic else len(example))
     with _silenced():

@@ -41,6 +41,7 @@ from elasticnas.hardware.int8_runtimes import (
     ExecutorchInt8Model,
     OpenvinoInt8Model,
     executorch_int8_files,
+    needs_free_batch,
     openvino_int8_files,
 )
 
@@ -97,7 +98,7 @@ def _quiet() -> Iterator[None]:
 def _onnxruntime_int8(model: nn.Module, example: torch.Tensor, calibration: Sequence[np.ndarray]) -> dict:
     from elasticnas.hardware.runtimes import export_onnx_bytes
 
-    dynamic = any(len(batch) != len(example) for batch in calibration)
+    dynamic = needs_free_batch(example, calibration)
     return {INT8_ONNX: quantize_onnx(export_onnx_bytes(model, example, dynamic_batch=dynamic), calibration)}
 
 
