@@ -132,8 +132,8 @@ def measure_latency(
                 "precision": precision}
     with torch_threads(threads), torch.inference_mode():
         if prepared is None:
-            prepared = prepare(model, example_input(shape, seed), runtime=runtime, device=device, threads=threads,
-                               precision=precision)
+            prepared = prepare_for_timing(model, input_shape=shape[1:], batch_size=batch_size, device=device,
+                                          runtime=runtime, threads=threads, precision=precision, seed=seed)
         if reference is None:
             samples, number = time_runs(prepared, device, warmup=warmup, repeats=repeats, number=number,
                                         min_run_ms=min_run_ms)
@@ -157,19 +157,14 @@ def measure_latency(
                                       retries=attempt)
 
 
-def example_input(shape: Sequence[int], seed: int = 0) -> torch.Tensor:
-    """The seeded random input a model is timed on (``shape`` includes the batch dimension)."""
-    return torch.randn(tuple(shape), generator=torch.Generator().manual_seed(seed))
-
-
 def prepare_for_timing(model: nn.Module, *, input_shape: Sequence[int], batch_size: int = 1, device: str = "cpu",
                        runtime: str = "torch", threads: int | None = None, precision: int = 32,
                        seed: int = 0) -> Prepared:
     """``model`` made ready to time as :func:`measure_latency` would with these settings, to time
     it several times (``measure_latency(..., prepared=...)``) for the cost of one conversion."""
+    example = torch.randn((batch_size, *(int(s) for s in input_shape)), generator=torch.Generator().manual_seed(seed))
     with torch_threads(threads), torch.inference_mode():
-        return prepare(model, example_input((batch_size, *(int(s) for s in input_shape)), seed), runtime=runtime,
-                       device=device, threads=threads, precision=precision)
+        return prepare(model, example, runtime=runtime, device=device, threads=threads, precision=precision)
 
 
 def time_runs(prepared, device: str, *, warmup: int, repeats: int, number: int | None,
