@@ -50,7 +50,7 @@ def _cpu_only(runtime: str, dev: torch.device) -> None:
 def openvino_model(model: nn.Module, example: torch.Tensor, *, dynamic_batch: bool = False):
     """``model`` read by OpenVINO from its ONNX export, for ``example``'s shape (any batch size with
     ``dynamic_batch``). OpenVINO's PyTorch front end builds the same graph, equally fast to run,
-    but converting and compiling a ``tiny_mbv3`` subnet took 1.2-1.6 s that way against 0.2-0.3 s
+    but converting and compiling a small CNN subnet (12-18 layers) took 1.2-1.6 s that way against 0.2-0.3 s
     through ONNX, and a latency table converts hundreds of layers."""
     from elasticnas.hardware.runtimes import export_onnx_bytes
 
