@@ -161,6 +161,10 @@ def _quickstart_arguments(parser: argparse.ArgumentParser) -> None:
                              "runtime's own tool: --runtime onnxruntime, openvino or executorch)")
     parser.add_argument("--finetune-epochs", type=int, default=0,
                         help="also fine-tune each exported subnet for this many epochs (elasticnas finetune)")
+    parser.add_argument("--table-repeats", type=int, default=30,
+                        help="timings per layer of the latency table (elasticnas profile --repeats)")
+    parser.add_argument("--table-rounds", type=int, default=3,
+                        help="passes over the latency table's layers (elasticnas profile --rounds)")
     parser.add_argument("--seed", type=int, default=0)
     parser.set_defaults(run=_run_quickstart)
 
@@ -169,7 +173,8 @@ def _run_quickstart(args: argparse.Namespace) -> None:
     from elasticnas.pipeline import quickstart
 
     summary = quickstart(args.out, supernet=args.supernet, subnets=args.subnets, runtime=args.runtime, seed=args.seed,
-                         precision=args.precision, finetune_epochs=args.finetune_epochs)
+                         precision=args.precision, finetune_epochs=args.finetune_epochs,
+                         table_repeats=args.table_repeats, table_rounds=args.table_rounds)
     print(summary.round(3).to_string(index=False))
 
 

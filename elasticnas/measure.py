@@ -42,10 +42,12 @@ def has_latency_table(run_folder: str | Path, device: str, runtime: str) -> bool
 
 def latency_table_for(run_folder: str | Path, space: SearchSpace, *, device: str = "cpu",
                       runtime: str = "torch", threads: int | None = None, calibrate: int = 10, seed: int = 0,
-                      progress: bool = True, check_speed: bool = False) -> LatencyTable:
+                      repeats: int = 30, rounds: int = 3, progress: bool = True,
+                      check_speed: bool = False) -> LatencyTable:
     """The run's latency table for ``device``/``runtime``, built (resumably) on first use.
 
-    A new table is calibrated on ``calibrate`` random subnets measured among its layers.
+    A new table is calibrated on ``calibrate`` random subnets measured among its layers;
+    ``repeats`` and ``rounds`` are :meth:`LatencyTable.build`'s (an existing table is kept as built).
     ``check_speed``: read the reference workload now and warn once when the machine runs at
     another speed than when the table was built (predictions stay at the build-time speed,
     so searches are reproducible; see :meth:`LatencyTable.at_current_speed`).
@@ -56,7 +58,7 @@ def latency_table_for(run_folder: str | Path, space: SearchSpace, *, device: str
         table.check(space)
         return table.at_current_speed(rescale=False) if check_speed else table
     return LatencyTable.build(space, device=device, runtime=runtime, threads=threads, seed=seed, out=folder,
-                              progress=progress, calibrate=calibrate)
+                              repeats=repeats, rounds=rounds, progress=progress, calibrate=calibrate)
 
 
 def read_evaluations(run_folder: str | Path) -> pd.DataFrame:

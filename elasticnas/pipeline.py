@@ -139,20 +139,26 @@ def export_within_budget(run_folder: str | Path, budget_ms: float, out: str | Pa
 def quickstart(out: str | Path = "runs/quickstart", *, supernet: str | None = None, config: str | None = None,
                overrides: list[str] = (), subnets: int = 100, trials: int = 20, predicted_evals: int = 20_000,
                runtime: str = "torch", seed: int = 0, progress: bool = True, log=print,
-               precision: str = "fp32", finetune_epochs: int = 0) -> pd.DataFrame:
+               precision: str = "fp32", finetune_epochs: int = 0, table_repeats: int = 30,
+               table_rounds: int = 3) -> pd.DataFrame:
     """Train, profile, measure, fit, search under three budgets, export; returns the summary table.
 
     ``supernet`` (a preset name) trains with its bundled sandwich recipe where there is one
     (a family's own optimiser settings), else with the default config; ``config`` names one explicitly.
     ``precision="int8"`` searches float32 and int8 subnets jointly (int8: static quantization by
     ``runtime``'s own tool, which must have one). ``finetune_epochs`` > 0 also fine-tunes each
-    exported subnet (``elasticnas finetune``) into ``<export>_finetuned``.
+    exported subnet (``elasticnas finetune``) into ``<export>_finetuned``. ``table_repeats`` and
+    ``table_rounds``: timings per layer and passes over the layers of the latency table
+    (``elasticnas profile --repeats/--rounds``); fewer build it faster and noisier.
     """
     from elasticnas.experiment import load_experiment, recipe_for, train_experiment
     from elasticnas.searching import search_run
 
     if precision not in ("fp32", "int8"):
         raise ConfigError(f"precision {precision!r} is not known; choose 'fp32' or 'int8'")
+    if table_repeats < 1 or table_rounds < 1:  # before hours of training
+        raise ConfigError(f"the latency table needs --table-repeats >= 1 and --table-rounds >= 1, "
+                          f"got {table_repeats} and {table_rounds}")
     if config is None:
         config = (recipe_for(supernet) if supernet else None) or "mnist_sandwich"
     if supernet is not None:
@@ -173,7 +179,8 @@ def quickstart(out: str | Path = "runs/quickstart", *, supernet: str | None = No
         train_experiment(experiment, out, resume=(out / "checkpoint.pt").exists(), progress=progress)
     run = load_trained(out)
     stage(f"2/6 latency lookup table ({runtime}, cpu)")
-    table = latency_table_for(out, run.space, runtime=runtime, progress=progress)
+    table = latency_table_for(out, run.space, runtime=runtime, repeats=table_repeats, rounds=table_rounds,
+                              progress=progress)
     stage(f"3/6 measuring {subnets} subnets spread over the MACs range")
     measure_run(out, subnets, seed=seed, runtime=runtime, progress=progress, run=run)
     stage("4/6 fitting accuracy and latency predictors")

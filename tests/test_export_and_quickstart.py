@@ -24,6 +24,10 @@ from .conftest import FAST_RUN
 warnings.filterwarnings("ignore", category=UserWarning)
 
 
+# A noisy latency table is enough to run every stage; the default one (30 timings in 3 rounds
+# per layer) takes most of a quickstart's minute here.
+QUICK_TABLE = {"table_repeats": 3, "table_rounds": 1}
+
 EDGE_RUNTIMES = [pytest.param(name, marks=pytest.mark.skipif(importlib.util.find_spec(name) is None,
                                                             reason=f'not installed: pip install -e ".[{name}]"'))
                  for name in ("openvino", "executorch")]
@@ -141,7 +145,8 @@ def test_finetune_writes_a_checked_export_with_accuracy_before_and_after(run_cop
 
 def test_quickstart_runs_end_to_end_and_resumes_without_redoing_work(tmp_path, capsys):
     out = tmp_path / "quick"
-    kwargs = dict(overrides=FAST_RUN, subnets=12, trials=3, predicted_evals=400, progress=False, finetune_epochs=1)
+    kwargs = dict(overrides=FAST_RUN, subnets=12, trials=3, predicted_evals=400, progress=False, finetune_epochs=1,
+                  **QUICK_TABLE)
     summary = quickstart(out, **kwargs)
     assert len(summary) == 3 and summary["budget_ms"].is_monotonic_increasing
     assert summary["test_top1_finetuned"].between(0, 100).all()
@@ -160,12 +165,19 @@ def test_quickstart_runs_end_to_end_and_resumes_without_redoing_work(tmp_path, c
     assert "pareto.png" in printed and "exports.csv" in printed
 
 
+@pytest.mark.parametrize("flag", ["--table-repeats", "--table-rounds"])
+def test_quickstart_refuses_an_empty_latency_table_before_training(tmp_path, capsys, flag):
+    out = tmp_path / "quick"
+    assert main(["quickstart", "--out", str(out), flag, "0"]) == 2
+    assert flag in capsys.readouterr().err and not out.exists()
+
+
 @pytest.mark.parametrize("supernet", [n for n in list_supernets("tiny_*") if n != SupernetConfig().name])
 def test_quickstart_runs_end_to_end_on_every_small_preset(supernet, tmp_path):
     """Train, profile, measure, fit, search, export on each family's small preset, through the CLI."""
     out = tmp_path / supernet
     summary = quickstart(out, supernet=supernet, overrides=FAST_RUN, subnets=12, trials=3,
-                         predicted_evals=400, progress=False)
+                         predicted_evals=400, progress=False, **QUICK_TABLE)
     assert len(summary) == 3 and (summary["predicted_ms"] <= summary["budget_ms"] + 1e-9).all()
     for folder in summary["export"]:
         report = json.loads((pd.io.common.Path(folder) / "report.json").read_text())
