@@ -201,7 +201,8 @@ def _time_cuda(prepared, number: int) -> float:  # pragma: no cover - needs a GP
 def measure_archs(space, archs: Sequence, *, runtime: str = "torch", device: str = "cpu", batch_size: int = 1,
                   threads: int | None = None, warmup: int = 10, repeats: int = 30, rounds: int = 3,
                   progress: bool = False, models: Sequence[nn.Module] | None = None,
-                  per_round: bool = False, reference: ReferenceClock | None = None) -> np.ndarray:
+                  per_round: bool = False, reference: ReferenceClock | None = None,
+                  keep_prepared_mb: float = 256.0) -> np.ndarray:
     """End-to-end median latency (ms) of each architecture's static model.
 
     Weights do not change latency, so fresh builds are timed unless ``models`` (e.g.
@@ -214,23 +215,40 @@ def measure_archs(space, archs: Sequence, *, runtime: str = "torch", device: str
     With a ``reference`` clock every subnet is timed between two readings of the reference
     workload and the values are in *reference units* (latency / reference time; speed modes
     cancel, so rounds are merged by their median, not their minimum).
+
+    Each subnet is converted for ``runtime`` once and timed in every round, while the
+    converted subnets kept hold at most ``keep_prepared_mb`` of weights (counted as the
+    torch model's parameters and buffers); beyond that, subnets are converted again each
+    round, so a space of large subnets does not hold hundreds of sessions in memory.
     """
     from tqdm.auto import tqdm
 
     from elasticnas.supernet.static import build_static
 
     samples = np.zeros((rounds, len(archs)))
+    kept, room = {}, keep_prepared_mb * 2**20
     bar = tqdm(total=rounds * len(archs), disable=not progress, desc=f"measuring ({runtime})", unit="subnet")
     for round_index in range(rounds):
         for i, arch in enumerate(archs):
-            model = models[i] if models is not None else build_static(space, arch)
+            shape = (space.in_channels, arch.resolution, arch.resolution)
+            ready = kept.get(i)
+            if ready is None:
+                model = models[i] if models is not None else build_static(space, arch)
+                ready = prepare_for_timing(model, input_shape=shape, batch_size=batch_size, device=device,
+                                           runtime=runtime, threads=threads, precision=arch.precision)
+                size = _weight_bytes(model)
+                if round_index < rounds - 1 and size <= room:
+                    kept[i], room = ready, room - size
             result = measure_latency(
-                model, input_shape=(space.in_channels, arch.resolution, arch.resolution), batch_size=batch_size,
-                device=device, runtime=runtime, threads=threads, warmup=warmup, repeats=repeats, reference=reference,
-                precision=arch.precision)
+                None, input_shape=shape, batch_size=batch_size, device=device, runtime=runtime, threads=threads,
+                warmup=warmup, repeats=repeats, reference=reference, precision=arch.precision, prepared=ready)
             samples[round_index, i] = result.median_ms if reference is None else result.ratio
             bar.update()
     bar.close()
     if per_round:
         return samples
     return samples.min(axis=0) if reference is None else np.median(samples, axis=0)
+
+
+def _weight_bytes(model: nn.Module) -> int:
+    return sum(t.numel() * t.element_size() for t in (*model.parameters(), *model.buffers()))

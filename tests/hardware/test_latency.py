@@ -233,6 +233,30 @@ def test_each_layer_is_converted_once_and_timed_in_every_round(small_space, monk
     assert len(timed) == 3 * items and len({id(ready) for ready in timed}) == items
 
 
+def test_measure_archs_converts_each_subnet_once_while_the_kept_ones_fit_in_memory(small_space, monkeypatch):
+    from elasticnas.hardware import latency as latency_module
+    from elasticnas.supernet.static import build_static
+
+    real_prepare, converted = latency_module.prepare, []
+
+    def counted_prepare(model, *args, **kwargs):
+        converted.append(model)
+        return real_prepare(model, *args, **kwargs)
+
+    monkeypatch.setattr(latency_module, "prepare", counted_prepare)
+    smallest, largest = small_space.min(), small_space.max()
+    quick = {"warmup": 0, "repeats": 2, "rounds": 3}
+    assert latency_module.measure_archs(small_space, [smallest, largest], **quick).shape == (2,)
+    assert len(converted) == 2  # once each, timed in all 3 rounds
+    room = sum(t.numel() * t.element_size() for t in build_static(small_space, smallest).state_dict().values())
+    converted.clear()  # room for the smallest only: the largest is converted in every round
+    latency_module.measure_archs(small_space, [smallest, largest], keep_prepared_mb=room / 2**20, **quick)
+    assert len(converted) == 1 + 3
+    converted.clear()
+    latency_module.measure_archs(small_space, [smallest, largest], keep_prepared_mb=0, **quick)
+    assert len(converted) == 2 * 3
+
+
 def test_partial_build_with_other_settings_is_refused(tmp_path, small_space, monkeypatch):
     real = lookup_module.measure_latency
     monkeypatch.setattr(lookup_module, "measure_latency", lambda *a, **k: (_ for _ in ()).throw(KeyboardInterrupt))
