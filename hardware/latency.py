@@ -86,7 +86,7 @@ def torch_threads(threads: int | None) -> Iterator[None]:
 
 
 def measure_latency(
-    model: nn.Module,
+    model: nn.Module | None,
     *,
     input_shape: Sequence[int],
     batch_size: int = 1,
@@ -114,7 +114,8 @@ def measure_latency(
     with the steadiest reference is kept). ``precision=8`` times the model after the runtime's
     static int8 quantization (:mod:`elasticnas.hardware.quantize`). ``prepared`` (from
     :func:`prepare_for_timing` with the same settings) times that instead of preparing
-    ``model`` again: converting or lowering a model can take far longer than timing it.
+    ``model`` again (``model`` may then be None): converting or lowering a model can take far
+    longer than timing it.
 
     >>> from torch import nn
     >>> result = measure_latency(nn.Conv2d(3, 8, 3), input_shape=(3, 32, 32), repeats=5, warmup=1)
@@ -124,6 +125,9 @@ def measure_latency(
     if batch_size < 1 or repeats < 1 or warmup < 0 or (number is not None and number < 1):
         raise ConfigError(f"need batch_size >= 1, repeats >= 1, warmup >= 0, number >= 1; "
                           f"got {batch_size=}, {repeats=}, {warmup=}, {number=}")
+    if model is None and prepared is None:
+        raise ConfigError("measure_latency needs a model to time, or one made ready by prepare_for_timing "
+                          "(prepared=...)")
     if max_drift <= 0 or max_retries < 0:
         raise ConfigError(f"need max_drift > 0 and max_retries >= 0; got {max_drift=}, {max_retries=}")
     shape = (batch_size, *(int(s) for s in input_shape))

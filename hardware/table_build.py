@@ -91,8 +91,8 @@ def measure_table(space, layers: list, settings: dict, *, calibration_archs: Seq
         for round_index, (key, item) in todo:
             if key not in prepared:
                 prepared[key] = _prepare_item(space, key, item, measure)
-            module, shape, precision, ready = prepared[key]
-            result = measure_latency(module, input_shape=shape, reference=clock, precision=precision, prepared=ready,
+            shape, precision, ready = prepared[key]
+            result = measure_latency(None, input_shape=shape, reference=clock, precision=precision, prepared=ready,
                                      **measure)
             row = _row(key, item, result, round_index)
             done[(key, round_index)] = row
@@ -121,7 +121,7 @@ def measure_table(space, layers: list, settings: dict, *, calibration_archs: Seq
 
 
 def _prepare_item(space, key: str, item, measure: dict) -> tuple:
-    """``(module, input shape, precision, prepared)`` of a layer spec or a calibration subnet."""
+    """``(input shape, precision, prepared)`` of a layer spec or a calibration subnet."""
     from elasticnas.supernet.static import build_static
 
     torch.manual_seed(0)
@@ -132,7 +132,7 @@ def _prepare_item(space, key: str, item, measure: dict) -> tuple:
         module, shape = item.build(space.bn_momentum, space.bn_eps).eval(), item.input_shape
         precision = spec_precision(item)
     settings = {name: measure[name] for name in ("batch_size", "device", "runtime", "threads")}
-    return module, shape, precision, prepare_for_timing(module, input_shape=shape, precision=precision, **settings)
+    return shape, precision, prepare_for_timing(module, input_shape=shape, precision=precision, **settings)
 
 
 def _clock(settings: dict) -> ReferenceClock:

@@ -98,6 +98,8 @@ def test_measure_latency_errors_name_what_is_available():
             measure_latency(nn.Identity(), input_shape=(1, 2, 2), device="cuda")
     with pytest.raises(ConfigError, match="repeats"):
         measure_latency(nn.Identity(), input_shape=(1, 2, 2), repeats=0)
+    with pytest.raises(ConfigError, match="prepared="):
+        measure_latency(None, input_shape=(1, 2, 2))
 
 
 def test_table_covers_every_layer_once(small_space, table):
