@@ -313,8 +313,10 @@ class Trainer:
 
     @torch.no_grad()
     def _score(self, archs, images, labels) -> np.ndarray:
-        """Mini-batch loss of each candidate, without gradients and without touching BN statistics."""
-        with _bn_statistics_frozen(self.model):
+        """Mini-batch loss of each candidate, without gradients, dropout or stochastic depth (a
+        candidate's score is a property of its weights, not of a random mask) and without touching
+        BN statistics."""
+        with _bn_statistics_frozen(self.model), regularisation_off(self.model):
             losses = torch.tensor([float(F.cross_entropy(self.model(resize(images, a.resolution), a), labels))
                                    for a in archs], dtype=torch.float64)
         # every process must choose the same subnet: score on the global batch

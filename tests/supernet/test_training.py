@@ -10,10 +10,11 @@ import torch
 from elasticnas.core.checkpoint import load_checkpoint
 from elasticnas.experiment import SupernetConfig, build_run, build_supernet_of, load_experiment, train_experiment
 from elasticnas.supernet import ConfigError, list_supernets
+from elasticnas.supernet.batches import resize
 from elasticnas.supernet.evaluation import EvalData, evaluate, recalibrate_bn, score
 from elasticnas.supernet.regularisation import regularisation_off
 from elasticnas.supernet.samplers import list_strategies
-from elasticnas.supernet.training import OptimConfig, TrainingInterrupted, lr_multiplier, warmup_cosine
+from elasticnas.supernet.training import OptimConfig, Trainer, TrainingInterrupted, lr_multiplier, warmup_cosine
 
 FAST = ["data.name=digits", "data.batch_size=256", "train.bn_calibration_images=256",
         "train.bn_calibration_batch_size=128"]
@@ -96,6 +97,25 @@ def test_every_strategy_trains_every_small_preset(tmp_path, name, supernet):
     assert metrics["train_loss"].notna().all() and metrics["val_top1_max"].iloc[0] >= 0
     if name == "progressive_shrinking":
         assert trainer.phase == trainer.space.shrink_order[-1] and trainer.teacher is not None
+
+
+def test_performance_aware_scores_candidates_without_dropout_or_touching_bn(tmp_path):
+    config = load_experiment("mnist_performance_aware", [*FAST, SMALL_IMAGES])
+    splits, supernet = build_run(config)
+    assert supernet.space.dropout > 0  # else the test could not tell dropout on from off
+    trainer = Trainer(supernet, splits.train, None, train=config.train, optim=config.optim, sampler=config.sampler,
+                      batch_size=config.data.batch_size, run_dir=tmp_path, progress=False)
+    trainer.model.train()
+    images, labels = torch.stack([splits.train[i][0] for i in range(32)]), torch.arange(32) % 10
+    archs = [supernet.space.max(), supernet.space.min()]
+    before = _weights(trainer)
+    first, second = trainer._score(archs, images, labels), trainer._score(archs, images, labels)
+    assert first.tolist() == second.tolist()  # a random dropout mask would make the two differ
+    _assert_identical(before, trainer.model.state_dict())
+    with torch.no_grad(), regularisation_off(trainer.model):
+        logits = trainer.model(resize(images, archs[0].resolution), archs[0])
+    by_hand = torch.nn.functional.cross_entropy(logits, labels)
+    assert first[0] == pytest.approx(float(by_hand), rel=1e-6)
 
 
 def test_checkpoint_of_another_supernet_is_refused(tmp_path):
