@@ -104,6 +104,37 @@ def lowered_to_xnnpack(module: nn.Module, example: torch.Tensor) -> bytes:
     return to_edge_transform_and_lower(program, partitioner=[XnnpackPartitioner()]).to_executorch().buffer
 
 
+class _ExecutorchPool:
+    """ExecuTorch's one thread pool per process, and how many times this module has resized it.
+
+    XNNPACK takes the pool when a method is loaded and keeps it; resizing destroys that pool
+    (a resize to its own size does nothing). So the pool is resized only before a load, and a
+    method loaded before a resize is refused rather than run on a destroyed pool.
+    """
+
+    resizes = 0
+    _count = None  # ExecuTorch's reader of the pool size, imported once: methods check it every run
+
+    @classmethod
+    def size(cls) -> int:
+        if cls._count is None:
+            from executorch.extension.pybindings.portable_lib import _threadpool_get_thread_count
+
+            cls._count = _threadpool_get_thread_count
+        return int(cls._count())
+
+    @classmethod
+    def resize(cls, threads: int | None) -> tuple[int, int]:
+        """Resize to ``threads`` (None: as it is, one thread per processor unless resized);
+        returns ``(resizes, size)``, what a method loaded now depends on."""
+        from executorch.extension.pybindings.portable_lib import _unsafe_reset_threadpool
+
+        if threads and int(threads) != cls.size():
+            _unsafe_reset_threadpool(int(threads))
+            cls.resizes += 1
+        return cls.resizes, cls.size()
+
+
 @dataclass(frozen=True, eq=False)
 class ExecutorchMethod:
     """A loaded ``forward`` together with the program and bytes it was loaded from.
@@ -111,28 +142,36 @@ class ExecutorchMethod:
     ExecuTorch reads a program's instructions from the caller's buffer on every call, without a
     copy, and its method does not keep that buffer alive: a method whose program and bytes were
     collected runs on freed memory (a segmentation fault, or garbage, once the memory is reused).
+    ``pool`` is the thread pool it was loaded with (see :class:`_ExecutorchPool`).
     """
 
     program_bytes: bytes = field(repr=False)
     program: Any
     method: Any
+    pool: tuple[int, int]
 
     def execute(self, inputs: Sequence[torch.Tensor]) -> Sequence[Any]:
+        if (_ExecutorchPool.resizes, _ExecutorchPool.size()) != self.pool:
+            raise RuntimeError(f"this ExecuTorch method was loaded with a pool of {self.pool[1]} threads, which "
+                               f"was resized since (now {_ExecutorchPool.size()}): load the program again")
         return self.method.execute(inputs)
 
 
-def executorch_method(program_bytes: bytes) -> ExecutorchMethod:
+def executorch_method(program_bytes: bytes, threads: int | None = None) -> ExecutorchMethod:
+    """``forward`` of a ``.pte`` program, its XNNPACK operators run on ``threads`` threads (the
+    process-wide pool is resized to that first; None leaves it as it is)."""
     require("executorch")
     from executorch.runtime import Runtime
 
+    pool = _ExecutorchPool.resize(threads)
     program = Runtime.get().load_program(program_bytes)
-    return ExecutorchMethod(program_bytes, program, program.load_method("forward"))
+    return ExecutorchMethod(program_bytes, program, program.load_method("forward"), pool)
 
 
 def prepare_executorch(model: nn.Module, example: torch.Tensor, dev: torch.device, threads: int | None):
     from elasticnas.hardware.runtimes import Prepared
 
     _cpu_only("executorch", dev)
-    method = executorch_method(executorch_bytes(model, example))
+    method = executorch_method(executorch_bytes(model, example), threads)
     x = example.cpu()
     return Prepared(lambda: method.execute([x]), lambda: None)

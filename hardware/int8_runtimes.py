@@ -112,7 +112,7 @@ class ExecutorchInt8Model:
     padded with zeros, whose outputs are dropped: rows do not mix in an inference model)."""
 
     def __init__(self, files: dict[str, bytes], threads: int | None = None):
-        self.method = executorch_method(files[EXECUTORCH_INT8[0]])
+        self.method = executorch_method(files[EXECUTORCH_INT8[0]], threads)
         self.rows = int(self.method.method.metadata.input_tensor_meta(0).sizes()[0])
 
     def __call__(self, images: torch.Tensor) -> torch.Tensor:

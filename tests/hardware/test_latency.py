@@ -77,6 +77,33 @@ def test_an_executorch_method_outlives_the_bytes_it_was_loaded_from():
     assert float(done.stdout.split()[-1]) < 1e-5  # float32 conv reordering, far below a wrong result
 
 
+@pytest.mark.skipif(importlib.util.find_spec("executorch") is None,
+                    reason='not installed: pip install -e ".[executorch]"')
+def test_executorch_runs_on_the_threads_asked_and_refuses_a_method_loaded_before_a_resize():
+    from executorch.extension.pybindings.portable_lib import _threadpool_get_thread_count as pool_size
+
+    from elasticnas.hardware.edge_runtimes import executorch_bytes, executorch_method
+
+    model = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU()).eval()
+    x = torch.randn(1, 3, 16, 16)
+    program, expected = executorch_bytes(model, x), model(x).detach()
+    before = pool_size()
+    try:
+        for threads in (1, 2):
+            assert measure_latency(model, input_shape=(3, 16, 16), runtime="executorch", threads=threads, warmup=0,
+                                   repeats=1).settings["threads"] == threads
+            assert pool_size() == threads
+        one, same = executorch_method(program, threads=1), executorch_method(program, threads=1)
+        torch.testing.assert_close(same.execute([x])[0], expected)  # same size: no resize, both usable
+        torch.testing.assert_close(one.execute([x])[0], expected)
+        two = executorch_method(program, threads=2)
+        with pytest.raises(RuntimeError, match="pool of 1 threads.*load the program again"):
+            one.execute([x])  # its pool was destroyed by the resize
+        torch.testing.assert_close(two.execute([x])[0], expected)
+    finally:
+        executorch_method(program, threads=before)
+
+
 @pytest.mark.parametrize("runtime", ["openvino", "executorch"])
 def test_a_runtime_that_is_not_installed_names_its_extra(runtime, monkeypatch):
     monkeypatch.setitem(sys.modules, runtime, None)  # as if not installed
