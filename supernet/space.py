@@ -229,10 +229,19 @@ class SearchSpace(DeploymentChoices):
 
     def sample_at_level(self, rng: np.random.Generator, level: float) -> Arch:
         """A subnet whose genes lean towards small (``level`` 0) or large (1) choices:
-        each choice index is Binomial(choices - 1, level)."""
+        each choice index is Binomial(choices - 1, level).
+
+        Precision is drawn uniformly whatever the level: it does not make a subnet larger, and
+        tying it to the level would pair small subnets with int8 and large ones with float32,
+        so a plan spread over sizes would cover neither precision over the whole range.
+        """
         indices = [0] * len(self.genes)
         for columns in self._draw_groups:
-            drawn = rng.binomial(len(self.genes[columns[0]].choices) - 1, level, size=len(columns))
+            count = len(self.genes[columns[0]].choices)
+            if self.genes[columns[0]].dimension == "precision":
+                drawn = rng.integers(count, size=len(columns))
+            else:
+                drawn = rng.binomial(count - 1, level, size=len(columns))
             for column, index in zip(columns, drawn, strict=True):
                 indices[column] = int(index)
         return self._arch_from_indices(indices)

@@ -28,6 +28,17 @@ def test_spread_plan_covers_the_macs_range_and_extends_stably():
     assert gaps.max() < 0.15  # no hole in the range, unlike uniform sampling's tails
 
 
+def test_spread_plan_of_a_precision_space_covers_both_precisions_at_every_size():
+    space = create_space("tiny_mbv3", num_classes=10, in_channels=1, precisions=(8, 32))
+    plan = spread_by_macs(space, 60, seed=0, pool_size=3000)
+    macs = count_all(space, plan)["macs"]
+    small, large = macs <= np.median(macs), macs > np.median(macs)
+    int8 = np.array([a.precision == 8 for a in plan])
+    for half in (small, large):  # tied to size, int8 would fill the small half and float32 the large one
+        assert 0.25 < int8[half].mean() < 0.75
+    assert {space.sample_at_level(np.random.default_rng(s), 0.0).precision for s in range(20)} == {8, 32}
+
+
 def test_measure_resumes_without_measuring_a_subnet_twice_then_fit_writes_predictors(run_copy, capsys):
     assert main(["measure", str(run_copy), "--n", "6"]) == 0
     first = read_evaluations(run_copy)
