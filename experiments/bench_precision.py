@@ -1,24 +1,24 @@
 """Precision as a gene: is joint architecture + int8 search better than quantizing afterwards?
 
-On mnist5k with ``tiny_mbv3`` and ONNX Runtime (static int8 by its own quantizer), three
-Pareto fronts of *measured* test top-1 against *measured* latency, each arm with the same
-number of measured subnets for its accuracy predictor:
+On mnist5k with ``tiny_mbv3`` and ONNX Runtime (or ``--runtime``; static int8 by the runtime's
+own quantizer), three Pareto fronts of *measured* test top-1 against *measured* latency, each
+arm with the same number of measured subnets for its accuracy predictor:
 
 (a) fp32: measure N float32 subnets, fit, search float32 subnets only;
 (b) fp32 then int8: (a)'s searched front, every subnet quantized to int8;
 (c) joint: measure N subnets of the space searching float32 and int8, fit, search both.
 
 The supernet, its latency table (layers at both precisions) and arm (c)'s measured subnets
-come from ``elasticnas quickstart --runtime onnxruntime --precision int8`` in ``--run``
+come from ``elasticnas quickstart --runtime RUNTIME --precision int8`` in ``--run``
 (trained first when missing). Each arm's searched front is thinned to ``--front`` subnets
 evenly spread in predicted latency, and each of those is measured: test top-1 as deployed,
 latency end to end (3 rounds, the least per-round median). Hypervolume of (test error,
 latency) at one reference point for all arms, and the best test top-1 under latency budgets.
 
-    python experiments/bench_precision.py [--run runs/quickstart_int8] [--subnets 100] [--front 15]
+    python experiments/bench_precision.py [--runtime openvino] [--run DIR] [--subnets 100] [--front 15]
 
 Writes results/precision.csv (one row per measured front subnet), results/precision_summary.csv
-and results/precision.png.
+and results/precision.png; another runtime's files end in ``_<runtime>``.
 """
 
 from __future__ import annotations
@@ -44,7 +44,7 @@ from elasticnas.search.result import hypervolume, pareto_mask
 from elasticnas.supernet.evaluation import evaluate_many
 
 RESULTS = Path(__file__).parent / "results"
-RUNTIME = "onnxruntime"
+RUNTIMES = ("onnxruntime", "openvino", "executorch")  # those with an int8 tool
 
 
 def fitted(space, archs, top1, trials: int, seed: int):
@@ -61,10 +61,10 @@ def searched_front(space, predictor, table, *, evals: int, keep: int, seed: int)
     return [space.canonical(a) for a in front["arch"].iloc[picks]]
 
 
-def measured(run, archs, arm: str) -> pd.DataFrame:
+def measured(run, archs, arm: str, runtime: str) -> pd.DataFrame:
     test = run.eval_data("test")
-    top1 = [evaluate_deployed(run.supernet, a, test, runtime=RUNTIME).top1 for a in archs]
-    latency = measure_archs(run.space, archs, runtime=RUNTIME, rounds=3, repeats=30, progress=True)
+    top1 = [evaluate_deployed(run.supernet, a, test, runtime=runtime).top1 for a in archs]
+    latency = measure_archs(run.space, archs, runtime=runtime, rounds=3, repeats=30, progress=True)
     return pd.DataFrame({"arm": arm, "arch": [a.to_json() for a in archs], "precision": [a.precision for a in archs],
                          "test_top1": top1, "measured_ms": latency})
 
@@ -85,14 +85,14 @@ def summarise(rows: pd.DataFrame, budgets: int = 6) -> pd.DataFrame:
     return pd.DataFrame(out)
 
 
-def plot(rows: pd.DataFrame, path: Path) -> None:
+def plot(rows: pd.DataFrame, path: Path, runtime: str) -> None:
     fig, ax = pyplot().subplots(figsize=(7, 4.5))
     for (arm, group), marker in zip(rows.groupby("arm", sort=False), "osD", strict=False):
         ax.scatter(group["measured_ms"], group["test_top1"], marker=marker, alpha=0.45, label=f"{arm} (all)")
         F = np.column_stack([100 - group["test_top1"], group["measured_ms"]])
         front = group[pareto_mask(F)].sort_values("measured_ms")
         ax.step(front["measured_ms"], front["test_top1"], where="post", lw=1.5)
-    ax.set(xlabel=f"measured latency, ms ({RUNTIME}, batch 1)", ylabel="test top-1 (%) as deployed",
+    ax.set(xlabel=f"measured latency, ms ({runtime}, batch 1)", ylabel="test top-1 (%) as deployed",
            title="tiny_mbv3 on mnist5k: fp32 / fp32 then int8 / joint search")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
@@ -102,7 +102,8 @@ def plot(rows: pd.DataFrame, path: Path) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--run", type=Path, default=Path("runs/quickstart_int8"))
+    parser.add_argument("--runtime", default="onnxruntime", choices=RUNTIMES)
+    parser.add_argument("--run", type=Path, default=None, help="default: runs/quickstart_int8[_RUNTIME]")
     parser.add_argument("--subnets", type=int, default=100, help="measured subnets per arm")
     parser.add_argument("--front", type=int, default=15, help="searched subnets measured per arm")
     parser.add_argument("--evals", type=int, default=20_000, help="predicted evaluations per search")
@@ -110,12 +111,14 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     warnings.filterwarnings("ignore")
+    suffix = "" if args.runtime == "onnxruntime" else f"_{args.runtime}"  # ONNX Runtime's files keep their names
+    args.run = args.run or Path(f"runs/quickstart_int8{suffix}")
 
-    quickstart(args.run, runtime=RUNTIME, precision="int8", subnets=args.subnets, seed=args.seed)
+    quickstart(args.run, runtime=args.runtime, precision="int8", subnets=args.subnets, seed=args.seed)
     run = load_trained(args.run)
     joint = run.space
     fp32 = replace(joint, precisions=(32,))
-    table = latency_table_for(args.run, joint, runtime=RUNTIME)
+    table = latency_table_for(args.run, joint, runtime=args.runtime)
     evaluations = read_evaluations(args.run).iloc[: args.subnets]
     joint_archs = measured_archs(args.run, joint, evaluations)
     fp32_archs = [joint.canonical(a.to_json()) for a in spread_by_macs(fp32, args.subnets, seed=args.seed)]
@@ -130,12 +133,12 @@ def main() -> None:
     fronts["(c) joint"] = searched_front(joint, fitted(joint, joint_archs, evaluations["val_top1"], args.trials,
                                                        args.seed), table, evals=args.evals, keep=args.front,
                                          seed=args.seed)
-    rows = pd.concat([measured(run, archs, arm) for arm, archs in fronts.items()], ignore_index=True)
+    rows = pd.concat([measured(run, archs, arm, args.runtime) for arm, archs in fronts.items()], ignore_index=True)
     RESULTS.mkdir(exist_ok=True)
-    atomic_write_text(RESULTS / "precision.csv", rows.to_csv(index=False))
+    atomic_write_text(RESULTS / f"precision{suffix}.csv", rows.to_csv(index=False))
     summary = summarise(rows)
-    atomic_write_text(RESULTS / "precision_summary.csv", summary.to_csv(index=False))
-    plot(rows, RESULTS / "precision.png")
+    atomic_write_text(RESULTS / f"precision{suffix}_summary.csv", summary.to_csv(index=False))
+    plot(rows, RESULTS / f"precision{suffix}.png", args.runtime)
     print(summary.round(4).T.to_string())
 
 
