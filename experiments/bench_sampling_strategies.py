@@ -11,9 +11,12 @@ the wall time of supernet training.
     python experiments/bench_sampling_strategies.py [--epochs 8] [--strategies sandwich,uniform]
     python experiments/bench_sampling_strategies.py --configs mnist_vit_sandwich,mnist_resnet_sandwich
     python experiments/bench_sampling_strategies.py --strategies sandwich --recipes zero_init,exponential,bignas
+    python experiments/bench_sampling_strategies.py --strategies sandwich --scratch-retests 2
 
 ``--recipes`` trains each config again with parts of BigNAS's recipe on top (rows labelled
 ``config+recipe``); scratch subnets keep the config's own recipe, so they stay one reference.
+``--scratch-retests K`` trains no supernet: it trains each config's scratch twins K more times
+with other seeds and reports how far two trainings of one subnet agree (the criteria's noise floor).
 """
 
 from __future__ import annotations
@@ -40,6 +43,7 @@ from elasticnas.supernet.training import build_optimizer, warmup_cosine
 STRATEGIES = ("sandwich", "uniform", "progressive_shrinking", "complexity_aware", "performance_aware",
               "delayed_shrinking")
 RESULTS = Path(__file__).parent / "results"
+RETESTS = "sampling_strategies_scratch_retests.csv"
 # Parts of BigNAS's recipe, as overrides on top of a config (``--recipes``).
 OFF = ["init.zero_residual_norms=false"]  # the bundled CNN configs turn it on since the ablation
 RECIPES = {
@@ -158,6 +162,69 @@ def bench_one(name: str, args, overrides: list[str], known_scratch: dict, scratc
     return rows
 
 
+def scratch_retests(config_name: str, retests: int, known_scratch: dict, path: Path) -> pd.DataFrame:
+    """The scratch twins of ``config_name`` trained ``retests`` more times, seed ``i + 100 * r``.
+
+    Two trainings of one subnet differ by seed alone; how much they differ is the noise floor
+    of both criteria: the worst gap a subnet can show against a second training of itself, and
+    the Kendall tau two scratch rankings reach. Rows are written after every training (resumable).
+    """
+    config = load_experiment(config_name)
+    splits, supernet = build_run(config)
+    space = supernet.space
+    archs = spread_subnets(space)
+    macs = count_all(space, archs)["macs"]
+    done = pd.read_csv(path) if path.exists() else pd.DataFrame(columns=["config", "arch", "seed", "scratch_top1"])
+    known = {(c, a, int(s)): t for c, a, s, t in done[["config", "arch", "seed", "scratch_top1"]].itertuples(False)}
+    rows = done[done["config"] != config_name].to_dict("records")
+    for retest in range(retests + 1):
+        for i, (arch, m) in enumerate(zip(archs, macs, strict=True)):
+            seed = i + 100 * retest
+            top1 = known.get((config_name, arch.to_json(), seed))
+            if top1 is None and retest == 0:  # the benchmark's own twins
+                top1 = known_scratch.get(arch.to_json())
+            if top1 is None:
+                top1 = train_from_scratch(space, arch, splits, config, seed=seed)
+            rows.append({"config": config_name, "arch": arch.to_json(), "macs": int(m), "seed": seed,
+                         "retest": retest, "scratch_top1": top1})
+            RESULTS.mkdir(exist_ok=True)
+            pd.DataFrame(rows).to_csv(path, index=False)
+    return pd.DataFrame(rows)
+
+
+def retest_agreement(rows: pd.DataFrame) -> pd.DataFrame:
+    """Per pair of scratch trainings: Kendall tau, mean and worst difference (later - earlier)."""
+    out = []
+    for config, group in rows.groupby("config", sort=False):
+        table = group.pivot(index="macs", columns="retest", values="scratch_top1")
+        for a in table.columns:
+            for b in table.columns[table.columns > a]:
+                diff = table[b] - table[a]
+                out.append({"config": config, "first": a, "second": b, "kendall_tau": kendalltau(table[a], table[b])[0],
+                            "mean_difference": diff.mean(), "worst_difference": diff.min(),
+                            "largest_disagreement": diff.abs().max()})
+    return pd.DataFrame(out).round(3)
+
+
+def against_scratch_mean(detail: pd.DataFrame, retests: pd.DataFrame) -> pd.DataFrame:
+    """Each benchmarked config's inherited (and fine-tuned) subnets against the mean of all scratch
+    trainings of the same subnets: a reference with less seed noise than one training."""
+    mean = retests.groupby("arch")["scratch_top1"].agg(["mean", "count"])
+    out = []
+    for config, group in detail[detail["arch"].isin(mean.index)].groupby("config", sort=False):
+        reference = mean.loc[group["arch"], "mean"].to_numpy()
+        row = {"config": config, "scratch_trainings": int(mean.loc[group["arch"], "count"].min())}
+        for column in ("inherited_top1", "finetuned_top1"):
+            values = group[column].to_numpy(dtype=float)
+            if np.isnan(values).all():
+                continue
+            kind = column.removesuffix("_top1")
+            row |= {f"{kind}_mean_gap": (values - reference).mean(), f"{kind}_worst_gap": (values - reference).min(),
+                    f"{kind}_kendall_tau": kendalltau(values, reference)[0]}
+        out.append(row)
+    return pd.DataFrame(out).round(3)
+
+
 def summarise(detail: pd.DataFrame) -> pd.DataFrame:
     detail["supernet"] = detail["supernet"].fillna("tiny_mbv3")  # rows from before the column existed
     if "finetuned_top1" not in detail:
@@ -182,6 +249,8 @@ def main() -> None:
     parser.add_argument("--runs", type=Path, default=Path("runs/bench_strategies"))
     parser.add_argument("--recipes", default="default", help=f"comma-separated, of {', '.join(RECIPES)}")
     parser.add_argument("--finetune-epochs", type=int, default=0, help="also fine-tune each inherited subnet")
+    parser.add_argument("--scratch-retests", type=int, default=0,
+                        help="only train the configs' scratch twins this many more times (other seeds)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     overrides = [f"train.epochs={args.epochs}"] if args.epochs else []
@@ -196,6 +265,15 @@ def main() -> None:
     # scratch training depends on the architecture, epochs and optimizer, not on the strategy:
     # earlier scratch results for the same architectures are reused
     known_scratch = dict(zip(previous.get("arch", []), previous.get("scratch_top1", []), strict=True))
+    if args.scratch_retests:
+        rows = pd.concat([scratch_retests(c, args.scratch_retests, known_scratch, RESULTS / RETESTS) for c in configs])
+        agreement = retest_agreement(rows)
+        agreement.to_csv(RESULTS / "sampling_strategies_scratch_agreement.csv", index=False)
+        print(agreement.to_string(index=False))
+        versus_mean = against_scratch_mean(previous, rows)
+        versus_mean.to_csv(RESULTS / "sampling_strategies_vs_scratch_mean.csv", index=False)
+        print(versus_mean.to_string(index=False))
+        return
     rows = previous[~previous["config"].isin(chosen)].to_dict("records")
     scratch_cache = {}
     for name in chosen:
