@@ -241,7 +241,7 @@ class PerformanceAware(_Bucketed):
     """AttentiveNAS's best-up / worst-up sampling (Wang et al. 2021).
 
     Each step picks a MACs target (a random bucket), draws ``candidates`` subnets of about
-    that size, scores them by loss on the current mini-batch without gradients, and trains
+    that size, scores them by loss on the current mini-batch (no gradients, no dropout), and trains
     the best (lowest loss) or the worst, alongside the sandwich's max and min.
     """
 
