@@ -196,7 +196,7 @@ def retest_agreement(rows: pd.DataFrame) -> pd.DataFrame:
     """Per pair of scratch trainings: Kendall tau, mean and worst difference (later - earlier)."""
     out = []
     for config, group in rows.groupby("config", sort=False):
-        table = group.pivot(index="macs", columns="retest", values="scratch_top1")
+        table = group.pivot(index="arch", columns="retest", values="scratch_top1")  # one row per subnet
         for a in table.columns:
             for b in table.columns[table.columns > a]:
                 diff = table[b] - table[a]
