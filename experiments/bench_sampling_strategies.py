@@ -256,6 +256,8 @@ def main() -> None:
     overrides = [f"train.epochs={args.epochs}"] if args.epochs else []
     detail_path = RESULTS / "sampling_strategies_subnets.csv"
     configs = args.configs.split(",") if args.configs else [f"mnist_{s}" for s in args.strategies.split(",")]
+    if args.scratch_retests < 0:
+        parser.error(f"--scratch-retests={args.scratch_retests} must be 0 (off) or more")
     unknown = set(args.recipes.split(",")) - set(RECIPES)
     if unknown:
         parser.error(f"unknown recipes {sorted(unknown)}; choose from {', '.join(RECIPES)}")
