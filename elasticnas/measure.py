@@ -27,6 +27,8 @@ EVAL_COLUMNS = ("arch", "resolution", *COST_COLUMNS, "table_latency_ms", "val_to
                 "eval_seconds")
 # Written since the measurement reports its noise; journals from before lack them.
 NOISE_COLUMNS = ("val_top1_se", "val_top1_half_a", "val_top1_half_b")
+# Written since spaces search precision (bits; the arch JSON holds it too); journals from before lack it.
+PRECISION_COLUMN = "precision"
 # target column -> (kind for the quality report, file stem)
 TARGETS = {"val_top1": ("accuracy", "accuracy"), "table_latency_ms": ("latency", "latency")}
 
@@ -111,7 +113,7 @@ def append_evaluations(run_folder: Path, run: TrainedRun, archs: list, table: La
         for i, arch in enumerate(archs):
             start = time.perf_counter()
             result = evaluate_deployed(run.supernet, arch, data, runtime=table.metadata["runtime"])
-            row = {"arch": arch.to_json(), "resolution": arch.resolution,
+            row = {"arch": arch.to_json(), "resolution": arch.resolution, PRECISION_COLUMN: arch.precision,
                    **{c: int(costs[c][i]) for c in COST_COLUMNS}, "table_latency_ms": float(latency[i]),
                    "val_top1": result.top1, "val_loss": result.loss, "val_images": result.images,
                    "eval_seconds": round(time.perf_counter() - start, 4),

@@ -43,6 +43,7 @@ def test_measure_resumes_without_measuring_a_subnet_twice_then_fit_writes_predic
     assert main(["measure", str(run_copy), "--n", "6"]) == 0
     first = read_evaluations(run_copy)
     assert len(first) == 6 and first["val_images"].gt(0).all()
+    assert first["precision"].eq(32).all()  # bits, as deployed: a float32 space measures float32 subnets
     halves = first[["val_top1_half_a", "val_top1_half_b"]].mean(axis=1)
     assert np.allclose(halves, first["val_top1"], atol=100 / first["val_images"].min())  # equal halves, to one image
     share = first["val_top1"] / 100
