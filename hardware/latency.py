@@ -69,6 +69,17 @@ class LatencyResult:
         return asdict(self)
 
 
+def resolved_threads(threads: int | None) -> int:
+    """``threads``, or torch's intra-op count when None. Every runtime is given this count, so the
+    count a measurement records is the one it ran on: left to themselves, ONNX Runtime, OpenVINO
+    and ExecuTorch size their pools by their own rules, which need not give torch's count."""
+    if threads is None:
+        return torch.get_num_threads()
+    if threads < 1:
+        raise ConfigError(f"threads must be >= 1, but got {threads}")
+    return threads
+
+
 @contextlib.contextmanager
 def torch_threads(threads: int | None) -> Iterator[None]:
     """Run with ``threads`` intra-op threads, restoring the previous count afterwards."""
@@ -106,7 +117,8 @@ def measure_latency(
 ) -> LatencyResult:
     """Time single inferences of ``model`` on ``runtime`` and ``device``.
 
-    ``input_shape`` excludes the batch dimension, e.g. ``(3, 224, 224)``. With a
+    ``input_shape`` excludes the batch dimension, e.g. ``(3, 224, 224)``. ``threads=None`` runs
+    every runtime on torch's intra-op thread count, the count recorded in the settings. With a
     ``reference`` clock (same runtime, device and threads) the reference workload is timed
     just before and just after; when it moved by more than ``max_drift`` (relative) in
     between, the machine changed speed mid-measurement and the measurement is repeated, at
@@ -131,7 +143,8 @@ def measure_latency(
     if max_drift <= 0 or max_retries < 0:
         raise ConfigError(f"need max_drift > 0 and max_retries >= 0; got {max_drift=}, {max_retries=}")
     shape = (batch_size, *(int(s) for s in input_shape))
-    settings = {"runtime": runtime, "device": device, "threads": threads or torch.get_num_threads(),
+    threads = resolved_threads(threads)
+    settings = {"runtime": runtime, "device": device, "threads": threads,
                 "batch_size": batch_size, "input_shape": list(shape[1:]), "warmup": warmup, "repeats": repeats,
                 "precision": precision}
     with torch_threads(threads), torch.inference_mode():
@@ -163,12 +176,16 @@ def measure_latency(
 
 def prepare_for_timing(model: nn.Module, *, input_shape: Sequence[int], batch_size: int = 1, device: str = "cpu",
                        runtime: str = "torch", threads: int | None = None, precision: int = 32,
-                       seed: int = 0) -> Prepared:
+                       seed: int = 0, quantized_io: bool = False) -> Prepared:
     """``model`` made ready to time as :func:`measure_latency` would with these settings, to time
-    it several times (``measure_latency(..., prepared=...)``) for the cost of one conversion."""
+    it several times (``measure_latency(..., prepared=...)``) for the cost of one conversion.
+    ``quantized_io``: an int8 model is fed and read as 8-bit tensors where the runtime can, as an
+    int8 layer runs inside an int8 subnet (latency tables time their int8 layers so)."""
     example = torch.randn((batch_size, *(int(s) for s in input_shape)), generator=torch.Generator().manual_seed(seed))
+    threads = resolved_threads(threads)
     with torch_threads(threads), torch.inference_mode():
-        return prepare(model, example, runtime=runtime, device=device, threads=threads, precision=precision)
+        return prepare(model, example, runtime=runtime, device=device, threads=threads, precision=precision,
+                       quantized_io=quantized_io)
 
 
 def time_runs(prepared, device: str, *, warmup: int, repeats: int, number: int | None,
@@ -230,6 +247,7 @@ def measure_archs(space, archs: Sequence, *, runtime: str = "torch", device: str
     from elasticnas.supernet.static import build_static
 
     samples = np.zeros((rounds, len(archs)))
+    threads = resolved_threads(threads)
     kept, room = {}, keep_prepared_mb * 2**20
     bar = tqdm(total=rounds * len(archs), disable=not progress, desc=f"measuring ({runtime})", unit="subnet")
     for round_index in range(rounds):

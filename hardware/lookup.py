@@ -33,6 +33,7 @@ import torch
 from elasticnas.core.atomic import atomic_write_json, atomic_write_text
 from elasticnas.core.errors import ConfigError, InvalidArchitectureError
 from elasticnas.core.files import read_csv, read_json, reading
+from elasticnas.hardware.latency import resolved_threads
 from elasticnas.hardware.quantize import require_int8
 from elasticnas.hardware.reference import REFERENCE_VERSION, ReferenceClock, relative_change
 from elasticnas.hardware.table_build import (
@@ -53,6 +54,9 @@ TABLE_COLUMNS = ("layer", "latency_ms", *STAT_COLUMNS)
 NUMERIC_TABLE_COLUMNS = ("latency_ms", *STAT_COLUMNS)
 __all__ = ["PARTIAL_CSV", "PARTIAL_JSON", "TABLE_CSV", "TABLE_JSON", "LatencyTable", "layer_key"]
 _WARNED: set[tuple] = set()  # tables whose speed change was already reported in this process
+
+
+INT8_LAYER_IO = ("8-bit", "float32")  # how an int8 table times its int8 layers (LatencyTable.build)
 
 
 class LatencyTable:
@@ -89,7 +93,8 @@ class LatencyTable:
     def build(cls, space: SearchSpace, *, device: str = "cpu", runtime: str = "torch", batch_size: int = 1,
               resolutions: Sequence[int] | None = None, threads: int | None = None, warmup: int = 5,
               repeats: int = 30, rounds: int = 3, seed: int = 0, out: str | os.PathLike | None = None,
-              progress: bool = True, calibrate: int | Sequence[Arch] = 0, normalise: bool = True) -> LatencyTable:
+              progress: bool = True, calibrate: int | Sequence[Arch] = 0, normalise: bool = True,
+              int8_layer_io: str = "float32") -> LatencyTable:
         """Measure every layer configuration (and ``calibrate`` subnets among them); resumable with ``out``.
 
         Layers are measured in ``rounds`` passes, each in a fresh shuffled order; a layer's raw
@@ -100,9 +105,14 @@ class LatencyTable:
         layers, and fitted as a linear correction. ``normalise`` picks the prediction mode
         (both are always measured; :meth:`normalised_as` switches).
         An interrupted build leaves ``latency_table.partial.csv`` in ``out``; building again
-        with the same settings measures only what is missing.
+        with the same settings measures only what is missing. ``int8_layer_io``: int8 layers are
+        timed with ``"8-bit"`` input and output, as they run inside an int8 subnet (where the
+        runtime can: ONNX Runtime), or with ``"float32"`` borders, each quantizing its input and
+        dequantizing its output; the metadata records which.
         """
         resolutions = check_build_settings(space, resolutions, rounds)
+        if int8_layer_io not in INT8_LAYER_IO:
+            raise ConfigError(f"int8_layer_io={int8_layer_io!r}; choose one of {list(INT8_LAYER_IO)}")
         if any(bits != 32 for bits in space.precisions):
             require_int8(runtime)
             if torch.device(device).type != "cpu":
@@ -112,10 +122,12 @@ class LatencyTable:
                                                                                      seed=seed + 1)
         settings = {
             "space_fingerprint": space.fingerprint, "space_name": space.name, "device": device, "runtime": runtime,
-            "batch_size": batch_size, "resolutions": list(resolutions), "threads": threads or torch.get_num_threads(),
+            "batch_size": batch_size, "resolutions": list(resolutions), "threads": resolved_threads(threads),
             "warmup": warmup, "repeats": repeats, "rounds": rounds, "seed": seed,
             "calibration_archs": [arch.to_json() for arch in archs],
         }
+        if space.searches_precision:  # int8 layers timed as inside an int8 subnet, or with float32 borders
+            settings["int8_layer_io"] = int8_layer_io if require_int8(runtime).quantized_io else "float32"
         if out is not None:
             out = Path(out)
             out.mkdir(parents=True, exist_ok=True)

@@ -23,9 +23,10 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import re
 import tempfile
 import warnings
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -50,9 +51,12 @@ CALIBRATION_IMAGES = 256  # training images an int8 subnet's activation ranges a
 RANDOM_CALIBRATION_INPUTS = 4  # seeded random inputs an int8 model is calibrated on when only timed
 
 
-def quantize_onnx(onnx_bytes: bytes, calibration: Sequence[np.ndarray]) -> bytes:
+def quantize_onnx(onnx_bytes: bytes, calibration: Sequence[np.ndarray], *,
+                  only_layers: Collection[int] | None = None) -> bytes:
     """``onnx_bytes`` (one input named ``input``) statically quantized by ONNX Runtime, calibrated on the
-    given input batches (each a float32 array the model accepts)."""
+    given input batches (each a float32 array the model accepts). ``only_layers``: quantize the
+    nodes of these layers of a static subnet alone (layer ``i`` of ``space.layers(arch)``), the
+    rest stays float32; by default every node that ONNX Runtime can quantize is."""
     from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
@@ -70,11 +74,34 @@ def quantize_onnx(onnx_bytes: bytes, calibration: Sequence[np.ndarray]) -> bytes
         source, prepared, target = (Path(folder) / name for name in ("float32.onnx", "prepared.onnx", "int8.onnx"))
         source.write_bytes(onnx_bytes)
         quant_pre_process(str(source), str(prepared))
+        nodes = None if only_layers is None else _name_nodes_of_layers(prepared, set(only_layers))
         quantize_static(str(prepared), str(target), Batches(), quant_format=QuantFormat.QDQ, per_channel=True,
-                        reduce_range=True,
+                        reduce_range=True, nodes_to_quantize=nodes,
                         activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
                         extra_options={"CalibTensorRangeSymmetric": False})
         return target.read_bytes()
+
+
+_LAYER_PREFIX = re.compile(r"^/(\d+)/")  # the exporter names a static subnet's nodes and tensors /<layer>/...
+
+
+def _name_nodes_of_layers(path: Path, layers: set[int]) -> list[str]:
+    """Names (given in place to the nodes that have none) of the nodes of ``path`` that belong to
+    ``layers``: a node belongs to the layer its own name, else its first output, else its first input names."""
+    import onnx
+
+    model = onnx.load(str(path))
+    chosen = []
+    for i, node in enumerate(model.graph.node):
+        node.name = node.name or f"elasticnas_{node.op_type}_{i}"
+        found = next((m for m in map(_LAYER_PREFIX.match, [node.name, *node.output, *node.input]) if m), None)
+        if found is not None and int(found.group(1)) in layers:
+            chosen.append(node.name)
+    onnx.save(model, str(path))
+    if not chosen and layers:
+        raise ConfigError(f"no node of layers {sorted(layers)} in the exported graph; layers run from 0 to the "
+                          "subnet's last layer (space.layers(arch))")
+    return chosen
 
 
 @contextlib.contextmanager
@@ -102,21 +129,71 @@ def _onnxruntime_int8(model: nn.Module, example: torch.Tensor, calibration: Sequ
     return {INT8_ONNX: quantize_onnx(export_onnx_bytes(model, example, dynamic_batch=dynamic), calibration)}
 
 
+def quantized_io(int8_onnx: bytes) -> bytes:
+    """``int8_onnx`` without the QuantizeLinear of its input and the DequantizeLinear of its output,
+    where it has them: it then takes and gives the 8-bit tensors that an int8 layer exchanges with
+    its neighbours inside an int8 subnet, which converts from and to float32 once, not at every layer."""
+    import onnx
+
+    model = onnx.load_from_string(int8_onnx)
+    graph = model.graph
+    source, sink = graph.input[0], graph.output[0]
+    readers = [node for node in graph.node if source.name in node.input]
+    if len(readers) == 1 and readers[0].op_type == "QuantizeLinear":
+        quantize = readers[0]
+        for node in graph.node:
+            node.input[:] = [source.name if name == quantize.output[0] else name for name in node.input]
+        source.type.tensor_type.elem_type = _zero_point_type(graph, quantize)
+        graph.node.remove(quantize)
+    writer = next((node for node in graph.node if sink.name in node.output), None)
+    producer = None if writer is None else next((n for n in graph.node if writer.input[0] in n.output), None)
+    if writer is not None and writer.op_type == "DequantizeLinear" and producer is not None \
+            and producer.op_type == "QuantizeLinear":
+        for node in graph.node:
+            node.input[:] = [sink.name if name == writer.input[0] else name for name in node.input]
+        producer.output[0] = sink.name
+        sink.type.tensor_type.elem_type = _zero_point_type(graph, writer)
+        graph.node.remove(writer)
+    onnx.checker.check_model(model)
+    return model.SerializeToString()
+
+
+def _zero_point_type(graph, node) -> int:
+    """The element type of a (De)QuantizeLinear node's 8-bit side: that of its zero point."""
+    return next(t.data_type for t in graph.initializer if t.name == node.input[2])
+
+
+def _onnxruntime_quantized_io(files: dict[str, bytes], example: torch.Tensor, threads: int | None):
+    """One inference of the int8 ONNX model with 8-bit input and output (:func:`quantized_io`), to time."""
+    from elasticnas.hardware.runtimes import onnxruntime_session
+
+    session = onnxruntime_session(quantized_io(files[INT8_ONNX]), torch.device("cpu"), threads)
+    kind = session.get_inputs()[0].type  # tensor(uint8) once the input's quantize step is gone
+    dtype = {"tensor(uint8)": np.uint8, "tensor(int8)": np.int8}.get(kind, np.float32)
+    values = np.random.default_rng(0).integers(0, 128, size=example.shape) if dtype != np.float32 else example
+    feed = {"input": np.ascontiguousarray(np.asarray(values).astype(dtype))}
+    return lambda: session.run(None, feed)
+
+
 @dataclass(frozen=True)
 class Int8Format:
     """How one runtime quantizes: ``quantize(model, example, calibration) -> {file name: bytes}``,
     and ``load(files, threads)``, the files as a model (``model(images)`` gives float32 logits,
-    ``model.runner(example)`` one inference to time)."""
+    ``model.runner(example)`` one inference to time). ``quantized_io(files, example, threads)``,
+    where the runtime has it, is one inference to time with 8-bit input and output: a layer of an
+    int8 latency table as it runs inside an int8 subnet."""
 
     files: tuple[str, ...]
     quantize: Callable[..., dict[str, bytes]]
     load: Callable[..., Callable[[torch.Tensor], torch.Tensor]]
+    quantized_io: Callable[..., Callable[[], object]] | None = None
 
 
 # runtime -> how it quantizes and runs int8 subnets
 QUANTIZERS: Registry[Int8Format] = Registry("int8 quantizer")
 QUANTIZERS.register("onnxruntime", Int8Format((INT8_ONNX,), _onnxruntime_int8,
-                                              lambda files, threads=None: OnnxInt8Model(files[INT8_ONNX], threads)))
+                                              lambda files, threads=None: OnnxInt8Model(files[INT8_ONNX], threads),
+                                              _onnxruntime_quantized_io))
 QUANTIZERS.register("openvino", Int8Format(OPENVINO_INT8, openvino_int8_files, OpenvinoInt8Model))
 QUANTIZERS.register("executorch", Int8Format(EXECUTORCH_INT8, executorch_int8_files, ExecutorchInt8Model))
 

@@ -103,15 +103,18 @@ def _prepare_onnxruntime(model: nn.Module, example: torch.Tensor, dev: torch.dev
 
 
 def _prepare_int8(model: nn.Module, example: torch.Tensor, *, runtime: str, dev: torch.device,
-                  threads: int | None) -> Prepared:
-    """``model`` quantized by ``runtime``'s own tool (ranges from seeded random inputs: timing only)."""
+                  threads: int | None, quantized_io: bool = False) -> Prepared:
+    """``model`` quantized by ``runtime``'s own tool (ranges from seeded random inputs: timing only);
+    ``quantized_io``: with 8-bit input and output where the runtime can (see :class:`Int8Format`)."""
     if dev.type != "cpu":
         raise ConfigError(f"int8 subnets are quantized and timed on the CPU here, not on {dev.type!r}; "
                           "use --device cpu")
     found = require_int8(runtime)
     example = example.cpu()
-    int8 = found.load(found.quantize(model.eval().cpu(), example, random_calibration(example)), threads)
-    return Prepared(int8.runner(example), lambda: None)
+    files = found.quantize(model.eval().cpu(), example, random_calibration(example))
+    if quantized_io and found.quantized_io is not None:
+        return Prepared(found.quantized_io(files, example, threads), lambda: None)
+    return Prepared(found.load(files, threads).runner(example), lambda: None)
 
 
 # name -> prepare(model, example, device, threads): how to run a model on that runtime
@@ -125,9 +128,11 @@ register_runtime = RUNTIMES.register
 
 
 def prepare(model: nn.Module, example: torch.Tensor, *, runtime: str, device: str,
-            threads: int | None = None, precision: int = 32) -> Prepared:
-    """``model`` ready to run on ``runtime``; ``precision=8`` quantizes it to int8 first."""
+            threads: int | None = None, precision: int = 32, quantized_io: bool = False) -> Prepared:
+    """``model`` ready to run on ``runtime``; ``precision=8`` quantizes it to int8 first
+    (``quantized_io``: fed and read as 8-bit tensors, where the runtime can)."""
     prepare_on = RUNTIMES.get(runtime)
     if precision != 32:
-        return _prepare_int8(model, example, runtime=runtime, dev=_check_device(device), threads=threads)
+        return _prepare_int8(model, example, runtime=runtime, dev=_check_device(device), threads=threads,
+                             quantized_io=quantized_io)
     return prepare_on(model, example, _check_device(device), threads)

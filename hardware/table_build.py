@@ -90,7 +90,8 @@ def measure_table(space, layers: list, settings: dict, *, calibration_archs: Seq
     try:
         for round_index, (key, item) in todo:
             if key not in prepared:
-                prepared[key] = _prepare_item(space, key, item, measure)
+                prepared[key] = _prepare_item(space, key, item, measure,
+                                              quantized_io=settings.get("int8_layer_io") == "8-bit")
             shape, precision, ready = prepared[key]
             result = measure_latency(None, input_shape=shape, reference=clock, precision=precision, prepared=ready,
                                      **measure)
@@ -120,8 +121,9 @@ def measure_table(space, layers: list, settings: dict, *, calibration_archs: Seq
     return entries, calibration, metadata
 
 
-def _prepare_item(space, key: str, item, measure: dict) -> tuple:
-    """``(input shape, precision, prepared)`` of a layer spec or a calibration subnet."""
+def _prepare_item(space, key: str, item, measure: dict, quantized_io: bool) -> tuple:
+    """``(input shape, precision, prepared)`` of a layer spec or a calibration subnet; ``quantized_io``:
+    int8 layers are fed and read as 8-bit tensors, as inside an int8 subnet (subnets are timed whole)."""
     from elasticnas.supernet.static import build_static
 
     torch.manual_seed(0)
@@ -132,7 +134,9 @@ def _prepare_item(space, key: str, item, measure: dict) -> tuple:
         module, shape = item.build(space.bn_momentum, space.bn_eps).eval(), item.input_shape
         precision = spec_precision(item)
     settings = {name: measure[name] for name in ("batch_size", "device", "runtime", "threads")}
-    return shape, precision, prepare_for_timing(module, input_shape=shape, precision=precision, **settings)
+    layer = not key.startswith(SUBNET_PREFIX)
+    return shape, precision, prepare_for_timing(module, input_shape=shape, precision=precision,
+                                                quantized_io=quantized_io and layer and precision != 32, **settings)
 
 
 def _clock(settings: dict) -> ReferenceClock:

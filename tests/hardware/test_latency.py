@@ -12,6 +12,7 @@ from torch import nn
 
 from elasticnas.hardware import LatencyResult, LatencyTable, measure_latency
 from elasticnas.hardware import table_build as lookup_module
+from elasticnas.hardware.latency import torch_threads
 from elasticnas.hardware.lookup import layer_key
 from elasticnas.supernet import ConfigError, InvalidArchitectureError, UnknownNameError, create_space
 
@@ -93,6 +94,9 @@ def test_executorch_runs_on_the_threads_asked_and_refuses_a_method_loaded_before
             assert measure_latency(model, input_shape=(3, 16, 16), runtime="executorch", threads=threads, warmup=0,
                                    repeats=1).settings["threads"] == threads
             assert pool_size() == threads
+        with torch_threads(1):  # left unset: torch's count, not the pool's default of one per core
+            measure_latency(model, input_shape=(3, 16, 16), runtime="executorch", warmup=0, repeats=1)
+            assert pool_size() == 1
         one, same = executorch_method(program, threads=1), executorch_method(program, threads=1)
         torch.testing.assert_close(same.execute([x])[0], expected)  # same size: no resize, both usable
         torch.testing.assert_close(one.execute([x])[0], expected)
@@ -109,6 +113,22 @@ def test_a_runtime_that_is_not_installed_names_its_extra(runtime, monkeypatch):
     monkeypatch.setitem(sys.modules, runtime, None)  # as if not installed
     with pytest.raises(ConfigError, match=rf'runtime {runtime!r} is not installed.*pip install -e ".\[{runtime}\]"'):
         measure_latency(nn.Identity(), input_shape=(1, 2, 2), runtime=runtime, warmup=0, repeats=1)
+
+
+def test_threads_left_unset_give_every_runtime_torchs_count_and_record_it(monkeypatch):
+    from elasticnas.hardware import runtimes
+
+    given, real = [], runtimes.onnxruntime_session
+    monkeypatch.setattr(runtimes, "onnxruntime_session",
+                        lambda onnx_bytes, dev, threads: given.append(threads) or real(onnx_bytes, dev, threads))
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:  # left to itself ONNX Runtime would size its pool by the cores, whatever torch's count
+        result = measure_latency(nn.Conv2d(3, 4, 3), input_shape=(3, 8, 8), runtime="onnxruntime", warmup=0,
+                                 repeats=1)
+    finally:
+        torch.set_num_threads(before)
+    assert given == [1] and result.settings["threads"] == 1
 
 
 def test_measure_latency_restores_thread_count():

@@ -22,8 +22,11 @@ from elasticnas.hardware.quantize import (
     int8_files,
     int8_model,
     load_int8,
+    quantize_onnx,
+    quantized_io,
     require_int8,
 )
+from elasticnas.hardware.runtimes import export_onnx_bytes
 from elasticnas.predictors.encoding import feature_names
 from elasticnas.runs import load_trained
 from elasticnas.supernet import create_space, list_supernets
@@ -141,6 +144,52 @@ def _small_cnn() -> torch.nn.Module:
                                torch.nn.Flatten(), torch.nn.Linear(32, 5)).eval()
 
 
+def _int8_weights(graph) -> list[tuple[int, ...]]:
+    """Shapes of the int8 weight tensors (per-channel zero points are int8 too, with one dimension)."""
+    return sorted(tuple(t.dims) for t in graph.initializer if t.data_type == onnx.TensorProto.INT8 and len(t.dims) > 1)
+
+
+def test_onnxruntime_quantizes_only_the_layers_asked_for_and_refuses_layers_the_graph_lacks():
+    model = _small_cnn()
+    images = torch.rand(32, 3, 10, 10, generator=torch.Generator().manual_seed(2))
+    onnx_bytes = export_onnx_bytes(model, images[:1], dynamic_batch=True)
+    calibration = [images.numpy()]
+    partial = quantize_onnx(onnx_bytes, calibration, only_layers=[3])
+    graph = onnx.load_from_string(partial).graph
+    assert _int8_weights(graph) == [(32, 16, 3, 3)]  # layer 3 (a conv); layer 0 and the linear layer stay float32
+    whole = onnx.load_from_string(quantize_onnx(onnx_bytes, calibration)).graph
+    assert _int8_weights(whole) == [(5, 32), (16, 3, 3, 3), (32, 16, 3, 3)]
+    with torch.no_grad():
+        expected = model(images)
+    produced = OnnxInt8Model(partial)(images)
+    assert 0 < (produced - expected).abs().max() / expected.abs().max() < 0.1
+    with pytest.raises(ConfigError, match=r"no node of layers \[99\]"):
+        quantize_onnx(onnx_bytes, calibration, only_layers=[99])
+
+
+def test_an_int8_layer_with_8_bit_input_and_output_computes_what_it_computes_between_float32_borders():
+    import onnxruntime as ort
+    from onnx import helper
+
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3, padding=1), torch.nn.ReLU(), torch.nn.Conv2d(8, 8, 1)).eval()
+    x = torch.randn(4, 3, 6, 6, generator=torch.Generator().manual_seed(3))
+    whole = onnx.load_from_string(quantize_onnx(export_onnx_bytes(model, x[:1], dynamic_batch=True), [x.numpy()]))
+    inner = onnx.load_from_string(quantized_io(whole.SerializeToString()))
+    assert [v.type.tensor_type.elem_type for v in (*inner.graph.input, *inner.graph.output)] == [
+        onnx.TensorProto.UINT8, onnx.TensorProto.UINT8]
+    assert len(inner.graph.node) == len(whole.graph.node) - 2  # one quantize and one dequantize step fewer
+    # the whole graph also gives its quantized input, and the dequantize step's parameters give the output
+    quantize_in = next(n for n in whole.graph.node if n.op_type == "QuantizeLinear" and "input" in n.input)
+    dequantize_out = next(n for n in whole.graph.node if "output" in n.output)
+    whole.graph.output.append(helper.make_tensor_value_info(quantize_in.output[0], onnx.TensorProto.UINT8, None))
+    expected, quantized_input = ort.InferenceSession(whole.SerializeToString()).run(None, {"input": x.numpy()})
+    (produced,) = ort.InferenceSession(inner.SerializeToString()).run(None, {"input": quantized_input})
+    scale, zero = (onnx.numpy_helper.to_array(next(t for t in whole.graph.initializer if t.name == name))
+                   for name in dequantize_out.input[1:])
+    np.testing.assert_array_equal((produced.astype(np.float32) - np.float32(zero)) * scale, expected)
+
+
 @pytest.mark.parametrize("runtime", INT8_RUNTIMES)
 def test_each_int8_runtime_quantizes_with_its_own_tool_close_to_float32(runtime):
     model = _small_cnn()
@@ -161,10 +210,31 @@ def test_each_int8_runtime_quantizes_with_its_own_tool_close_to_float32(runtime)
     assert timed.median_ms > 0 and timed.settings["precision"] == 8
 
 
-def test_an_int8_table_measures_both_precisions_and_calibrates_each(tmp_path):
+def test_an_unknown_way_of_timing_int8_layers_is_refused_naming_the_ways():
+    both = _int8(create_space("tiny_mbv3", num_classes=10, resolutions=(20,)))
+    with pytest.raises(ConfigError, match=r"int8_layer_io='uint8'; choose one of \['8-bit', 'float32'\]"):
+        LatencyTable.build(both, runtime="onnxruntime", int8_layer_io="uint8", progress=False)
+
+
+@pytest.mark.parametrize("layer_io", [None, "8-bit"])
+def test_an_int8_table_measures_both_precisions_and_calibrates_each(tmp_path, monkeypatch, layer_io):
+    from elasticnas.hardware import table_build
+
+    prepared, real = [], table_build.prepare_for_timing
+    monkeypatch.setattr(table_build, "prepare_for_timing", lambda module, **kw: prepared.append(
+        (type(module).__name__, kw["precision"], kw["quantized_io"])) or real(module, **kw))
     both = _int8(create_space("tiny_mbv3", num_classes=10, resolutions=(20,)))
     table = LatencyTable.build(both, runtime="onnxruntime", repeats=2, warmup=0, rounds=1, calibrate=6,
-                               progress=False, out=tmp_path, threads=1)
+                               progress=False, out=tmp_path, threads=1,
+                               **({"int8_layer_io": layer_io} if layer_io else {}))
+    # by default int8 layers are timed between float32 borders; with 8-bit ones, as inside a
+    # subnet; calibration subnets are always timed end to end
+    assert table.metadata["int8_layer_io"] == (layer_io or "float32")
+    subnets = [p for p in prepared if p[0] == "Sequential"]
+    assert len(subnets) == 6 and not any(quantized for *_, quantized in subnets)
+    layers = [(bits, quantized) for name, bits, quantized in prepared if name != "Sequential"]
+    assert {bits for bits, _ in layers} == {8, 32}
+    assert all(quantized == (layer_io == "8-bit" and bits == 8) for bits, quantized in layers)
     keys = set(table.entries["layer"])
     assert sum('"QuantizedSpec"' in k for k in keys) == len(keys) / 2 == len(both.layers_at([20])) / 2
     assert set(table.calibration["by_precision"]) == {"8", "32"}
