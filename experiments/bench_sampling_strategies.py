@@ -12,11 +12,15 @@ the wall time of supernet training.
     python experiments/bench_sampling_strategies.py --configs mnist_vit_sandwich,mnist_resnet_sandwich
     python experiments/bench_sampling_strategies.py --strategies sandwich --recipes zero_init,exponential,bignas
     python experiments/bench_sampling_strategies.py --strategies sandwich --scratch-retests 2
+    python experiments/bench_sampling_strategies.py --strategies uniform --recipes zero_init --epochs 30 --seeds 0,1,2
 
 ``--recipes`` trains each config again with parts of BigNAS's recipe on top (rows labelled
 ``config+recipe``); scratch subnets keep the config's own recipe, so they stay one reference.
 ``--scratch-retests K`` trains no supernet: it trains each config's scratch twins K more times
 with other seeds and reports how far two trainings of one subnet agree (the criteria's noise floor).
+``--seeds`` trains each supernet with more training seeds (rows labelled ``...#seedN``; seed 0 keeps
+the plain label) and compares the mean inherited top-1 over seeds with the mean of the scratch retests,
+so that both sides of the comparison average out seed noise.
 """
 
 from __future__ import annotations
@@ -44,6 +48,7 @@ STRATEGIES = ("sandwich", "uniform", "progressive_shrinking", "complexity_aware"
               "delayed_shrinking")
 RESULTS = Path(__file__).parent / "results"
 RETESTS = "sampling_strategies_scratch_retests.csv"
+SEED_MARK = "#seed"
 # Parts of BigNAS's recipe, as overrides on top of a config (``--recipes``).
 OFF = ["init.zero_residual_norms=false"]  # the bundled CNN configs turn it on since the ablation
 RECIPES = {
@@ -125,10 +130,12 @@ def finetuned_top1(supernet, archs, splits, data: EvalData, epochs: int, config,
 
 def bench_one(name: str, args, overrides: list[str], known_scratch: dict, scratch_cache: dict) -> list[dict]:
     """Train the supernet of ``name`` (config[+recipe]) and compare its subnets with scratch twins."""
-    base, _, recipe = name.split("@")[0].partition("+")
-    config = load_experiment(base, overrides + RECIPES[recipe or "default"])
+    label, _, seed = name.partition(SEED_MARK)
+    base, _, recipe = label.split("@")[0].partition("+")
+    seeded = [f"train.seed={seed}"] if seed else []
+    config = load_experiment(base, overrides + RECIPES[recipe or "default"] + seeded)
     scratch_config = load_experiment(base)  # scratch twins at the config's own epochs, whatever the supernet's
-    run_dir = args.runs / name.removeprefix("mnist_").replace("@", "_")
+    run_dir = args.runs / name.removeprefix("mnist_").replace("@", "_").replace(SEED_MARK, "_seed")
     resume = (run_dir / "checkpoint.pt").exists()
     trainer, metrics = train_experiment(config, run_dir, resume=resume, progress=True)
     train_seconds = float(metrics["seconds"].sum())  # the epochs' own times: right across resumes
@@ -159,6 +166,23 @@ def bench_one(name: str, args, overrides: list[str], known_scratch: dict, scratc
     gaps = np.array(inherited) - np.array(scratch)
     print(f"{name}: mean gap {gaps.mean():+.2f}, worst {gaps.min():+.2f}, "
           f"tau {kendalltau(inherited, scratch)[0]:.2f}, {train_seconds:.0f} s", flush=True)
+    return rows
+
+
+FINETUNED = ("finetuned_top1", "finetuned_gap", "finetune_epochs")
+
+
+def kept_finetuning(rows: list[dict], previous: pd.DataFrame) -> list[dict]:
+    """Rows of a run without fine-tuning keep the fine-tuned results an earlier run wrote for the
+    same config and subnet, when the supernet is the same one (equal inherited top-1): a re-run
+    for other figures must not erase them."""
+    if "finetuned_top1" not in previous:
+        return rows
+    earlier = {(r["config"], r["arch"]): r for r in previous.to_dict("records") if r.get("finetune_epochs")}
+    for row in rows:
+        old = earlier.get((row["config"], row["arch"]))
+        if not row["finetune_epochs"] and old is not None and old["inherited_top1"] == row["inherited_top1"]:
+            row.update({column: old[column] for column in FINETUNED})
     return rows
 
 
@@ -225,6 +249,30 @@ def against_scratch_mean(detail: pd.DataFrame, retests: pd.DataFrame) -> pd.Data
     return pd.DataFrame(out).round(3)
 
 
+def across_seeds(detail: pd.DataFrame, retests: pd.DataFrame) -> pd.DataFrame:
+    """Configs trained with several seeds: the mean inherited top-1 over seeds against the mean of
+    the scratch trainings, and how far two supernet seeds agree on the ranking of the same subnets."""
+    detail = detail.assign(label=detail["config"].str.split(SEED_MARK).str[0])
+    reference = retests.groupby("arch")["scratch_top1"].agg(["mean", "count"])
+    out = []
+    for label, group in detail[detail["arch"].isin(reference.index)].groupby("label", sort=False):
+        table = group.pivot(index="arch", columns="config", values="inherited_top1")
+        if table.shape[1] < 2:
+            continue
+        scratch = reference.loc[table.index, "mean"].to_numpy()
+        inherited = table.mean(axis=1).to_numpy()
+        pairs = [kendalltau(table[a], table[b])[0] for i, a in enumerate(table) for b in table.columns[i + 1:]]
+        per_seed = table.sub(scratch, axis=0)
+        out.append({"config": label, "supernet_seeds": table.shape[1],
+                    "scratch_trainings": int(reference.loc[table.index, "count"].min()),
+                    "mean_gap": (inherited - scratch).mean(), "worst_gap": (inherited - scratch).min(),
+                    "kendall_tau": kendalltau(inherited, scratch)[0],
+                    "worst_gap_per_seed_min": per_seed.min().min(), "worst_gap_per_seed_max": per_seed.min().max(),
+                    "seed_to_seed_tau_mean": float(np.mean(pairs)),
+                    "seed_sd_pooled": float(np.sqrt(table.var(axis=1, ddof=1).mean()))})
+    return pd.DataFrame(out).round(3)
+
+
 def summarise(detail: pd.DataFrame) -> pd.DataFrame:
     detail["supernet"] = detail["supernet"].fillna("tiny_mbv3")  # rows from before the column existed
     if "finetuned_top1" not in detail:
@@ -249,6 +297,7 @@ def main() -> None:
     parser.add_argument("--runs", type=Path, default=Path("runs/bench_strategies"))
     parser.add_argument("--recipes", default="default", help=f"comma-separated, of {', '.join(RECIPES)}")
     parser.add_argument("--finetune-epochs", type=int, default=0, help="also fine-tune each inherited subnet")
+    parser.add_argument("--seeds", default="0", help="supernet training seeds, comma-separated (0: the config's)")
     parser.add_argument("--scratch-retests", type=int, default=0,
                         help="only train the configs' scratch twins this many more times (other seeds)")
     args = parser.parse_args()
@@ -261,8 +310,15 @@ def main() -> None:
     unknown = set(args.recipes.split(",")) - set(RECIPES)
     if unknown:
         parser.error(f"unknown recipes {sorted(unknown)}; choose from {', '.join(RECIPES)}")
+    try:
+        seeds = [int(s) for s in args.seeds.split(",")]
+    except ValueError:
+        parser.error(f"--seeds={args.seeds!r} must be comma-separated non-negative integers, e.g. 0,1,2")
+    if min(seeds) < 0 or len(set(seeds)) != len(seeds):
+        parser.error(f"--seeds={args.seeds!r} must be distinct non-negative integers, e.g. 0,1,2")
     budget = f"@{args.epochs}ep" if args.epochs else ""  # rows of another supernet budget keep their own label
-    chosen = [(c if r == "default" else f"{c}+{r}") + budget for c in configs for r in args.recipes.split(",")]
+    chosen = [(c if r == "default" else f"{c}+{r}") + budget + (f"{SEED_MARK}{s}" if s else "")
+              for c in configs for r in args.recipes.split(",") for s in seeds]
     previous = _previous_rows(detail_path)
     # scratch training depends on the architecture, epochs and optimizer, not on the strategy:
     # earlier scratch results for the same architectures are reused
@@ -279,12 +335,16 @@ def main() -> None:
     rows = previous[~previous["config"].isin(chosen)].to_dict("records")
     scratch_cache = {}
     for name in chosen:
-        rows += bench_one(name, args, overrides, known_scratch, scratch_cache)
+        rows += kept_finetuning(bench_one(name, args, overrides, known_scratch, scratch_cache), previous)
         RESULTS.mkdir(exist_ok=True)
         pd.DataFrame(rows).to_csv(detail_path, index=False)
     summary = summarise(pd.DataFrame(rows))
     summary.to_csv(RESULTS / "sampling_strategies.csv", index=False)
     print(summary.to_string(index=False))
+    if len(seeds) > 1 and (RESULTS / RETESTS).exists():
+        seeded = across_seeds(pd.DataFrame(rows), pd.read_csv(RESULTS / RETESTS))
+        seeded.to_csv(RESULTS / "sampling_strategies_seeds.csv", index=False)
+        print(seeded.to_string(index=False))
 
 
 if __name__ == "__main__":

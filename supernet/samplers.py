@@ -121,10 +121,14 @@ class Uniform(Strategy):
     @dataclass(frozen=True)
     class Options:
         num_subnets: int = 1  # random subnets per step, each from the labels
+        # also the min subnet every step, from the labels: the sandwich rule's lower bound without
+        # its teacher, for the smallest subnets, which uniform draws rarely reach (README: seeds)
+        with_smallest: bool = False
 
     def sample(self, context: StepContext) -> list[SubnetTask]:
         rng = self.rng(context.step)
-        return [SubnetTask(self.space.sample(rng)) for _ in range(self.options.num_subnets)]
+        smallest = [SubnetTask(self.space.min())] if self.options.with_smallest else []
+        return smallest + [SubnetTask(self.space.sample(rng)) for _ in range(self.options.num_subnets)]
 
 
 @register_strategy("sandwich")

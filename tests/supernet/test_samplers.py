@@ -53,6 +53,13 @@ def test_sandwich_trains_max_min_and_random():
     assert len(tasks) == 5 and tasks[0].teacher and all(t.distill for t in tasks[1:])
 
 
+def test_uniform_with_the_smallest_adds_the_min_subnet_to_the_same_random_draws():
+    plain = create_strategy("uniform", SPACE, {"num_subnets": 2}, seed=4).sample(_context(7))
+    tasks = create_strategy("uniform", SPACE, {"num_subnets": 2, "with_smallest": True}, seed=4).sample(_context(7))
+    assert [t.arch for t in tasks] == [SPACE.min(), *(t.arch for t in plain)]
+    assert not any(t.teacher or t.distill for t in tasks)  # no teacher: every subnet learns from the labels
+
+
 def test_progressive_shrinking_phases_open_dimensions_in_order():
     strategy = create_strategy("progressive_shrinking", SPACE, seed=0)
     phases = [strategy.phase(step, 100) for step in range(100)]
