@@ -178,7 +178,8 @@ def kept_finetuning(rows: list[dict], previous: pd.DataFrame) -> list[dict]:
     for other figures must not erase them."""
     if "finetuned_top1" not in previous:
         return rows
-    earlier = {(r["config"], r["arch"]): r for r in previous.to_dict("records") if r.get("finetune_epochs")}
+    earlier = {(r["config"], r["arch"]): r for r in previous.to_dict("records")
+               if pd.notna(r.get("finetune_epochs")) and r["finetune_epochs"] > 0}
     for row in rows:
         old = earlier.get((row["config"], row["arch"]))
         if not row["finetune_epochs"] and old is not None and old["inherited_top1"] == row["inherited_top1"]:

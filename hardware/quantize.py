@@ -87,7 +87,8 @@ _LAYER_PREFIX = re.compile(r"^/(\d+)/")  # the exporter names a static subnet's 
 
 def _name_nodes_of_layers(path: Path, layers: set[int]) -> list[str]:
     """Names (given in place to the nodes that have none) of the nodes of ``path`` that belong to
-    ``layers``: a node belongs to the layer its own name, else its first output, else its first input names."""
+    ``layers``: a node's layer is the ``/<layer>/`` prefix of its own name, else of the first of its
+    outputs, then of its inputs, that has one (unnamed activation steps are known by their tensors)."""
     import onnx
 
     model = onnx.load(str(path))
