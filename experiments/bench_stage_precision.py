@@ -33,6 +33,7 @@ from elasticnas.hardware import count_all
 from elasticnas.hardware.latency import measure_latency
 from elasticnas.hardware.quantize import quantize_onnx, random_calibration
 from elasticnas.hardware.runtimes import Prepared, export_onnx_bytes, onnxruntime_session
+from elasticnas.runs import spread_by_macs
 from elasticnas.supernet.registry import create_space
 from elasticnas.supernet.static import build_static
 
@@ -50,13 +51,6 @@ def stages(layers) -> dict[str, list[int]]:
         out.setdefault(f"blocks_{layers[i].out_channels}", []).append(i)
     out["head"] = list(range(blocks[-1] + 1, len(layers)))
     return {name: indices for name, indices in out.items() if indices}
-
-
-def spread(space, n: int, seed: int) -> list:
-    pool = list(dict.fromkeys(space.sample(np.random.default_rng(seed), n=1000)))
-    macs = np.asarray(count_all(space, pool)["macs"])
-    order = np.argsort(macs)
-    return [pool[order[int(q * (len(order) - 1))]] for q in np.linspace(0.05, 0.95, n)]
 
 
 def variants(space, arch, threads: int) -> dict[str, Prepared]:
@@ -85,7 +79,7 @@ def main() -> None:
     if min(args.subnets, args.rounds, args.repeats, args.threads) < 1:
         parser.error("--subnets, --rounds, --repeats and --threads must each be at least 1")
     space = create_space("tiny_mbv3", num_classes=10, in_channels=1)
-    archs = spread(space, args.subnets, args.seed)
+    archs = spread_by_macs(space, args.subnets, seed=args.seed, pool_size=2000)
     prepared = [variants(space, arch, args.threads) for arch in tqdm(archs, desc="quantizing")]
     times: dict[tuple[int, str], float] = {}
     for _ in tqdm(range(args.rounds), desc="rounds"):
