@@ -86,10 +86,8 @@ def torch_threads(threads: int | None) -> Iterator[None]:
     if threads is None:
         yield
         return
-    if threads < 1:
-        raise ConfigError(f"threads must be >= 1, but got {threads}")
     previous = torch.get_num_threads()
-    torch.set_num_threads(threads)
+    torch.set_num_threads(resolved_threads(threads))  # which refuses a count below 1
     try:
         yield
     finally:

@@ -113,11 +113,10 @@ class LatencyTable:
         resolutions = check_build_settings(space, resolutions, rounds)
         if int8_layer_io not in INT8_LAYER_IO:
             raise ConfigError(f"int8_layer_io={int8_layer_io!r}; choose one of {list(INT8_LAYER_IO)}")
-        if any(bits != 32 for bits in space.precisions):
-            require_int8(runtime)
-            if torch.device(device).type != "cpu":
-                raise ConfigError(f"int8 subnets are quantized and timed on the CPU here, not on {device!r}; "
-                                  f"build the table with device='cpu'")
+        quantizer = require_int8(runtime) if space.searches_precision else None
+        if quantizer is not None and torch.device(device).type != "cpu":
+            raise ConfigError(f"int8 subnets are quantized and timed on the CPU here, not on {device!r}; "
+                              f"build the table with device='cpu'")
         archs = calibrate if not isinstance(calibrate, int) else calibration_subnets(space, resolutions, calibrate,
                                                                                      seed=seed + 1)
         settings = {
@@ -126,8 +125,8 @@ class LatencyTable:
             "warmup": warmup, "repeats": repeats, "rounds": rounds, "seed": seed,
             "calibration_archs": [arch.to_json() for arch in archs],
         }
-        if space.searches_precision:  # int8 layers timed as inside an int8 subnet, or with float32 borders
-            settings["int8_layer_io"] = int8_layer_io if require_int8(runtime).quantized_io else "float32"
+        if quantizer is not None:  # int8 layers timed as inside an int8 subnet, or with float32 borders
+            settings["int8_layer_io"] = int8_layer_io if quantizer.quantized_io else "float32"
         if out is not None:
             out = Path(out)
             out.mkdir(parents=True, exist_ok=True)
