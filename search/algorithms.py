@@ -6,6 +6,7 @@ population (integer gene rows), and returns when the problem's session holds the
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
 import time
@@ -145,8 +146,9 @@ def _optuna(sampler_name: str):
             seen: set[int] = set()
             _take_finished_trials(problem, study, seen)
             if len(problem.session) < n_evals:
-                study.optimize(_objective(problem, storage), n_trials=20 * n_evals,
-                               callbacks=[_stop_at_budget(problem, n_evals, seen, shared)])
+                filled = _budget_filled(problem, n_evals, seen) if shared else None
+                _optimize(study, _objective(problem, storage, filled), n_trials=20 * n_evals,
+                          callbacks=[_stop_at_budget(problem, n_evals, seen, shared)])
             _take_finished_trials(problem, study, seen)
             if shared:
                 _await_other_workers(problem, study, seen, deadline=time.monotonic() + 2 * heartbeat_s + 1)
@@ -156,13 +158,50 @@ def _optuna(sampler_name: str):
     return run
 
 
-def _objective(problem: ArchProblem, storage):
+class _BudgetFilled(Exception):
+    """Raised by a shared study's trial that began after the workers had filled the budget."""
+
+
+class _QuietBudgetFilled(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (record.exc_info and isinstance(record.exc_info[1], _BudgetFilled))
+
+
+def _optimize(study, objective, **kw) -> None:
+    """``study.optimize``, ending quietly at a trial that found the budget filled (optuna would
+    log that trial's failure with a traceback)."""
+    logger, quiet = logging.getLogger("optuna.study._optimize"), _QuietBudgetFilled()
+    logger.addFilter(quiet)
+    try:
+        study.optimize(objective, **kw)
+    except _BudgetFilled:
+        pass
+    finally:
+        logger.removeFilter(quiet)
+
+
+def _budget_filled(problem: ArchProblem, n_evals: int, seen: set[int]) -> Callable[[object], bool]:
+    """Whether the study's finished trials fill the budget, asked once a new trial is RUNNING:
+    a worker that finished and found no RUNNING trial has written its result, so a trial begun
+    after that must not be evaluated, or that result would miss it. (A check before ``ask``
+    would leave a gap between the check and the trial.)"""
+    def filled(study) -> bool:
+        _take_finished_trials(problem, study, seen)
+        return len(problem.session) >= n_evals
+
+    return filled
+
+
+def _objective(problem: ArchProblem, storage, budget_filled: Callable[[object], bool] | None = None):
     upper = problem.space.encoding_upper_bounds
     beats = getattr(storage, "get_heartbeat_interval", lambda: None)() is not None
 
     def objective(trial) -> list[float]:
         if beats:  # before any parameter is written: optuna's beat thread may not have run yet
             storage.record_heartbeat(trial._trial_id)
+        if budget_filled is not None and budget_filled(trial.study):
+            trial.set_user_attr("not_evaluated", "the study had reached its budget when this trial began")
+            raise _BudgetFilled  # the trial fails without parameters, which samplers ignore
         trial.set_user_attr("worker", _WORKER)
         x = np.array([[trial.suggest_int(f"g{i}", 0, int(u)) for i, u in enumerate(upper)]])
         problem.archive.iteration = trial.number

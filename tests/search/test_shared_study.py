@@ -91,9 +91,10 @@ def _worker(run, url, study, seed, out, budget) -> subprocess.Popen:
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
-def _finish(process: subprocess.Popen) -> None:
+def _finish(process: subprocess.Popen) -> str:
     stdout, stderr = process.communicate(timeout=300)
     assert process.returncode == 0, stderr[-2000:]
+    return stderr
 
 
 def _trials(url, study, *states):
@@ -110,9 +111,11 @@ def test_two_workers_fill_one_study_with_every_trial_once(trained_run, postgres_
     space, budget = run_space(trained_run), 40
     workers = [_worker(trained_run, postgres_url, "pair", seed, tmp_path / f"w{seed}", budget) for seed in (1, 2)]
     for process in workers:
-        _finish(process)
+        assert "Traceback" not in _finish(process)
     complete = _trials(postgres_url, "pair", optuna.trial.TrialState.COMPLETE)
-    assert len(_trials(postgres_url, "pair")) == len(complete)  # nothing left running or failed
+    skipped = _trials(postgres_url, "pair", optuna.trial.TrialState.FAIL)
+    assert len(_trials(postgres_url, "pair")) == len(complete) + len(skipped)  # nothing left running
+    assert all("not_evaluated" in t.user_attrs and not t.params for t in skipped)  # begun after the budget
     assert len({t.number for t in complete}) == len(complete)
     assert len({t.user_attrs["worker"] for t in complete}) == 2  # both took part
     in_study = _distinct(space, complete)
