@@ -19,6 +19,7 @@ core while the scored subnets are measured (the table is built undisturbed).
     python experiments/bench_latency_table.py [--runtimes torch,onnxruntime] [--repeat 3] [--inject]
     python experiments/bench_latency_table.py --runtimes executorch --cases tiny --subnets 20 --rounds 2
     python experiments/bench_latency_table.py --runtimes onnxruntime --cases tiny_int8 --int8-layer-io 8-bit,float32
+    python experiments/bench_latency_table.py --runtimes torch --cases tiny,ofa160 --device cuda
 
 ``tiny_int8`` is the small space searching float32 and int8 (runtimes with an int8 tool only):
 its subnets are timed as deployed, and the figures are also given per precision (columns ending
@@ -69,19 +70,20 @@ def measure_both(space, archs, table, rounds: int) -> tuple[np.ndarray, np.ndarr
             for i, arch in enumerate(archs):
                 shape = (space.in_channels, arch.resolution, arch.resolution)
                 if i not in ready:
-                    ready[i] = prepare_for_timing(build_static(space, arch), input_shape=shape,
+                    ready[i] = prepare_for_timing(build_static(space, arch), input_shape=shape, device=meta["device"],
                                                   runtime=meta["runtime"], threads=meta["threads"],
                                                   precision=arch.precision)
-                result = measure_latency(None, input_shape=shape, runtime=meta["runtime"], threads=meta["threads"],
-                                         warmup=10, repeats=30, reference=clock, precision=arch.precision,
-                                         prepared=ready[i])
+                result = measure_latency(None, input_shape=shape, device=meta["device"], runtime=meta["runtime"],
+                                         threads=meta["threads"], warmup=10, repeats=30, reference=clock,
+                                         precision=arch.precision, prepared=ready[i])
                 raw[r, i], units[r, i] = result.median_ms, result.ratio
                 bar.update()
     return raw, units, clock.typical_ms()
 
 
 def run_case(case: str, runtime: str, threads: int, burn_while_scoring: bool = False,
-             subnets: int | None = None, rounds: int = 3, int8_layer_io: tuple[str, ...] = ("8-bit",)) -> list[dict]:
+             subnets: int | None = None, rounds: int = 3, int8_layer_io: tuple[str, ...] = ("8-bit",),
+             device: str = "cpu") -> list[dict]:
     """One row per table built: one, or for a space searching precision one per ``int8_layer_io``,
     all scored against the same end-to-end measurements."""
     name, overrides, resolutions, n = CASES[case]
@@ -92,7 +94,8 @@ def run_case(case: str, runtime: str, threads: int, burn_while_scoring: bool = F
     tables, build_s = {}, {}
     for io in int8_layer_io if space.searches_precision else (None,):
         start = time.perf_counter()
-        tables[io] = LatencyTable.build(space, runtime=runtime, threads=threads, progress=False, calibrate=10,
+        tables[io] = LatencyTable.build(space, device=device, runtime=runtime, threads=threads, progress=False,
+                                        calibrate=10,
                                         **({"int8_layer_io": io} if io else {}))
         build_s[io] = time.perf_counter() - start
     first = next(iter(tables.values()))
@@ -106,7 +109,8 @@ def run_case(case: str, runtime: str, threads: int, burn_while_scoring: bool = F
         if burner is not None:
             burner.kill()
     return [{
-        "case": case, "cpu": table.metadata.get("cpu_model"), "rounds": rounds, "space": name,
+        "case": case, "cpu": table.metadata.get("cpu_model"), "device": table.metadata.get("device_name"),
+        "rounds": rounds, "space": name,
         "resolutions": "/".join(map(str, table.resolutions)), "runtime": runtime,
         "threads": threads, "subnets": len(archs), "layers": len(table.entries), "build_s": round(build_s[io], 1),
         "burn_while_scoring": burn_while_scoring, "measured_ms_median": float(np.median(raw.min(axis=0))),
@@ -141,6 +145,7 @@ def main() -> None:
     parser.add_argument("--runtimes", default="torch,onnxruntime")
     parser.add_argument("--cases", default="tiny,ofa160,ofa224")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--device", default="cpu", help="cpu, or cuda (torch runtime: CUDA-event timing)")
     parser.add_argument("--repeat", type=int, default=0, help="run the ofa160 torch case this many times")
     parser.add_argument("--gap-s", type=float, default=60.0, help="seconds between repeated runs")
     parser.add_argument("--inject", action="store_true", help="also run ofa160 torch with a core burnt while scoring")
@@ -168,7 +173,7 @@ def main() -> None:
     for case in filter(None, args.cases.split(",")):
         for runtime in args.runtimes.split(","):
             ran = run_case(case, runtime, args.threads, subnets=args.subnets, rounds=args.rounds,
-                           int8_layer_io=tuple(args.int8_layer_io.split(",")))
+                           int8_layer_io=tuple(args.int8_layer_io.split(",")), device=args.device)
             rows += ran
             print(pd.DataFrame(ran).round(3).to_string(index=False), flush=True)
     if rows:
@@ -176,10 +181,12 @@ def main() -> None:
         path = RESULTS / "latency_table.csv"
         if path.exists():  # rows of cases and runtimes not run this time are kept
             kept = pd.read_csv(path)
-            # rows of other machines are kept beside this one's, and one row per way of timing int8 layers
-            key = ["case", "runtime", "cpu", "int8_layer_io"]
+            # rows of other machines and devices are kept beside this one's, and one row per way of
+            # timing int8 layers
+            key = ["case", "runtime", "cpu", "device", "int8_layer_io"]
             for frame in (table, kept):
                 frame["int8_layer_io"] = frame.get("int8_layer_io", pd.Series("", index=frame.index)).fillna("")
+                frame["device"] = frame.get("device", frame["cpu"]).fillna(frame["cpu"])  # rows from before the column
             ran = set(zip(*(table[k] for k in key), strict=True))
             kept = kept[[row not in ran for row in zip(*(kept[k] for k in key), strict=True)]]
             table = pd.concat([kept, table], ignore_index=True)

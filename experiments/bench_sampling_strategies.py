@@ -21,6 +21,8 @@ with other seeds and reports how far two trainings of one subnet agree (the crit
 ``--seeds`` trains each supernet with more training seeds (rows labelled ``...#seedN``; seed 0 keeps
 the plain label) and compares the mean inherited top-1 over seeds with the mean of the scratch retests,
 so that both sides of the comparison average out seed noise.
+``--device cuda`` trains supernets and scratch twins on the GPU, with mixed precision where the
+config's ``train.amp`` asks for it (the default); its results go to files ending ``_cuda``.
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ from scipy.stats import kendalltau
 
 from elasticnas.experiment import build_run, load_experiment, train_experiment
 from elasticnas.hardware import count_all
+from elasticnas.hardware.table_build import device_name
 from elasticnas.supernet import EvalData, evaluate_many
 from elasticnas.supernet.batches import epoch_order, iterate, resize
 from elasticnas.supernet.evaluation import calibrated_subnet, recalibrate_bn, score
@@ -47,7 +50,7 @@ from elasticnas.supernet.training import build_optimizer, warmup_cosine
 STRATEGIES = ("sandwich", "uniform", "progressive_shrinking", "complexity_aware", "performance_aware",
               "delayed_shrinking")
 RESULTS = Path(__file__).parent / "results"
-RETESTS = "sampling_strategies_scratch_retests.csv"
+RETESTS = "sampling_strategies_scratch_retests"
 SEED_MARK = "#seed"
 # Parts of BigNAS's recipe, as overrides on top of a config (``--recipes``).
 OFF = ["init.zero_residual_norms=false"]  # the bundled CNN configs turn it on since the ablation
@@ -74,10 +77,23 @@ def spread_subnets(space, n: int = 6, seed: int = 0):
     return [space.min(), *picks, space.max()]
 
 
-def train_from_scratch(space, arch, splits, config, seed: int) -> float:
-    """Top-1 (%) on the test split of ``arch`` trained alone with the run's optimizer and epochs."""
+def device_suffix(device: str) -> str:
+    """CPU results keep their names; another device's go beside them (``..._cuda.csv``)."""
+    kind = torch.device(device).type
+    return "" if kind == "cpu" else f"_{kind}"
+
+
+def result_path(stem: str, device: str) -> Path:
+    return RESULTS / f"{stem}{device_suffix(device)}.csv"
+
+
+def train_from_scratch(space, arch, splits, config, seed: int, device: str = "cpu") -> float:
+    """Top-1 (%) on the test split of ``arch`` trained alone with the run's optimizer and epochs
+    (on CUDA with mixed precision when ``config.train.amp``, as the supernet trains)."""
     torch.manual_seed(seed)
-    model = build_static(space, arch)
+    device = torch.device(device)
+    amp = config.train.amp and device.type == "cuda"
+    model = build_static(space, arch).to(device)
     optim_cfg, batch = config.optim, config.data.batch_size
     optimizer = build_optimizer(model, optim_cfg)
     steps_per_epoch = len(splits.train) // batch
@@ -85,21 +101,26 @@ def train_from_scratch(space, arch, splits, config, seed: int) -> float:
     warmup = int(round(optim_cfg.warmup_epochs * steps_per_epoch))
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: warmup_cosine(s, total, warmup,
                                                                                      optim_cfg.min_lr_ratio))
+    scaler = torch.amp.GradScaler("cuda", enabled=amp)
     model.train()
     for epoch in range(config.train.epochs):
         order = epoch_order(len(splits.train), seed, epoch)[: steps_per_epoch * batch]
         for images, labels in iterate(splits.train, order, batch):
+            images, labels = images.to(device), labels.to(device)
             optimizer.zero_grad(set_to_none=True)
-            loss = F.cross_entropy(model(resize(images, arch.resolution)), labels,
-                                   label_smoothing=optim_cfg.label_smoothing)
-            loss.backward()
+            with torch.autocast("cuda", enabled=amp):
+                logits = model(resize(images, arch.resolution))
+            loss = F.cross_entropy(logits.float(), labels, label_smoothing=optim_cfg.label_smoothing)
+            scaler.scale(loss).backward()
+            scaler.unscale_(optimizer)
             if optim_cfg.grad_clip:
                 torch.nn.utils.clip_grad_norm_(model.parameters(), optim_cfg.grad_clip)
-            optimizer.step()
+            scaler.step(optimizer)
+            scaler.update()
             scheduler.step()
     model.eval()
     with torch.no_grad():
-        images, labels = splits.test.tensors
+        images, labels = (t.to(device) for t in splits.test.tensors)
         return 100.0 * float((model(resize(images, arch.resolution)).argmax(1) == labels).float().mean())
 
 
@@ -122,9 +143,10 @@ def finetuned_top1(supernet, archs, splits, data: EvalData, epochs: int, config,
         checkpoint.unlink(missing_ok=True)
         finetune(student, teacher, splits.train, resolution=arch.resolution, teacher_resolution=largest.resolution,
                  config=settings, checkpoint=checkpoint, identity={"arch": arch.to_json()}, progress=False)
-        calibration, images = data.at(arch.resolution, torch.device("cpu"))
+        device = next(student.parameters()).device
+        calibration, images = data.at(arch.resolution, device)
         recalibrate_bn(student, calibration, data.calibration_batch_size).eval()
-        scores.append(score(student, images, data.labels).top1)
+        scores.append(score(student, images, data.labels.to(device)).top1)
     return scores
 
 
@@ -133,7 +155,7 @@ def bench_one(name: str, args, overrides: list[str], known_scratch: dict, scratc
     label, _, seed = name.partition(SEED_MARK)
     base, _, recipe = label.split("@")[0].partition("+")
     seeded = [f"train.seed={seed}"] if seed else []
-    config = load_experiment(base, overrides + RECIPES[recipe or "default"] + seeded)
+    config = load_experiment(base, overrides + RECIPES[recipe or "default"] + seeded + [f"train.device={args.device}"])
     scratch_config = load_experiment(base)  # scratch twins at the config's own epochs, whatever the supernet's
     run_dir = args.runs / name.removeprefix("mnist_").replace("@", "_").replace(SEED_MARK, "_seed")
     resume = (run_dir / "checkpoint.pt").exists()
@@ -149,17 +171,17 @@ def bench_one(name: str, args, overrides: list[str], known_scratch: dict, scratc
     key = (repr(config.supernet), config.train.epochs, scratch_config.optim)
     if key not in scratch_cache:
         scratch_cache[key] = [known_scratch.get(a.to_json()) or train_from_scratch(space, a, splits, scratch_config,
-                                                                                   seed=i)
+                                                                                   seed=i, device=args.device)
                               for i, a in enumerate(archs)]
     scratch = scratch_cache[key]
     if ("seconds", key) not in scratch_cache:  # the budget's unit: one scratch subnet, the largest, trained alone
         started = time.perf_counter()
-        train_from_scratch(space, space.max(), splits, scratch_config, seed=0)
+        train_from_scratch(space, space.max(), splits, scratch_config, seed=0, device=args.device)
         scratch_cache["seconds", key] = time.perf_counter() - started
     macs = count_all(space, archs)["macs"]
     rows = [{"config": name, "supernet": space.name, "strategy": config.sampler.name, "arch": arch.to_json(),
              "macs": int(m), "inherited_top1": inh, "scratch_top1": scr, "gap": inh - scr, "finetuned_top1": fin,
-             "finetuned_gap": fin - scr, "finetune_epochs": args.finetune_epochs}
+             "finetuned_gap": fin - scr, "finetune_epochs": args.finetune_epochs, "device": device_name(args.device)}
             for arch, m, inh, scr, fin in zip(archs, macs, inherited, scratch, finetuned, strict=True)]
     rows[-1]["train_seconds"] = train_seconds
     rows[-1]["scratch_max_seconds"] = scratch_cache["seconds", key]
@@ -187,7 +209,8 @@ def kept_finetuning(rows: list[dict], previous: pd.DataFrame) -> list[dict]:
     return rows
 
 
-def scratch_retests(config_name: str, retests: int, known_scratch: dict, path: Path) -> pd.DataFrame:
+def scratch_retests(config_name: str, retests: int, known_scratch: dict, path: Path,
+                    device: str = "cpu") -> pd.DataFrame:
     """The scratch twins of ``config_name`` trained ``retests`` more times, seed ``i + 100 * r``.
 
     Two trainings of one subnet differ by seed alone; how much they differ is the noise floor
@@ -209,7 +232,7 @@ def scratch_retests(config_name: str, retests: int, known_scratch: dict, path: P
             if top1 is None and retest == 0:  # the benchmark's own twins
                 top1 = known_scratch.get(arch.to_json())
             if top1 is None:
-                top1 = train_from_scratch(space, arch, splits, config, seed=seed)
+                top1 = train_from_scratch(space, arch, splits, config, seed=seed, device=device)
             rows.append({"config": config_name, "arch": arch.to_json(), "macs": int(m), "seed": seed,
                          "retest": retest, "scratch_top1": top1})
             RESULTS.mkdir(exist_ok=True)
@@ -295,7 +318,8 @@ def main() -> None:
     parser.add_argument("--configs", default=None, help="bundled config names to run instead of --strategies")
     parser.add_argument("--epochs", type=int, default=None, help="override every config's train.epochs")
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--runs", type=Path, default=Path("runs/bench_strategies"))
+    parser.add_argument("--runs", type=Path, default=None, help="run folders (default: runs/bench_strategies[_cuda])")
+    parser.add_argument("--device", default="cpu", help="cpu or cuda: where supernets and scratch twins train")
     parser.add_argument("--recipes", default="default", help=f"comma-separated, of {', '.join(RECIPES)}")
     parser.add_argument("--finetune-epochs", type=int, default=0, help="also fine-tune each inherited subnet")
     parser.add_argument("--seeds", default="0", help="supernet training seeds, comma-separated (0: the config's)")
@@ -303,8 +327,13 @@ def main() -> None:
                         help="only train the configs' scratch twins this many more times (other seeds)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    if torch.device(args.device).type not in ("cpu", "cuda"):
+        parser.error(f"--device={args.device!r}: choose cpu or cuda")
+    if torch.device(args.device).type == "cuda" and not torch.cuda.is_available():
+        parser.error("--device=cuda, but torch sees no CUDA device here")
+    args.runs = args.runs or Path("runs/bench_strategies" + device_suffix(args.device))
     overrides = [f"train.epochs={args.epochs}"] if args.epochs else []
-    detail_path = RESULTS / "sampling_strategies_subnets.csv"
+    detail_path = result_path("sampling_strategies_subnets", args.device)
     configs = args.configs.split(",") if args.configs else [f"mnist_{s}" for s in args.strategies.split(",")]
     if args.scratch_retests < 0:
         parser.error(f"--scratch-retests={args.scratch_retests} must be 0 (off) or more")
@@ -325,12 +354,13 @@ def main() -> None:
     # earlier scratch results for the same architectures are reused
     known_scratch = dict(zip(previous.get("arch", []), previous.get("scratch_top1", []), strict=True))
     if args.scratch_retests:
-        rows = pd.concat([scratch_retests(c, args.scratch_retests, known_scratch, RESULTS / RETESTS) for c in configs])
+        rows = pd.concat([scratch_retests(c, args.scratch_retests, known_scratch, result_path(RETESTS, args.device),
+                                          args.device) for c in configs])
         agreement = retest_agreement(rows)
-        agreement.to_csv(RESULTS / "sampling_strategies_scratch_agreement.csv", index=False)
+        agreement.to_csv(result_path("sampling_strategies_scratch_agreement", args.device), index=False)
         print(agreement.to_string(index=False))
         versus_mean = against_scratch_mean(previous, rows)
-        versus_mean.to_csv(RESULTS / "sampling_strategies_vs_scratch_mean.csv", index=False)
+        versus_mean.to_csv(result_path("sampling_strategies_vs_scratch_mean", args.device), index=False)
         print(versus_mean.to_string(index=False))
         return
     rows = previous[~previous["config"].isin(chosen)].to_dict("records")
@@ -340,11 +370,11 @@ def main() -> None:
         RESULTS.mkdir(exist_ok=True)
         pd.DataFrame(rows).to_csv(detail_path, index=False)
     summary = summarise(pd.DataFrame(rows))
-    summary.to_csv(RESULTS / "sampling_strategies.csv", index=False)
+    summary.to_csv(result_path("sampling_strategies", args.device), index=False)
     print(summary.to_string(index=False))
-    if len(seeds) > 1 and (RESULTS / RETESTS).exists():
-        seeded = across_seeds(pd.DataFrame(rows), pd.read_csv(RESULTS / RETESTS))
-        seeded.to_csv(RESULTS / "sampling_strategies_seeds.csv", index=False)
+    if len(seeds) > 1 and result_path(RETESTS, args.device).exists():
+        seeded = across_seeds(pd.DataFrame(rows), pd.read_csv(result_path(RETESTS, args.device)))
+        seeded.to_csv(result_path("sampling_strategies_seeds", args.device), index=False)
         print(seeded.to_string(index=False))
 
 

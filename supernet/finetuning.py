@@ -82,6 +82,8 @@ def finetune(student: nn.Module, teacher: nn.Module, train_set: Dataset, *, reso
 
 def _step(student: nn.Module, teacher: nn.Module, images: torch.Tensor, labels: torch.Tensor, resolution: int,
           teacher_resolution: int, config: FinetuneConfig, optimizer, scheduler) -> float:
+    device = next(student.parameters()).device
+    images, labels = images.to(device), labels.to(device)
     with torch.no_grad():
         soft_targets = teacher(resize(images, teacher_resolution)).float()
     logits = student(resize(images, resolution)).float()
