@@ -81,14 +81,27 @@ def find_config(name_or_path: str | Path | None) -> Path:
     raise ConfigError(f"config {str(name_or_path)!r} not found; give a path or one of: {', '.join(known)}")
 
 
-def recipe_for(supernet: str, sampler: str = "sandwich") -> str | None:
+def recipe_for(supernet: str, sampler: str = "sandwich", folder: Path = EXPERIMENTS) -> str | None:
     """The bundled MNIST config that trains ``supernet`` with ``sampler`` (a family's own recipe, e.g.
-    AdamW and warm-up for transformers), or None when there is none."""
-    for path in sorted(EXPERIMENTS.glob("mnist_*.yaml")) if EXPERIMENTS.is_dir() else []:
+    AdamW and warm-up for transformers), or None when there is none.
+
+    Where several do (a strategy and its variants, e.g. ``mnist_uniform`` and
+    ``mnist_uniform_smallest``), the one setting the fewest sampler options is the recipe, whatever
+    the file names; two with as few are an error, since neither is the plain one."""
+    matches = []
+    for path in sorted(folder.glob("mnist_*.yaml")) if folder.is_dir() else []:
         data = load_yaml(path)
-        if (data.get("supernet") or {}).get("name") == supernet and (data.get("sampler") or {}).get("name") == sampler:
-            return path.stem
-    return None
+        chosen = data.get("sampler") or {}
+        if (data.get("supernet") or {}).get("name") == supernet and chosen.get("name") == sampler:
+            matches.append((len(chosen.get("options") or {}), path.stem))
+    if not matches:
+        return None
+    fewest = min(count for count, _ in matches)
+    plainest = [name for count, name in matches if count == fewest]
+    if len(plainest) > 1:
+        raise ConfigError(f"bundled configs {plainest} all train {supernet} with the {sampler} sampler and "
+                          f"{fewest} sampler options: give one of them more options or remove one")
+    return plainest[0]
 
 
 def load_experiment(source: str | Path | dict | None = None, overrides: list[str] = ()) -> ExperimentConfig:

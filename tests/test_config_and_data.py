@@ -2,9 +2,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import yaml
 
 from elasticnas.data import DataConfig, load_data
-from elasticnas.experiment import ExperimentConfig, load_experiment, recipe_for
+from elasticnas.experiment import EXPERIMENTS, ExperimentConfig, load_experiment, recipe_for
 from elasticnas.supernet import ConfigError
 
 
@@ -63,6 +64,17 @@ def test_on_disk_datasets_explain_what_is_missing(tmp_path):
         load_data(DataConfig(name="cifar10"))
     with pytest.raises(ConfigError, match="does not exist|torchvision"):
         load_data(DataConfig(name="imagefolder", root=str(tmp_path / "none")))
+
+
+def test_a_recipe_is_the_plainest_matching_config_whatever_the_file_names(tmp_path):
+    plain, variant = (yaml.safe_load((EXPERIMENTS / f"{name}.yaml").read_text())
+                      for name in ("mnist_uniform", "mnist_uniform_smallest"))
+    (tmp_path / "mnist_a_variant.yaml").write_text(yaml.safe_dump(variant))  # sorts first
+    (tmp_path / "mnist_b_plain.yaml").write_text(yaml.safe_dump(plain))
+    assert recipe_for("tiny_mbv3", "uniform", folder=tmp_path) == "mnist_b_plain"
+    (tmp_path / "mnist_c_plain_too.yaml").write_text(yaml.safe_dump(plain))
+    with pytest.raises(ConfigError, match=r"mnist_b_plain.*mnist_c_plain_too.*1 sampler options"):
+        recipe_for("tiny_mbv3", "uniform", folder=tmp_path)
 
 
 def test_a_preset_trains_with_its_bundled_sandwich_recipe_or_none():
