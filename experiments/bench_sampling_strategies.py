@@ -17,7 +17,9 @@ the wall time of supernet training.
 ``--recipes`` trains each config again with parts of BigNAS's recipe on top (rows labelled
 ``config+recipe``); scratch subnets keep the config's own recipe, so they stay one reference.
 ``--scratch-retests K`` trains no supernet: it trains each config's scratch twins K more times
-with other seeds and reports how far two trainings of one subnet agree (the criteria's noise floor).
+with other seeds (trainings already in the results are reused) and reports how far two trainings of
+one subnet agree (the criteria's noise floor), and the tau a perfect ranking would reach against one
+training and against their mean (``..._tau_ceiling.csv``).
 ``--seeds`` trains each supernet with more training seeds (rows labelled ``...#seedN``; seed 0 keeps
 the plain label) and compares the mean inherited top-1 over seeds with the mean of the scratch retests,
 so that both sides of the comparison average out seed noise.
@@ -254,6 +256,29 @@ def retest_agreement(rows: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(out).round(3)
 
 
+def tau_ceiling(rows: pd.DataFrame, goal: float = 0.6, draws: int = 4000, seed: int = 0) -> pd.DataFrame:
+    """The Kendall tau a perfect ranking would reach against noisy scratch references.
+
+    Takes the mean of a config's scratch trainings per subnet as the truth and the pooled
+    seed-to-seed SD as one training's noise, and draws references of one training and of the
+    mean of all of them: the mean tau and how often it reaches ``goal``. Optimistic (the
+    observed means are spread wider than the truth by their own noise), so an upper bound on
+    what any supernet can show on these subnets.
+    """
+    rng, out = np.random.default_rng(seed), []
+    for config, group in rows.groupby("config", sort=False):
+        table = group.pivot(index="arch", columns="retest", values="scratch_top1")
+        truth, count = table.mean(axis=1).to_numpy(), table.shape[1]
+        sd = float(np.sqrt(table.var(axis=1, ddof=1).mean()))
+        row = {"config": config, "subnets": len(truth), "scratch_trainings": count, "seed_sd_pooled": sd}
+        for label, k in (("one_training", 1), (f"mean_of_{count}", count)):
+            taus = np.array([kendalltau(truth, truth + rng.normal(0, sd / np.sqrt(k), len(truth)))[0]
+                             for _ in range(draws)])
+            row |= {f"perfect_tau_vs_{label}": taus.mean(), f"share_reaching_{goal}_vs_{label}": (taus >= goal).mean()}
+        out.append(row)
+    return pd.DataFrame(out).round(3)
+
+
 def against_scratch_mean(detail: pd.DataFrame, retests: pd.DataFrame) -> pd.DataFrame:
     """Each benchmarked config's inherited (and fine-tuned) subnets against the mean of all scratch
     trainings of the same subnets: a reference with less seed noise than one training."""
@@ -359,6 +384,9 @@ def main() -> None:
         agreement = retest_agreement(rows)
         agreement.to_csv(result_path("sampling_strategies_scratch_agreement", args.device), index=False)
         print(agreement.to_string(index=False))
+        ceiling = tau_ceiling(rows)
+        ceiling.to_csv(result_path("sampling_strategies_tau_ceiling", args.device), index=False)
+        print(ceiling.to_string(index=False))
         versus_mean = against_scratch_mean(previous, rows)
         versus_mean.to_csv(result_path("sampling_strategies_vs_scratch_mean", args.device), index=False)
         print(versus_mean.to_string(index=False))
