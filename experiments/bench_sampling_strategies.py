@@ -157,7 +157,9 @@ def bench_one(name: str, args, overrides: list[str], known_scratch: dict, scratc
     label, _, seed = name.partition(SEED_MARK)
     base, _, recipe = label.split("@")[0].partition("+")
     seeded = [f"train.seed={seed}"] if seed else []
-    config = load_experiment(base, overrides + RECIPES[recipe or "default"] + seeded + [f"train.device={args.device}"])
+    # where "auto" already means the CPU, runs saved before --device existed still resume
+    placed = [] if args.device == "cpu" and not torch.cuda.is_available() else [f"train.device={args.device}"]
+    config = load_experiment(base, overrides + RECIPES[recipe or "default"] + seeded + placed)
     scratch_config = load_experiment(base)  # scratch twins at the config's own epochs, whatever the supernet's
     run_dir = args.runs / name.removeprefix("mnist_").replace("@", "_").replace(SEED_MARK, "_seed")
     resume = (run_dir / "checkpoint.pt").exists()
