@@ -133,6 +133,7 @@ class SearchResult:
             ax.scatter(infeasible[x_name], infeasible[y_name], s=8, color="grey", alpha=0.3, label="over budget")
         front = self.front.sort_values(x_name)
         ax.plot(front[x_name], front[y_name], "-o", color="tab:red", ms=4, lw=1.5, label=f"Pareto front ({len(front)})")
+        chosen = {}  # one star per subnet, labelled with every budget that chose it
         for metric, values in (budgets or {}).items():
             for upper in values:
                 if metric == x_name:
@@ -141,9 +142,11 @@ class SearchResult:
                     best = self.best(y_name, **{metric: upper})
                 except ConfigError:
                     continue
-                ax.scatter([best[x_name]], [best[y_name]], marker="*", s=180, color="gold", edgecolor="black",
-                           zorder=5)
-                ax.annotate(f"≤ {upper:g}", (best[x_name], best[y_name]), textcoords="offset points", xytext=(6, -12))
+                chosen.setdefault(best["arch"], (best, []))[1].append(f"{upper:g}")
+        for best, uppers in chosen.values():
+            ax.scatter([best[x_name]], [best[y_name]], marker="*", s=180, color="gold", edgecolor="black", zorder=5)
+            ax.annotate(f"≤ {', '.join(uppers)}", (best[x_name], best[y_name]), textcoords="offset points",
+                        xytext=(6, -12))
         ax.set(xlabel=f"{x_name} ({self.sources.get(x_name, '')})", ylabel=f"{y_name} ({self.sources.get(y_name, '')})",
                title=f"{self.algorithm}: {len(archive)} subnets, hypervolume {self.hypervolume:.4g}")
         ax.grid(alpha=0.3)
