@@ -152,8 +152,10 @@ def _run_finetune(args: argparse.Namespace) -> None:
 def _quickstart_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", type=Path, default=Path("runs/quickstart"), help="run folder (resumes if present)")
     parser.add_argument("--supernet", default=None, choices=supernet_names(),
-                        help="supernet preset to train (default: tiny_mbv3), with its bundled "
-                        "sandwich recipe (experiments/mnist_*.yaml) where there is one")
+                        help="supernet preset to train (default: tiny_mbv3, with experiments/mnist_quickstart.yaml); "
+                        "another with its bundled sandwich recipe (experiments/mnist_*.yaml) where there is one")
+    parser.add_argument("--config", default=None,
+                        help="experiment config to train instead (a name in experiments/ or a YAML path)")
     parser.add_argument("--subnets", type=int, default=100, help="subnets to measure for the predictors")
     parser.add_argument("--runtime", default="torch", choices=runtime_names())
     parser.add_argument("--precision", default="fp32", choices=PRECISION_CHOICES,
@@ -172,7 +174,8 @@ def _quickstart_arguments(parser: argparse.ArgumentParser) -> None:
 def _run_quickstart(args: argparse.Namespace) -> None:
     from elasticnas.pipeline import quickstart
 
-    summary = quickstart(args.out, supernet=args.supernet, subnets=args.subnets, runtime=args.runtime, seed=args.seed,
+    summary = quickstart(args.out, supernet=args.supernet, config=args.config, subnets=args.subnets,
+                         runtime=args.runtime, seed=args.seed,
                          precision=args.precision, finetune_epochs=args.finetune_epochs,
                          table_repeats=args.table_repeats, table_rounds=args.table_rounds)
     print(summary.round(3).to_string(index=False))

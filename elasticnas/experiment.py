@@ -26,6 +26,7 @@ from elasticnas.supernet.training import OptimConfig, SamplerConfig, TrainConfig
 
 EXPERIMENTS = Path(__file__).resolve().parent.parent / "experiments"
 DEFAULT_CONFIG = "mnist_sandwich.yaml"
+QUICKSTART_CONFIG = "mnist_quickstart"  # the sampling-strategy benchmark's choice (README)
 
 
 @dataclass(frozen=True)
@@ -102,6 +103,16 @@ def recipe_for(supernet: str, sampler: str = "sandwich", folder: Path = EXPERIME
         raise ConfigError(f"bundled configs {plainest} all train {supernet} with the {sampler} sampler and "
                           f"{fewest} sampler options: give one of them more options or remove one")
     return plainest[0]
+
+
+def quickstart_config(supernet: str | None = None) -> str:
+    """The config ``elasticnas quickstart`` trains: its own for its supernet (or none named), else
+    the named supernet's bundled sandwich recipe, else the default config (the supernet swapped in
+    by the caller): the quickstart's own choice was measured on its supernet only."""
+    own = load_yaml(find_config(QUICKSTART_CONFIG))["supernet"]["name"]
+    if supernet is None or supernet == own:
+        return QUICKSTART_CONFIG
+    return recipe_for(supernet) or Path(DEFAULT_CONFIG).stem
 
 
 def load_experiment(source: str | Path | dict | None = None, overrides: list[str] = ()) -> ExperimentConfig:

@@ -143,15 +143,17 @@ def quickstart(out: str | Path = "runs/quickstart", *, supernet: str | None = No
                table_rounds: int = 3) -> pd.DataFrame:
     """Train, profile, measure, fit, search under three budgets, export; returns the summary table.
 
-    ``supernet`` (a preset name) trains with its bundled sandwich recipe where there is one
-    (a family's own optimiser settings), else with the default config; ``config`` names one explicitly.
+    Without ``config``, ``tiny_mbv3`` (the default ``supernet``) trains with
+    ``experiments/mnist_quickstart.yaml``; another preset with its bundled sandwich recipe where
+    there is one (a family's own optimiser settings), else with the default config; ``config``
+    names one explicitly.
     ``precision="int8"`` searches float32 and int8 subnets jointly (int8: static quantization by
     ``runtime``'s own tool, which must have one). ``finetune_epochs`` > 0 also fine-tunes each
     exported subnet (``elasticnas finetune``) into ``<export>_finetuned``. ``table_repeats`` and
     ``table_rounds``: timings per layer and passes over the layers of the latency table
     (``elasticnas profile --repeats/--rounds``); fewer build it faster and noisier.
     """
-    from elasticnas.experiment import load_experiment, recipe_for, train_experiment
+    from elasticnas.experiment import load_experiment, quickstart_config, train_experiment
     from elasticnas.searching import search_run
 
     if precision not in ("fp32", "int8"):
@@ -160,7 +162,7 @@ def quickstart(out: str | Path = "runs/quickstart", *, supernet: str | None = No
         raise ConfigError(f"the latency table needs --table-repeats >= 1 and --table-rounds >= 1, "
                           f"got {table_repeats} and {table_rounds}")
     if config is None:
-        config = (recipe_for(supernet) if supernet else None) or "mnist_sandwich"
+        config = quickstart_config(supernet)
     if supernet is not None:
         overrides = [f"supernet.name={supernet}", *overrides]
     if precision == "int8":

@@ -5,7 +5,7 @@ import pytest
 import yaml
 
 from elasticnas.data import DataConfig, load_data
-from elasticnas.experiment import EXPERIMENTS, ExperimentConfig, load_experiment, recipe_for
+from elasticnas.experiment import EXPERIMENTS, ExperimentConfig, load_experiment, quickstart_config, recipe_for
 from elasticnas.supernet import ConfigError
 
 
@@ -75,6 +75,16 @@ def test_a_recipe_is_the_plainest_matching_config_whatever_the_file_names(tmp_pa
     (tmp_path / "mnist_c_plain_too.yaml").write_text(yaml.safe_dump(plain))
     with pytest.raises(ConfigError, match=r"mnist_b_plain.*mnist_c_plain_too.*1 sampler options"):
         recipe_for("tiny_mbv3", "uniform", folder=tmp_path)
+
+
+def test_the_quickstart_trains_its_own_config_on_its_supernet_and_recipes_on_others():
+    assert quickstart_config() == quickstart_config("tiny_mbv3") == "mnist_quickstart"
+    own = load_experiment("mnist_quickstart")
+    assert own.supernet.name == "tiny_mbv3" and own.sampler.name == "uniform"
+    assert own.sampler.options["with_smallest"] is True and own.train.epochs == 24
+    assert quickstart_config("tiny_resnet") == "mnist_resnet_sandwich"
+    assert quickstart_config("ofa_resnet50") == "mnist_sandwich"  # no recipe: the default config
+    assert recipe_for("tiny_mbv3", "uniform") == "mnist_uniform"  # the quickstart's is a variant
 
 
 def test_a_preset_trains_with_its_bundled_sandwich_recipe_or_none():

@@ -172,6 +172,13 @@ def test_quickstart_refuses_an_empty_latency_table_before_training(tmp_path, cap
     assert flag in capsys.readouterr().err and not out.exists()
 
 
+def test_quickstart_names_an_unknown_config_and_the_known_ones(tmp_path, capsys):
+    out = tmp_path / "quick"
+    assert main(["quickstart", "--out", str(out), "--config", "mnist_nonesuch"]) == 2
+    err = capsys.readouterr().err
+    assert "mnist_nonesuch" in err and "mnist_quickstart.yaml" in err and not out.exists()
+
+
 @pytest.mark.parametrize("supernet", [n for n in list_supernets("tiny_*") if n != SupernetConfig().name])
 def test_quickstart_runs_end_to_end_on_every_small_preset(supernet, tmp_path):
     """Train, profile, measure, fit, search, export on each family's small preset, through the CLI."""
