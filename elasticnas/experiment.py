@@ -105,10 +105,14 @@ def recipe_for(supernet: str, sampler: str = "sandwich", folder: Path = EXPERIME
     return plainest[0]
 
 
-def quickstart_config(supernet: str | None = None) -> str:
-    """The config ``elasticnas quickstart`` trains: its own for its supernet (or none named), else
-    the named supernet's bundled sandwich recipe, else the default config (the supernet swapped in
-    by the caller): the quickstart's own choice was measured on its supernet only."""
+def quickstart_config(supernet: str | None = None, run_folder: str | Path | None = None) -> str:
+    """The config ``elasticnas quickstart`` trains: a run folder's own, when the run was begun
+    earlier (it resumes as it began, whatever the default is now); else its own for its
+    supernet (or none named), else the named supernet's bundled sandwich recipe, else the
+    default config (the supernet swapped in by the caller): the quickstart's own choice was
+    measured on its supernet only."""
+    if run_folder is not None and (Path(run_folder) / "config.yaml").exists():
+        return str(Path(run_folder) / "config.yaml")
     own = load_yaml(find_config(QUICKSTART_CONFIG))["supernet"]["name"]
     if supernet is None or supernet == own:
         return QUICKSTART_CONFIG

@@ -143,10 +143,10 @@ def quickstart(out: str | Path = "runs/quickstart", *, supernet: str | None = No
                table_rounds: int = 3) -> pd.DataFrame:
     """Train, profile, measure, fit, search under three budgets, export; returns the summary table.
 
-    Without ``config``, ``tiny_mbv3`` (the default ``supernet``) trains with
-    ``experiments/mnist_quickstart.yaml``; another preset with its bundled sandwich recipe where
-    there is one (a family's own optimiser settings), else with the default config; ``config``
-    names one explicitly.
+    Without ``config``, a run begun earlier in ``out`` resumes with its own config; a new one of
+    ``tiny_mbv3`` (the default ``supernet``) trains with ``experiments/mnist_quickstart.yaml``,
+    of another preset with its bundled sandwich recipe where there is one (a family's own
+    optimiser settings), else with the default config; ``config`` names one explicitly.
     ``precision="int8"`` searches float32 and int8 subnets jointly (int8: static quantization by
     ``runtime``'s own tool, which must have one). ``finetune_epochs`` > 0 also fine-tunes each
     exported subnet (``elasticnas finetune``) into ``<export>_finetuned``. ``table_repeats`` and
@@ -162,7 +162,7 @@ def quickstart(out: str | Path = "runs/quickstart", *, supernet: str | None = No
         raise ConfigError(f"the latency table needs --table-repeats >= 1 and --table-rounds >= 1, "
                           f"got {table_repeats} and {table_rounds}")
     if config is None:
-        config = quickstart_config(supernet)
+        config = quickstart_config(supernet, out)
     if supernet is not None:
         overrides = [f"supernet.name={supernet}", *overrides]
     if precision == "int8":

@@ -87,6 +87,14 @@ def test_the_quickstart_trains_its_own_config_on_its_supernet_and_recipes_on_oth
     assert recipe_for("tiny_mbv3", "uniform") == "mnist_uniform"  # the quickstart's is a variant
 
 
+def test_a_quickstart_begun_with_another_config_resumes_with_its_own(tmp_path):
+    (tmp_path / "config.yaml").write_text((EXPERIMENTS / "mnist_sandwich.yaml").read_text())
+    chosen = quickstart_config(None, tmp_path)
+    assert chosen == str(tmp_path / "config.yaml")
+    assert load_experiment(chosen).sampler.name == "sandwich"
+    assert quickstart_config(None, tmp_path / "new") == "mnist_quickstart"
+
+
 def test_a_preset_trains_with_its_bundled_sandwich_recipe_or_none():
     assert recipe_for("tiny_mbv3") == "mnist_sandwich"
     assert recipe_for("tiny_mbv3", "uniform") == "mnist_uniform"
