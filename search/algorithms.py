@@ -163,13 +163,27 @@ class _BudgetFilled(Exception):
 
 
 class _QuietBudgetFilled(logging.Filter):
+    """Drops optuna's two warnings about a trial failed by :class:`_BudgetFilled`: the one
+    carrying its traceback, then the one giving its value."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._value_line: str | None = None
+
     def filter(self, record: logging.LogRecord) -> bool:
-        return not (record.exc_info and isinstance(record.exc_info[1], _BudgetFilled))
+        message = record.getMessage()
+        if record.exc_info and isinstance(record.exc_info[1], _BudgetFilled):
+            self._value_line = message.split(" failed", 1)[0] + " failed with value"
+            return False
+        if self._value_line is not None and message.startswith(self._value_line):
+            self._value_line = None
+            return False
+        return True
 
 
 def _optimize(study, objective, **kw) -> None:
     """``study.optimize``, ending quietly at a trial that found the budget filled (optuna would
-    log that trial's failure with a traceback)."""
+    log that deliberate failure as an error, with a traceback)."""
     logger, quiet = logging.getLogger("optuna.study._optimize"), _QuietBudgetFilled()
     logger.addFilter(quiet)
     try:

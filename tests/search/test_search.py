@@ -179,3 +179,44 @@ def test_guided_search_measures_each_subnet_once_and_records_iterations(tmp_path
                               cost_objective(SPACE, "macs")], n_real_evals=40, n_initial=16, per_iteration=8,
                       inner_evals=400, inner_pop_size=40, seed=0, out=tmp_path)
     assert again.seen == []  # resumed entirely from the journal
+
+
+def test_a_trial_begun_after_another_worker_filled_the_shared_budget_is_not_evaluated(monkeypatch, caplog):
+    """The race of two workers, made deterministic: right after this worker's callback has counted
+    the study short of the budget, "another worker" completes enough subnets to fill it. The
+    trial this worker asks next must fail unevaluated, or a worker that finished on seeing no
+    trial RUNNING would have written results missing it."""
+    optuna = pytest.importorskip("optuna")
+    import elasticnas.search.algorithms as algorithms
+
+    storage, budget = optuna.storages.InMemoryStorage(), 12
+    distributions = {f"g{i}": optuna.distributions.IntDistribution(0, int(u))
+                     for i, u in enumerate(SPACE.encoding_upper_bounds)}
+    others = SPACE.encode(list(dict.fromkeys(SPACE.sample(7, n=3 * budget)))[:budget])
+    original = algorithms._stop_at_budget
+
+    def racing(problem, n_evals, seen, shared):
+        callback = original(problem, n_evals, seen, shared)
+
+        def counted_then_raced(study, trial):
+            callback(study, trial)
+            if trial.number == 3:  # counted short of the budget; now the other worker fills it
+                for genes in others:
+                    study.add_trial(optuna.trial.create_trial(params={f"g{i}": int(v) for i, v in enumerate(genes)},
+                                                              distributions=distributions, values=[0.0, 0.0]))
+
+        return counted_then_raced
+
+    monkeypatch.setattr(algorithms, "_stop_at_budget", racing)
+    counter = Counting()
+    result = run_search(SPACE, _objectives(counter), algorithm="optuna-tpe", n_evals=budget, seed=0,
+                        storage=storage, study_name="race")
+    trials = optuna.load_study(study_name="race", storage=storage).get_trials(deepcopy=False)
+    failed = [t for t in trials if t.state == optuna.trial.TrialState.FAIL]
+    assert len(failed) == 1 and failed[0].number == 4 + budget and not failed[0].params  # the next one asked
+    assert "not_evaluated" in failed[0].user_attrs
+    assert not [r for r in caplog.records if "failed" in r.getMessage()]  # a deliberate stop, not an error
+    complete = [t for t in trials if t.state == optuna.trial.TrialState.COMPLETE]
+    in_study = {a.to_json() for a in SPACE.decode([[t.params[k] for k in distributions] for t in complete])}
+    assert set(result.archive["arch"]) == in_study  # this worker's result covers the whole study
+    assert set(counter.seen) == in_study  # and it evaluated nothing else: its own four, then the others'

@@ -111,7 +111,8 @@ def test_two_workers_fill_one_study_with_every_trial_once(trained_run, postgres_
     space, budget = run_space(trained_run), 40
     workers = [_worker(trained_run, postgres_url, "pair", seed, tmp_path / f"w{seed}", budget) for seed in (1, 2)]
     for process in workers:
-        assert "Traceback" not in _finish(process)
+        err = _finish(process)
+        assert "Traceback" not in err and "failed" not in err  # a trial begun too late is no error
     complete = _trials(postgres_url, "pair", optuna.trial.TrialState.COMPLETE)
     skipped = _trials(postgres_url, "pair", optuna.trial.TrialState.FAIL)
     assert len(_trials(postgres_url, "pair")) == len(complete) + len(skipped)  # nothing left running
