@@ -146,9 +146,9 @@ def _optuna(sampler_name: str):
             seen: set[int] = set()
             _take_finished_trials(problem, study, seen)
             if len(problem.session) < n_evals:
-                filled = _budget_filled(problem, n_evals, seen) if shared else None
-                _optimize(study, _objective(problem, storage, filled), n_trials=20 * n_evals,
-                          callbacks=[_stop_at_budget(problem, n_evals, seen, shared)])
+                filled = _budget_filled(problem, n_evals, seen, shared)
+                _optimize(study, _objective(problem, storage, filled if shared else None), n_trials=20 * n_evals,
+                          callbacks=[_stop_at_budget(seen, filled)])
             _take_finished_trials(problem, study, seen)
             if shared:
                 _await_other_workers(problem, study, seen, deadline=time.monotonic() + 2 * heartbeat_s + 1)
@@ -194,13 +194,15 @@ def _optimize(study, objective, **kw) -> None:
         logger.removeFilter(quiet)
 
 
-def _budget_filled(problem: ArchProblem, n_evals: int, seen: set[int]) -> Callable[[object], bool]:
-    """Whether the study's finished trials fill the budget, asked once a new trial is RUNNING:
-    a worker that finished and found no RUNNING trial has written its result, so a trial begun
-    after that must not be evaluated, or that result would miss it. (A check before ``ask``
-    would leave a gap between the check and the trial.)"""
+def _budget_filled(problem: ArchProblem, n_evals: int, seen: set[int], shared: bool) -> Callable[[object], bool]:
+    """Whether the session holds the budget, counting in a shared study every worker's finished
+    trials (fetched first; alone, there are none to fetch). Asked after each trial, and in a
+    shared study also once a new trial is RUNNING: a worker that finished and found no RUNNING
+    trial has written its result, so a trial begun after that must not be evaluated, or that
+    result would miss it. (A check before ``ask`` would leave a gap between the check and the trial.)"""
     def filled(study) -> bool:
-        _take_finished_trials(problem, study, seen)
+        if shared:
+            _take_finished_trials(problem, study, seen)
         return len(problem.session) >= n_evals
 
     return filled
@@ -253,12 +255,10 @@ def _await_other_workers(problem: ArchProblem, study, seen: set[int], deadline: 
     _take_finished_trials(problem, study, seen)
 
 
-def _stop_at_budget(problem: ArchProblem, n_evals: int, seen: set[int], shared: bool):
+def _stop_at_budget(seen: set[int], filled: Callable[[object], bool]):
     def callback(study, trial) -> None:
         seen.add(trial.number)  # evaluated by the objective already
-        if shared:  # other workers' trials count too; alone, there are none to fetch
-            _take_finished_trials(problem, study, seen)
-        if len(problem.session) >= n_evals:
+        if filled(study):
             study.stop()
 
     return callback
