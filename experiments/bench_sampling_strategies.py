@@ -258,6 +258,11 @@ def retest_agreement(rows: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(out).round(3)
 
 
+def pooled_sd(table: pd.DataFrame) -> float:
+    """Seed-to-seed standard deviation pooled over subnets (rows: subnets, columns: trainings)."""
+    return float(np.sqrt(table.var(axis=1, ddof=1).mean()))
+
+
 def tau_ceiling(rows: pd.DataFrame, goal: float = 0.6, draws: int = 4000, seed: int = 0) -> pd.DataFrame:
     """The Kendall tau a perfect ranking would reach against noisy scratch references.
 
@@ -271,7 +276,7 @@ def tau_ceiling(rows: pd.DataFrame, goal: float = 0.6, draws: int = 4000, seed: 
     for config, group in rows.groupby("config", sort=False):
         table = group.pivot(index="arch", columns="retest", values="scratch_top1")
         truth, count = table.mean(axis=1).to_numpy(), table.shape[1]
-        sd = float(np.sqrt(table.var(axis=1, ddof=1).mean()))
+        sd = pooled_sd(table)
         row = {"config": config, "subnets": len(truth), "scratch_trainings": count, "seed_sd_pooled": sd}
         for label, k in (("one_training", 1), (f"mean_of_{count}", count)):
             taus = np.array([kendalltau(truth, truth + rng.normal(0, sd / np.sqrt(k), len(truth)))[0]
@@ -320,7 +325,7 @@ def across_seeds(detail: pd.DataFrame, retests: pd.DataFrame) -> pd.DataFrame:
                     "kendall_tau": kendalltau(inherited, scratch)[0],
                     "worst_gap_per_seed_min": per_seed.min().min(), "worst_gap_per_seed_max": per_seed.min().max(),
                     "seed_to_seed_tau_mean": float(np.mean(pairs)),
-                    "seed_sd_pooled": float(np.sqrt(table.var(axis=1, ddof=1).mean()))})
+                    "seed_sd_pooled": pooled_sd(table)})
     return pd.DataFrame(out).round(3)
 
 
