@@ -107,6 +107,13 @@ class Strategy:
     def state_dict(self) -> dict[str, Any]:
         return {"name": self.name, "seed": self.seed, "options": dataclasses.asdict(self.options)}
 
+    def matches(self, saved: dict[str, Any]) -> bool:
+        """Whether a checkpoint's :meth:`state_dict` is this strategy's. An option added after
+        the checkpoint was written counts at its default, which keeps the earlier behaviour:
+        runs saved before it existed still resume."""
+        defaults = {f.name: f.default for f in dataclasses.fields(self.options) if f.default is not dataclasses.MISSING}
+        return {**saved, "options": {**defaults, **saved["options"]}} == self.state_dict()
+
 
 def _sandwich(space, rng, num_random: int, weight: float = 1.0) -> list[SubnetTask]:
     tasks = [SubnetTask(space.max(), teacher=True), SubnetTask(space.min(), distill=True, weight=weight)]

@@ -368,7 +368,7 @@ class Trainer:
         save_checkpoint(self.run_dir / CHECKPOINT, state)
 
     def _restore(self, state: dict) -> None:
-        if state["sampler"] != self.strategy.state_dict():
+        if not self.strategy.matches(state["sampler"]):
             raise ConfigError(f"checkpoint was trained with sampler {state['sampler']}, "
                               f"not {self.strategy.state_dict()}; resume with the run's own config")
         self.model.load_state_dict(state["model"])

@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 import torch
 
-from elasticnas.core.checkpoint import load_checkpoint
+from elasticnas.core.checkpoint import load_checkpoint, save_checkpoint
 from elasticnas.experiment import SupernetConfig, build_run, build_supernet_of, load_experiment, train_experiment
 from elasticnas.supernet import ConfigError, list_supernets
 from elasticnas.supernet.batches import resize
@@ -78,6 +78,19 @@ def test_outputs_of_a_run(tmp_path):
         train_experiment(_config(), tmp_path, progress=False)
     with pytest.raises(ConfigError, match="optim.lr"):
         train_experiment(_config("optim.lr=0.5"), tmp_path, resume=True, progress=False)
+
+
+def test_a_checkpoint_from_before_a_sampler_option_existed_resumes_and_a_changed_option_is_refused(tmp_path):
+    config = load_experiment("mnist_uniform", [*FAST, "train.epochs=1", SMALL_IMAGES])
+    train_experiment(config, tmp_path, progress=False)
+    state = load_checkpoint(tmp_path / "checkpoint.pt")
+    assert state["sampler"]["options"].pop("with_smallest") is False  # as written before the option was added
+    save_checkpoint(tmp_path / "checkpoint.pt", state)
+    train_experiment(config, tmp_path, resume=True, progress=False)
+    state["sampler"]["options"]["with_smallest"] = True
+    save_checkpoint(tmp_path / "checkpoint.pt", state)
+    with pytest.raises(ConfigError, match="with_smallest"):
+        train_experiment(config, tmp_path, resume=True, progress=False)
 
 
 @pytest.mark.parametrize("name", list_strategies())
