@@ -13,6 +13,7 @@ the wall time of supernet training.
     python experiments/bench_sampling_strategies.py --strategies sandwich --recipes zero_init,exponential,bignas
     python experiments/bench_sampling_strategies.py --strategies sandwich --scratch-retests 2
     python experiments/bench_sampling_strategies.py --strategies uniform --recipes zero_init --epochs 30 --seeds 0,1,2
+    python experiments/bench_sampling_strategies.py --strategies sandwich --scratch-retests 2 --subnets 12
 
 ``--recipes`` trains each config again with parts of BigNAS's recipe on top (rows labelled
 ``config+recipe``); scratch subnets keep the config's own recipe, so they stay one reference.
@@ -23,6 +24,10 @@ training and against their mean (``..._tau_ceiling.csv``).
 ``--seeds`` trains each supernet with more training seeds (rows labelled ``...#seedN``; seed 0 keeps
 the plain label) and compares the mean inherited top-1 over seeds with the mean of the scratch retests,
 so that both sides of the comparison average out seed noise.
+``--subnets 12`` (or 9, 15, ...) compares a finer grid of MACs quantiles that holds the usual six and
+the quantiles between them: tau on six subnets is a coarse figure (its standard error is about 0.35).
+Its results go to files ending ``_12subnets``; the six keep their scratch trainings, and supernets
+already trained are only evaluated again.
 ``--device cuda`` trains supernets and scratch twins on the GPU, with mixed precision where the
 config's ``train.amp`` asks for it (the default); its results go to files ending ``_cuda``.
 """
@@ -31,6 +36,7 @@ from __future__ import annotations
 
 import argparse
 import time
+from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
@@ -38,6 +44,14 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 from scipy.stats import kendalltau
+from strategy_noise import (
+    SEED_MARK,
+    across_seeds,
+    against_scratch_mean,
+    plot_against_scratch,
+    retest_agreement,
+    tau_ceiling,
+)
 
 from elasticnas.experiment import build_run, load_experiment, train_experiment
 from elasticnas.hardware import count_all
@@ -53,7 +67,6 @@ STRATEGIES = ("sandwich", "uniform", "progressive_shrinking", "complexity_aware"
               "delayed_shrinking")
 RESULTS = Path(__file__).parent / "results"
 RETESTS = "sampling_strategies_scratch_retests"
-SEED_MARK = "#seed"
 # Parts of BigNAS's recipe, as overrides on top of a config (``--recipes``).
 OFF = ["init.zero_residual_norms=false"]  # the bundled CNN configs turn it on since the ablation
 RECIPES = {
@@ -70,13 +83,28 @@ RECIPES = {
 }
 
 
+def is_panel_size(n: int) -> bool:
+    return n >= 6 and (n - 6) % 3 == 0
+
+
 def spread_subnets(space, n: int = 6, seed: int = 0):
-    """``n`` subnets at evenly spaced MACs quantiles of a seeded sample, the min and max included."""
+    """``n`` subnets at evenly spaced MACs quantiles (10% to 90%) of a seeded sample, the min and max included.
+
+    The usual six come first, in their usual order, since a scratch twin's seed is its place in
+    the list; a larger panel (9, 12, ...) refines the same grid of quantiles, so it holds the six
+    (and their trainings) and adds the quantiles between them, from smallest to largest.
+    """
+    if not is_panel_size(n):
+        raise ValueError(f"{n} subnets: choose 6, 9, 12, ... (a finer grid that holds the usual six)")
     pool = list(dict.fromkeys(space.sample(np.random.default_rng(seed), n=2000)))
-    macs = count_all(space, pool)["macs"]
-    order = np.argsort(macs)
-    picks = [pool[order[int(q * (len(order) - 1))]] for q in np.linspace(0.1, 0.9, n - 2)]
-    return [space.min(), *picks, space.max()]
+    order = np.argsort(count_all(space, pool)["macs"])
+
+    def at(fractions):  # exact fractions of the 10%-90% range: equal ones pick the same subnet on any grid
+        return [pool[order[int((0.1 + 0.8 * float(f)) * (len(order) - 1))]] for f in fractions]
+
+    usual = [Fraction(k, 3) for k in range(4)]
+    finer = [f for f in (Fraction(k, n - 3) for k in range(n - 2)) if f not in usual]
+    return [space.min(), *at(usual), space.max(), *at(finer)]
 
 
 def device_suffix(device: str) -> str:
@@ -85,8 +113,24 @@ def device_suffix(device: str) -> str:
     return "" if kind == "cpu" else f"_{kind}"
 
 
-def result_path(stem: str, device: str) -> Path:
-    return RESULTS / f"{stem}{device_suffix(device)}.csv"
+def result_path(stem: str, device: str, subnets: int = 6) -> Path:
+    """Results of a panel other than the usual six subnets go beside them (``..._12subnets.csv``)."""
+    panel = "" if subnets == 6 else f"_{subnets}subnets"
+    return RESULTS / f"{stem}{device_suffix(device)}{panel}.csv"
+
+
+def known_scratch_top1(detail_paths: list[Path], retest_paths: list[Path]) -> dict:
+    """Scratch top-1 per architecture already measured (its first training, seed = its place in
+    the panel), from the benchmark's rows and the retests' first round: reused, not retrained."""
+    known = {}
+    for path in retest_paths:
+        if path.exists():
+            first = pd.read_csv(path).query("retest == 0")
+            known |= dict(zip(first["arch"], first["scratch_top1"], strict=True))
+    for path in detail_paths:
+        rows = _previous_rows(path)
+        known |= dict(zip(rows.get("arch", []), rows.get("scratch_top1", []), strict=True))
+    return known
 
 
 def train_from_scratch(space, arch, splits, config, seed: int, device: str = "cpu") -> float:
@@ -167,7 +211,7 @@ def bench_one(name: str, args, overrides: list[str], known_scratch: dict, scratc
     train_seconds = float(metrics["seconds"].sum())  # the epochs' own times: right across resumes
     splits, _ = build_run(config)
     space = trainer.space
-    archs = spread_subnets(space)
+    archs = spread_subnets(space, args.subnets)
     test_data = EvalData.from_datasets(splits.train, splits.test, calibration_images=config.train.bn_calibration_images)
     inherited = [r.top1 for r in evaluate_many(trainer.model, archs, test_data)]
     finetuned = (finetuned_top1(trainer.model, archs, splits, test_data, args.finetune_epochs, config, run_dir)
@@ -214,8 +258,9 @@ def kept_finetuning(rows: list[dict], previous: pd.DataFrame) -> list[dict]:
 
 
 def scratch_retests(config_name: str, retests: int, known_scratch: dict, path: Path,
-                    device: str = "cpu") -> pd.DataFrame:
-    """The scratch twins of ``config_name`` trained ``retests`` more times, seed ``i + 100 * r``.
+                    device: str = "cpu", subnets: int = 6, also_known: Path | None = None) -> pd.DataFrame:
+    """The scratch twins of ``config_name`` trained ``retests`` more times, seed ``i + 100 * r``
+    (``also_known``: the usual panel's retests, whose trainings a larger panel reuses).
 
     Two trainings of one subnet differ by seed alone; how much they differ is the noise floor
     of both criteria: the worst gap a subnet can show against a second training of itself, and
@@ -224,10 +269,14 @@ def scratch_retests(config_name: str, retests: int, known_scratch: dict, path: P
     config = load_experiment(config_name)
     splits, supernet = build_run(config)
     space = supernet.space
-    archs = spread_subnets(space)
+    archs = spread_subnets(space, subnets)
     macs = count_all(space, archs)["macs"]
-    done = pd.read_csv(path) if path.exists() else pd.DataFrame(columns=["config", "arch", "seed", "scratch_top1"])
-    known = {(c, a, int(s)): t for c, a, s, t in done[["config", "arch", "seed", "scratch_top1"]].itertuples(False)}
+    columns = ["config", "arch", "seed", "scratch_top1"]
+    done = pd.read_csv(path) if path.exists() else pd.DataFrame(columns=columns)
+    earlier = done
+    if also_known is not None and also_known.exists():
+        earlier = pd.concat([pd.read_csv(also_known)[columns], done[columns]])
+    known = {(c, a, int(s)): t for c, a, s, t in earlier[columns].itertuples(False)}
     rows = done[done["config"] != config_name].to_dict("records")
     for retest in range(retests + 1):
         for i, (arch, m) in enumerate(zip(archs, macs, strict=True)):
@@ -242,91 +291,6 @@ def scratch_retests(config_name: str, retests: int, known_scratch: dict, path: P
             RESULTS.mkdir(exist_ok=True)
             pd.DataFrame(rows).to_csv(path, index=False)
     return pd.DataFrame(rows)
-
-
-def retest_agreement(rows: pd.DataFrame) -> pd.DataFrame:
-    """Per pair of scratch trainings: Kendall tau, mean and worst difference (later - earlier)."""
-    out = []
-    for config, group in rows.groupby("config", sort=False):
-        table = group.pivot(index="arch", columns="retest", values="scratch_top1")  # one row per subnet
-        for a in table.columns:
-            for b in table.columns[table.columns > a]:
-                diff = table[b] - table[a]
-                out.append({"config": config, "first": a, "second": b, "kendall_tau": kendalltau(table[a], table[b])[0],
-                            "mean_difference": diff.mean(), "worst_difference": diff.min(),
-                            "largest_disagreement": diff.abs().max()})
-    return pd.DataFrame(out).round(3)
-
-
-def pooled_sd(table: pd.DataFrame) -> float:
-    """Seed-to-seed standard deviation pooled over subnets (rows: subnets, columns: trainings)."""
-    return float(np.sqrt(table.var(axis=1, ddof=1).mean()))
-
-
-def tau_ceiling(rows: pd.DataFrame, goal: float = 0.6, draws: int = 4000, seed: int = 0) -> pd.DataFrame:
-    """The Kendall tau a perfect ranking would reach against noisy scratch references.
-
-    Takes the mean of a config's scratch trainings per subnet as the truth and the pooled
-    seed-to-seed SD as one training's noise, and draws references of one training and of the
-    mean of all of them: the mean tau and how often it reaches ``goal``. Optimistic (the
-    observed means are spread wider than the truth by their own noise), so an upper bound on
-    what any supernet can show on these subnets.
-    """
-    rng, out = np.random.default_rng(seed), []
-    for config, group in rows.groupby("config", sort=False):
-        table = group.pivot(index="arch", columns="retest", values="scratch_top1")
-        truth, count = table.mean(axis=1).to_numpy(), table.shape[1]
-        sd = pooled_sd(table)
-        row = {"config": config, "subnets": len(truth), "scratch_trainings": count, "seed_sd_pooled": sd}
-        for label, k in (("one_training", 1), (f"mean_of_{count}", count)):
-            taus = np.array([kendalltau(truth, truth + rng.normal(0, sd / np.sqrt(k), len(truth)))[0]
-                             for _ in range(draws)])
-            row |= {f"perfect_tau_vs_{label}": taus.mean(), f"share_reaching_{goal}_vs_{label}": (taus >= goal).mean()}
-        out.append(row)
-    return pd.DataFrame(out).round(3)
-
-
-def against_scratch_mean(detail: pd.DataFrame, retests: pd.DataFrame) -> pd.DataFrame:
-    """Each benchmarked config's inherited (and fine-tuned) subnets against the mean of all scratch
-    trainings of the same subnets: a reference with less seed noise than one training."""
-    mean = retests.groupby("arch")["scratch_top1"].agg(["mean", "count"])
-    out = []
-    for config, group in detail[detail["arch"].isin(mean.index)].groupby("config", sort=False):
-        reference = mean.loc[group["arch"], "mean"].to_numpy()
-        row = {"config": config, "scratch_trainings": int(mean.loc[group["arch"], "count"].min())}
-        for column in ("inherited_top1", "finetuned_top1"):
-            values = group[column].to_numpy(dtype=float)
-            if np.isnan(values).all():
-                continue
-            kind = column.removesuffix("_top1")
-            row |= {f"{kind}_mean_gap": (values - reference).mean(), f"{kind}_worst_gap": (values - reference).min(),
-                    f"{kind}_kendall_tau": kendalltau(values, reference)[0]}
-        out.append(row)
-    return pd.DataFrame(out).round(3)
-
-
-def across_seeds(detail: pd.DataFrame, retests: pd.DataFrame) -> pd.DataFrame:
-    """Configs trained with several seeds: the mean inherited top-1 over seeds against the mean of
-    the scratch trainings, and how far two supernet seeds agree on the ranking of the same subnets."""
-    detail = detail.assign(label=detail["config"].str.split(SEED_MARK).str[0])
-    reference = retests.groupby("arch")["scratch_top1"].agg(["mean", "count"])
-    out = []
-    for label, group in detail[detail["arch"].isin(reference.index)].groupby("label", sort=False):
-        table = group.pivot(index="arch", columns="config", values="inherited_top1")
-        if table.shape[1] < 2:
-            continue
-        scratch = reference.loc[table.index, "mean"].to_numpy()
-        inherited = table.mean(axis=1).to_numpy()
-        pairs = [kendalltau(table[a], table[b])[0] for i, a in enumerate(table) for b in table.columns[i + 1:]]
-        per_seed = table.sub(scratch, axis=0)
-        out.append({"config": label, "supernet_seeds": table.shape[1],
-                    "scratch_trainings": int(reference.loc[table.index, "count"].min()),
-                    "mean_gap": (inherited - scratch).mean(), "worst_gap": (inherited - scratch).min(),
-                    "kendall_tau": kendalltau(inherited, scratch)[0],
-                    "worst_gap_per_seed_min": per_seed.min().min(), "worst_gap_per_seed_max": per_seed.min().max(),
-                    "seed_to_seed_tau_mean": float(np.mean(pairs)),
-                    "seed_sd_pooled": pooled_sd(table)})
-    return pd.DataFrame(out).round(3)
 
 
 def summarise(detail: pd.DataFrame) -> pd.DataFrame:
@@ -355,6 +319,8 @@ def main() -> None:
     parser.add_argument("--recipes", default="default", help=f"comma-separated, of {', '.join(RECIPES)}")
     parser.add_argument("--finetune-epochs", type=int, default=0, help="also fine-tune each inherited subnet")
     parser.add_argument("--seeds", default="0", help="supernet training seeds, comma-separated (0: the config's)")
+    parser.add_argument("--subnets", type=int, default=6,
+                        help="subnets compared: 6, or a finer grid holding them (9, 12, ...; to *_<n>subnets.csv)")
     parser.add_argument("--scratch-retests", type=int, default=0,
                         help="only train the configs' scratch twins this many more times (other seeds)")
     args = parser.parse_args()
@@ -365,7 +331,9 @@ def main() -> None:
         parser.error("--device=cuda, but torch sees no CUDA device here")
     args.runs = args.runs or Path("runs/bench_strategies" + device_suffix(args.device))
     overrides = [f"train.epochs={args.epochs}"] if args.epochs else []
-    detail_path = result_path("sampling_strategies_subnets", args.device)
+    if not is_panel_size(args.subnets):
+        parser.error(f"--subnets={args.subnets}: choose 6, 9, 12, ... (a finer grid that holds the usual six)")
+    detail_path = result_path("sampling_strategies_subnets", args.device, args.subnets)
     configs = args.configs.split(",") if args.configs else [f"mnist_{s}" for s in args.strategies.split(",")]
     if args.scratch_retests < 0:
         parser.error(f"--scratch-retests={args.scratch_retests} must be 0 (off) or more")
@@ -384,19 +352,25 @@ def main() -> None:
     previous = _previous_rows(detail_path)
     # scratch training depends on the architecture, epochs and optimizer, not on the strategy:
     # earlier scratch results for the same architectures are reused
-    known_scratch = dict(zip(previous.get("arch", []), previous.get("scratch_top1", []), strict=True))
+    retests_path, usual_retests = result_path(RETESTS, args.device, args.subnets), result_path(RETESTS, args.device)
+    known_scratch = known_scratch_top1([result_path("sampling_strategies_subnets", args.device), detail_path],
+                                       [usual_retests, retests_path])
     if args.scratch_retests:
-        rows = pd.concat([scratch_retests(c, args.scratch_retests, known_scratch, result_path(RETESTS, args.device),
-                                          args.device) for c in configs])
+        rows = pd.concat([scratch_retests(c, args.scratch_retests, known_scratch, retests_path, args.device,
+                                          args.subnets, usual_retests if args.subnets != 6 else None)
+                          for c in configs])
         agreement = retest_agreement(rows)
-        agreement.to_csv(result_path("sampling_strategies_scratch_agreement", args.device), index=False)
+        agreement.to_csv(result_path("sampling_strategies_scratch_agreement", args.device, args.subnets), index=False)
         print(agreement.to_string(index=False))
         ceiling = tau_ceiling(rows)
-        ceiling.to_csv(result_path("sampling_strategies_tau_ceiling", args.device), index=False)
+        ceiling.to_csv(result_path("sampling_strategies_tau_ceiling", args.device, args.subnets), index=False)
         print(ceiling.to_string(index=False))
         versus_mean = against_scratch_mean(previous, rows)
-        versus_mean.to_csv(result_path("sampling_strategies_vs_scratch_mean", args.device), index=False)
+        versus_mean.to_csv(result_path("sampling_strategies_vs_scratch_mean", args.device, args.subnets), index=False)
         print(versus_mean.to_string(index=False))
+        figure = result_path("sampling_strategies_vs_scratch", args.device, args.subnets).with_suffix(".png")
+        if plot_against_scratch(previous, rows, figure):
+            print(f"plot: {figure}")
         return
     rows = previous[~previous["config"].isin(chosen)].to_dict("records")
     scratch_cache = {}
@@ -405,11 +379,11 @@ def main() -> None:
         RESULTS.mkdir(exist_ok=True)
         pd.DataFrame(rows).to_csv(detail_path, index=False)
     summary = summarise(pd.DataFrame(rows))
-    summary.to_csv(result_path("sampling_strategies", args.device), index=False)
+    summary.to_csv(result_path("sampling_strategies", args.device, args.subnets), index=False)
     print(summary.to_string(index=False))
-    if len(seeds) > 1 and result_path(RETESTS, args.device).exists():
-        seeded = across_seeds(pd.DataFrame(rows), pd.read_csv(result_path(RETESTS, args.device)))
-        seeded.to_csv(result_path("sampling_strategies_seeds", args.device), index=False)
+    if len(seeds) > 1 and retests_path.exists():
+        seeded = across_seeds(pd.DataFrame(rows), pd.read_csv(retests_path))
+        seeded.to_csv(result_path("sampling_strategies_seeds", args.device, args.subnets), index=False)
         print(seeded.to_string(index=False))
 
 
