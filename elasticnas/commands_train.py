@@ -47,7 +47,7 @@ def int_list(text: str) -> tuple[int, ...]:
          writes=lambda args: [] if args.dry_run or args.out is None else [(args.out, True)])
 def _train_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("config", nargs="?", default=None,
-                        help="YAML path or a name in experiments/ (default: mnist_sandwich)")
+                        help="YAML path or a name in experiments/ (default: mnist_quickstart)")
     parser.add_argument("--out", type=Path, default=None, help="run folder (config, checkpoint, metrics); required "
                         "unless --dry-run")
     parser.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint")

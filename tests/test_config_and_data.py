@@ -9,10 +9,11 @@ from elasticnas.experiment import EXPERIMENTS, ExperimentConfig, load_experiment
 from elasticnas.supernet import ConfigError
 
 
-def test_default_config_parses_into_typed_dataclasses():
+def test_default_config_is_the_quickstarts_and_parses_into_typed_dataclasses():
     config = load_experiment()
-    assert isinstance(config, ExperimentConfig)
-    assert config.data.name == "mnist5k" and config.sampler.name == "sandwich"
+    assert isinstance(config, ExperimentConfig) and config == load_experiment("mnist_quickstart")
+    assert config.data.name == "mnist5k" and config.sampler.name == "uniform"
+    assert config.sampler.options == {"num_subnets": 2, "with_smallest": True} and config.train.epochs == 24
     assert isinstance(config.optim.lr, float)
 
 
