@@ -27,7 +27,7 @@ from elasticnas.supernet.training import OptimConfig, SamplerConfig, TrainConfig
 EXPERIMENTS = Path(__file__).resolve().parent.parent / "experiments"
 QUICKSTART_CONFIG = "mnist_quickstart"  # the sampling-strategy benchmark's choice (README)
 DEFAULT_CONFIG = QUICKSTART_CONFIG  # `elasticnas train` without a config trains what the quickstart does
-# for a supernet the benchmark did not measure and without a bundled recipe of its own
+# the quickstart's config for a supernet the benchmark did not measure and that has no bundled recipe
 SANDWICH_CONFIG = "mnist_sandwich"
 
 
