@@ -20,7 +20,9 @@ the wall time of supernet training.
 ``--scratch-retests K`` trains no supernet: it trains each config's scratch twins K more times
 with other seeds (trainings already in the results are reused) and reports how far two trainings of
 one subnet agree (the criteria's noise floor), and the tau a perfect ranking would reach against one
-training and against their mean (``..._tau_ceiling.csv``).
+training and against their mean (``..._tau_ceiling.csv``); from the rows already benchmarked, each config
+against the mean of the scratch trainings (``..._vs_scratch_mean.csv``, and over supernet seeds ``..._seeds.csv``,
+with a plot).
 ``--seeds`` trains each supernet with more training seeds (rows labelled ``...#seedN``; seed 0 keeps
 the plain label) and compares the mean inherited top-1 over seeds with the mean of the scratch retests,
 so that both sides of the comparison average out seed noise.
@@ -368,6 +370,10 @@ def main() -> None:
         versus_mean = against_scratch_mean(previous, rows)
         versus_mean.to_csv(result_path("sampling_strategies_vs_scratch_mean", args.device, args.subnets), index=False)
         print(versus_mean.to_string(index=False))
+        seeded = across_seeds(previous, rows)
+        if not seeded.empty:
+            seeded.to_csv(result_path("sampling_strategies_seeds", args.device, args.subnets), index=False)
+            print(seeded.to_string(index=False))
         figure = result_path("sampling_strategies_vs_scratch", args.device, args.subnets).with_suffix(".png")
         if plot_against_scratch(previous, rows, figure):
             print(f"plot: {figure}")

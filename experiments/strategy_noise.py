@@ -84,7 +84,10 @@ def against_scratch_mean(detail: pd.DataFrame, retests: pd.DataFrame) -> pd.Data
 
 def across_seeds(detail: pd.DataFrame, retests: pd.DataFrame) -> pd.DataFrame:
     """Configs trained with several seeds: the mean inherited top-1 over seeds against the mean of
-    the scratch trainings, and how far two supernet seeds agree on the ranking of the same subnets."""
+    the scratch trainings, and how far two supernet seeds agree on the ranking of the same subnets;
+    where every seed's subnets were also fine-tuned, the mean fine-tuned top-1 over seeds likewise."""
+    if "arch" not in detail:  # no config benchmarked yet on this panel
+        return pd.DataFrame(columns=["config", "supernet_seeds"])
     detail = detail.assign(label=detail["config"].str.split(SEED_MARK).str[0])
     reference = retests.groupby("arch")["scratch_top1"].agg(["mean", "count"])
     out = []
@@ -103,6 +106,12 @@ def across_seeds(detail: pd.DataFrame, retests: pd.DataFrame) -> pd.DataFrame:
                     "worst_gap_per_seed_min": per_seed.min().min(), "worst_gap_per_seed_max": per_seed.min().max(),
                     "seed_to_seed_tau_mean": float(np.mean(pairs)),
                     "seed_sd_pooled": pooled_sd(table)})
+        finetuned = group.pivot(index="arch", columns="config", values="finetuned_top1") \
+            if "finetuned_top1" in group else pd.DataFrame()
+        if not finetuned.empty and finetuned.notna().all().all():
+            tuned = finetuned.loc[table.index].mean(axis=1).to_numpy()
+            out[-1] |= {"finetuned_mean_gap": (tuned - scratch).mean(), "finetuned_worst_gap": (tuned - scratch).min(),
+                        "finetuned_kendall_tau": kendalltau(tuned, scratch)[0]}
     return pd.DataFrame(out).round(3)
 
 
