@@ -85,11 +85,15 @@ RECIPES = {
 }
 
 
+USUAL_PANEL = 6  # subnets compared unless --subnets asks for a finer grid
+PANEL_SIZES = "6, 9, 12, ... (a finer grid that holds the usual six)"
+
+
 def is_panel_size(n: int) -> bool:
-    return n >= 6 and (n - 6) % 3 == 0
+    return n >= USUAL_PANEL and (n - USUAL_PANEL) % 3 == 0
 
 
-def spread_subnets(space, n: int = 6, seed: int = 0):
+def spread_subnets(space, n: int = USUAL_PANEL, seed: int = 0):
     """``n`` subnets at evenly spaced MACs quantiles (10% to 90%) of a seeded sample, the min and max included.
 
     The usual six come first, in their usual order, since a scratch twin's seed is its place in
@@ -97,7 +101,7 @@ def spread_subnets(space, n: int = 6, seed: int = 0):
     (and their trainings) and adds the quantiles between them, from smallest to largest.
     """
     if not is_panel_size(n):
-        raise ValueError(f"{n} subnets: choose 6, 9, 12, ... (a finer grid that holds the usual six)")
+        raise ValueError(f"{n} subnets: choose {PANEL_SIZES}")
     pool = list(dict.fromkeys(space.sample(np.random.default_rng(seed), n=2000)))
     order = np.argsort(count_all(space, pool)["macs"])
 
@@ -115,9 +119,9 @@ def device_suffix(device: str) -> str:
     return "" if kind == "cpu" else f"_{kind}"
 
 
-def result_path(stem: str, device: str, subnets: int = 6) -> Path:
+def result_path(stem: str, device: str, subnets: int = USUAL_PANEL) -> Path:
     """Results of a panel other than the usual six subnets go beside them (``..._12subnets.csv``)."""
-    panel = "" if subnets == 6 else f"_{subnets}subnets"
+    panel = "" if subnets == USUAL_PANEL else f"_{subnets}subnets"
     return RESULTS / f"{stem}{device_suffix(device)}{panel}.csv"
 
 
@@ -260,7 +264,7 @@ def kept_finetuning(rows: list[dict], previous: pd.DataFrame) -> list[dict]:
 
 
 def scratch_retests(config_name: str, retests: int, known_scratch: dict, path: Path,
-                    device: str = "cpu", subnets: int = 6, also_known: Path | None = None) -> pd.DataFrame:
+                    device: str = "cpu", subnets: int = USUAL_PANEL, also_known: Path | None = None) -> pd.DataFrame:
     """The scratch twins of ``config_name`` trained ``retests`` more times, seed ``i + 100 * r``
     (``also_known``: the usual panel's retests, whose trainings a larger panel reuses).
 
@@ -321,7 +325,7 @@ def main() -> None:
     parser.add_argument("--recipes", default="default", help=f"comma-separated, of {', '.join(RECIPES)}")
     parser.add_argument("--finetune-epochs", type=int, default=0, help="also fine-tune each inherited subnet")
     parser.add_argument("--seeds", default="0", help="supernet training seeds, comma-separated (0: the config's)")
-    parser.add_argument("--subnets", type=int, default=6,
+    parser.add_argument("--subnets", type=int, default=USUAL_PANEL,
                         help="subnets compared: 6, or a finer grid holding them (9, 12, ...; to *_<n>subnets.csv)")
     parser.add_argument("--scratch-retests", type=int, default=0,
                         help="only train the configs' scratch twins this many more times (other seeds)")
@@ -334,7 +338,7 @@ def main() -> None:
     args.runs = args.runs or Path("runs/bench_strategies" + device_suffix(args.device))
     overrides = [f"train.epochs={args.epochs}"] if args.epochs else []
     if not is_panel_size(args.subnets):
-        parser.error(f"--subnets={args.subnets}: choose 6, 9, 12, ... (a finer grid that holds the usual six)")
+        parser.error(f"--subnets={args.subnets}: choose {PANEL_SIZES}")
     detail_path = result_path("sampling_strategies_subnets", args.device, args.subnets)
     configs = args.configs.split(",") if args.configs else [f"mnist_{s}" for s in args.strategies.split(",")]
     if args.scratch_retests < 0:
@@ -359,7 +363,7 @@ def main() -> None:
                                        [usual_retests, retests_path])
     if args.scratch_retests:
         rows = pd.concat([scratch_retests(c, args.scratch_retests, known_scratch, retests_path, args.device,
-                                          args.subnets, usual_retests if args.subnets != 6 else None)
+                                          args.subnets, usual_retests if args.subnets != USUAL_PANEL else None)
                           for c in configs])
         agreement = retest_agreement(rows)
         agreement.to_csv(result_path("sampling_strategies_scratch_agreement", args.device, args.subnets), index=False)

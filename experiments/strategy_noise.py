@@ -19,6 +19,18 @@ from elasticnas.core.atomic import atomic_save_figure, pyplot
 SEED_MARK = "#seed"  # config labels of supernets trained with another seed: "config#seedN"
 
 
+def _with_seed_labels(detail: pd.DataFrame) -> pd.DataFrame:
+    """``detail`` with a ``label`` column: the config without its seed mark, shared by its seeds."""
+    return detail.assign(label=detail["config"].str.split(SEED_MARK).str[0])
+
+
+def _against(values, reference, prefix: str = "") -> dict:
+    """Mean gap, worst gap and Kendall tau of ``values`` against ``reference``, per subnet."""
+    gaps = np.asarray(values) - np.asarray(reference)
+    return {f"{prefix}mean_gap": gaps.mean(), f"{prefix}worst_gap": gaps.min(),
+            f"{prefix}kendall_tau": kendalltau(values, reference)[0]}
+
+
 def retest_agreement(rows: pd.DataFrame) -> pd.DataFrame:
     """Per pair of scratch trainings: Kendall tau, mean and worst difference (later - earlier)."""
     out = []
@@ -75,9 +87,7 @@ def against_scratch_mean(detail: pd.DataFrame, retests: pd.DataFrame) -> pd.Data
             values = group[column].to_numpy(dtype=float)
             if np.isnan(values).all():
                 continue
-            kind = column.removesuffix("_top1")
-            row |= {f"{kind}_mean_gap": (values - reference).mean(), f"{kind}_worst_gap": (values - reference).min(),
-                    f"{kind}_kendall_tau": kendalltau(values, reference)[0]}
+            row |= _against(values, reference, column.removesuffix("top1"))
         out.append(row)
     return pd.DataFrame(out).round(3)
 
@@ -88,7 +98,7 @@ def across_seeds(detail: pd.DataFrame, retests: pd.DataFrame) -> pd.DataFrame:
     where every seed's subnets were also fine-tuned, the mean fine-tuned top-1 over seeds likewise."""
     if "arch" not in detail:  # no config benchmarked yet on this panel
         return pd.DataFrame(columns=["config", "supernet_seeds"])
-    detail = detail.assign(label=detail["config"].str.split(SEED_MARK).str[0])
+    detail = _with_seed_labels(detail)
     reference = retests.groupby("arch")["scratch_top1"].agg(["mean", "count"])
     out = []
     for label, group in detail[detail["arch"].isin(reference.index)].groupby("label", sort=False):
@@ -101,8 +111,7 @@ def across_seeds(detail: pd.DataFrame, retests: pd.DataFrame) -> pd.DataFrame:
         per_seed = table.sub(scratch, axis=0)
         out.append({"config": label, "supernet_seeds": table.shape[1],
                     "scratch_trainings": int(reference.loc[table.index, "count"].min()),
-                    "mean_gap": (inherited - scratch).mean(), "worst_gap": (inherited - scratch).min(),
-                    "kendall_tau": kendalltau(inherited, scratch)[0],
+                    **_against(inherited, scratch),
                     "worst_gap_per_seed_min": per_seed.min().min(), "worst_gap_per_seed_max": per_seed.min().max(),
                     "seed_to_seed_tau_mean": float(np.mean(pairs)),
                     "seed_sd_pooled": pooled_sd(table)})
@@ -110,8 +119,7 @@ def across_seeds(detail: pd.DataFrame, retests: pd.DataFrame) -> pd.DataFrame:
             if "finetuned_top1" in group else pd.DataFrame()
         if not finetuned.empty and finetuned.notna().all().all():
             tuned = finetuned.loc[table.index].mean(axis=1).to_numpy()
-            out[-1] |= {"finetuned_mean_gap": (tuned - scratch).mean(), "finetuned_worst_gap": (tuned - scratch).min(),
-                        "finetuned_kendall_tau": kendalltau(tuned, scratch)[0]}
+            out[-1] |= _against(tuned, scratch, "finetuned_")
     return pd.DataFrame(out).round(3)
 
 
@@ -121,7 +129,7 @@ def plot_against_scratch(detail: pd.DataFrame, retests: pd.DataFrame, path: Path
     nothing written, where no config of this panel has several seeds."""
     if "arch" not in detail:
         return False
-    detail = detail.assign(label=detail["config"].str.split(SEED_MARK).str[0])
+    detail = _with_seed_labels(detail)
     seeded = [label for label, group in detail.groupby("label", sort=False) if group["config"].nunique() > 1]
     if not seeded:
         return False
