@@ -131,11 +131,16 @@ class Uniform(Strategy):
         # also the min subnet every step, from the labels: the sandwich rule's lower bound without
         # its teacher, for the smallest subnets, which uniform draws rarely reach (README: seeds)
         with_smallest: bool = False
+        # also the max subnet every step, from the labels: with ``with_smallest``, the sandwich rule's
+        # bounds without its teacher, for the largest subnets, which uniform draws also rarely reach
+        with_largest: bool = False
 
     def sample(self, context: StepContext) -> list[SubnetTask]:
         rng = self.rng(context.step)
-        smallest = [SubnetTask(self.space.min())] if self.options.with_smallest else []
-        return smallest + [SubnetTask(self.space.sample(rng)) for _ in range(self.options.num_subnets)]
+        bounds = [self.space.max()] if self.options.with_largest else []
+        bounds += [self.space.min()] if self.options.with_smallest else []
+        drawn = [self.space.sample(rng) for _ in range(self.options.num_subnets)]
+        return [SubnetTask(arch) for arch in bounds + drawn]
 
 
 @register_strategy("sandwich")

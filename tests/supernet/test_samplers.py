@@ -60,6 +60,14 @@ def test_uniform_with_the_smallest_adds_the_min_subnet_to_the_same_random_draws(
     assert not any(t.teacher or t.distill for t in tasks)  # no teacher: every subnet learns from the labels
 
 
+def test_uniform_with_both_bounds_is_the_sandwich_rule_without_its_teacher():
+    plain = create_strategy("uniform", SPACE, {"num_subnets": 1}, seed=4).sample(_context(7))
+    options = {"num_subnets": 1, "with_smallest": True, "with_largest": True}
+    tasks = create_strategy("uniform", SPACE, options, seed=4).sample(_context(7))
+    assert [t.arch for t in tasks] == [SPACE.max(), SPACE.min(), plain[0].arch]
+    assert not any(t.teacher or t.distill for t in tasks)
+
+
 def test_progressive_shrinking_phases_open_dimensions_in_order():
     strategy = create_strategy("progressive_shrinking", SPACE, seed=0)
     phases = [strategy.phase(step, 100) for step in range(100)]
