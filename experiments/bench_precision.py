@@ -18,7 +18,8 @@ latency) at one reference point for all arms, and the best test top-1 under late
     python experiments/bench_precision.py [--runtime openvino] [--run DIR] [--subnets 100] [--front 15]
 
 Writes results/precision.csv (one row per measured front subnet), results/precision_summary.csv
-and results/precision.png; another runtime's files end in ``_<runtime>``.
+and results/precision.png; another runtime's files end in ``_<runtime>``, and ``--tag T``
+adds ``_T``.
 """
 
 from __future__ import annotations
@@ -87,11 +88,17 @@ def summarise(rows: pd.DataFrame, budgets: int = 6) -> pd.DataFrame:
 
 def plot(rows: pd.DataFrame, path: Path, runtime: str) -> None:
     fig, ax = pyplot().subplots(figsize=(7, 4.5))
+    right = rows["measured_ms"].max()
     for (arm, group), marker in zip(rows.groupby("arm", sort=False), "osD", strict=False):
-        ax.scatter(group["measured_ms"], group["test_top1"], marker=marker, alpha=0.45, label=f"{arm} (all)")
+        dots = ax.scatter(group["measured_ms"], group["test_top1"], marker=marker, alpha=0.3, label=f"{arm} (all)")
         F = np.column_stack([100 - group["test_top1"], group["measured_ms"]])
         front = group[pareto_mask(F)].sort_values("measured_ms")
-        ax.step(front["measured_ms"], front["test_top1"], where="post", lw=1.5)
+        colour = dots.get_facecolor()[0][:3]
+        ax.scatter(front["measured_ms"], front["test_top1"], marker=marker, color=colour, edgecolor="black")
+        # the staircase runs on to the right edge: it reads as the best top-1 within each budget,
+        # and a front of one subnet is still drawn
+        ax.step([*front["measured_ms"], right], [*front["test_top1"], front["test_top1"].iloc[-1]], where="post",
+                lw=1.5, color=colour, label=f"{arm} front")
     ax.set(xlabel=f"measured latency, ms ({runtime}, batch 1)", ylabel="test top-1 (%) as deployed",
            title="tiny_mbv3 on mnist5k: fp32 / fp32 then int8 / joint search")
     ax.grid(alpha=0.3)
@@ -109,9 +116,12 @@ def main() -> None:
     parser.add_argument("--evals", type=int, default=20_000, help="predicted evaluations per search")
     parser.add_argument("--trials", type=int, default=20)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--tag", default="", help="appended to the run folder's and result files' names, "
+                                                  "e.g. the CPU, so that another machine's run sits beside")
     args = parser.parse_args()
     warnings.filterwarnings("ignore")
     suffix = "" if args.runtime == "onnxruntime" else f"_{args.runtime}"  # ONNX Runtime's files keep their names
+    suffix += f"_{args.tag}" if args.tag else ""
     args.run = args.run or Path(f"runs/quickstart_int8{suffix}")
 
     quickstart(args.run, runtime=args.runtime, precision="int8", subnets=args.subnets, seed=args.seed)

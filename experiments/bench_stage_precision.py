@@ -14,7 +14,7 @@ input, interleaved, in ``--rounds`` rounds; each keeps its least per-round media
 
 Writes results/stage_precision.csv (one row per subnet and variant: time and ratio to float32)
 and results/stage_precision_summary.csv (per variant: median ratio, and in how many subnets it
-ran faster than float32).
+ran faster than float32); ``--tag T`` adds ``_T`` to both names.
 """
 
 from __future__ import annotations
@@ -75,7 +75,9 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=30)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--tag", default="", help="appended to the result files' names, e.g. another CPU's")
     args = parser.parse_args()
+    suffix = f"_{args.tag}" if args.tag else ""
     if min(args.subnets, args.rounds, args.repeats, args.threads) < 1:
         parser.error("--subnets, --rounds, --repeats and --threads must each be at least 1")
     space = create_space("tiny_mbv3", num_classes=10, in_channels=1)
@@ -98,8 +100,8 @@ def main() -> None:
                .agg(subnets="count", median_ratio="median", best_ratio="min", worst_ratio="max",
                     faster_than_float32=lambda r: int((r < 1).sum())).reset_index().round(3))
     RESULTS.mkdir(exist_ok=True)
-    atomic_write_text(RESULTS / "stage_precision.csv", detail.round(5).to_csv(index=False))
-    atomic_write_text(RESULTS / "stage_precision_summary.csv", summary.to_csv(index=False))
+    atomic_write_text(RESULTS / f"stage_precision{suffix}.csv", detail.round(5).to_csv(index=False))
+    atomic_write_text(RESULTS / f"stage_precision{suffix}_summary.csv", summary.to_csv(index=False))
     print(summary.to_string(index=False))
 
 
