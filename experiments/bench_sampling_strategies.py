@@ -55,6 +55,7 @@ from strategy_noise import (
     tau_ceiling,
 )
 
+from elasticnas.core.errors import ConfigError
 from elasticnas.experiment import build_run, load_experiment, train_experiment
 from elasticnas.hardware import count_all
 from elasticnas.hardware.table_build import device_name
@@ -125,17 +126,37 @@ def result_path(stem: str, device: str, subnets: int = USUAL_PANEL) -> Path:
     return RESULTS / f"{stem}{device_suffix(device)}{panel}.csv"
 
 
+def scratch_recipe(config_name: str) -> str | None:
+    """What a scratch twin's top-1 depends on besides its architecture and seed: the config's
+    supernet, data, optimizer and epochs (not its strategy). None for a config no longer bundled."""
+    try:
+        config = load_experiment(config_name)
+    except ConfigError:
+        return None
+    return repr((config.supernet, config.data, config.optim, config.train.epochs))
+
+
+def base_config(label: str) -> str:
+    """``mnist_uniform+zero_init@24ep#seed1`` -> ``mnist_uniform``: the config its scratch twins train with."""
+    return label.split(SEED_MARK)[0].split("@")[0].partition("+")[0]
+
+
 def known_scratch_top1(detail_paths: list[Path], retest_paths: list[Path]) -> dict:
-    """Scratch top-1 per architecture already measured (its first training, seed = its place in
-    the panel), from the benchmark's rows and the retests' first round: reused, not retrained."""
+    """Scratch top-1 per (scratch recipe, architecture) already measured (its first training, seed =
+    its place in the panel), from the benchmark's rows and the retests' first round: reused, not
+    retrained. Keyed by recipe too, so a config whose twins train otherwise gets its own."""
+    tables = [pd.read_csv(path).query("retest == 0") for path in retest_paths if path.exists()]
+    tables += [_previous_rows(path) for path in detail_paths]
+    recipes: dict[str, str | None] = {}
     known = {}
-    for path in retest_paths:
-        if path.exists():
-            first = pd.read_csv(path).query("retest == 0")
-            known |= dict(zip(first["arch"], first["scratch_top1"], strict=True))
-    for path in detail_paths:
-        rows = _previous_rows(path)
-        known |= dict(zip(rows.get("arch", []), rows.get("scratch_top1", []), strict=True))
+    for table in tables:
+        if "arch" not in table:
+            continue
+        for label, arch, top1 in table[["config", "arch", "scratch_top1"]].itertuples(index=False):
+            base = base_config(label)
+            recipe = recipes[base] if base in recipes else recipes.setdefault(base, scratch_recipe(base))
+            if recipe is not None:
+                known[recipe, arch] = top1
     return known
 
 
@@ -222,10 +243,10 @@ def bench_one(name: str, args, overrides: list[str], known_scratch: dict, scratc
     inherited = [r.top1 for r in evaluate_many(trainer.model, archs, test_data)]
     finetuned = (finetuned_top1(trainer.model, archs, splits, test_data, args.finetune_epochs, config, run_dir)
                  if args.finetune_epochs else [float("nan")] * len(archs))
-    key = (repr(config.supernet), config.train.epochs, scratch_config.optim)
+    key = scratch_recipe(base)
     if key not in scratch_cache:
-        scratch_cache[key] = [known_scratch.get(a.to_json()) or train_from_scratch(space, a, splits, scratch_config,
-                                                                                   seed=i, device=args.device)
+        scratch_cache[key] = [known_scratch.get((key, a.to_json())) or
+                              train_from_scratch(space, a, splits, scratch_config, seed=i, device=args.device)
                               for i, a in enumerate(archs)]
     scratch = scratch_cache[key]
     if ("seconds", key) not in scratch_cache:  # the budget's unit: one scratch subnet, the largest, trained alone
@@ -289,7 +310,7 @@ def scratch_retests(config_name: str, retests: int, known_scratch: dict, path: P
             seed = i + 100 * retest
             top1 = known.get((config_name, arch.to_json(), seed))
             if top1 is None and retest == 0:  # the benchmark's own twins
-                top1 = known_scratch.get(arch.to_json())
+                top1 = known_scratch.get((scratch_recipe(config_name), arch.to_json()))
             if top1 is None:
                 top1 = train_from_scratch(space, arch, splits, config, seed=seed, device=device)
             rows.append({"config": config_name, "arch": arch.to_json(), "macs": int(m), "seed": seed,
