@@ -217,8 +217,26 @@ def quickstart(out: str | Path = "runs/quickstart", *, supernet: str | None = No
                      "export": str(folder), **_finetuned(out, folder, report["arch"], finetune_epochs, progress)})
     summary = pd.DataFrame(rows)
     atomic_write_text(out / "summary.csv", summary.to_csv(index=False))
+    warning = beyond_measured(summary["predicted_val_top1"], read_evaluations(out)["val_top1"])
+    if warning:
+        stage("  " + warning)
     stage(f"done: summary in {out / 'summary.csv'}, Pareto plot {search_folder / 'pareto.png'}")
     return summary
+
+
+def beyond_measured(predicted_top1: pd.Series, measured_top1: pd.Series) -> str | None:
+    """A warning where exports were chosen on a predicted accuracy above every measured subnet's.
+
+    There the accuracy predictor extrapolates (a linear member keeps rising with size), and the
+    search, which maximises the prediction, goes exactly there; the exports' measured test
+    top-1 is then the figure to trust, not their predicted rank."""
+    best = float(measured_top1.max())
+    above = predicted_top1 > best
+    if not above.any():
+        return None
+    return (f"{int(above.sum())} of {len(predicted_top1)} exports were chosen on a predicted validation top-1 above "
+            f"every measured subnet's (up to {predicted_top1.max():.2f}% against the best measured, {best:.2f}%): "
+            f"the accuracy predictor extrapolates there; judge them by their measured test_top1")
 
 
 def _finetuned(run_folder: Path, export: Path, arch: dict, epochs: int, progress: bool) -> dict:

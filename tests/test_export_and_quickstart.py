@@ -15,7 +15,7 @@ from elasticnas import load_subnet
 from elasticnas.cli import main
 from elasticnas.experiment import SupernetConfig
 from elasticnas.export import FILES, export_subnet
-from elasticnas.pipeline import quickstart
+from elasticnas.pipeline import beyond_measured, quickstart
 from elasticnas.runs import load_trained
 from elasticnas.supernet import ConfigError, list_supernets
 
@@ -236,3 +236,10 @@ def test_the_budget_walks_down_the_front_until_a_subnet_measures_within_it(tmp_p
         budget.first_within(space, front, 5.0, device="cpu", runtime="torch", max_tries=2)
     with pytest.raises(ConfigError, match="no subnet"):
         budget.front_under(path, 0.5, space)
+
+
+def test_exports_predicted_above_every_measured_subnet_are_flagged():
+    measured = pd.Series([96.4, 97.5, 98.27])
+    assert beyond_measured(pd.Series([98.0, 98.27]), measured) is None  # at the best measured: not beyond
+    warning = beyond_measured(pd.Series([98.33, 97.9, 99.38]), measured)
+    assert warning.startswith("2 of 3 exports") and "up to 99.38%" in warning and "best measured, 98.27%" in warning
