@@ -227,9 +227,9 @@ def quickstart(out: str | Path = "runs/quickstart", *, supernet: str | None = No
 def beyond_measured(predicted_top1: pd.Series, measured_top1: pd.Series) -> str | None:
     """A warning where exports were chosen on a predicted accuracy above every measured subnet's.
 
-    There the accuracy predictor extrapolates (a linear member keeps rising with size), and the
-    search, which maximises the prediction, goes exactly there; the exports' measured test
-    top-1 is then the figure to trust, not their predicted rank."""
+    There the accuracy predictor extrapolates (an additive model scores the combination of each
+    gene's best choice above any subnet it was fitted on), and the search, which maximises the
+    prediction, goes exactly there; the exports' measured test top-1 is then the figure to trust."""
     best = float(measured_top1.max())
     above = predicted_top1 > best
     if not above.any():
