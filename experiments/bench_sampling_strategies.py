@@ -44,8 +44,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
-import torch.nn.functional as F
 from scipy.stats import kendalltau
+from scratch_twins import base_config, scratch_recipe, train_from_scratch
 from strategy_noise import (
     SEED_MARK,
     across_seeds,
@@ -55,16 +55,12 @@ from strategy_noise import (
     tau_ceiling,
 )
 
-from elasticnas.core.errors import ConfigError
 from elasticnas.experiment import build_run, load_experiment, train_experiment
 from elasticnas.hardware import count_all
 from elasticnas.hardware.table_build import device_name
 from elasticnas.supernet import EvalData, evaluate_many
-from elasticnas.supernet.batches import epoch_order, iterate, resize
 from elasticnas.supernet.evaluation import calibrated_subnet, recalibrate_bn, score
 from elasticnas.supernet.finetuning import FinetuneConfig, finetune
-from elasticnas.supernet.static import build_static
-from elasticnas.supernet.training import build_optimizer, warmup_cosine
 
 STRATEGIES = ("sandwich", "uniform", "progressive_shrinking", "complexity_aware", "performance_aware",
               "delayed_shrinking")
@@ -126,21 +122,6 @@ def result_path(stem: str, device: str, subnets: int = USUAL_PANEL) -> Path:
     return RESULTS / f"{stem}{device_suffix(device)}{panel}.csv"
 
 
-def scratch_recipe(config_name: str) -> str | None:
-    """What a scratch twin's top-1 depends on besides its architecture and seed: the config's
-    supernet, data, optimizer and epochs (not its strategy). None for a config no longer bundled."""
-    try:
-        config = load_experiment(config_name)
-    except ConfigError:
-        return None
-    return repr((config.supernet, config.data, config.optim, config.train.epochs))
-
-
-def base_config(label: str) -> str:
-    """``mnist_uniform+zero_init@24ep#seed1`` -> ``mnist_uniform``: the config its scratch twins train with."""
-    return label.split(SEED_MARK)[0].split("@")[0].partition("+")[0]
-
-
 def known_scratch_top1(detail_paths: list[Path], retest_paths: list[Path]) -> dict:
     """Scratch top-1 per (scratch recipe, architecture) already measured (its first training, seed =
     its place in the panel), from the benchmark's rows and the retests' first round: reused, not
@@ -158,43 +139,6 @@ def known_scratch_top1(detail_paths: list[Path], retest_paths: list[Path]) -> di
             if recipe is not None:
                 known[recipe, arch] = top1
     return known
-
-
-def train_from_scratch(space, arch, splits, config, seed: int, device: str = "cpu") -> float:
-    """Top-1 (%) on the test split of ``arch`` trained alone with the run's optimizer and epochs
-    (on CUDA with mixed precision when ``config.train.amp``, as the supernet trains)."""
-    torch.manual_seed(seed)
-    device = torch.device(device)
-    amp = config.train.amp and device.type == "cuda"
-    model = build_static(space, arch).to(device)
-    optim_cfg, batch = config.optim, config.data.batch_size
-    optimizer = build_optimizer(model, optim_cfg)
-    steps_per_epoch = len(splits.train) // batch
-    total = steps_per_epoch * config.train.epochs
-    warmup = int(round(optim_cfg.warmup_epochs * steps_per_epoch))
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: warmup_cosine(s, total, warmup,
-                                                                                     optim_cfg.min_lr_ratio))
-    scaler = torch.amp.GradScaler("cuda", enabled=amp)
-    model.train()
-    for epoch in range(config.train.epochs):
-        order = epoch_order(len(splits.train), seed, epoch)[: steps_per_epoch * batch]
-        for images, labels in iterate(splits.train, order, batch):
-            images, labels = images.to(device), labels.to(device)
-            optimizer.zero_grad(set_to_none=True)
-            with torch.autocast("cuda", enabled=amp):
-                logits = model(resize(images, arch.resolution))
-            loss = F.cross_entropy(logits.float(), labels, label_smoothing=optim_cfg.label_smoothing)
-            scaler.scale(loss).backward()
-            scaler.unscale_(optimizer)
-            if optim_cfg.grad_clip:
-                torch.nn.utils.clip_grad_norm_(model.parameters(), optim_cfg.grad_clip)
-            scaler.step(optimizer)
-            scaler.update()
-            scheduler.step()
-    model.eval()
-    with torch.no_grad():
-        images, labels = (t.to(device) for t in splits.test.tensors)
-        return 100.0 * float((model(resize(images, arch.resolution)).argmax(1) == labels).float().mean())
 
 
 def _previous_rows(path: Path) -> pd.DataFrame:
