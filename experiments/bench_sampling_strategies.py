@@ -45,7 +45,7 @@ import numpy as np
 import pandas as pd
 import torch
 from scipy.stats import kendalltau
-from scratch_twins import base_config, scratch_recipe, train_from_scratch
+from scratch_twins import parse_label, scratch_recipe, train_from_scratch
 from strategy_noise import (
     SEED_MARK,
     across_seeds,
@@ -55,6 +55,7 @@ from strategy_noise import (
     tau_ceiling,
 )
 
+from elasticnas.core.errors import ConfigError
 from elasticnas.experiment import build_run, load_experiment, train_experiment
 from elasticnas.hardware import count_all
 from elasticnas.hardware.table_build import device_name
@@ -128,16 +129,20 @@ def known_scratch_top1(detail_paths: list[Path], retest_paths: list[Path]) -> di
     retrained. Keyed by recipe too, so a config whose twins train otherwise gets its own."""
     tables = [pd.read_csv(path).query("retest == 0") for path in retest_paths if path.exists()]
     tables += [_previous_rows(path) for path in detail_paths]
-    recipes: dict[str, str | None] = {}
+    recipes: dict[str, str | None] = {}  # per config named in the rows; None: no longer bundled
     known = {}
     for table in tables:
         if "arch" not in table:
             continue
         for label, arch, top1 in table[["config", "arch", "scratch_top1"]].itertuples(index=False):
-            base = base_config(label)
-            recipe = recipes[base] if base in recipes else recipes.setdefault(base, scratch_recipe(base))
-            if recipe is not None:
-                known[recipe, arch] = top1
+            base = parse_label(label)[0]
+            if base not in recipes:
+                try:
+                    recipes[base] = scratch_recipe(load_experiment(base))
+                except ConfigError:
+                    recipes[base] = None
+            if recipes[base] is not None:
+                known[recipes[base], arch] = top1
     return known
 
 
@@ -169,8 +174,7 @@ def finetuned_top1(supernet, archs, splits, data: EvalData, epochs: int, config,
 
 def bench_one(name: str, args, overrides: list[str], known_scratch: dict, scratch_cache: dict) -> list[dict]:
     """Train the supernet of ``name`` (config[+recipe]) and compare its subnets with scratch twins."""
-    label, _, seed = name.partition(SEED_MARK)
-    base, _, recipe = label.split("@")[0].partition("+")
+    base, recipe, seed = parse_label(name)
     seeded = [f"train.seed={seed}"] if seed else []
     # where "auto" already means the CPU, runs saved before --device existed still resume
     placed = [] if args.device == "cpu" and not torch.cuda.is_available() else [f"train.device={args.device}"]
@@ -187,7 +191,7 @@ def bench_one(name: str, args, overrides: list[str], known_scratch: dict, scratc
     inherited = [r.top1 for r in evaluate_many(trainer.model, archs, test_data)]
     finetuned = (finetuned_top1(trainer.model, archs, splits, test_data, args.finetune_epochs, config, run_dir)
                  if args.finetune_epochs else [float("nan")] * len(archs))
-    key = scratch_recipe(base)
+    key = scratch_recipe(scratch_config)
     if key not in scratch_cache:
         scratch_cache[key] = [known_scratch.get((key, a.to_json())) or
                               train_from_scratch(space, a, splits, scratch_config, seed=i, device=args.device)
@@ -248,13 +252,14 @@ def scratch_retests(config_name: str, retests: int, known_scratch: dict, path: P
     if also_known is not None and also_known.exists():
         earlier = pd.concat([pd.read_csv(also_known)[columns], done[columns]])
     known = {(c, a, int(s)): t for c, a, s, t in earlier[columns].itertuples(False)}
+    recipe = scratch_recipe(config)
     rows = done[done["config"] != config_name].to_dict("records")
     for retest in range(retests + 1):
         for i, (arch, m) in enumerate(zip(archs, macs, strict=True)):
             seed = i + 100 * retest
             top1 = known.get((config_name, arch.to_json(), seed))
             if top1 is None and retest == 0:  # the benchmark's own twins
-                top1 = known_scratch.get((scratch_recipe(config_name), arch.to_json()))
+                top1 = known_scratch.get((recipe, arch.to_json()))
             if top1 is None:
                 top1 = train_from_scratch(space, arch, splits, config, seed=seed, device=device)
             rows.append({"config": config_name, "arch": arch.to_json(), "macs": int(m), "seed": seed,

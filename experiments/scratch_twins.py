@@ -7,26 +7,23 @@ import torch
 import torch.nn.functional as F
 from strategy_noise import SEED_MARK
 
-from elasticnas.core.errors import ConfigError
-from elasticnas.experiment import load_experiment
 from elasticnas.supernet.batches import epoch_order, iterate, resize
 from elasticnas.supernet.static import build_static
 from elasticnas.supernet.training import build_optimizer, warmup_cosine
 
 
-def scratch_recipe(config_name: str) -> str | None:
-    """What a scratch twin's top-1 depends on besides its architecture and seed: the config's
-    supernet, data, optimizer and epochs (not its strategy). None for a config no longer bundled."""
-    try:
-        config = load_experiment(config_name)
-    except ConfigError:
-        return None
+def scratch_recipe(config) -> str:
+    """What a scratch twin's top-1 depends on besides its architecture and seed: its config's
+    supernet, data, optimizer and epochs (not its strategy)."""
     return repr((config.supernet, config.data, config.optim, config.train.epochs))
 
 
-def base_config(label: str) -> str:
-    """``mnist_uniform+zero_init@24ep#seed1`` -> ``mnist_uniform``: the config its scratch twins train with."""
-    return label.split(SEED_MARK)[0].split("@")[0].partition("+")[0]
+def parse_label(label: str) -> tuple[str, str, str]:
+    """A benchmark row's label, ``config[+recipe][@Nep][#seedS]``, as (config, recipe, seed);
+    recipe and seed are "" where absent. The scratch twins train with the config alone."""
+    rest, _, seed = label.partition(SEED_MARK)
+    base, _, recipe = rest.split("@")[0].partition("+")
+    return base, recipe, seed
 
 
 def train_from_scratch(space, arch, splits, config, seed: int, device: str = "cpu") -> float:
