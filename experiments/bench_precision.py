@@ -25,6 +25,7 @@ adds ``_T``.
 from __future__ import annotations
 
 import argparse
+import re
 import warnings
 from dataclasses import replace
 from pathlib import Path
@@ -107,6 +108,13 @@ def plot(rows: pd.DataFrame, path: Path, runtime: str) -> None:
     atomic_save_figure(fig, path)
 
 
+def file_tag(text: str) -> str:
+    """``--tag``: it becomes part of file and folder names, so letters, digits, ``_``, ``-`` and ``.`` only."""
+    if not re.fullmatch(r"[A-Za-z0-9_.-]*", text):
+        raise argparse.ArgumentTypeError(f"{text!r}: use letters, digits, '_', '-' and '.' only (e.g. epyc_zen4)")
+    return text
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--runtime", default="onnxruntime", choices=RUNTIMES)
@@ -116,8 +124,9 @@ def main() -> None:
     parser.add_argument("--evals", type=int, default=20_000, help="predicted evaluations per search")
     parser.add_argument("--trials", type=int, default=20)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--tag", default="", help="appended to the run folder's and result files' names, "
-                                                  "e.g. the CPU, so that another machine's run sits beside")
+    parser.add_argument("--tag", default="", type=file_tag,
+                        help="appended to the run folder's and result files' names, e.g. the CPU, so that another "
+                             "machine's run sits beside")
     args = parser.parse_args()
     warnings.filterwarnings("ignore")
     suffix = "" if args.runtime == "onnxruntime" else f"_{args.runtime}"  # ONNX Runtime's files keep their names

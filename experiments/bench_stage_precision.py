@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
+from bench_precision import file_tag
 from tqdm import tqdm
 
 from elasticnas.core.atomic import atomic_write_text
@@ -75,7 +76,8 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=30)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--tag", default="", help="appended to the result files' names, e.g. another CPU's")
+    parser.add_argument("--tag", default="", type=file_tag,
+                        help="appended to the result files' names, e.g. another CPU's")
     args = parser.parse_args()
     suffix = f"_{args.tag}" if args.tag else ""
     if min(args.subnets, args.rounds, args.repeats, args.threads) < 1:
