@@ -78,6 +78,11 @@ def _export_arguments(parser: argparse.ArgumentParser) -> None:
     which.add_argument("--arch-json", type=Path, help="a JSON file holding an architecture (or {'arch': ...})")
     which.add_argument("--pareto-index", type=int, help="row of the search's front.csv (0: most accurate)")
     parser.add_argument("--search", type=Path, default=None, help="search folder (default: the run's latest)")
+    parser.add_argument("--check-top-k", type=int, default=5,
+                        help="with --budget-ms, where the subnet predicted best is predicted above every measured "
+                             "subnet of the run: measure this many searched subnets predicted best within the budget "
+                             "and export the most accurate on validation, the run's measured subnets included "
+                             "(0: always the one predicted best)")
     parser.add_argument("--formats", default="safetensors,torch_export,onnx",
                         help="comma-separated: safetensors (always), torch_export (model.pt2), onnx, torchscript "
                              "(deprecated in torch)")
@@ -96,10 +101,16 @@ def _run_export(args: argparse.Namespace) -> None:
     space = run_space(args.run_folder)
     if args.budget_ms is not None:
         report = export_within_budget(args.run_folder, args.budget_ms, args.out, search_folder=args.search,
-                                      formats=formats, device=args.device, runtime=args.runtime)
+                                      formats=formats, device=args.device, runtime=args.runtime,
+                                      check_top_k=args.check_top_k)
+        if report["chosen_on"] != "prediction":
+            print(f"the subnet predicted best, at {report['predicted_top1_of_best']:.2f}%, is above every measured "
+                  f"subnet ({report['best_measured_val_top1']:.2f}%): chosen on measured validation top-1 from "
+                  f"{report['candidates']} candidates: {report['chosen_from']}, {report['val_top1']:.2f}% "
+                  f"(SE {report['val_top1_se']:.2f})")
         for tried in report["budget_tries"][:-1]:
-            print(f"front subnet {tried['front_rank']} measured {tried['measured_ms']:.3f} ms > {args.budget_ms} ms "
-                  f"on {args.device}/{args.runtime}: trying the next one down the front")
+            print(f"candidate {tried['rank']} measured {tried['measured_ms']:.3f} ms > {args.budget_ms} ms "
+                  f"on {args.device}/{args.runtime}: trying the next one down the list")
         arch = space.canonical(report["arch"])
     else:
         arch = choose_arch(args.run_folder, space, arch_json=args.arch_json, pareto_index=args.pareto_index,
@@ -167,6 +178,9 @@ def _quickstart_arguments(parser: argparse.ArgumentParser) -> None:
                         help="timings per layer of the latency table (elasticnas profile --repeats)")
     parser.add_argument("--table-rounds", type=int, default=3,
                         help="passes over the latency table's layers (elasticnas profile --rounds)")
+    parser.add_argument("--check-top-k", type=int, default=5,
+                        help="where a budget's best prediction is above every measured subnet: searched subnets "
+                             "measured before its export is chosen on validation top-1 (0: always on the prediction)")
     parser.add_argument("--seed", type=int, default=0)
     parser.set_defaults(run=_run_quickstart)
 
@@ -177,7 +191,8 @@ def _run_quickstart(args: argparse.Namespace) -> None:
     summary = quickstart(args.out, supernet=args.supernet, config=args.config, subnets=args.subnets,
                          runtime=args.runtime, seed=args.seed,
                          precision=args.precision, finetune_epochs=args.finetune_epochs,
-                         table_repeats=args.table_repeats, table_rounds=args.table_rounds)
+                         table_repeats=args.table_repeats, table_rounds=args.table_rounds,
+                         check_top_k=args.check_top_k)
     print(summary.round(3).to_string(index=False))
 
 

@@ -63,8 +63,9 @@ def latency_table_for(run_folder: str | Path, space: SearchSpace, *, device: str
                               repeats=repeats, rounds=rounds, progress=progress, calibrate=calibrate)
 
 
-def read_evaluations(run_folder: str | Path) -> pd.DataFrame:
-    return read_journal(Path(run_folder) / EVALUATIONS, required=EVAL_COLUMNS, numeric=EVAL_COLUMNS[1:],
+def read_evaluations(run_folder: str | Path, journal: str | Path = EVALUATIONS) -> pd.DataFrame:
+    """The measured subnets in the run's ``journal`` (a path relative to the run folder)."""
+    return read_journal(Path(run_folder) / journal, required=EVAL_COLUMNS, numeric=EVAL_COLUMNS[1:],
                         what="evaluations journal (one measured subnet per row)")
 
 
@@ -100,16 +101,19 @@ def measure_run(run_folder: str | Path, n: int = 300, *, seed: int = 0, device: 
 
 
 def append_evaluations(run_folder: Path, run: TrainedRun, archs: list, table: LatencyTable, data,
-                       on_each=None) -> list[dict]:
-    """Evaluate ``archs`` (BN recalibrated, on ``data``) and append one row each to evaluations.csv."""
+                       on_each=None, journal: str | Path = EVALUATIONS) -> list[dict]:
+    """Evaluate ``archs`` (BN recalibrated, on ``data``) and append one row each to the run's
+    ``journal`` (evaluations.csv unless named; a path relative to the run folder)."""
     if not archs:
         return []
     space = run.space
     costs = count_all(space, archs)
     latency = table.predict(archs)
     rows = []
-    columns = journal_columns(Path(run_folder) / EVALUATIONS)
-    with open(Path(run_folder) / EVALUATIONS, "a", newline="") as handle, torch.no_grad():
+    path = Path(run_folder) / journal
+    path.parent.mkdir(parents=True, exist_ok=True)
+    columns = journal_columns(path)
+    with open(path, "a", newline="") as handle, torch.no_grad():
         for i, arch in enumerate(archs):
             start = time.perf_counter()
             result = evaluate_deployed(run.supernet, arch, data, runtime=table.metadata["runtime"])

@@ -12,6 +12,7 @@ from pathlib import Path
 import pandas as pd
 import torch
 
+from elasticnas.accuracy_check import best_measured_top1, checked_candidates
 from elasticnas.budget import first_within, front_under
 from elasticnas.core.atomic import atomic_write_json, atomic_write_text
 from elasticnas.core.errors import ConfigError
@@ -21,11 +22,13 @@ from elasticnas.hardware.counting import count_all
 from elasticnas.hardware.latency import measure_archs
 from elasticnas.hardware.quantize import load_int8, require_int8
 from elasticnas.measure import describe_accuracy_noise, fit_run, latency_table_for, measure_run, read_evaluations
+from elasticnas.predictors import load_predictor
 from elasticnas.runs import EXPORTS, PREDICTORS, SEARCH, load_trained
 from elasticnas.supernet.arch import PRECISIONS, Arch
 from elasticnas.supernet.evaluation import calibrated_subnet, score
 
 REPORT = "report.json"
+CANDIDATES = "candidates.csv"  # what an accuracy-checked export was chosen from
 
 
 def latest_search(run_folder: Path) -> Path:
@@ -97,6 +100,12 @@ def export_from_run(run_folder: str | Path, arch: Arch, out: str | Path, *, form
     return report
 
 
+def check_top_k_allowed(check_top_k: int) -> None:
+    if isinstance(check_top_k, bool) or not isinstance(check_top_k, int) or check_top_k < 0:
+        raise ConfigError(f"--check-top-k is the number of searched subnets measured before an export is chosen: "
+                          f"0 (choose on the prediction) or more, but got {check_top_k!r}")
+
+
 def deployed_accuracy(folder: Path, arch: Arch, splits: dict[str, tuple[torch.Tensor, torch.Tensor]],
                       threads: int | None = None, model: torch.nn.Module | None = None) -> dict:
     """``<split>_top1`` of the exported model in ``folder`` as deployed, for each ``split: (images,
@@ -119,19 +128,42 @@ def deployed_accuracy(folder: Path, arch: Arch, splits: dict[str, tuple[torch.Te
 def export_within_budget(run_folder: str | Path, budget_ms: float, out: str | Path, *,
                          search_folder: Path | None = None, device: str = "cpu", runtime: str = "torch",
                          threads: int | None = None, run=None, formats=FORMATS, max_tries: int = 5,
-                         strict: bool = True) -> dict:
-    """Export the most accurate searched subnet that *measures* within ``budget_ms`` on ``device``/``runtime``,
-    walking down the searched front from the one predicted best (see :mod:`elasticnas.budget`); with
-    ``strict=False`` the fastest subnet tried is exported when none fits (the report says so)."""
-    run_folder = Path(run_folder)
+                         strict: bool = True, check_top_k: int = 5) -> dict:
+    """Export the most accurate subnet that *measures* within ``budget_ms`` on ``device``/``runtime``.
+
+    "Most accurate" is predicted, down the searched front, unless the subnet predicted best is
+    predicted above every measured subnet of the run: then, with ``check_top_k`` > 0, it is
+    measured, among the ``check_top_k`` searched subnets predicted best and the run's measured
+    subnets predicted within the budget (:mod:`elasticnas.accuracy_check`; the list is written
+    to ``candidates.csv`` beside the export). The walk of :mod:`elasticnas.budget` then takes the
+    first candidate that measures within the budget; with ``strict=False`` the fastest one tried
+    when none does (the report says so).
+    """
+    check_top_k_allowed(check_top_k)
+    run_folder, out = Path(run_folder), Path(out)
     run = run or load_trained(run_folder)
     folder = search_folder or latest_search(run_folder)
     candidates = front_under(folder / "archive.csv", budget_ms, run.space)
+    best_measured = best_measured_top1(run_folder)
+    extra = {"budget_ms": budget_ms, "check_top_k": check_top_k, "predicted_top1_of_best": candidates[0].predicted_top1,
+             "best_measured_val_top1": best_measured, "chosen_on": "prediction"}
+    checks = None
+    if check_top_k and candidates[0].predicted_top1 > best_measured:
+        checks = checked_candidates(run_folder, run, candidates, budget_ms, top_k=check_top_k, device=device,
+                                    runtime=runtime)
+        candidates = [(run.space.canonical(text), ms) for text, ms in zip(checks["arch"], checks["predicted_ms"],
+                                                                           strict=True)]
+        out.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(out / CANDIDATES, checks.to_csv(index=False))
     arch, measured, tried = first_within(run.space, candidates, budget_ms, device=device, runtime=runtime,
                                          threads=threads, max_tries=max_tries, strict=strict)
-    chosen = tried[tried["arch"] == arch.to_json()].iloc[0]
-    extra = {"budget_ms": budget_ms, "front_rank": int(chosen["front_rank"]), "within_budget": measured <= budget_ms,
-             "budget_tries": tried.to_dict("records")}
+    rank = int(tried.loc[tried["arch"] == arch.to_json(), "rank"].iloc[0])
+    extra.update({"rank": rank, "within_budget": measured <= budget_ms, "budget_tries": tried.to_dict("records")})
+    if checks is not None:
+        row = checks.iloc[rank]
+        extra.update({"chosen_on": "measured validation top-1", "chosen_from": row["source"],
+                      "candidates": len(checks), "val_top1": float(row["val_top1"]),
+                      "val_top1_se": float(row["val_top1_se"])})
     return export_from_run(run_folder, arch, out, formats=formats, device=device, runtime=runtime, threads=threads,
                            run=run, measured_ms=measured, extra=extra)
 
@@ -140,7 +172,7 @@ def quickstart(out: str | Path = "runs/quickstart", *, supernet: str | None = No
                overrides: list[str] = (), subnets: int = 100, trials: int = 20, predicted_evals: int = 20_000,
                runtime: str = "torch", seed: int = 0, progress: bool = True, log=print,
                precision: str = "fp32", finetune_epochs: int = 0, table_repeats: int = 30,
-               table_rounds: int = 3) -> pd.DataFrame:
+               table_rounds: int = 3, check_top_k: int = 5) -> pd.DataFrame:
     """Train, profile, measure, fit, search under three budgets, export; returns the summary table.
 
     Without ``config``, a run begun earlier in ``out`` resumes with its own config; a new one of
@@ -152,13 +184,17 @@ def quickstart(out: str | Path = "runs/quickstart", *, supernet: str | None = No
     exported subnet (``elasticnas finetune``) into ``<export>_finetuned``. ``table_repeats`` and
     ``table_rounds``: timings per layer and passes over the layers of the latency table
     (``elasticnas profile --repeats/--rounds``); fewer build it faster and noisier.
+    ``check_top_k``: where the subnet predicted best within a budget is predicted above every
+    measured subnet, this many searched subnets are measured and the export is chosen on measured
+    validation top-1 (0: always on the prediction; see :func:`export_within_budget`).
     """
     from elasticnas.experiment import load_experiment, quickstart_config, train_experiment
     from elasticnas.searching import search_run
 
     if precision not in ("fp32", "int8"):
         raise ConfigError(f"precision {precision!r} is not known; choose 'fp32' or 'int8'")
-    if table_repeats < 1 or table_rounds < 1:  # before hours of training
+    check_top_k_allowed(check_top_k)  # before hours of training
+    if table_repeats < 1 or table_rounds < 1:
         raise ConfigError(f"the latency table needs --table-repeats >= 1 and --table-rounds >= 1, "
                           f"got {table_repeats} and {table_rounds}")
     if config is None:
@@ -191,37 +227,45 @@ def quickstart(out: str | Path = "runs/quickstart", *, supernet: str | None = No
                                             numeric=("samples",))["samples"].iloc[0] != len(read_evaluations(out)):
         fit_run(out, n_trials=trials, seed=seed, progress=progress)
     stage("  " + describe_accuracy_noise(read_csv(reports_csv, "predictor reports", columns=("target", "kendall_tau"))))
-    cheapest, _, _ = table.cheapest()
-    slowest = float(table.predict([run.space.max()])[0])
-    budgets = [round(cheapest + f * (slowest - cheapest), 3) for f in (0.15, 0.4, 0.7)]
+    budgets = quickstart_budgets(table, run.space)
     stage(f"5/6 searching the accuracy-latency front under {budgets} ms")
-    result, search_folder = search_run(out, latency_budgets_ms=budgets, runtime=runtime, algorithm="nsga2",
+    _, search_folder = search_run(out, latency_budgets_ms=budgets, runtime=runtime, algorithm="nsga2",
                                        predicted_evals=predicted_evals, seed=seed, progress=progress)
     stage("6/6 exporting the best subnet for each budget")
+    predictor = load_predictor(out / PREDICTORS / "accuracy.skops", run.space)  # the search's accuracy objective
     rows = []
     for budget in budgets:
         folder = out / EXPORTS / f"budget_{budget:g}ms"
-        report = _read_budget_report(folder, budget) or export_within_budget(
-            out, budget, folder, search_folder=search_folder, runtime=runtime, run=run, strict=False)
+        report = _read_budget_report(folder, budget, check_top_k) or export_within_budget(
+            out, budget, folder, search_folder=search_folder, runtime=runtime, run=run, strict=False,
+            check_top_k=check_top_k)
         if not report["within_budget"]:
             stage(f"  no subnet tried measured within {budget} ms; exported the fastest, "
                   f"{report['latency_ms_measured']:.3f} ms (the table is optimistic on this machine today)")
-        chosen = result.archive[result.archive["arch"] == run.space.canonical(report["arch"]).to_json()]
-        predicted_top1 = float(chosen["accuracy"].iloc[0]) if len(chosen) else float("nan")
-        rows.append({"budget_ms": budget, "front_rank": report["front_rank"], "within_budget": report["within_budget"],
-                     "predicted_ms": report["latency_ms_predicted"],
+        predicted_top1 = float(predictor.predict([run.space.canonical(report["arch"])])[0])
+        rows.append({"budget_ms": budget, "chosen_on": report["chosen_on"].split()[0], "rank": report["rank"],
+                     "within_budget": report["within_budget"], "predicted_ms": report["latency_ms_predicted"],
                      "measured_ms": report["latency_ms_measured"], "predicted_val_top1": predicted_top1,
-                     "test_top1": report["test_top1"], "precision": report["precision"],
+                     "val_top1": report.get("val_top1", float("nan")), "test_top1": report["test_top1"],
+                     "precision": report["precision"],
                      "int8_accuracy_drop": report.get("int8_accuracy_drop", float("nan")),
                      "macs": report["macs"], "params": report["params"],
                      "export": str(folder), **_finetuned(out, folder, report["arch"], finetune_epochs, progress)})
     summary = pd.DataFrame(rows)
     atomic_write_text(out / "summary.csv", summary.to_csv(index=False))
-    warning = beyond_measured(summary["predicted_val_top1"], read_evaluations(out)["val_top1"])
+    warning = None if check_top_k else beyond_measured(summary["predicted_val_top1"], read_evaluations(out)["val_top1"])
     if warning:
         stage("  " + warning)
     stage(f"done: summary in {out / 'summary.csv'}, Pareto plot {search_folder / 'pareto.png'}")
     return summary
+
+
+def quickstart_budgets(table, space) -> list[float]:
+    """Three latency budgets placed by the table itself, at 15%, 40% and 70% of the way from the
+    cheapest subnet to the largest one, so they mean something on whatever CPU built it."""
+    cheapest, _, _ = table.cheapest()
+    slowest = float(table.predict([space.max()])[0])
+    return [round(cheapest + f * (slowest - cheapest), 3) for f in (0.15, 0.4, 0.7)]
 
 
 def beyond_measured(predicted_top1: pd.Series, measured_top1: pd.Series) -> str | None:
@@ -263,12 +307,13 @@ def _read_metrics(path: Path) -> pd.DataFrame:
                     numeric=("epoch", "train_loss"))
 
 
-def _read_budget_report(folder: Path, budget_ms: float) -> dict | None:
+def _read_budget_report(folder: Path, budget_ms: float, check_top_k: int) -> dict | None:
     path = folder / REPORT
     if not path.exists():
         return None
     report = read_json(path, "export report", fields=())
-    return report if report.get("budget_ms") == budget_ms else None
+    same = report.get("budget_ms") == budget_ms and report.get("check_top_k", 0) == check_top_k
+    return report if same and "rank" in report else None
 
 
 def redraw(run_folder: str | Path) -> list[Path]:

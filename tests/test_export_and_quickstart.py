@@ -210,22 +210,22 @@ def test_the_budget_walks_down_the_front_until_a_subnet_measures_within_it(tmp_p
 
     space = create_space("tiny_mbv3", num_classes=10, in_channels=1)
     path, (largest, middle, other, smallest) = _archive(tmp_path, space)
-    assert [a for a, _ in budget.front_under(path, 3.0, space)] == [middle, other, smallest]  # 3 ms one dominated
+    assert [p.arch for p in budget.front_under(path, 3.0, space)] == [middle, other, smallest]  # 3 ms one dominated
     front = budget.front_under(path, 5.0, space)
-    assert front[0] == (largest, 4.0) and len(front) == 4
+    assert front[0] == (largest, 4.0, 95.0) and len(front) == 4
     timings = iter([4.4, 1.3])  # the largest measures 10% over its 4.0 ms prediction, and over 4.2 ms
     monkeypatch.setattr(budget, "measure_archs", lambda space, archs, **kw: [next(timings)])
     arch, measured, tried = budget.first_within(space, front, 4.2, device="cpu", runtime="torch")
-    assert tried["front_rank"].tolist() == [0, 1] and arch == middle and measured == 1.3
+    assert tried["rank"].tolist() == [0, 1] and arch == middle and measured == 1.3
     # 50% then 80% optimistic: each over-budget timing raises the scale the next prediction must fit under
     timings = iter([6.0, 4.5, 3.0])
     monkeypatch.setattr(budget, "measure_archs", lambda space, archs, **kw: [next(timings)])
     arch, measured, tried = budget.first_within(space, front, 4.2, device="cpu", runtime="torch")
-    assert tried["front_rank"].tolist() == [0, 1, 2] and arch == other and measured == 3.0
+    assert tried["rank"].tolist() == [0, 1, 2] and arch == other and measured == 3.0
     timings = iter([6.0, 8.0, 2.4])  # scale 3.2 after the second: only the 1 ms subnet can fit, and does
     monkeypatch.setattr(budget, "measure_archs", lambda space, archs, **kw: [next(timings)])
     arch, _, tried = budget.first_within(space, front, 4.2, device="cpu", runtime="torch")
-    assert tried["front_rank"].tolist() == [0, 1, 3] and arch == smallest
+    assert tried["rank"].tolist() == [0, 1, 3] and arch == smallest
     timings = iter([6.0, 4.5])
     monkeypatch.setattr(budget, "measure_archs", lambda space, archs, **kw: [next(timings)])
     arch, measured, tried = budget.first_within(space, front, 4.2, device="cpu", runtime="torch", max_tries=2,
@@ -243,3 +243,74 @@ def test_exports_predicted_above_every_measured_subnet_are_flagged():
     assert beyond_measured(pd.Series([98.0, 98.27]), measured) is None  # at the best measured: not beyond
     warning = beyond_measured(pd.Series([98.33, 97.9, 99.38]), measured)
     assert warning.startswith("2 of 3 exports") and "up to 99.38%" in warning and "best measured, 98.27%" in warning
+
+
+def _measured_by_hand(run_folder, space, table, rows):
+    """evaluations.csv holding ``rows`` of (arch, val_top1), as `elasticnas measure` writes it."""
+    from elasticnas.measure import EVAL_COLUMNS
+
+    frame = pd.DataFrame([{"arch": a.to_json(), "resolution": a.resolution, "macs": 1, "params": 1, "size_bytes": 1,
+                           "peak_activation_bytes": 1, "table_latency_ms": float(table.predict([a])[0]),
+                           "val_top1": top1, "val_loss": 0.1, "val_images": 100, "eval_seconds": 0.1}
+                          for a, top1 in rows], columns=list(EVAL_COLUMNS))
+    frame.to_csv(run_folder / "evaluations.csv", index=False)
+
+
+def test_a_budget_export_is_chosen_on_measured_validation_accuracy(run_copy, tmp_path, monkeypatch):
+    from elasticnas import budget
+    from elasticnas.accuracy_check import CHECKS
+    from elasticnas.measure import latency_table_for, read_evaluations
+    from elasticnas.pipeline import export_within_budget
+
+    run = load_trained(run_copy)
+    space = run.space
+    table = latency_table_for(run_copy, space, check_speed=True)
+    # by the table (a 2-timing one: its order need not be the MACs order): the fastest, three more, the slowest
+    archs = sorted(dict.fromkeys([space.min(), space.max(), *space.sample(7, n=40)]),
+                   key=lambda a: float(table.predict([a])[0]))
+    fast, inside, slow = archs[0], archs[1:4], archs[-1]
+    budget_ms = 0.999 * float(table.predict([slow])[0])
+    # what the search predicted: each of the three above the next, and faster ones less accurate
+    archive = pd.DataFrame({"arch": [a.to_json() for a in inside], "feasible": True,
+                            "latency_ms": sorted(table.predict(inside), reverse=True), "accuracy": [99.0, 98.0, 97.0]})
+    search = tmp_path / "search"
+    search.mkdir()
+    archive.to_csv(search / "archive.csv", index=False)
+    # measured before: the fastest subnet scores best (a made-up 98.5%, below the 99% predicted above),
+    # the slowest too, but over the budget
+    _measured_by_hand(run_copy, space, table, [(fast, 98.5), (slow, 98.5)])
+    monkeypatch.setattr(budget, "measure_archs", lambda space, archs, **kw: [budget_ms / 2])
+    kwargs = dict(search_folder=search, formats=("safetensors",))
+
+    report = export_within_budget(run_copy, budget_ms, tmp_path / "checked", check_top_k=2, **kwargs)
+    assert report["arch"] == fast.to_dict() and report["chosen_from"] == "measured"
+    assert report["val_top1"] == 98.5 and report["candidates"] == 3 and report["check_top_k"] == 2
+    assert report["chosen_on"] == "measured validation top-1" and report["best_measured_val_top1"] == 98.5
+    candidates = pd.read_csv(tmp_path / "checked" / "candidates.csv")
+    assert candidates["source"].tolist()[0] == "measured" and slow.to_json() not in set(candidates["arch"])
+    assert sorted(candidates["source"][1:]) == ["searched 0", "searched 1"]
+    assert candidates["val_top1"].is_monotonic_decreasing
+    checks = read_evaluations(run_copy, CHECKS)
+    assert checks["arch"].tolist() == [a.to_json() for a in inside[:2]] and len(read_evaluations(run_copy)) == 2
+    measured = dict(zip(checks["arch"], checks["val_top1"], strict=True))
+    assert candidates.set_index("arch")["val_top1"][inside[0].to_json()] == measured[inside[0].to_json()]
+
+    report = export_within_budget(run_copy, budget_ms, tmp_path / "three", check_top_k=3, **kwargs)
+    again = read_evaluations(run_copy, CHECKS)
+    assert len(again) == 3 and again["val_top1"][:2].tolist() == checks["val_top1"].tolist()  # none measured twice
+    report = export_within_budget(run_copy, budget_ms, tmp_path / "predicted", check_top_k=0, **kwargs)
+    assert report["arch"] == inside[0].to_dict() and report["chosen_on"] == "prediction" and report["rank"] == 0
+    # within the measured range the prediction stands, and nothing more is measured
+    _measured_by_hand(run_copy, space, table, [(fast, 99.5), (slow, 98.5)])
+    report = export_within_budget(run_copy, budget_ms, tmp_path / "inside", check_top_k=5, **kwargs)
+    assert report["arch"] == inside[0].to_dict() and report["chosen_on"] == "prediction"
+    assert len(read_evaluations(run_copy, CHECKS)) == 3 and not (tmp_path / "inside" / "candidates.csv").exists()
+    with pytest.raises(ConfigError, match="--check-top-k .* but got -1"):
+        export_within_budget(run_copy, budget_ms, tmp_path / "bad", check_top_k=-1, **kwargs)
+    assert not (tmp_path / "bad").exists()
+
+
+def test_quickstart_refuses_a_negative_accuracy_check_before_training(tmp_path, capsys):
+    out = tmp_path / "quick"
+    assert main(["quickstart", "--out", str(out), "--check-top-k", "-1"]) == 2
+    assert "--check-top-k" in capsys.readouterr().err and not out.exists()

@@ -1,0 +1,68 @@
+"""Where the accuracy predictor extrapolates, choose a budget's export on measured accuracy.
+
+The search maximises the accuracy predictor, and at its optimum the predictor can be least to
+be trusted: fitted on a hundred noisy measurements of nearly alike subnets, an additive model
+scores the combination of every gene's best-looking choice above any subnet it was fitted on,
+and the search goes exactly there. So when the subnet predicted best within a budget is
+predicted above every measured subnet of the run, the ``top_k`` searched subnets predicted
+best within the budget are measured on the validation split (BN recalibrated, quantized where
+the subnet is int8: as deployed), the run's measured subnets predicted within the budget join
+them, and the walk of :mod:`elasticnas.budget` goes down this list ordered by measured
+validation top-1. Within the measured range the prediction stands: there a predictor fitted on
+many subnets carries less noise than one measurement (``experiments/bench_export_choice.py``
+compares the two on both kinds of supernet). Subnets measured only for this choice are kept in
+their own journal (``exports/accuracy_checks.csv``), not in the evaluations the predictors are
+fitted on, so a resumed run neither measures them twice nor refits on them.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+from elasticnas.budget import FrontPoint
+from elasticnas.core.errors import ConfigError
+from elasticnas.measure import append_evaluations, latency_table_for, read_evaluations
+from elasticnas.runs import EXPORTS
+
+CHECKS = f"{EXPORTS}/accuracy_checks.csv"
+CHECK_COLUMNS = ("arch", "source", "predicted_ms", "val_top1", "val_top1_se")
+
+
+def best_measured_top1(run_folder: str | Path) -> float:
+    """The best validation top-1 among the run's measured subnets (-inf when none is)."""
+    measured = read_evaluations(run_folder)["val_top1"]
+    return float(measured.max()) if len(measured) else float("-inf")
+
+
+def checked_candidates(run_folder: str | Path, run, searched: list[FrontPoint], budget_ms: float, *,
+                       top_k: int, device: str = "cpu", runtime: str = "torch") -> pd.DataFrame:
+    """The subnets a budget's export is chosen from, most accurate *measured* first.
+
+    ``searched``: the searched front within the budget, most accurate predicted first
+    (:func:`elasticnas.budget.front_under`); its first ``top_k`` are measured where not already.
+    Returns one row per candidate (``CHECK_COLUMNS``; ``source`` is ``searched <rank>`` or
+    ``measured``), ordered by validation top-1, then predicted latency.
+    """
+    if top_k < 1:
+        raise ConfigError(f"the accuracy check needs top_k >= 1 searched subnets to measure, but got {top_k}")
+    run_folder = Path(run_folder)
+    space = run.space
+    table = latency_table_for(run_folder, space, device=device, runtime=runtime, check_speed=True)
+    measured = {row["arch"]: row for row in read_evaluations(run_folder).to_dict("records")}
+    checked = {row["arch"]: row for row in read_evaluations(run_folder, CHECKS).to_dict("records")}
+    ranks = {point.arch.to_json(): rank for rank, point in enumerate(searched[:top_k])}
+    todo = [space.canonical(text) for text in ranks if text not in measured and text not in checked]
+    for row in append_evaluations(run_folder, run, todo, table, run.eval_data("val"), journal=CHECKS):
+        checked[row["arch"]] = row
+    known = {**checked, **measured}
+    pool = list(dict.fromkeys([*ranks, *measured]))
+    predicted_ms = table.predict([space.canonical(text) for text in pool])
+    rows = [{"arch": text, "source": f"searched {ranks[text]}" if text in ranks else "measured",
+             "predicted_ms": float(ms), "val_top1": float(known[text]["val_top1"]),
+             "val_top1_se": float(known[text].get("val_top1_se", float("nan")))}
+            for text, ms in zip(pool, predicted_ms, strict=True) if text in ranks or ms <= budget_ms]
+    frame = pd.DataFrame(rows, columns=list(CHECK_COLUMNS))
+    return frame.sort_values(["val_top1", "predicted_ms"], ascending=[False, True], kind="stable",
+                             ignore_index=True)
