@@ -65,7 +65,7 @@ def first_within(space, candidates: list[tuple], budget_ms: float, *, device: st
                      len(candidates))
     fastest = min(tried, key=lambda t: t["measured_ms"])
     if strict:
-        raise ConfigError(f"none of the {len(tried)} searched subnets tried under {budget_ms} ms measures within it on "
+        raise ConfigError(f"none of the {len(tried)} candidates tried under {budget_ms} ms measures within it on "
                           f"{device}/{runtime} (fastest: {fastest['measured_ms']:.4g} ms); the latency table "
                           f"underestimates this machine today: rebuild it (elasticnas profile) or raise the budget")
     return space.canonical(fastest["arch"]), fastest["measured_ms"], pd.DataFrame(tried)

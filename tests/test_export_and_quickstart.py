@@ -232,7 +232,7 @@ def test_the_budget_walks_down_the_front_until_a_subnet_measures_within_it(tmp_p
                                                 strict=False)
     assert arch == middle and measured == 4.5 and not tried["within_budget"].any()  # the fastest tried
     monkeypatch.setattr(budget, "measure_archs", lambda space, archs, **kw: [9.0])
-    with pytest.raises(ConfigError, match="none of the 2 searched subnets tried"):
+    with pytest.raises(ConfigError, match="none of the 2 candidates tried"):
         budget.first_within(space, front, 5.0, device="cpu", runtime="torch", max_tries=2)
     with pytest.raises(ConfigError, match="no subnet"):
         budget.front_under(path, 0.5, space)
