@@ -54,8 +54,9 @@ def checked_candidates(run_folder: str | Path, run, searched: list[FrontPoint], 
     checked = {row["arch"]: row for row in read_evaluations(run_folder, CHECKS).to_dict("records")}
     ranks = {point.arch.to_json(): rank for rank, point in enumerate(searched[:top_k])}
     todo = [space.canonical(text) for text in ranks if text not in measured and text not in checked]
-    for row in append_evaluations(run_folder, run, todo, table, run.eval_data("val"), journal=CHECKS):
-        checked[row["arch"]] = row
+    if todo:  # the validation data (2,000 calibration images with it) is loaded only to measure
+        for row in append_evaluations(run_folder, run, todo, table, run.eval_data("val"), journal=CHECKS):
+            checked[row["arch"]] = row
     known = {**checked, **measured}
     pool = list(dict.fromkeys([*ranks, *measured]))
     predicted_ms = table.predict([space.canonical(text) for text in pool])

@@ -230,7 +230,7 @@ def quickstart(out: str | Path = "runs/quickstart", *, supernet: str | None = No
     budgets = quickstart_budgets(table, run.space)
     stage(f"5/6 searching the accuracy-latency front under {budgets} ms")
     _, search_folder = search_run(out, latency_budgets_ms=budgets, runtime=runtime, algorithm="nsga2",
-                                       predicted_evals=predicted_evals, seed=seed, progress=progress)
+                                  predicted_evals=predicted_evals, seed=seed, progress=progress)
     stage("6/6 exporting the best subnet for each budget")
     predictor = load_predictor(out / PREDICTORS / "accuracy.skops", run.space)  # the search's accuracy objective
     rows = []

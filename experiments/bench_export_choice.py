@@ -43,7 +43,7 @@ from bench_validation_split import right_or_wrong
 
 from elasticnas.accuracy_check import checked_candidates
 from elasticnas.budget import front_under
-from elasticnas.core.atomic import atomic_write_text
+from elasticnas.core.atomic import atomic_write, atomic_write_text
 from elasticnas.measure import latency_table_for, read_evaluations
 from elasticnas.pipeline import quickstart_budgets
 from elasticnas.predictors import load_predictor
@@ -76,7 +76,7 @@ def scored_images(run_folder: Path, run, archs: list[str]) -> dict[str, np.ndarr
     todo = [a for a in archs if a not in known]
     if todo:
         known.update(zip(todo, right_or_wrong(run, [run.space.canonical(a) for a in todo]), strict=True))
-        np.savez(cache, **known)
+        atomic_write(cache, lambda handle: np.savez(handle, **known), binary=True)
     return {a: known[a] for a in archs}
 
 
