@@ -20,6 +20,7 @@ __version__ = "0.1.0"
 
 # The rest of the front door loads on first use, so that `elasticnas --help` stays quick.
 _LAZY = {
+    "elasticize": "elasticnas.supernet.families.graph",
     "load_subnet": "elasticnas.export",
     "export_subnet": "elasticnas.export",
     "quickstart": "elasticnas.pipeline",
@@ -53,6 +54,7 @@ __all__ = [
     "AutoPredictor",
     "LatencyTable",
     "Objective",
+    "elasticize",
     "export_from_run",
     "export_subnet",
     "fit_run",

@@ -50,7 +50,11 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from elasticnas import commands_deploy, commands_train  # noqa: F401  (their decorators register the commands)
+    from elasticnas import (  # noqa: F401  (their decorators register the commands)
+        commands_deploy,
+        commands_elasticize,
+        commands_train,
+    )
 
     parser = _Parser(prog="elasticnas", description="Train once, predict, search, export.")
     parser.add_argument("--debug", action="store_true", help="show tracebacks of errors")

@@ -176,7 +176,15 @@ class SearchSpace(LayerLists, DeploymentChoices):
         for name, columns in self._gene_groups:
             value = chosen[columns[0]] if self.genes[columns[0]].index is None else tuple(chosen[c] for c in columns)
             object.__setattr__(arch, name, value)
+        for name, default in self._geneless_fields:
+            object.__setattr__(arch, name, default)
         return arch
+
+    @cached_property
+    def _geneless_fields(self) -> tuple[tuple[str, Any], ...]:
+        """Arch fields no gene of this space holds (a family whose gene lists may be empty), with their defaults."""
+        held = {name for name, _ in self._gene_groups} | {"precision"}
+        return tuple((f.name, f.default) for f in fields(self.arch_type) if f.name not in held)
 
     def _uniform(self, pick: Callable[[tuple], int]) -> Arch:
         return self._arch_from_indices([pick(g.choices) for g in self.genes])

@@ -1,0 +1,121 @@
+"""The ``elasticize`` command: a user's own model (an import path) made an elastic supernet."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from elasticnas.cli import command
+from elasticnas.commands_train import int_list
+from elasticnas.core.errors import ConfigError
+from elasticnas.core.locking import LOCK_FILE
+
+SPACE_JSON = "space.json"  # the derived space: genes, layer records, how to rebuild the model
+EXPLAIN_CSV = "elasticize.csv"  # what became elastic, with which choices, and what stayed fixed and why
+EXPLAIN_COLUMNS = ("dimension", "name", "size", "choices", "detail")  # detail: why fixed, or the blocks
+
+
+def float_list(text: str) -> tuple[float, ...]:
+    try:
+        return tuple(float(part) for part in text.split(",") if part.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from None
+
+
+@command("elasticize", "make your own PyTorch model an elastic supernet (its largest subnet is the model)",
+         "elasticnas elasticize mypackage.models:build --input-shape 3,32,32 --explain --out runs/mine",
+         writes=lambda args: [] if args.out is None else [(args.out, True)])
+def _elasticize_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("model", metavar="MODULE:CALLABLE", help="a function or class returning the nn.Module")
+    parser.add_argument("--arg", nargs="*", default=[], metavar="KEY=VALUE",
+                        help="keyword arguments of the callable (values read as YAML, e.g. num_classes=10)")
+    parser.add_argument("--weights", type=Path, default=None,
+                        help="weights to load first: safetensors or a weights-only torch file")
+    parser.add_argument("--input-shape", type=int_list, required=True, metavar="C,H,W",
+                        help="one input image's shape, e.g. 3,224,224")
+    parser.add_argument("--width", type=float_list, default=(0.5, 0.75, 1.0), metavar="F,F,...",
+                        help="width fractions of each channel group (must include 1)")
+    parser.add_argument("--no-width", action="store_true", help="keep every width")
+    parser.add_argument("--no-depth", action="store_true", help="keep every residual block")
+    parser.add_argument("--no-kernel", action="store_true", help="keep every kernel size")
+    parser.add_argument("--resolutions", type=int_list, default=None,
+                        help="input sizes to search (default: the input's, 7/8 and 3/4 of it, where the model runs)")
+    parser.add_argument("--leaf", action="append", default=[], metavar="MODULE:CLASS",
+                        help="a module class to keep whole instead of tracing into it (repeatable)")
+    parser.add_argument("--explain", action="store_true", help="print every group, stage and kernel, elastic or "
+                        "fixed, and why")
+    parser.add_argument("--out", type=Path, default=None,
+                        help=f"a new folder for {SPACE_JSON}, supernet.safetensors and {EXPLAIN_CSV}")
+    parser.set_defaults(run=_run_elasticize)
+
+
+def _keyword_arguments(pairs: list[str]) -> dict:
+    import yaml
+
+    kwargs = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.isidentifier():
+            raise ConfigError(f"--arg takes KEY=VALUE with a Python name as KEY, but got {pair!r}")
+        kwargs[key] = yaml.safe_load(value)
+    return kwargs
+
+
+def _run_elasticize(args: argparse.Namespace) -> None:
+    import pandas as pd
+    import torch
+
+    from elasticnas.supernet.families.graph import elasticize
+    from elasticnas.supernet.families.graph.capture import image_input
+    from elasticnas.supernet.families.graph.source import build_model, import_object
+
+    if len(args.input_shape) != 3 or min(args.input_shape) < 1:
+        raise ConfigError(f"--input-shape takes C,H,W (three positive sizes), but got {list(args.input_shape)}")
+    if args.out is not None and args.out.exists() and any(p.name != LOCK_FILE for p in args.out.iterdir()):
+        raise ConfigError(f"--out {args.out} is not empty; choose a new folder")
+    kwargs = _keyword_arguments(args.arg)
+    leaves = [import_object(leaf) for leaf in args.leaf]
+    model = build_model(args.model, kwargs)
+    sha = _load_weights(model, args.weights) if args.weights is not None else None
+    example = image_input(*args.input_shape)
+    net = elasticize(model, example, width=None if args.no_width else args.width, depth=not args.no_depth,
+                     kernel=not args.no_kernel, resolutions=args.resolutions, leaves=leaves, source=args.model,
+                     source_args=kwargs, weights_sha256=sha).eval()
+    with torch.no_grad():
+        gap = (net(example, net.space.max()) - model.eval()(example)).abs().max().item()
+    table = pd.DataFrame(net.report, columns=EXPLAIN_COLUMNS)
+    if args.explain:
+        print(table.to_string(index=False))
+    space = net.space
+    print(f"{space.name}: {len(space.widths)} elastic widths, {len(space.depths)} stages of droppable blocks, "
+          f"{len(space.kernels)} elastic kernels, resolutions {list(space.resolutions)}; {space.size:,} subnets; "
+          f"the largest subnet differs from the model by {gap:.3g} at most (channel re-ordering's float32 sums)")
+    if args.out is not None:
+        _write(args.out, net, table)
+        print(f"supernet: {args.out} ({SPACE_JSON}, supernet.safetensors, {EXPLAIN_CSV})")
+
+
+def _load_weights(model, path: Path) -> str:
+    from elasticnas.parents import file_sha256, read_weights
+
+    state = read_weights(path)
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as error:
+        first = " ".join(str(error).split())[:300]
+        raise ConfigError(f"{path} does not fit the model: {first}") from None
+    return file_sha256(path)
+
+
+def _write(out: Path, net, table) -> None:
+    from safetensors.torch import save as save_safetensors
+
+    from elasticnas.core.atomic import atomic_write_bytes, atomic_write_json, atomic_write_text
+    from elasticnas.parents import IMPORTED_WEIGHTS
+
+    out.mkdir(parents=True, exist_ok=True)
+    state = {k: v.detach().contiguous().clone() for k, v in net.state_dict().items()}
+    atomic_write_bytes(out / IMPORTED_WEIGHTS, save_safetensors(state, metadata={
+        "space_fingerprint": net.space.fingerprint}))
+    atomic_write_text(out / EXPLAIN_CSV, table.to_csv(index=False))
+    atomic_write_json(out / SPACE_JSON, net.space.to_config())  # last: its presence marks the folder whole

@@ -1,0 +1,110 @@
+"""From an analysed graph to a :class:`GraphSpace`: which groups, stages and kernels become genes,
+each layer call as a record, and the ``--explain`` rows saying what stayed fixed and why."""
+
+from __future__ import annotations
+
+import json
+import os
+
+from torch import fx, nn
+
+from elasticnas.supernet.families.graph.analysis import Analysis
+from elasticnas.supernet.families.graph.layout import Layout
+from elasticnas.supernet.families.graph.space import (
+    FIXED,
+    DepthGene,
+    GraphSpace,
+    KernelGene,
+    LayerRecord,
+    WidthGene,
+)
+
+
+def _pair(value) -> tuple[int, int]:
+    return tuple(value) if isinstance(value, (tuple, list)) else (value, value)
+
+
+def _conv_attrs(conv: nn.Conv2d) -> tuple:
+    kernel = _pair(conv.kernel_size)
+    padding = conv.padding
+    if padding == "valid":
+        padding = (0, 0)
+    elif padding == "same":
+        padding = tuple(d * (k - 1) // 2 for d, k in zip(_pair(conv.dilation), kernel, strict=True))
+    depthwise = conv.groups == conv.in_channels == conv.out_channels and conv.groups > 1
+    return (kernel, _pair(conv.stride), _pair(padding), _pair(conv.dilation), 0 if depthwise else conv.groups,
+            conv.bias is not None)
+
+
+def _attrs(kind: str, module: nn.Module) -> tuple:
+    if kind == "conv":
+        return _conv_attrs(module)
+    if kind == "linear":
+        return (module.bias is not None,)
+    return (sum(getattr(module, n, None) is not None for n in ("weight", "bias")),)
+
+
+def derive_space(graph: fx.GraphModule, analysis: Analysis, by_resolution: dict, options, name: str,
+                 num_classes: int, in_channels: int, provenance: dict):
+    """``(space, blocks, report)``: the space, the droppable blocks by add node, the explain rows."""
+    groups, report = analysis.groups, []
+    stages = analysis.stages if options.depth else []
+    block_of = {node: (s, p) for s, stage in enumerate(stages) for p, block in enumerate(stage)
+                for node in block.branch}
+    depths, blocks = [], {}
+    for s, stage in enumerate(stages):
+        labels = tuple(block.label for block in stage)
+        prefix = os.path.commonprefix(labels).rstrip(".") or labels[0]
+        depths.append(DepthGene(prefix, labels, tuple(range(len(stage) // 2, len(stage) + 1))))
+        report.append(("depth", prefix, len(stage), list(depths[-1].choices), "blocks " + ", ".join(labels)))
+        for p, block in enumerate(stage):
+            blocks[block.add] = (s, p, block.skip, tuple(sorted(block.branch)))
+
+    gene_of, widths = {}, []
+    seen = dict.fromkeys(groups.find(g) for b in analysis.bindings.values()
+                         for layout in (b.outputs, b.inputs) for g in layout.groups())
+    for root in seen:
+        size, reason = groups.size[root], groups.reason(root)
+        choices = tuple(sorted({max(1, round(size * f)) for f in options.width})) if options.width else ()
+        if reason is None and len(choices) < 2:
+            reason = "width is off" if not options.width else f"{size} channels give no smaller distinct width"
+        if reason is not None:
+            report.append(("width", groups.origin[root], size, "fixed", reason))
+            continue
+        readers = {block_of.get(call) for b in analysis.bindings.values() for call in b.calls
+                   if root in {groups.find(g) for g in b.inputs.groups() + b.outputs.groups()}}
+        block = next(iter(readers)) if len(readers) == 1 else None
+        gene_of[root] = len(widths)
+        widths.append(WidthGene(groups.origin[root], size, choices, block))
+        report.append(("width", groups.origin[root], size, list(choices), ""))
+
+    kernels, kernel_of = [], {}
+    for module, size in (analysis.kernels.items() if options.kernel else ()):
+        kernel_of[module] = len(kernels)
+        kernels.append(KernelGene(module, size, tuple(range(3, size + 1, 2)),
+                                  block_of.get(analysis.bindings[module].calls[0])))
+        report.append(("kernel", module, size, list(kernels[-1].choices), ""))
+
+    def segments(layout: Layout) -> tuple:
+        return tuple((gene_of.get(groups.find(g), FIXED), size) for g, size in layout.segments)
+
+    ops, recorded = [], 0
+    nodes = {node.name: node for node in graph.graph.nodes}
+    for module_name, binding in analysis.bindings.items():
+        module = graph.get_submodule(module_name)
+        recorded += sum(p.numel() for p in module.parameters())
+        for i, call in enumerate(binding.calls):
+            source = nodes[call].args[0].name
+            ops.append(LayerRecord(call, module_name, binding.kind, segments(binding.inputs), binding.inputs.inner,
+                                   segments(binding.outputs), kernel_of.get(module_name, FIXED), block_of.get(call),
+                                   _attrs(binding.kind, module),
+                                   tuple((r, shapes[source][1:]) for r, shapes in sorted(by_resolution.items())),
+                                   i == 0))
+    report += [("module", m, "-", "fixed", why) for m, why in analysis.opaque.items()]
+    total = sum(p.numel() for p in graph.parameters())
+    space = GraphSpace(name=name, num_classes=num_classes, in_channels=in_channels,
+                       resolutions=tuple(sorted(by_resolution)), widths=tuple(widths), depths=tuple(depths),
+                       kernels=tuple(kernels), ops=tuple(ops), fixed_params=total - recorded,
+                       options=json.dumps(provenance.pop("options"), sort_keys=True), **provenance)
+    report.insert(0, ("resolution", "input", max(space.resolutions), list(space.resolutions), ""))
+    return space, blocks, report

@@ -1,0 +1,113 @@
+"""Channel groups and layouts: how the channels along a tensor's channel axis are made up.
+
+Every conv or linear output starts a channel *group*; ops that must see equal widths (the two
+sides of a residual add, a depthwise conv's input and output) join groups (union-find); a group
+that something unprovable reads is *fixed*, with the reason kept for ``--explain``. A tensor's
+:class:`Layout` lists the groups laid end to end along its channel axis (several after a
+concatenation), each channel repeated over ``inner`` contiguous elements (H*W after a flatten).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+
+@dataclass(frozen=True)
+class Layout:
+    axis: int  # the channel axis (non-negative, batch included)
+    segments: tuple[tuple[int, int], ...]  # (group, channels at full width), in order along the axis
+    inner: int = 1  # contiguous elements per channel (a flatten of C x H x W makes it H*W)
+
+    @property
+    def channels(self) -> int:
+        return sum(size for _, size in self.segments) * self.inner
+
+    def groups(self) -> list[int]:
+        return [group for group, _ in self.segments]
+
+
+class Groups:
+    """Union-find over channel groups; each root knows its size, its origin and why it is fixed."""
+
+    def __init__(self) -> None:
+        self.parent: list[int] = []
+        self.size: list[int] = []
+        self.origin: list[str] = []
+        self.fixed: dict[int, str] = {}
+
+    def new(self, size: int, origin: str, fixed: str | None = None) -> int:
+        self.parent.append(len(self.parent))
+        self.size.append(size)
+        self.origin.append(origin)
+        if fixed:
+            self.fixed[len(self.parent) - 1] = fixed
+        return len(self.parent) - 1
+
+    def find(self, group: int) -> int:
+        while self.parent[group] != group:
+            self.parent[group] = self.parent[self.parent[group]]
+            group = self.parent[group]
+        return group
+
+    def fix(self, group: int, reason: str) -> None:
+        self.fixed.setdefault(self.find(group), reason)
+
+    def reason(self, group: int) -> str | None:
+        return self.fixed.get(self.find(group))
+
+    def union(self, a: int, b: int, why: str) -> None:
+        a, b = self.find(a), self.find(b)
+        if a == b:
+            return
+        if self.size[a] != self.size[b]:
+            self.fix(a, f"{why} joins it to {self.size[b]} channels of another group")
+            self.fix(b, f"{why} joins it to {self.size[a]} channels of another group")
+            return
+        keep, gone = min(a, b), max(a, b)  # the earlier group names the joined one
+        self.parent[gone] = keep
+        reason = self.fixed.pop(gone, None) or self.fixed.get(keep)
+        if reason:
+            self.fixed[keep] = reason
+
+    def join_layouts(self, a: Layout, b: Layout, why: str) -> bool:
+        """Join two layouts segment by segment; False (and every group fixed) when they do not align."""
+        if len(a.segments) != len(b.segments) or a.inner != b.inner or \
+                any(sa != sb for (_, sa), (_, sb) in zip(a.segments, b.segments, strict=True)):
+            for group in a.groups() + b.groups():
+                self.fix(group, f"{why} meets channels laid out differently")
+            return False
+        for (ga, _), (gb, _) in zip(a.segments, b.segments, strict=True):
+            self.union(ga, gb, why)
+        return True
+
+    def fix_layout(self, layout: Layout | None, reason: str) -> None:
+        for group in layout.groups() if layout is not None else ():
+            self.fix(group, reason)
+
+
+def layout_indices(segments: tuple[tuple[int, int], ...], inner: int, kept: dict[int, int]) -> Tensor:
+    """Indices along the axis of the channels an architecture keeps: the leading ``kept[g]`` of each
+    segment of group ``g`` (all of a segment whose group has no entry)."""
+    parts, offset = [], 0
+    for group, size in segments:
+        parts.append(torch.arange(offset, offset + kept.get(group, size)))
+        offset += size
+    channels = torch.cat(parts) if parts else torch.zeros(0, dtype=torch.long)
+    if inner == 1:
+        return channels
+    return (channels[:, None] * inner + torch.arange(inner)).flatten()
+
+
+def permuted_indices(segments: tuple[tuple[int, int], ...], inner: int, group: int, order: Tensor) -> Tensor:
+    """Indices along the axis that apply ``order`` to every segment of ``group`` (others unchanged)."""
+    parts, offset = [], 0
+    for g, size in segments:
+        parts.append(offset + (order if g == group else torch.arange(size)))
+        offset += size
+    channels = torch.cat(parts)
+    if inner == 1:
+        return channels
+    return (channels[:, None] * inner + torch.arange(inner)).flatten()

@@ -1,0 +1,191 @@
+"""The elastic supernet of a captured graph: the graph run node by node with sliced weights.
+
+Each recorded conv, linear and norm call runs functionally on the leading channels its groups
+keep (index sets where a concatenation interleaves groups), a large conv on its centred smaller
+kernel, and a dropped block's add returns the input it would have added to. Every other node
+runs as the original model runs it. ``extract`` writes the same slices into plain torch layers
+of a copy of the graph, so a subnet is an ``fx.GraphModule`` needing nothing but torch.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, fx, nn
+from torch.func import functional_call
+
+from elasticnas.supernet.arch import Arch
+from elasticnas.supernet.families.graph.layout import layout_indices, permuted_indices
+from elasticnas.supernet.families.graph.space import FIXED, GraphArch, GraphSpace, LayerRecord
+from elasticnas.supernet.module import ElasticBlock, Supernet
+
+
+def take(tensor: Tensor | None, dim: int, index: Tensor) -> Tensor | None:
+    """``tensor`` along ``dim`` at ``index``: itself when whole, a view for a leading slice, else a gather."""
+    if tensor is None or len(index) == tensor.shape[dim]:
+        return tensor
+    if len(index) == 0 or int(index[-1]) == len(index) - 1:  # indices are increasing: a prefix ends at n-1
+        return tensor.narrow(dim, 0, len(index))
+    return tensor.index_select(dim, index.to(tensor.device))
+
+
+class GraphSupernet(Supernet, ElasticBlock):
+    """An elasticized model (see :func:`elasticnas.supernet.families.graph.elasticize`)."""
+
+    def __init__(self, space: GraphSpace, net: fx.GraphModule, blocks: dict[str, tuple[int, int, str, tuple]]):
+        super().__init__(space)
+        self.net = net
+        self._blocks = blocks  # add node -> (stage, position, skip node, branch nodes)
+        self._ops = {op.node: op for op in space.ops}
+        self._first = {}  # module -> its first recorded call (shared modules slice alike)
+        for op in space.ops:
+            self._first.setdefault(op.module, op)
+        self._indices: dict[tuple, dict[str, tuple[Tensor, Tensor]]] = {}
+        self.importance_fn = None  # a callable scoring a group's channels from its producers' weights; None: L1
+        self.report: list[tuple] = []  # the explain rows of elasticize
+
+    # ----- slicing ------------------------------------------------------------------------
+    def _slices(self, arch: GraphArch) -> dict[str, tuple[Tensor, Tensor]]:
+        """Kept input and output indices of each recorded module, cached per width choice."""
+        key = arch.widths
+        if key not in self._indices:
+            if len(self._indices) > 256:
+                self._indices.clear()
+            kept = dict(enumerate(arch.widths))
+            self._indices[key] = {name: (layout_indices(op.inputs, op.inner, kept), layout_indices(op.outputs, 1, kept))
+                                  for name, op in self._first.items()}
+        return self._indices[key]
+
+    def sliced(self, op: LayerRecord, arch: GraphArch, module: nn.Module) -> dict[str, Tensor]:
+        """The active weights of one recorded module, named as its parameters and buffers."""
+        inputs, outputs = self._slices(arch)[op.module]
+        if op.kind in ("batchnorm", "layernorm"):
+            names = ("weight", "bias", "running_mean", "running_var")
+            return {n: take(getattr(module, n, None), 0, inputs) for n in names if getattr(module, n, None) is not None}
+        weight = take(module.weight, 0, outputs)
+        if op.reads_inputs:
+            weight = take(weight, 1, inputs)
+        if op.kernel != FIXED:
+            k, full = arch.kernels[op.kernel], weight.shape[-1]
+            weight = weight[..., (full - k) // 2 : (full + k) // 2, (full - k) // 2 : (full + k) // 2]
+        return {"weight": weight, **({"bias": take(module.bias, 0, outputs)} if module.bias is not None else {})}
+
+    def _run_op(self, op: LayerRecord, module: nn.Module, x: Tensor, arch: GraphArch) -> Tensor:
+        state = self.sliced(op, arch, module)
+        if op.kind == "linear":
+            return F.linear(x, state["weight"], state.get("bias"))
+        if op.kind == "layernorm":
+            return F.layer_norm(x, (x.shape[-1],), state.get("weight"), state.get("bias"), module.eps)
+        if op.kind == "batchnorm":
+            return functional_call(module, state, (x,))
+        weight = state["weight"]
+        padding = weight.shape[-1] // 2 if op.kernel != FIXED else module.padding
+        if module.padding_mode != "zeros":
+            x, padding = F.pad(x, module._reversed_padding_repeated_twice, mode=module.padding_mode), 0
+        groups = weight.shape[0] if op.depthwise else module.groups
+        return F.conv2d(x, weight, state.get("bias"), module.stride, padding, module.dilation, groups)
+
+    def _dropped(self, arch: GraphArch) -> tuple[dict[str, str], set[str]]:
+        """Adds of the blocks ``arch`` drops (-> the node each returns) and the nodes not to run."""
+        adds, skipped = {}, set()
+        for add, (stage, position, skip, branch) in self._blocks.items():
+            if arch.depths[stage] <= position:
+                adds[add] = skip
+                skipped.update(branch)
+        return adds, skipped
+
+    # ----- the protocol ----------------------------------------------------------------------
+    def forward(self, x: Tensor, arch: Arch | None = None) -> Tensor:
+        arch = self.resolve(arch)
+        adds, skipped = self._dropped(arch)
+        env: dict[str, object] = {}
+
+        def load(value):
+            return fx.node.map_arg(value, lambda n: env[n.name])
+
+        for node in self.net.graph.nodes:
+            if node.name in skipped:
+                continue
+            if node.op == "placeholder":
+                env[node.name] = x
+            elif node.op == "output":
+                return load(node.args[0])
+            elif node.name in adds:
+                env[node.name] = env[adds[node.name]]
+            elif node.op == "get_attr":
+                env[node.name] = functools.reduce(getattr, node.target.split("."), self.net)
+            elif node.name in self._ops:
+                env[node.name] = self._run_op(self._ops[node.name], self.net.get_submodule(node.target),
+                                              env[node.args[0].name], arch)
+            else:
+                env[node.name] = self._call(node, load(node.args), load(node.kwargs))
+        raise RuntimeError("the graph has no output node")  # pragma: no cover - fx graphs always end in one
+
+    def _call(self, node: fx.Node, args, kwargs):
+        if node.op == "call_module":
+            return self.net.get_submodule(node.target)(*args, **kwargs)
+        if node.op == "call_function":
+            return node.target(*args, **kwargs)
+        return getattr(args[0], node.target)(*args[1:], **kwargs)
+
+    def active_state_dict(self, arch: Arch) -> dict[str, Tensor]:
+        """The extracted model's state: every weight of the graph, recorded modules sliced for ``arch``."""
+        from elasticnas.supernet.families.graph.extraction import extract_graph
+
+        return extract_graph(self, self.space.validate(arch)).state_dict()
+
+    @torch.no_grad()
+    def extract(self, arch: Arch | None = None) -> fx.GraphModule:
+        from elasticnas.supernet.families.graph.extraction import extract_graph
+
+        return extract_graph(self, self.resolve(arch)).train(self.training)
+
+    # ----- channel order ----------------------------------------------------------------------
+    def importance(self, gene: int) -> Tensor:
+        """L1 norm of the weights writing each channel of a width gene, summed over its producers."""
+        total = torch.zeros(self.space.widths[gene].channels)
+        for op in self._first.values():
+            if op.reads_inputs and any(g == gene for g, _ in op.outputs):
+                weight = self.net.get_submodule(op.module).weight.detach()
+                if self.importance_fn is not None:
+                    total += torch.as_tensor(self.importance_fn([weight])).detach().cpu().float()
+                else:
+                    total += weight.abs().flatten(1).sum(1).cpu()
+        return total
+
+    @torch.no_grad()
+    def sort_channels(self, optimizer: torch.optim.Optimizer | None = None) -> Tensor | None:
+        """Every width gene's channels by importance, largest first, permuting every weight that
+        writes or reads them (the function is unchanged); returns the permutations, concatenated."""
+        from elasticnas.supernet.reorder import permute_
+
+        orders = []
+        for gene in range(len(self.space.widths)):
+            order = self.importance(gene).argsort(descending=True, stable=True)
+            orders.append(order)
+            for op in self._first.values():
+                module = self.net.get_submodule(op.module)
+                norm = op.kind in ("batchnorm", "layernorm")
+                written = (op.inputs, op.inner) if norm else (op.outputs, 1)
+                for segments, inner, dims in ((*written, (0,)), (op.inputs, op.inner, (1,))):
+                    if all(g != gene for g, _ in segments):
+                        continue
+                    index = permuted_indices(segments, inner, gene, order)
+                    for name, tensor in self.sliced_parameters(op, module, dims):
+                        permute_(tensor, index.to(tensor.device), 0 if name != "weight" else dims[0], optimizer)
+        self._indices.clear()
+        return torch.cat(orders) if orders else None
+
+    @staticmethod
+    def sliced_parameters(op: LayerRecord, module: nn.Module, dims: tuple[int, ...]):
+        """``(name, tensor)`` of the weights indexed by the input (dims (1,)) or output (dims (0,)) channels."""
+        if op.kind in ("batchnorm", "layernorm"):
+            if dims == (1,):
+                return []
+            return [(n, t) for n in ("weight", "bias", "running_mean", "running_var")
+                    if (t := getattr(module, n, None)) is not None]
+        if dims == (1,):
+            return [] if op.depthwise else [("weight", module.weight)]
+        return [("weight", module.weight)] + ([("bias", module.bias)] if module.bias is not None else [])

@@ -1,0 +1,308 @@
+"""The channel rules of each op: how a node's output channels relate to its inputs'.
+
+Producers (conv, linear) start a group; norms, activations, pooling and dropout pass the layout
+through; elementwise ops between two tensors join their groups; a concatenation along the
+channel axis lays its inputs' segments end to end; flatten, view, permute and reductions move
+the axis. Any other op that reads a tracked tensor fixes its groups, with the op named as the
+reason: a width is made elastic only where every reader of it is understood.
+"""
+
+from __future__ import annotations
+
+import math
+import operator
+from typing import TYPE_CHECKING
+
+import torch
+import torch.nn.functional as F
+from torch import fx, nn
+
+from elasticnas.supernet.families.graph.layout import Groups, Layout
+
+if TYPE_CHECKING:
+    from elasticnas.supernet.families.graph.analysis import Binding
+
+_ELEMENTWISE_MODULES = (nn.ReLU, nn.ReLU6, nn.GELU, nn.SiLU, nn.Hardswish, nn.Hardsigmoid, nn.Sigmoid, nn.Tanh,
+                        nn.LeakyReLU, nn.ELU, nn.Mish, nn.Softplus, nn.Dropout, nn.Identity)
+_SPATIAL_MODULES = (nn.MaxPool2d, nn.AvgPool2d, nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d, nn.Dropout2d,
+                    nn.Upsample)
+_ELEMENTWISE_FUNCTIONS = {torch.relu, torch.sigmoid, torch.tanh, torch.neg, torch.exp, F.relu, F.relu6, F.gelu,
+                          F.silu, F.hardswish, F.hardsigmoid, F.sigmoid, F.tanh, F.leaky_relu, F.elu, F.mish,
+                          F.softplus, F.dropout, operator.neg}
+_ELEMENTWISE_METHODS = {"relu", "relu_", "sigmoid", "sigmoid_", "tanh", "exp", "neg", "contiguous", "clone", "float",
+                        "hardswish", "clamp", "clamp_"}
+_SPATIAL_FUNCTIONS = {F.adaptive_avg_pool2d, F.adaptive_max_pool2d, F.avg_pool2d, F.max_pool2d, F.interpolate}
+_BINARY_FUNCTIONS = {operator.add, operator.iadd, operator.mul, operator.imul, operator.sub, operator.truediv,
+                     torch.add, torch.mul, torch.sub, torch.div}
+_BINARY_METHODS = {"add", "add_", "mul", "mul_", "sub", "div"}
+_ADDS = {operator.add, operator.iadd, torch.add, "add", "add_"}
+_REDUCTIONS = {torch.mean, torch.sum, torch.amax, "mean", "sum", "amax"}
+_SHAPE_READS = {"size", "dim", getattr, len}
+
+
+def is_residual_add(node: fx.Node, shapes: dict) -> bool:
+    """An add of two tensors of the output's own shape (the candidates for ``x + f(x)``)."""
+    return (node.op in ("call_function", "call_method") and node.target in _ADDS and len(node.args) == 2
+            and all(isinstance(a, fx.Node) and shapes.get(a.name) == shapes[node.name] for a in node.args)
+            and not node.kwargs)
+
+
+def describe(node: fx.Node, module: nn.Module | None = None) -> str:
+    if node.op == "call_module":
+        return f"module {node.target!r} ({type(module).__name__})"
+    if node.op == "call_method":
+        return f"method .{node.target}()"
+    return f"{getattr(node.target, '__name__', node.target)}()"
+
+
+class _Walk:
+    """One pass over the graph in order, giving each tensor node its layout."""
+
+    def __init__(self, module: fx.GraphModule, shapes: dict, groups: Groups):
+        self.module, self.shapes, self.groups = module, shapes, groups
+        self.layouts: dict[str, Layout | None] = {}
+        self.bindings: dict[str, Binding] = {}
+        self.opaque: dict[str, str] = {}
+
+    def run(self) -> None:
+        for node in self.module.graph.nodes:
+            self.layouts[node.name] = self.visit(node)
+
+    def of(self, arg) -> Layout | None:
+        return self.layouts.get(arg.name) if isinstance(arg, fx.Node) else None
+
+    def shape(self, arg) -> tuple[int, ...] | None:
+        return self.shapes.get(arg.name) if isinstance(arg, fx.Node) else None
+
+    def unknown(self, node: fx.Node, why: str | None = None) -> None:
+        module = self.module.get_submodule(node.target) if node.op == "call_module" else None
+        reason = why or f"read by {describe(node, module)}, whose channel semantics are unknown"
+        for arg in node.all_input_nodes:
+            self.groups.fix_layout(self.of(arg), reason)
+        return None
+
+    def visit(self, node: fx.Node) -> Layout | None:
+        if node.op == "placeholder":
+            shape = self.shapes.get(node.name)
+            if shape is None or len(shape) < 2:
+                return None
+            group = self.groups.new(shape[1], "input", fixed="the model's input channels")
+            return Layout(1, ((group, shape[1]),))
+        if node.op == "get_attr":
+            return None
+        if node.op == "output":
+            return self.unknown(node, "the model's output")
+        if node.op == "call_module":
+            return self.visit_module(node, self.module.get_submodule(node.target))
+        if self.shapes.get(node.name) is None and node.target in _SHAPE_READS:
+            return None  # a size read: whatever uses the number is judged where it is used
+        return self.visit_function(node, node.target)
+
+    # ----- modules ------------------------------------------------------------------------
+    def visit_module(self, node: fx.Node, module: nn.Module) -> Layout | None:
+        from elasticnas.supernet.families.graph.analysis import Binding
+
+        x = node.args[0] if node.args else None
+        layout, shape = self.of(x), self.shape(x)
+        if isinstance(module, nn.Conv2d):
+            return self.conv(node, module, layout)
+        if isinstance(module, nn.Linear):
+            tracked = layout is not None and layout.axis == len(shape) - 1 and layout.channels == module.in_features
+            inputs = layout if tracked else self.untracked(layout, module.in_features, len(shape) - 1, node)
+            return self.produce(node, "linear", inputs, module.out_features, len(shape) - 1)
+        if isinstance(module, (nn.BatchNorm1d, nn.BatchNorm2d)):
+            tracked = layout is not None and layout.axis == 1 and layout.channels == module.num_features
+            inputs = layout if tracked else self.untracked(layout, module.num_features, 1, node)
+            self.bindings.setdefault(node.target, Binding("batchnorm", inputs, inputs)).calls.append(node.name)
+            return inputs
+        if isinstance(module, nn.LayerNorm):
+            tracked = (layout is not None and layout.axis == len(shape) - 1
+                       and tuple(module.normalized_shape) == (layout.channels,))
+            if not tracked:
+                return self.untracked_module(node, module, layout)
+            self.bindings.setdefault(node.target, Binding("layernorm", layout, layout)).calls.append(node.name)
+            return layout
+        if isinstance(module, _ELEMENTWISE_MODULES):
+            return layout
+        if isinstance(module, _SPATIAL_MODULES):
+            return layout if layout is not None and layout.axis == 1 and layout.inner == 1 else self.unknown(node)
+        if isinstance(module, nn.Flatten):
+            return self.flatten(node, layout, shape, module.start_dim, module.end_dim)
+        return self.untracked_module(node, module, layout)
+
+    def untracked_module(self, node: fx.Node, module: nn.Module, layout: Layout | None) -> None:
+        if any(True for _ in module.parameters()):
+            self.opaque.setdefault(node.target, f"{type(module).__name__} is not an op whose channels are understood")
+        return self.unknown(node)
+
+    def untracked(self, layout: Layout | None, channels: int, axis: int, node: fx.Node) -> Layout:
+        """A fixed layout for a weight reading channels that no tracked layout describes."""
+        module = self.module.get_submodule(node.target)
+        self.groups.fix_layout(layout, f"read by {describe(node, module)} along another axis or shape")
+        group = self.groups.new(channels, node.target, fixed=f"the input of {describe(node, module)} is not tracked")
+        return Layout(axis, ((group, channels),))
+
+    def conv(self, node: fx.Node, conv: nn.Conv2d, layout: Layout | None) -> Layout:
+        tracked = layout is not None and layout.axis == 1 and layout.inner == 1 and layout.channels == conv.in_channels
+        inputs = layout if tracked else self.untracked(layout, conv.in_channels, 1, node)
+        if conv.groups == 1:
+            return self.produce(node, "conv", inputs, conv.out_channels, 1)
+        from elasticnas.supernet.families.graph.analysis import Binding
+
+        depthwise = conv.groups == conv.in_channels == conv.out_channels
+        if not depthwise:
+            self.groups.fix_layout(inputs, f"read by grouped conv {node.target!r} (groups={conv.groups})")
+            return self.produce(node, "conv", inputs, conv.out_channels, 1,
+                                fixed=f"written by grouped conv {node.target!r} (groups={conv.groups})")
+        binding = self.bindings.get(node.target)
+        if binding is None:
+            self.bindings[node.target] = Binding("conv", inputs, inputs, [node.name])
+            return inputs
+        self.groups.join_layouts(binding.inputs, inputs, f"shared depthwise conv {node.target!r}")
+        binding.calls.append(node.name)
+        return binding.outputs
+
+    def produce(self, node: fx.Node, kind: str, inputs: Layout, channels: int, axis: int,
+                fixed: str | None = None) -> Layout:
+        """The output layout of a conv or linear: a new group, or its first call's (a shared module)."""
+        from elasticnas.supernet.families.graph.analysis import Binding
+
+        binding = self.bindings.get(node.target)
+        if binding is not None:
+            self.groups.join_layouts(binding.inputs, inputs, f"shared module {node.target!r}")
+            binding.calls.append(node.name)
+            return Layout(axis, binding.outputs.segments)
+        group = self.groups.new(channels, node.target, fixed=fixed)
+        outputs = Layout(axis, ((group, channels),))
+        self.bindings[node.target] = Binding(kind, inputs, outputs, [node.name])
+        return outputs
+
+    # ----- functions and methods -------------------------------------------------------------
+    def visit_function(self, node: fx.Node, target) -> Layout | None:
+        args = node.args
+        layout = self.of(args[0]) if args else None
+        if target in _ELEMENTWISE_FUNCTIONS or target in _ELEMENTWISE_METHODS:
+            return layout
+        if target in _SPATIAL_FUNCTIONS:
+            return layout if layout is not None and layout.axis == 1 and layout.inner == 1 else self.unknown(node)
+        if target in _BINARY_FUNCTIONS or target in _BINARY_METHODS:
+            return self.elementwise(node)
+        if target in (torch.flatten, "flatten"):
+            start = args[1] if len(args) > 1 else node.kwargs.get("start_dim", 0)
+            end = args[2] if len(args) > 2 else node.kwargs.get("end_dim", -1)
+            return self.flatten(node, layout, self.shape(args[0]), start, end)
+        if target in ("view", "reshape", torch.reshape):
+            return self.view(node, layout)
+        if target in ("permute", torch.permute, "transpose", torch.transpose, "unsqueeze", torch.unsqueeze):
+            return self.move_axis(node, layout)
+        if target in _REDUCTIONS:
+            return self.reduction(node, layout)
+        if target in (torch.cat, torch.concat):
+            return self.concatenate(node)
+        return self.unknown(node)
+
+    def elementwise(self, node: fx.Node) -> Layout | None:
+        out_rank = len(self.shapes[node.name] or ())
+        placed = []  # (layout in output axes, operand shape) of each tensor operand
+        for arg in node.args[:2]:
+            shape = self.shape(arg)
+            if shape is None:
+                continue
+            layout = self.of(arg)
+            if layout is not None:
+                layout = Layout(out_rank - len(shape) + layout.axis, layout.segments, layout.inner)
+            placed.append((layout, shape))
+        tracked = [layout for layout, _ in placed if layout is not None]
+        if not tracked:
+            return None
+        first = tracked[0]
+        for layout, shape in placed:
+            if layout is None:
+                along = first.axis - (out_rank - len(shape))
+                if along >= 0 and shape[along] != 1:
+                    self.groups.fix_layout(first, f"combined by {describe(node)} with an untracked tensor")
+            elif layout is not first and (layout.axis != first.axis or
+                                          not self.groups.join_layouts(first, layout, describe(node))):
+                self.groups.fix_layout(first, f"combined by {describe(node)} along another axis")
+                self.groups.fix_layout(layout, f"combined by {describe(node)} along another axis")
+        return first
+
+    def flatten(self, node: fx.Node, layout: Layout | None, shape, start: int, end: int) -> Layout | None:
+        if layout is None:
+            return None
+        rank = len(shape)
+        start, end = start % rank, end % rank
+        if layout.axis < start:
+            return layout
+        if layout.axis > end:
+            return Layout(layout.axis - (end - start), layout.segments, layout.inner)
+        if any(shape[d] != 1 for d in range(start, layout.axis)):
+            return self.unknown(node, f"flattened by {describe(node)} together with the dimensions before it")
+        inner = layout.inner * math.prod(shape[layout.axis + 1 : end + 1])
+        return Layout(start, layout.segments, inner)
+
+    def view(self, node: fx.Node, layout: Layout | None) -> Layout | None:
+        """Views that flatten the trailing dimensions or append ones, with no channel count written in."""
+        before, after = self.shape(node.args[0]), self.shapes[node.name]
+        sizes = node.args[1:] if not (len(node.args) == 2 and isinstance(node.args[1], (tuple, list))) \
+            else node.args[1]
+        if layout is None or any(isinstance(s, int) and s not in (-1, 1) for s in sizes):
+            return self.unknown(node)
+        if after == before + (1,) * (len(after) - len(before)):
+            return layout
+        start = len(after) - 1
+        if after[:start] == before[:start] and start <= layout.axis:
+            return self.flatten(node, layout, before, start, len(before) - 1)
+        return self.unknown(node)
+
+    def move_axis(self, node: fx.Node, layout: Layout | None) -> Layout | None:
+        if layout is None:
+            return None
+        rank = len(self.shape(node.args[0]))
+        values = node.args[1:] if node.kwargs == {} else ()
+        if node.target in ("unsqueeze", torch.unsqueeze):
+            dim = values[0] % (rank + 1)
+            return Layout(layout.axis + (dim <= layout.axis), layout.segments, layout.inner)
+        if layout.inner != 1 or not values:
+            return self.unknown(node)
+        if node.target in ("transpose", torch.transpose):
+            a, b = values[0] % rank, values[1] % rank
+            axis = b if layout.axis == a else a if layout.axis == b else layout.axis
+            return Layout(axis, layout.segments)
+        dims = values[0] if isinstance(values[0], (tuple, list)) else values
+        dims = [d % rank for d in dims]
+        return Layout(dims.index(layout.axis), layout.segments)
+
+    def reduction(self, node: fx.Node, layout: Layout | None) -> Layout | None:
+        if layout is None:
+            return None
+        rank = len(self.shape(node.args[0]))
+        dims = node.args[1] if len(node.args) > 1 else node.kwargs.get("dim")
+        keep = node.args[2] if len(node.args) > 2 else node.kwargs.get("keepdim", False)
+        if dims is None or layout.inner != 1:
+            return self.unknown(node)
+        dims = [d % rank for d in (dims if isinstance(dims, (tuple, list)) else [dims])]
+        if layout.axis in dims:
+            return self.unknown(node, f"reduced over by {describe(node)}")
+        shift = 0 if keep else sum(d < layout.axis for d in dims)
+        return Layout(layout.axis - shift, layout.segments)
+
+    def concatenate(self, node: fx.Node) -> Layout | None:
+        tensors = node.args[0]
+        dim = node.args[1] if len(node.args) > 1 else node.kwargs.get("dim", 0)
+        layouts = [self.of(t) for t in tensors]
+        if any(layout is None or layout.inner != 1 for layout in layouts):
+            return self.unknown(node)
+        rank = len(self.shape(tensors[0]))
+        if all(layout.axis == dim % rank for layout in layouts):
+            return Layout(layouts[0].axis, tuple(s for layout in layouts for s in layout.segments))
+        for layout in layouts[1:]:
+            if layout.axis != layouts[0].axis or not self.groups.join_layouts(layouts[0], layout, describe(node)):
+                return self.unknown(node)
+        return layouts[0]
+
+
+def layouts_of_graph(module: fx.GraphModule, shapes: dict, groups: Groups):
+    walk = _Walk(module, shapes, groups)
+    walk.run()
+    return walk.layouts, walk.bindings, walk.opaque
