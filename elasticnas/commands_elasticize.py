@@ -8,9 +8,7 @@ from pathlib import Path
 from elasticnas.cli import command
 from elasticnas.commands_train import int_list
 from elasticnas.core.errors import ConfigError
-from elasticnas.core.locking import LOCK_FILE
 
-SPACE_JSON = "space.json"  # the derived space: genes, layer records, how to rebuild the model
 EXPLAIN_CSV = "elasticize.csv"  # what became elastic, with which choices, and what stayed fixed and why
 EXPLAIN_COLUMNS = ("dimension", "name", "size", "choices", "detail")  # detail: why fixed, or the blocks
 
@@ -23,8 +21,7 @@ def float_list(text: str) -> tuple[float, ...]:
 
 
 @command("elasticize", "make your own PyTorch model an elastic supernet (its largest subnet is the model)",
-         "elasticnas elasticize mypackage.models:build --input-shape 3,32,32 --explain --out runs/mine",
-         writes=lambda args: [] if args.out is None else [(args.out, True)])
+         "elasticnas elasticize mypackage.models:build --input-shape 3,32,32 --explain --out runs/mine")
 def _elasticize_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("model", metavar="MODULE:CALLABLE", help="a function or class returning the nn.Module")
     parser.add_argument("--arg", nargs="*", default=[], metavar="KEY=VALUE",
@@ -45,7 +42,10 @@ def _elasticize_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--explain", action="store_true", help="print every group, stage and kernel, elastic or "
                         "fixed, and why")
     parser.add_argument("--out", type=Path, default=None,
-                        help=f"a new folder for {SPACE_JSON}, supernet.safetensors and {EXPLAIN_CSV}")
+                        help=f"a new run folder (config.yaml, supernet.safetensors, {EXPLAIN_CSV}) that measure, "
+                             f"export and train --init read")
+    parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
+                        help="the run's config (the default experiment's otherwise), e.g. data.name=cifar10")
     parser.set_defaults(run=_run_elasticize)
 
 
@@ -71,8 +71,9 @@ def _run_elasticize(args: argparse.Namespace) -> None:
 
     if len(args.input_shape) != 3 or min(args.input_shape) < 1:
         raise ConfigError(f"--input-shape takes C,H,W (three positive sizes), but got {list(args.input_shape)}")
-    if args.out is not None and args.out.exists() and any(p.name != LOCK_FILE for p in args.out.iterdir()):
-        raise ConfigError(f"--out {args.out} is not empty; choose a new folder")
+    if args.out is not None and args.out.exists() and (not args.out.is_dir() or any(args.out.iterdir())):
+        raise ConfigError(f"--out {args.out} exists and is not an empty folder; choose a new folder")
+    config = _run_config(args.set) if args.out is not None else None  # checked before the model is traced
     kwargs = _keyword_arguments(args.arg)
     leaves = [import_object(leaf) for leaf in args.leaf]
     model = build_model(args.model, kwargs)
@@ -91,8 +92,9 @@ def _run_elasticize(args: argparse.Namespace) -> None:
           f"{len(space.kernels)} elastic kernels, resolutions {list(space.resolutions)}; {space.size:,} subnets; "
           f"the largest subnet differs from the model by {gap:.3g} at most (channel re-ordering's float32 sums)")
     if args.out is not None:
-        _write(args.out, net, table)
-        print(f"supernet: {args.out} ({SPACE_JSON}, supernet.safetensors, {EXPLAIN_CSV})")
+        _write(args.out, net, table, config)
+        print(f"run folder: {args.out} (config.yaml, supernet.safetensors, {EXPLAIN_CSV}); next: elasticnas train "
+              f"{args.out / 'config.yaml'} --init {args.out} --out RUN, or elasticnas measure {args.out}")
 
 
 def _load_weights(model, path: Path) -> str:
@@ -107,15 +109,26 @@ def _load_weights(model, path: Path) -> str:
     return file_sha256(path)
 
 
-def _write(out: Path, net, table) -> None:
-    from safetensors.torch import save as save_safetensors
+def _run_config(overrides: list[str]):
+    from dataclasses import replace
 
-    from elasticnas.core.atomic import atomic_write_bytes, atomic_write_json, atomic_write_text
-    from elasticnas.parents import IMPORTED_WEIGHTS
+    from elasticnas.experiment import DEFAULT_CONFIG, load_experiment
 
-    out.mkdir(parents=True, exist_ok=True)
+    config = load_experiment(DEFAULT_CONFIG, overrides)
+    return replace(config, init=replace(config.init, zero_residual_norms=False))  # the model's own weights stay
+
+
+def _write(out: Path, net, table, config) -> None:
+    """A run folder like an imported one (written whole or not at all): ``measure``, ``export`` and
+    ``train --init`` read it."""
+    from dataclasses import replace
+
+    from elasticnas.experiment import SupernetConfig
+    from elasticnas.importing import write_run_whole
+
+    space = net.space
+    config = replace(config, supernet=SupernetConfig(name=space.name, num_classes=space.num_classes,
+                                                     in_channels=space.in_channels, space=space.to_config()))
     state = {k: v.detach().contiguous().clone() for k, v in net.state_dict().items()}
-    atomic_write_bytes(out / IMPORTED_WEIGHTS, save_safetensors(state, metadata={
-        "space_fingerprint": net.space.fingerprint}))
-    atomic_write_text(out / EXPLAIN_CSV, table.to_csv(index=False))
-    atomic_write_json(out / SPACE_JSON, net.space.to_config())  # last: its presence marks the folder whole
+    write_run_whole(out, config, state, {"space_fingerprint": space.fingerprint},
+                    {EXPLAIN_CSV: table.to_csv(index=False)})

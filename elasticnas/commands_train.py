@@ -84,11 +84,12 @@ def _dry_run(config) -> None:
     import yaml
 
     from elasticnas.experiment import build_run
-    from elasticnas.parents import parent_weights_file
+    from elasticnas.parents import parent_weights_file, with_parent_space
 
-    splits, supernet = build_run(config)
     if config.init.source:
         parent_weights_file(config.init.source)
+        config = with_parent_space(config)
+    splits, supernet = build_run(config)
     print(yaml.safe_dump(config.to_dict(), sort_keys=False).rstrip())
     sizes = ", ".join(f"{name} {len(split)}" for name, split in (("train", splits.train), ("val", splits.val),
                                                                   ("test", splits.test)))

@@ -19,8 +19,8 @@ from elasticnas.core.config import apply_overrides, config_to_dict, load_yaml, p
 from elasticnas.core.distributed import init_from_env, rank_and_world
 from elasticnas.core.errors import ConfigError
 from elasticnas.data import DataConfig, load_data
-from elasticnas.parents import inherit_parent, with_parent_recorded
-from elasticnas.supernet import create_supernet
+from elasticnas.parents import inherit_parent, with_parent_recorded, with_parent_space
+from elasticnas.supernet import build_supernet, create_supernet, space_from_config
 from elasticnas.supernet.evaluation import EvalData
 from elasticnas.supernet.training import OptimConfig, SamplerConfig, TrainConfig, Trainer, resolve_device
 
@@ -33,10 +33,21 @@ SANDWICH_CONFIG = "mnist_sandwich"
 
 @dataclass(frozen=True)
 class SupernetConfig:
-    name: str = "tiny_mbv3"  # a registered preset
+    name: str = "tiny_mbv3"  # a registered preset, or the name of ``space``
     overrides: dict = field(default_factory=dict)  # fields of the space to replace, e.g. resolutions
     num_classes: int | None = None  # None: from the data (an imported supernet records its own)
     in_channels: int | None = None  # None: from the data
+    # a space derived from a model (`elasticnas elasticize` writes it), used instead of a preset's
+    space: dict | None = None
+
+    def __post_init__(self) -> None:
+        if self.space is None:
+            return
+        if not isinstance(self.space, dict) or self.space.get("name") != self.name or self.overrides:
+            raise ConfigError(f"supernet.space must be a saved space whose name is supernet.name ({self.name!r}), "
+                              f"with no supernet.overrides (its fields come from the model); got overrides "
+                              f"{self.overrides} and a space named "
+                              f"{self.space.get('name') if isinstance(self.space, dict) else self.space!r}")
 
 
 @dataclass(frozen=True)
@@ -141,8 +152,11 @@ def build_supernet_of(config: ExperimentConfig, num_classes: int | None = None, 
         raise ConfigError("the supernet's class and channel counts come from the data; load it first")
     with torch.random.fork_rng(devices=[]):  # the initial weights depend on train.seed alone
         torch.manual_seed(config.train.seed)
-        supernet = create_supernet(config.supernet.name, num_classes=num_classes, in_channels=in_channels,
-                                   **config.supernet.overrides)
+        if config.supernet.space is not None:
+            supernet = build_supernet(space_from_config(config.supernet.space))
+        else:
+            supernet = create_supernet(config.supernet.name, num_classes=num_classes, in_channels=in_channels,
+                                       **config.supernet.overrides)
     if config.init.zero_residual_norms:
         norms = supernet.residual_output_norms()
         if not norms:
@@ -169,6 +183,7 @@ def train_experiment(config: ExperimentConfig, run_dir: str | Path, *, resume: b
     """Train the supernet of ``config`` into ``run_dir``; returns ``(trainer, metrics)``."""
     run_dir = Path(run_dir)
     saved = run_dir / "config.yaml"
+    config = with_parent_space(config) if config.init.source else config
     if resume:
         if not saved.exists():
             raise ConfigError(f"nothing to resume in {run_dir}: it has no config.yaml")

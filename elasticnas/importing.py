@@ -44,8 +44,8 @@ def import_checkpoint(checkpoint: str | os.PathLike, *, supernet: str, out: str 
     net.load_state_dict(convert_foreign_state(format, read_tensor_file(checkpoint), net))
     sha256 = file_sha256(checkpoint)
     config = replace(config, init=InitConfig(source=str(checkpoint.resolve()), sha256=sha256, format=format))
-    _write_whole(out, config, {k: v.contiguous() for k, v in net.state_dict().items()},
-                 {"space_fingerprint": net.space.fingerprint, "source_sha256": sha256, "format": format})
+    write_run_whole(out, config, {k: v.contiguous() for k, v in net.state_dict().items()},
+                    {"space_fingerprint": net.space.fingerprint, "source_sha256": sha256, "format": format})
     return out
 
 
@@ -58,12 +58,17 @@ def _permissions_as_umask_allows(folder: Path) -> None:
         path.chmod(0o666 & ~umask)
 
 
-def _write_whole(out: Path, config: ExperimentConfig, tensors: dict, metadata: dict[str, str]) -> None:
+def write_run_whole(out: Path, config: ExperimentConfig, tensors: dict, metadata: dict[str, str],
+                    texts: dict[str, str] | None = None) -> None:
+    """A run folder of a supernet made elsewhere (config.yaml, supernet.safetensors and ``texts`` by file
+    name), written under a temporary name and renamed into ``out`` (absent or empty) when whole."""
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.importing-", dir=out.parent))
     try:
         (staging / "config.yaml").write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))
         save_file(tensors, str(staging / IMPORTED_WEIGHTS), metadata=metadata)
+        for name, text in (texts or {}).items():
+            (staging / name).write_text(text)
         _permissions_as_umask_allows(staging)
         if out.exists():
             out.rmdir()  # empty, checked above

@@ -62,6 +62,22 @@ def safe_open_metadata(path: str | os.PathLike) -> dict[str, str]:
         return dict(handle.metadata() or {})
 
 
+def with_parent_space(config):
+    """``config`` training the parent's own derived space (an elasticized model) when the parent is a run
+    folder that has one and ``config`` names no space of its own: a model's supernet trains as itself."""
+    from dataclasses import replace
+
+    from elasticnas.core.config import load_yaml
+
+    folder = Path(config.init.source).expanduser()
+    if config.supernet.space is not None or not (folder / "config.yaml").is_file():
+        return config
+    parent = (load_yaml(folder / "config.yaml").get("supernet") or {})
+    if not isinstance(parent, dict) or parent.get("space") is None:
+        return config
+    return replace(config, supernet=type(config.supernet)(**parent))
+
+
 def with_parent_recorded(config):
     """``config`` with ``init.sha256`` of its parent's weights (checked against a given one)."""
     found = file_sha256(parent_weights_file(config.init.source))

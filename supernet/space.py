@@ -347,6 +347,13 @@ class SearchSpace(LayerLists, DeploymentChoices):
                 f"each gene between 0 and {upper.tolist()})")
         return self._arch_from_indices(genes)
 
+    def static_model(self, arch: Arch):
+        """A freshly initialised standalone model of ``arch`` (the layers of :meth:`layers` in a row; a
+        family whose layers form a graph builds its own), to be filled by the supernet's active weights."""
+        from elasticnas.supernet.static import sequential_model
+
+        return sequential_model(self, arch)
+
     # ----- the space itself --------------------------------------------------------------------
     def _declared(self) -> dict[str, Any]:
         """The fields; precisions only when not float32 alone, so float32 spaces keep their fingerprints."""

@@ -42,6 +42,11 @@ class Classifier(nn.Module):
         return self.linear(self.dropout(torch.flatten(x, 1)))
 
 
-def build_static(space, arch) -> nn.Sequential:
-    """An uninitialised static model of ``arch``: layer ``i`` is built from ``space.layers(arch)[i]``."""
+def build_static(space, arch) -> nn.Module:
+    """An uninitialised static model of ``arch``, as its space builds one (see ``SearchSpace.static_model``)."""
+    return space.static_model(arch)
+
+
+def sequential_model(space, arch) -> nn.Sequential:
+    """Layer ``i`` built from ``space.layers(arch)[i]``: the static model of a space whose layers run in a row."""
     return nn.Sequential(*(spec.build(space.bn_momentum, space.bn_eps) for spec in space.layers(arch)))

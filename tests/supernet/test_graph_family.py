@@ -5,6 +5,7 @@ shared module, plus the models it must refuse or partly fix."""
 from __future__ import annotations
 
 import json
+import pathlib
 
 import pytest
 import torch
@@ -187,9 +188,12 @@ def test_cli_explains_and_writes_a_supernet_folder(tmp_path, capsys):
     printed = capsys.readouterr().out
     assert code == 0
     assert "layer2.0.conv1" in printed and "the model's output" in printed
-    space = space_from_config(json.loads((out / "space.json").read_text()))
+    import yaml
+
+    config = yaml.safe_load((out / "config.yaml").read_text())
+    space = space_from_config(config["supernet"]["space"])
     assert space.source == "tests.supernet.graph_models:small_resnet" and space.source_kwargs == {"width": 8}
-    assert {p.name for p in out.iterdir()} >= {"space.json", "supernet.safetensors", "elasticize.csv"}
+    assert {p.name for p in out.iterdir()} == {"config.yaml", "supernet.safetensors", "elasticize.csv"}
 
 
 def test_cli_refuses_an_untraceable_model_in_one_line(tmp_path, capsys):
@@ -200,3 +204,36 @@ def test_cli_refuses_an_untraceable_model_in_one_line(tmp_path, capsys):
     assert not (tmp_path / "x").exists()
     assert main(["elasticize", "tests.supernet.graph_models:nothing", "--input-shape", "1,16,16"]) == 2
     assert "has no 'nothing'" in capsys.readouterr().err
+
+
+def test_the_whole_pipeline_runs_on_an_elasticized_model(tmp_path, capsys):
+    """elasticize -> train from the model's weights -> table, measure, fit, search, export, as the quickstart
+    runs a built-in family; the exports reload from their folder alone and equal the supernet's subnets."""
+    from elasticnas.pipeline import quickstart
+
+    parent = tmp_path / "mine"
+    assert main(["elasticize", "tests.supernet.graph_models:small_resnet", "--arg", "width=8", "--input-shape",
+                 "1,16,16", "--out", str(parent), "--set", "data.name=digits"]) == 0
+    capsys.readouterr()
+    fast = ["data.batch_size=256", "train.bn_calibration_images=256", "train.bn_calibration_batch_size=128",
+            "train.epochs=1", f"init.source={parent}"]
+    summary = quickstart(tmp_path / "run", config=str(parent / "config.yaml"), overrides=fast, subnets=12, trials=3,
+                         predicted_evals=400, progress=False, table_repeats=3, table_rounds=1)
+    assert len(summary) == 3
+    for folder in summary["export"]:
+        report = json.loads((tmp_path / "run" / "exports" / pathlib.Path(folder).name / "report.json").read_text())
+        assert report["supernet"] == "graph_smallresnet" and report["reloaded_equals_supernet_subnet"]
+        assert max(report["max_relative_difference"].values()) <= 1e-4
+    assert summary["test_top1"].between(0, 100).all()
+
+
+def test_training_from_an_elasticized_run_trains_its_space(tmp_path, capsys):
+    parent = tmp_path / "mine"
+    assert main(["elasticize", "tests.supernet.graph_models:small_resnet", "--input-shape", "1,16,16",
+                 "--out", str(parent), "--set", "data.name=digits"]) == 0
+    capsys.readouterr()
+    assert main(["train", "--init", str(parent), "--dry-run", "--set", "data.name=digits"]) == 0
+    assert "supernet 'graph_smallresnet'" in capsys.readouterr().out
+    assert main(["elasticize", "tests.supernet.graph_models:small_resnet", "--input-shape", "1,16,16",
+                 "--out", str(parent)]) == 2  # never onto an existing run
+    assert "not an empty folder" in capsys.readouterr().err

@@ -3,8 +3,12 @@ and elasticizing it again with the recorded options must give the very same spac
 
 from __future__ import annotations
 
+import copy
+import functools
 import importlib
 import json
+import os
+import sys
 
 from torch import nn
 
@@ -13,10 +17,13 @@ from elasticnas.supernet.families.graph.capture import image_input
 
 
 def import_object(path: str):
-    """The object at ``"package.module:attribute.path"`` (the module is imported, nothing else runs)."""
+    """The object at ``"package.module:attribute.path"`` (the module is imported, nothing else runs); the
+    working directory is searched too, as ``python -m`` searches it."""
     if not isinstance(path, str) or path.count(":") != 1:
         raise ConfigError(f"expected MODULE:CALLABLE such as 'mypackage.models:build', but got {path!r}")
     module_name, attribute = path.split(":")
+    if os.getcwd() not in sys.path and "" not in sys.path:  # as `python -m` does: the user's own modules import
+        sys.path.insert(0, os.getcwd())
     try:
         found = importlib.import_module(module_name)
     except ImportError as error:
@@ -44,6 +51,12 @@ def build_model(source: str, kwargs: dict) -> nn.Module:
 
 def supernet_from_space(space):
     """A supernet of ``space`` with the weights its source builds (a run's checkpoint replaces them)."""
+    return copy.deepcopy(_rebuilt(space))
+
+
+@functools.lru_cache(maxsize=4)
+def _rebuilt(space):
+    """Tracing and analysing the model again takes a while: latency tables ask for many subnets."""
     from elasticnas.supernet.families.graph.elasticize import elasticize
 
     if space.source is None:

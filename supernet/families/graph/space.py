@@ -191,6 +191,12 @@ class GraphSpace(SearchSpace):
 
         return build
 
+    def static_model(self, arch: Arch):
+        """The extracted graph of ``arch``, rebuilt from ``source`` (its weights are the source's)."""
+        from elasticnas.supernet.families.graph.source import supernet_from_space
+
+        return supernet_from_space(self).extract(arch)
+
     def _checked(self, arch: Arch):
         values = super()._checked(arch)
         for name, records in (("widths", self.widths), ("depths", self.depths), ("kernels", self.kernels)):
