@@ -29,7 +29,9 @@ def _elasticize_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--weights", type=Path, default=None,
                         help="weights to load first: safetensors or a weights-only torch file")
     parser.add_argument("--input-shape", type=int_list, required=True, metavar="C,H,W",
-                        help="one input image's shape, e.g. 3,224,224")
+                        help="one input's shape without the batch, e.g. 3,224,224 (or 128 for 128 token ids)")
+    parser.add_argument("--input-dtype", default="float32", choices=("float32", "int64"),
+                        help="int64 for token ids")
     parser.add_argument("--width", type=float_list, default=(0.5, 0.75, 1.0), metavar="F,F,...",
                         help="width fractions of each channel group (must include 1)")
     parser.add_argument("--no-width", action="store_true", help="keep every width")
@@ -66,11 +68,11 @@ def _run_elasticize(args: argparse.Namespace) -> None:
     import torch
 
     from elasticnas.supernet.families.graph import elasticize
-    from elasticnas.supernet.families.graph.capture import image_input
+    from elasticnas.supernet.families.graph.elasticize import example_like
     from elasticnas.supernet.families.graph.source import build_model, import_object
 
-    if len(args.input_shape) != 3 or min(args.input_shape) < 1:
-        raise ConfigError(f"--input-shape takes C,H,W (three positive sizes), but got {list(args.input_shape)}")
+    if not args.input_shape or min(args.input_shape) < 1:
+        raise ConfigError(f"--input-shape takes positive sizes such as 3,224,224, but got {list(args.input_shape)}")
     if args.out is not None and args.out.exists() and (not args.out.is_dir() or any(args.out.iterdir())):
         raise ConfigError(f"--out {args.out} exists and is not an empty folder; choose a new folder")
     config = _run_config(args.set) if args.out is not None else None  # checked before the model is traced
@@ -78,7 +80,7 @@ def _run_elasticize(args: argparse.Namespace) -> None:
     leaves = [import_object(leaf) for leaf in args.leaf]
     model = build_model(args.model, kwargs)
     sha = _load_weights(model, args.weights) if args.weights is not None else None
-    example = image_input(*args.input_shape)
+    example = example_like(args.input_shape, args.input_dtype)
     net = elasticize(model, example, width=None if args.no_width else args.width, depth=not args.no_depth,
                      kernel=not args.no_kernel, resolutions=args.resolutions, leaves=leaves, source=args.model,
                      source_args=kwargs, weights_sha256=sha).eval()

@@ -41,25 +41,17 @@ class Analysis:
     layouts: dict[str, Layout | None]
     bindings: dict[str, Binding]
     opaque: dict[str, str]  # module -> why its weights stay whole
+    parameters: dict[str, Layout]  # weights read directly (get_attr) -> their layout
+    functional_norms: dict[str, Layout]  # F.layer_norm nodes over the channels -> their input's layout
     stages: list[list[Block]]
     kernels: dict[str, int]  # conv module -> its largest (odd, >= 5) kernel size
-
-    def block_of(self, node: str) -> tuple[int, int] | None:
-        """(stage, position) of the droppable block whose branch holds ``node``, else None
-        (the innermost, where blocks nest)."""
-        found = None
-        for s, stage in enumerate(self.stages):
-            for p, block in enumerate(stage):
-                if node in block.branch and (found is None or len(block.branch) < len(self.stages[found[0]][found[1]]
-                                                                                       .branch)):
-                    found = (s, p)
-        return found
 
 
 def analyse(module: fx.GraphModule, shapes: dict[str, tuple[int, ...] | None]) -> Analysis:
     groups = Groups()
-    layouts, bindings, opaque = layouts_of_graph(module, shapes, groups)
-    return Analysis(groups, layouts, bindings, opaque, _stages(module, shapes), _kernels(module, bindings))
+    walk = layouts_of_graph(module, shapes, groups)
+    return Analysis(groups, walk.layouts, walk.bindings, walk.opaque, walk.parameters, walk.functional_norms,
+                    _stages(module, shapes), _kernels(module, walk.bindings))
 
 
 def _branch(skip: fx.Node, start: fx.Node) -> set[fx.Node] | None:

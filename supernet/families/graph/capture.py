@@ -24,6 +24,14 @@ class GraphCaptureError(ElasticNASError, ValueError):
     """A model whose computation cannot be captured as a static graph."""
 
 
+def is_transposed_linear(module: nn.Module) -> bool:
+    """GPT-2's ``Conv1D`` (in ``transformers``): a linear layer whose weight is stored (in, out), run as
+    ``addmm(bias, x, weight)``. Recognised by its shape and fields, so the family imports no model zoo."""
+    weight = module._parameters.get("weight")  # not getattr: while tracing, fx hands out proxies for weights
+    return (type(module).__name__ == "Conv1D" and isinstance(weight, Tensor) and weight.dim() == 2
+            and getattr(module, "nf", None) == weight.shape[1])
+
+
 class _Concrete:
     """What a traced value may be asked in Python: its length, or an int, from its concrete value."""
 
@@ -32,9 +40,6 @@ class _Concrete:
 
     def __int__(self) -> int:
         return int(self.tracer.value_of(self, "int()"))
-
-    def __index__(self) -> int:
-        return int(self.tracer.value_of(self, "an index"))
 
     def __getattr__(self, name: str):
         return _ConcreteAttribute(self, name)
@@ -62,7 +67,11 @@ class _Tracer(fx.Tracer):
         self.concrete = False  # True while a node's value is computed: modules then run for real
 
     def is_leaf_module(self, module: nn.Module, qualified_name: str) -> bool:
-        return isinstance(module, self.leaves) or super().is_leaf_module(module, qualified_name)
+        # a subclass of a torch layer that keeps torch's forward (a model zoo's renamed Conv2d) runs as that layer
+        inherited = type(module).forward.__module__.startswith("torch.nn.modules.") and not isinstance(
+            module, (nn.Sequential, nn.ModuleList, nn.ModuleDict))
+        return (isinstance(module, self.leaves) or inherited or is_transposed_linear(module)
+                or super().is_leaf_module(module, qualified_name))
 
     def call_module(self, module, forward, args, kwargs):
         if self.concrete:
@@ -86,7 +95,7 @@ class _Tracer(fx.Tracer):
     def create_proxy(self, kind, target, args, kwargs, name=None, type_expr=None, proxy_factory_fn=None):
         proxy = super().create_proxy(kind, target, args, kwargs, name, type_expr, proxy_factory_fn)
         node = proxy.node
-        concrete = fx.node.map_arg((node.args, node.kwargs), lambda n: self.values[n])
+        concrete = fx.node.map_arg((node.args, node.kwargs), self._value)
         self.concrete = True
         try:
             with torch.no_grad():
@@ -94,6 +103,11 @@ class _Tracer(fx.Tracer):
         finally:
             self.concrete = False
         return proxy
+
+    def _value(self, node: fx.Node):
+        if node not in self.values and node.op == "get_attr":  # a buffer or constant fx added itself
+            self.values[node] = functools.reduce(getattr, node.target.split("."), self.root)
+        return self.values[node]
 
     def _run(self, node: fx.Node, args, kwargs):
         if node.op == "placeholder":
@@ -145,7 +159,10 @@ def capture(model: nn.Module, example: Tensor, leaves: Sequence[type] = ()) -> f
             f"CLI --leaf MODULE:{kind}): its weights then stay fixed") from None
     finally:
         model.train(was_training)
-    return fx.GraphModule(model, graph, type(model).__name__).train(was_training)
+    module = fx.GraphModule(model, graph, type(model).__name__).train(was_training)
+    module.graph.eliminate_dead_code()  # sizes read only to be baked into constants (int(x.shape[2] / 2)) are dead
+    module.recompile()
+    return module
 
 
 def image_input(in_channels: int, height: int, width: int, batch: int = 2) -> Tensor:

@@ -3,6 +3,7 @@ each layer call as a record, and the ``--explain`` rows saying what stayed fixed
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 
@@ -39,14 +40,17 @@ def _conv_attrs(conv: nn.Conv2d) -> tuple:
 def _attrs(kind: str, module: nn.Module) -> tuple:
     if kind == "conv":
         return _conv_attrs(module)
-    if kind == "linear":
+    if kind in ("linear", "linear_t"):
         return (module.bias is not None,)
+    if kind == "embedding":
+        return (module.num_embeddings,)
     return (sum(getattr(module, n, None) is not None for n in ("weight", "bias")),)
 
 
 def derive_space(graph: fx.GraphModule, analysis: Analysis, by_resolution: dict, options, name: str,
                  num_classes: int, in_channels: int, provenance: dict):
-    """``(space, blocks, report)``: the space, the droppable blocks by add node, the explain rows."""
+    """``(space, blocks, norms, report)``: the space, the droppable blocks by add node, the functional
+    layer norms' channel segments by node, the explain rows."""
     groups, report = analysis.groups, []
     stages = analysis.stages if options.depth else []
     block_of = {node: (s, p) for s, stage in enumerate(stages) for p, block in enumerate(stage)
@@ -61,11 +65,13 @@ def derive_space(graph: fx.GraphModule, analysis: Analysis, by_resolution: dict,
             blocks[block.add] = (s, p, block.skip, tuple(sorted(block.branch)))
 
     gene_of, widths = {}, []
-    seen = dict.fromkeys(groups.find(g) for b in analysis.bindings.values()
-                         for layout in (b.outputs, b.inputs) for g in layout.groups())
+    layouts = [layout for b in analysis.bindings.values() for layout in (b.outputs, b.inputs)]
+    seen = dict.fromkeys(groups.find(g) for layout in (*layouts, *analysis.parameters.values())
+                         for g in layout.groups())
     for root in seen:
-        size, reason = groups.size[root], groups.reason(root)
-        choices = tuple(sorted({max(1, round(size * f)) for f in options.width})) if options.width else ()
+        size, reason, unit = groups.size[root], groups.reason(root), groups.unit.get(root, 1)
+        choices = tuple(sorted({max(1, round(size // unit * f)) * unit for f in options.width})) \
+            if options.width else ()
         if reason is None and len(choices) < 2:
             reason = "width is off" if not options.width else f"{size} channels give no smaller distinct width"
         if reason is not None:
@@ -75,8 +81,9 @@ def derive_space(graph: fx.GraphModule, analysis: Analysis, by_resolution: dict,
                    if root in {groups.find(g) for g in b.inputs.groups() + b.outputs.groups()}}
         block = next(iter(readers)) if len(readers) == 1 else None
         gene_of[root] = len(widths)
-        widths.append(WidthGene(groups.origin[root], size, choices, block))
-        report.append(("width", groups.origin[root], size, list(choices), ""))
+        widths.append(WidthGene(groups.origin[root], size, choices, block, unit))
+        report.append(("width", groups.origin[root], size, list(choices),
+                       f"{size // unit} heads of {unit} channels" if unit > 1 else ""))
 
     kernels, kernel_of = [], {}
     for module, size in (analysis.kernels.items() if options.kernel else ()):
@@ -100,6 +107,15 @@ def derive_space(graph: fx.GraphModule, analysis: Analysis, by_resolution: dict,
                                    _attrs(binding.kind, module),
                                    tuple((r, shapes[source][1:]) for r, shapes in sorted(by_resolution.items())),
                                    i == 0))
+    for target, layout in analysis.parameters.items():
+        tensor = functools.reduce(getattr, target.split("."), graph)
+        reader = next(iter(nodes[n] for n in nodes if nodes[n].op == "get_attr" and nodes[n].target == target))
+        first_user = next(iter(reader.users), None)
+        recorded += tensor.numel() if isinstance(tensor, nn.Parameter) else 0
+        ops.append(LayerRecord(reader.name, target, "parameter", segments(layout), 1, segments(layout), FIXED,
+                               block_of.get(first_user.name) if first_user is not None else None,
+                               (tuple(tensor.shape), layout.axis, isinstance(tensor, nn.Parameter)), (), True))
+    norms = {node: segments(layout) for node, layout in analysis.functional_norms.items()}
     report += [("module", m, "-", "fixed", why) for m, why in analysis.opaque.items()]
     total = sum(p.numel() for p in graph.parameters())
     space = GraphSpace(name=name, num_classes=num_classes, in_channels=in_channels,
@@ -107,4 +123,4 @@ def derive_space(graph: fx.GraphModule, analysis: Analysis, by_resolution: dict,
                        kernels=tuple(kernels), ops=tuple(ops), fixed_params=total - recorded,
                        options=json.dumps(provenance.pop("options"), sort_keys=True), **provenance)
     report.insert(0, ("resolution", "input", max(space.resolutions), list(space.resolutions), ""))
-    return space, blocks, report
+    return space, blocks, norms, report

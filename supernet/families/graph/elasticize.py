@@ -43,14 +43,28 @@ class ElasticOptions:
             raise ConfigError(f"resolutions must be positive sizes, but got {self.resolutions}")
 
 
-def example_image(example_inputs) -> Tensor:
+def example_tensor(example_inputs) -> Tensor:
+    """The one input tensor of ``example_inputs`` (a tensor, or a tuple holding one)."""
     example = example_inputs[0] if isinstance(example_inputs, (tuple, list)) and len(example_inputs) == 1 \
         else example_inputs
-    if not isinstance(example, Tensor) or example.dim() != 4 or not example.is_floating_point() \
-            or example.shape[2] != example.shape[3]:
-        shape = list(example.shape) if isinstance(example, Tensor) else type(example_inputs).__name__
-        raise ConfigError(f"example_inputs must be one float image batch (N, C, H, W) with H == W, but got {shape}")
+    if not isinstance(example, Tensor) or example.dim() < 2:
+        found = list(example.shape) if isinstance(example, Tensor) else type(example_inputs).__name__
+        raise ConfigError(f"example_inputs must be one tensor with a batch dimension, e.g. images (N, C, H, W) or "
+                          f"token ids (N, T), but got {found}")
     return example
+
+
+def is_image(example: Tensor) -> bool:
+    """A float batch (N, C, H, W) with H == W: its resolution may become elastic."""
+    return example.dim() == 4 and example.is_floating_point() and example.shape[2] == example.shape[3]
+
+
+def example_like(shape: Sequence[int], dtype: str, batch: int = 2) -> Tensor:
+    """A seeded input of a recorded shape and dtype (token ids are zeros: only shapes matter to tracing)."""
+    kind = getattr(torch, dtype)
+    if kind.is_floating_point:
+        return torch.randn(batch, *shape, generator=torch.Generator().manual_seed(0), dtype=kind)
+    return torch.zeros(batch, *shape, dtype=kind)
 
 
 def elasticize(model: nn.Module, example_inputs, *, width: Sequence[float] | None = DEFAULT_WIDTHS,
@@ -76,25 +90,27 @@ def elasticize(model: nn.Module, example_inputs, *, width: Sequence[float] | Non
     """
     options = ElasticOptions(tuple(width) if width is not None else None, depth, kernel,
                              tuple(resolutions) if resolutions is not None else None)
-    example = example_image(example_inputs)
+    example = example_tensor(example_inputs)
     own = copy.deepcopy(model)  # the supernet re-orders and trains its own copy
     graph = capture(own, example, leaves)
     shapes = node_shapes(graph, example)
     analysis = analyse(graph, shapes)
     output = shapes[next(n for n in reversed(graph.graph.nodes) if n.op == "output").name]
-    if output is None or len(output) != 2:
-        raise GraphCaptureError(f"{type(model).__name__} must return one tensor of logits (N, classes), but its "
-                                f"output is {output or 'not a tensor'}; wrap it in a module returning the logits")
+    if output is None:
+        raise GraphCaptureError(f"{type(model).__name__} must return one tensor (e.g. logits), but its output is not "
+                                f"a tensor; wrap it in a module returning the logits (e.g. model(x).logits)")
     by_resolution, dropped = _resolutions(own, graph, example, output, options, leaves)
     provenance = {"source": source, "source_args": json.dumps(source_args or {}, sort_keys=True),
                   "weights_sha256": weights_sha256,
-                  "options": {**asdict(options), "input_size": example.shape[2],
+                  "options": {**asdict(options), "example": {"shape": list(example.shape[1:]),
+                                                             "dtype": str(example.dtype).removeprefix("torch.")},
                               "leaves": [f"{leaf.__module__}:{leaf.__qualname__}" for leaf in leaves]}}
-    space, blocks, report = derive_space(graph, analysis, by_resolution, options, name or
-                                         f"graph_{type(model).__name__.lower()}", output[1], example.shape[1],
+    space, blocks, norms, report = derive_space(graph, analysis, by_resolution, options, name or
+                                         f"graph_{type(model).__name__.lower()}", output[-1],
+                                         example.shape[1] if is_image(example) else 0,
                                          provenance)
     report += [("resolution", str(r), "-", "fixed", why) for r, why in dropped]
-    supernet = GraphSupernet(space, graph, blocks)
+    supernet = GraphSupernet(space, graph, blocks, norms)
     supernet.report = report
     if importance is not None:
         if not callable(importance) and importance != "l1":
@@ -108,7 +124,12 @@ def _resolutions(model: nn.Module, graph: fx.GraphModule, example: Tensor, outpu
                  leaves: Sequence[type]):
     """The input sizes the captured graph serves: it runs there, gives the same output shape, and
     tracing the model at that size gives the same code (no size-dependent branch was taken)."""
-    size, channels = example.shape[2], example.shape[1]
+    size, channels = example.shape[-1], example.shape[1]
+    if not is_image(example):  # token ids, sequences, non-square images: the traced shape only
+        if options.resolutions not in (None, (size,)):
+            raise ConfigError(f"resolutions apply to square image inputs (N, C, H, W); this input is "
+                              f"{list(example.shape)}")
+        return {size: node_shapes(graph, example)}, []
     wanted = options.resolutions or tuple(sorted({size, round(size * 7 / 8), round(size * 3 / 4)}))
     by_resolution, dropped = {}, []
     for r in sorted(set(wanted)):

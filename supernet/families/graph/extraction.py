@@ -17,6 +17,15 @@ def static_layer(op: LayerRecord, module: nn.Module, state: dict[str, torch.Tens
     weight = state.get("weight")
     if op.kind == "linear":
         layer = nn.Linear(weight.shape[1], weight.shape[0], bias="bias" in state)
+    elif op.kind == "linear_t":  # the model's own class, at the kept sizes
+        layer = copy.deepcopy(module)
+        layer.weight, layer.nf = nn.Parameter(weight.detach().clone()), weight.shape[1]
+        if "bias" in state:
+            layer.bias = nn.Parameter(state["bias"].detach().clone())
+        return layer
+    elif op.kind == "embedding":
+        layer = nn.Embedding(weight.shape[0], weight.shape[1], module.padding_idx, module.max_norm, module.norm_type,
+                             module.scale_grad_by_freq, module.sparse)
     elif op.kind == "layernorm":
         layer = nn.LayerNorm(weight.shape[0] if weight is not None else state["bias"].shape[0], eps=module.eps,
                              elementwise_affine=module.elementwise_affine, bias=module.bias is not None)
@@ -52,8 +61,26 @@ def extract_graph(supernet, arch: GraphArch) -> fx.GraphModule:
         module = net.get_submodule(name)
         state = supernet.sliced(op, arch, module)
         root.set_submodule(name, static_layer(op, module, state).to(next(net.parameters()).device))
+    for target in supernet._params:
+        owner, _, name = target.rpartition(".")
+        parent = root.get_submodule(owner) if owner else root
+        sliced = supernet.weight(target, arch).detach().clone()
+        if isinstance(getattr(parent, name), nn.Parameter):
+            setattr(parent, name, nn.Parameter(sliced, requires_grad=getattr(parent, name).requires_grad))
+        elif name in parent._buffers:
+            parent.register_buffer(name, sliced)
+        else:
+            setattr(parent, name, sliced)
     graph = copy.deepcopy(net.graph)
     nodes = {node.name: node for node in graph.nodes}
+    kept = dict(enumerate(arch.widths))
+    for name, segments in supernet._norms.items():  # F.layer_norm's normalized_shape: the kept channels
+        channels = (sum(kept.get(g, size) for g, size in segments),)
+        node = nodes[name]
+        if len(node.args) > 1:
+            node.args = (node.args[0], channels, *node.args[2:])
+        else:
+            node.kwargs = {**node.kwargs, "normalized_shape": channels}
     for add, skip in reversed(adds.items()):  # the last first: a dropped block's skip may be the add before it
         nodes[add].replace_all_uses_with(nodes[skip])
         graph.erase_node(nodes[add])

@@ -20,6 +20,7 @@ class Layout:
     axis: int  # the channel axis (non-negative, batch included)
     segments: tuple[tuple[int, int], ...]  # (group, channels at full width), in order along the axis
     inner: int = 1  # contiguous elements per channel (a flatten of C x H x W makes it H*W)
+    unit: int = 1  # channels per index along the axis: a head's width where attention split heads off
 
     @property
     def channels(self) -> int:
@@ -37,6 +38,7 @@ class Groups:
         self.size: list[int] = []
         self.origin: list[str] = []
         self.fixed: dict[int, str] = {}
+        self.unit: dict[int, int] = {}  # root -> channels that shrink together (a head), where not 1
 
     def new(self, size: int, origin: str, fixed: str | None = None) -> int:
         self.parent.append(len(self.parent))
@@ -67,20 +69,34 @@ class Groups:
             self.fix(b, f"{why} joins it to {self.size[a]} channels of another group")
             return
         keep, gone = min(a, b), max(a, b)  # the earlier group names the joined one
+        units = {self.unit.get(a, 1), self.unit.get(b, 1)} - {1}
+        if len(units) > 1:
+            self.fix(a, f"{why} joins heads of {sorted(units)} channels")
         self.parent[gone] = keep
+        if units:
+            self.unit[keep] = max(units)
         reason = self.fixed.pop(gone, None) or self.fixed.get(keep)
         if reason:
             self.fixed[keep] = reason
 
     def join_layouts(self, a: Layout, b: Layout, why: str) -> bool:
         """Join two layouts segment by segment; False (and every group fixed) when they do not align."""
-        if len(a.segments) != len(b.segments) or a.inner != b.inner or \
+        if len(a.segments) != len(b.segments) or a.inner != b.inner or a.unit != b.unit or \
                 any(sa != sb for (_, sa), (_, sb) in zip(a.segments, b.segments, strict=True)):
             for group in a.groups() + b.groups():
                 self.fix(group, f"{why} meets channels laid out differently")
             return False
         for (ga, _), (gb, _) in zip(a.segments, b.segments, strict=True):
             self.union(ga, gb, why)
+        return True
+
+    def split(self, group: int, unit: int, why: str) -> bool:
+        """Mark ``group`` as shrinking in whole blocks of ``unit`` channels (attention heads)."""
+        root = self.find(group)
+        if self.size[root] % unit or self.unit.get(root, unit) != unit:
+            self.fix(root, f"{why} splits {self.size[root]} channels into heads of {unit}")
+            return False
+        self.unit[root] = unit
         return True
 
     def fix_layout(self, layout: Layout | None, reason: str) -> None:

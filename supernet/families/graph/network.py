@@ -34,13 +34,16 @@ def take(tensor: Tensor | None, dim: int, index: Tensor) -> Tensor | None:
 class GraphSupernet(Supernet, ElasticBlock):
     """An elasticized model (see :func:`elasticnas.supernet.families.graph.elasticize`)."""
 
-    def __init__(self, space: GraphSpace, net: fx.GraphModule, blocks: dict[str, tuple[int, int, str, tuple]]):
+    def __init__(self, space: GraphSpace, net: fx.GraphModule, blocks: dict[str, tuple[int, int, str, tuple]],
+                 norms: dict[str, tuple] | None = None):
         super().__init__(space)
         self.net = net
         self._blocks = blocks  # add node -> (stage, position, skip node, branch nodes)
-        self._ops = {op.node: op for op in space.ops}
+        self._norms = norms or {}  # F.layer_norm node -> the channel segments it normalises
+        self._ops = {op.node: op for op in space.ops if op.kind != "parameter"}
+        self._params = {op.module: op for op in space.ops if op.kind == "parameter"}  # weight path -> record
         self._first = {}  # module -> its first recorded call (shared modules slice alike)
-        for op in space.ops:
+        for op in self._ops.values():
             self._first.setdefault(op.module, op)
         self._indices: dict[tuple, dict[str, tuple[Tensor, Tensor]]] = {}
         self.importance_fn = None  # a callable scoring a group's channels from its producers' weights; None: L1
@@ -55,7 +58,7 @@ class GraphSupernet(Supernet, ElasticBlock):
                 self._indices.clear()
             kept = dict(enumerate(arch.widths))
             self._indices[key] = {name: (layout_indices(op.inputs, op.inner, kept), layout_indices(op.outputs, 1, kept))
-                                  for name, op in self._first.items()}
+                                  for name, op in (*self._first.items(), *self._params.items())}
         return self._indices[key]
 
     def sliced(self, op: LayerRecord, arch: GraphArch, module: nn.Module) -> dict[str, Tensor]:
@@ -64,6 +67,11 @@ class GraphSupernet(Supernet, ElasticBlock):
         if op.kind in ("batchnorm", "layernorm"):
             names = ("weight", "bias", "running_mean", "running_var")
             return {n: take(getattr(module, n, None), 0, inputs) for n in names if getattr(module, n, None) is not None}
+        if op.kind == "embedding":
+            return {"weight": take(module.weight, 1, outputs)}
+        if op.kind == "linear_t":  # weight (in, out)
+            weight = take(take(module.weight, 1, outputs), 0, inputs)
+            return {"weight": weight, **({"bias": take(module.bias, 0, outputs)} if module.bias is not None else {})}
         weight = take(module.weight, 0, outputs)
         if op.reads_inputs:
             weight = take(weight, 1, inputs)
@@ -76,6 +84,14 @@ class GraphSupernet(Supernet, ElasticBlock):
         state = self.sliced(op, arch, module)
         if op.kind == "linear":
             return F.linear(x, state["weight"], state.get("bias"))
+        if op.kind == "linear_t":  # as transformers' Conv1D computes it, so that the full width matches exactly
+            weight = state["weight"]
+            flat = torch.addmm(state["bias"], x.reshape(-1, x.shape[-1]), weight) if "bias" in state \
+                else x.reshape(-1, x.shape[-1]) @ weight
+            return flat.view(*x.shape[:-1], weight.shape[1])
+        if op.kind == "embedding":
+            return F.embedding(x, state["weight"], module.padding_idx, module.max_norm, module.norm_type,
+                               module.scale_grad_by_freq, module.sparse)
         if op.kind == "layernorm":
             return F.layer_norm(x, (x.shape[-1],), state.get("weight"), state.get("bias"), module.eps)
         if op.kind == "batchnorm":
@@ -115,7 +131,7 @@ class GraphSupernet(Supernet, ElasticBlock):
             elif node.name in adds:
                 env[node.name] = env[adds[node.name]]
             elif node.op == "get_attr":
-                env[node.name] = functools.reduce(getattr, node.target.split("."), self.net)
+                env[node.name] = self.weight(node.target, arch)
             elif node.name in self._ops:
                 env[node.name] = self._run_op(self._ops[node.name], self.net.get_submodule(node.target),
                                               env[node.args[0].name], arch)
@@ -123,7 +139,19 @@ class GraphSupernet(Supernet, ElasticBlock):
                 env[node.name] = self._call(node, load(node.args), load(node.kwargs))
         raise RuntimeError("the graph has no output node")  # pragma: no cover - fx graphs always end in one
 
+    def weight(self, target: str, arch: GraphArch) -> Tensor:
+        """A weight the graph reads directly, sliced to the channels ``arch`` keeps."""
+        tensor = functools.reduce(getattr, target.split("."), self.net)
+        op = self._params.get(target)
+        return tensor if op is None else take(tensor, op.attrs[1], self._slices(arch)[target][0])
+
     def _call(self, node: fx.Node, args, kwargs):
+        if node.name in self._norms:  # F.layer_norm names the channel count: the kept one now
+            kwargs = dict(kwargs)
+            if len(args) > 1:
+                args = (args[0], (args[0].shape[-1],), *args[2:])
+            else:
+                kwargs["normalized_shape"] = (args[0].shape[-1],)
         if node.op == "call_module":
             return self.net.get_submodule(node.target)(*args, **kwargs)
         if node.op == "call_function":
@@ -147,8 +175,9 @@ class GraphSupernet(Supernet, ElasticBlock):
         """L1 norm of the weights writing each channel of a width gene, summed over its producers."""
         total = torch.zeros(self.space.widths[gene].channels)
         for op in self._first.values():
-            if op.reads_inputs and any(g == gene for g, _ in op.outputs):
+            if (op.reads_inputs or op.kind == "embedding") and any(g == gene for g, _ in op.outputs):
                 weight = self.net.get_submodule(op.module).weight.detach()
+                weight = weight.t() if op.kind in ("embedding", "linear_t") else weight
                 if self.importance_fn is not None:
                     total += torch.as_tensor(self.importance_fn([weight])).detach().cpu().float()
                 else:
@@ -163,7 +192,10 @@ class GraphSupernet(Supernet, ElasticBlock):
 
         orders = []
         for gene in range(len(self.space.widths)):
-            order = self.importance(gene).argsort(descending=True, stable=True)
+            unit = self.space.widths[gene].unit  # heads move whole: their channels keep their order
+            scores = self.importance(gene).view(-1, unit).sum(1)
+            heads = scores.argsort(descending=True, stable=True)
+            order = (heads[:, None] * unit + torch.arange(unit)).flatten()
             orders.append(order)
             for op in self._first.values():
                 module = self.net.get_submodule(op.module)
@@ -174,7 +206,13 @@ class GraphSupernet(Supernet, ElasticBlock):
                         continue
                     index = permuted_indices(segments, inner, gene, order)
                     for name, tensor in self.sliced_parameters(op, module, dims):
-                        permute_(tensor, index.to(tensor.device), 0 if name != "weight" else dims[0], optimizer)
+                        dim = {"weight@1": 1, "weight@0": 0, "weight": dims[0]}.get(name, 0)
+                        permute_(tensor, index.to(tensor.device), dim, optimizer)
+            for op in self._params.values():
+                if any(g == gene for g, _ in op.inputs):
+                    tensor = functools.reduce(getattr, op.module.split("."), self.net)
+                    index = permuted_indices(op.inputs, 1, gene, order).to(tensor.device)
+                    permute_(tensor, index, op.attrs[1], optimizer)
         self._indices.clear()
         return torch.cat(orders) if orders else None
 
@@ -186,6 +224,12 @@ class GraphSupernet(Supernet, ElasticBlock):
                 return []
             return [(n, t) for n in ("weight", "bias", "running_mean", "running_var")
                     if (t := getattr(module, n, None)) is not None]
+        if op.kind == "embedding":  # its features are the weight's columns
+            return [] if dims == (1,) else [("weight@1", module.weight)]
+        if op.kind == "linear_t":  # weight (in, out): outputs are its columns, inputs its rows
+            if dims == (1,):
+                return [("weight@0", module.weight)]
+            return [("weight@1", module.weight)] + ([("bias", module.bias)] if module.bias is not None else [])
         if dims == (1,):
             return [] if op.depthwise else [("weight", module.weight)]
         return [("weight", module.weight)] + ([("bias", module.bias)] if module.bias is not None else [])

@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import fx, nn
 
+from elasticnas.supernet.families.graph.capture import is_transposed_linear
 from elasticnas.supernet.families.graph.layout import Groups, Layout
 
 if TYPE_CHECKING:
@@ -25,16 +26,19 @@ if TYPE_CHECKING:
 _ELEMENTWISE_MODULES = (nn.ReLU, nn.ReLU6, nn.GELU, nn.SiLU, nn.Hardswish, nn.Hardsigmoid, nn.Sigmoid, nn.Tanh,
                         nn.LeakyReLU, nn.ELU, nn.Mish, nn.Softplus, nn.Dropout, nn.Identity)
 _SPATIAL_MODULES = (nn.MaxPool2d, nn.AvgPool2d, nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d, nn.Dropout2d,
-                    nn.Upsample)
+                    nn.Upsample, nn.ZeroPad2d, nn.ConstantPad2d, nn.ReflectionPad2d, nn.ReplicationPad2d)
 _ELEMENTWISE_FUNCTIONS = {torch.relu, torch.sigmoid, torch.tanh, torch.neg, torch.exp, F.relu, F.relu6, F.gelu,
                           F.silu, F.hardswish, F.hardsigmoid, F.sigmoid, F.tanh, F.leaky_relu, F.elu, F.mish,
-                          F.softplus, F.dropout, operator.neg}
+                          F.softplus, F.dropout, operator.neg, torch.rsqrt, torch.sqrt}
 _ELEMENTWISE_METHODS = {"relu", "relu_", "sigmoid", "sigmoid_", "tanh", "exp", "neg", "contiguous", "clone", "float",
-                        "hardswish", "clamp", "clamp_"}
+                        "hardswish", "clamp", "clamp_", "to", "type_as", "half", "bfloat16", "rsqrt", "sqrt"}
 _SPATIAL_FUNCTIONS = {F.adaptive_avg_pool2d, F.adaptive_max_pool2d, F.avg_pool2d, F.max_pool2d, F.interpolate}
+_PADS = {F.pad, torch.nn.functional.pad}
 _BINARY_FUNCTIONS = {operator.add, operator.iadd, operator.mul, operator.imul, operator.sub, operator.truediv,
-                     torch.add, torch.mul, torch.sub, torch.div}
-_BINARY_METHODS = {"add", "add_", "mul", "mul_", "sub", "div"}
+                     operator.pow, torch.add, torch.mul, torch.sub, torch.div, torch.pow}
+_BINARY_METHODS = {"add", "add_", "mul", "mul_", "sub", "div", "pow"}
+_SOFTMAX = {F.softmax, torch.softmax, "softmax"}
+_MATMUL = {torch.matmul, operator.matmul, torch.bmm, "matmul", "bmm"}
 _ADDS = {operator.add, operator.iadd, torch.add, "add", "add_"}
 _REDUCTIONS = {torch.mean, torch.sum, torch.amax, "mean", "sum", "amax"}
 _SHAPE_READS = {"size", "dim", getattr, len}
@@ -63,6 +67,8 @@ class _Walk:
         self.layouts: dict[str, Layout | None] = {}
         self.bindings: dict[str, Binding] = {}
         self.opaque: dict[str, str] = {}
+        self.parameters: dict[str, Layout] = {}  # weights read through get_attr (a layer scale, an embedding)
+        self.functional_norms: dict[str, Layout] = {}  # F.layer_norm calls over the channels
 
     def run(self) -> None:
         for node in self.module.graph.nodes:
@@ -89,7 +95,7 @@ class _Walk:
             group = self.groups.new(shape[1], "input", fixed="the model's input channels")
             return Layout(1, ((group, shape[1]),))
         if node.op == "get_attr":
-            return None
+            return self.parameter(node)
         if node.op == "output":
             return self.unknown(node, "the model's output")
         if node.op == "call_module":
@@ -106,10 +112,16 @@ class _Walk:
         layout, shape = self.of(x), self.shape(x)
         if isinstance(module, nn.Conv2d):
             return self.conv(node, module, layout)
-        if isinstance(module, nn.Linear):
-            tracked = layout is not None and layout.axis == len(shape) - 1 and layout.channels == module.in_features
-            inputs = layout if tracked else self.untracked(layout, module.in_features, len(shape) - 1, node)
-            return self.produce(node, "linear", inputs, module.out_features, len(shape) - 1)
+        if isinstance(module, nn.Linear) or is_transposed_linear(module):
+            kind = "linear" if isinstance(module, nn.Linear) else "linear_t"
+            c_out, c_in = module.weight.shape if kind == "linear" else module.weight.shape[::-1]
+            tracked = layout is not None and layout.axis == len(shape) - 1 and layout.channels == c_in
+            inputs = layout if tracked else self.untracked(layout, c_in, len(shape) - 1, node)
+            return self.produce(node, kind, inputs, c_out, len(shape) - 1)
+        if isinstance(module, nn.Embedding):  # token ids in, a new group of features out
+            ids = Layout(len(shape), ((self.groups.new(module.num_embeddings, node.target, fixed="token ids"),
+                                       module.num_embeddings),))
+            return self.produce(node, "embedding", ids, module.embedding_dim, len(shape))
         if isinstance(module, (nn.BatchNorm1d, nn.BatchNorm2d)):
             tracked = layout is not None and layout.axis == 1 and layout.channels == module.num_features
             inputs = layout if tracked else self.untracked(layout, module.num_features, 1, node)
@@ -129,6 +141,38 @@ class _Walk:
         if isinstance(module, nn.Flatten):
             return self.flatten(node, layout, shape, module.start_dim, module.end_dim)
         return self.untracked_module(node, module, layout)
+
+    def parameter(self, node: fx.Node) -> Layout | None:
+        """A weight read directly: its channels are the last dimension longer than 1, if any."""
+        shape = self.shapes.get(node.name)
+        long = [d for d, size in enumerate(shape or ()) if size > 1]
+        if not long:
+            return None
+        group = self.groups.new(shape[long[-1]], node.target)
+        layout = Layout(long[-1], ((group, shape[long[-1]]),))
+        if node.target in self.parameters:  # read twice: both reads keep the same channels
+            self.groups.join_layouts(self.parameters[node.target], layout, f"weight {node.target!r}")
+        else:
+            self.parameters[node.target] = layout
+        return layout
+
+    def layer_norm(self, node: fx.Node, layout: Layout | None) -> Layout | None:
+        """``F.layer_norm`` over the channels (e.g. a channels-first norm written with permutes)."""
+        bound = dict(zip(("input", "normalized_shape", "weight", "bias", "eps"), node.args, strict=False))
+        bound |= node.kwargs
+        shape = self.shape(bound["input"])
+        if layout is None or layout.axis != len(shape) - 1 or layout.inner != 1 or \
+                tuple(bound["normalized_shape"]) != (layout.channels,):
+            return self.unknown(node)
+        for weight in (bound.get("weight"), bound.get("bias")):
+            if weight is None:
+                continue
+            tracked = self.of(weight)
+            if tracked is None or tracked.axis != len(self.shape(weight)) - 1 or \
+                    not self.groups.join_layouts(layout, tracked, "layer_norm()"):
+                return self.unknown(node)
+        self.functional_norms[node.name] = layout
+        return layout
 
     def untracked_module(self, node: fx.Node, module: nn.Module, layout: Layout | None) -> None:
         if any(True for _ in module.parameters()):
@@ -185,6 +229,12 @@ class _Walk:
             return layout
         if target in _SPATIAL_FUNCTIONS:
             return layout if layout is not None and layout.axis == 1 and layout.inner == 1 else self.unknown(node)
+        if target in _PADS:
+            pad = args[1] if len(args) > 1 else node.kwargs.get("pad", ())
+            rank = len(self.shape(args[0]))
+            return layout if layout is not None and layout.axis < rank - len(pad) // 2 else self.unknown(node)
+        if target is F.layer_norm:
+            return self.layer_norm(node, layout)
         if target in _BINARY_FUNCTIONS or target in _BINARY_METHODS:
             return self.elementwise(node)
         if target in (torch.flatten, "flatten"):
@@ -199,6 +249,19 @@ class _Walk:
             return self.reduction(node, layout)
         if target in (torch.cat, torch.concat):
             return self.concatenate(node)
+        if target is operator.getitem:
+            return self.index(node, layout)
+        if target == "expand":
+            return self.expand(node, layout)
+        if target in _SOFTMAX:
+            dim = node.args[1] if len(node.args) > 1 else node.kwargs.get("dim")
+            keeps = layout is not None and dim is not None and dim % len(self.shape(args[0])) != layout.axis
+            return layout if keeps else self.unknown(node)
+        if target in _MATMUL:
+            return self.attention(node, node.args[:2], [])
+        if target is F.scaled_dot_product_attention:
+            mask = node.args[3] if len(node.args) > 3 else node.kwargs.get("attn_mask")
+            return self.attention(node, node.args[:3], [mask])
         return self.unknown(node)
 
     def elementwise(self, node: fx.Node) -> Layout | None:
@@ -210,7 +273,7 @@ class _Walk:
                 continue
             layout = self.of(arg)
             if layout is not None:
-                layout = Layout(out_rank - len(shape) + layout.axis, layout.segments, layout.inner)
+                layout = Layout(out_rank - len(shape) + layout.axis, layout.segments, layout.inner, layout.unit)
             placed.append((layout, shape))
         tracked = [layout for layout, _ in placed if layout is not None]
         if not tracked:
@@ -235,25 +298,90 @@ class _Walk:
         if layout.axis < start:
             return layout
         if layout.axis > end:
-            return Layout(layout.axis - (end - start), layout.segments, layout.inner)
-        if any(shape[d] != 1 for d in range(start, layout.axis)):
+            return Layout(layout.axis - (end - start), layout.segments, layout.inner, layout.unit)
+        if layout.unit != 1 or any(shape[d] != 1 for d in range(start, layout.axis)):
             return self.unknown(node, f"flattened by {describe(node)} together with the dimensions before it")
         inner = layout.inner * math.prod(shape[layout.axis + 1 : end + 1])
         return Layout(start, layout.segments, inner)
 
     def view(self, node: fx.Node, layout: Layout | None) -> Layout | None:
-        """Views that flatten the trailing dimensions or append ones, with no channel count written in."""
+        """Views that split channels into heads, merge heads back, flatten trailing dimensions or append
+        ones, where no size written into the code counts channels or heads."""
         before, after = self.shape(node.args[0]), self.shapes[node.name]
-        sizes = node.args[1:] if not (len(node.args) == 2 and isinstance(node.args[1], (tuple, list))) \
-            else node.args[1]
-        if layout is None or any(isinstance(s, int) and s not in (-1, 1) for s in sizes):
+        sizes = node.args[1] if len(node.args) == 2 and isinstance(node.args[1], (tuple, list)) else node.args[1:]
+        if len(sizes) == 1 and isinstance(sizes[0], fx.Node):  # one computed shape: every size follows the tensor
+            sizes = [sizes[0]] * len(after)
+        if layout is None or len(sizes) != len(after):
             return self.unknown(node)
-        if after == before + (1,) * (len(after) - len(before)):
+
+        def free(position: int) -> bool:  # the size there is -1 or computed, not a number in the code
+            return not isinstance(sizes[position], int) or sizes[position] == -1
+
+        last = len(before) - 1
+        if layout.axis == last and layout.inner == 1 and layout.unit == 1 and len(after) == len(before) + 1 \
+                and after[:-2] == before[:-1] and free(-2):
+            unit = after[-1]
+            if all(self.groups.split(g, unit, describe(node)) for g in layout.groups()):
+                return Layout(last, layout.segments, 1, unit)
+            return self.unknown(node)
+        if layout.unit > 1 and layout.axis == last - 1 and len(after) == len(before) - 1 and \
+                after[:-1] == before[:-2] and before[-1] == layout.unit and free(-1):
+            return Layout(len(after) - 1, layout.segments)
+        if after == before + (1,) * (len(after) - len(before)) and free(layout.axis):
             return layout
         start = len(after) - 1
-        if after[:start] == before[:start] and start <= layout.axis:
+        if after[:start] == before[:start] and start <= layout.axis and layout.unit == 1 and free(-1):
             return self.flatten(node, layout, before, start, len(before) - 1)
         return self.unknown(node)
+
+    def index(self, node: fx.Node, layout: Layout | None) -> Layout | None:
+        """``x[..., :k, None]``: slices and new axes that leave every channel in place."""
+        if self.shape(node.args[0]) is None or layout is None:
+            return None if self.shape(node.args[0]) is None else self.unknown(node)
+        items = node.args[1] if isinstance(node.args[1], tuple) else (node.args[1],)
+        if any(not (i is None or i is Ellipsis or isinstance(i, (slice, int))) for i in items):
+            return self.unknown(node)  # indexing with tensors gathers: nothing is provable
+        rank = len(self.shape(node.args[0]))
+        used = sum(i is not None and i is not Ellipsis for i in items)
+        expanded = []
+        for item in items:
+            expanded += [slice(None)] * (rank - used) if item is Ellipsis else [item]
+        axis_in = axis_out = 0
+        for item in expanded:
+            if item is None:
+                axis_out += 1
+                continue
+            if axis_in == layout.axis:
+                return Layout(axis_out, layout.segments, layout.inner, layout.unit) if item == slice(None) \
+                    else self.unknown(node, f"sliced along its channels by {describe(node)}")
+            axis_in, axis_out = axis_in + 1, axis_out + (not isinstance(item, int))  # an int removes its axis
+        return Layout(axis_out + layout.axis - axis_in, layout.segments, layout.inner, layout.unit)
+
+    def expand(self, node: fx.Node, layout: Layout | None) -> Layout | None:
+        if layout is None:
+            return None
+        sizes = node.args[1] if len(node.args) == 2 and isinstance(node.args[1], (tuple, list)) else node.args[1:]
+        axis = layout.axis + len(self.shapes[node.name]) - len(self.shape(node.args[0]))
+        if isinstance(sizes[axis], int) and sizes[axis] != -1:
+            return self.unknown(node)
+        return Layout(axis, layout.segments, layout.inner, layout.unit)
+
+    def attention(self, node: fx.Node, operands, masks) -> Layout | None:
+        """Matrix products over heads (q k^T, weights v, or one scaled-dot-product call): every operand
+        keeps its heads on the same batch axis, and they join."""
+        layouts = [self.of(a) for a in operands]
+        rank = len(self.shapes[node.name] or ())
+        first = layouts[0]
+        if first is None or any(la is None or la.axis != first.axis for la in layouts) or first.axis >= rank - 2:
+            return self.unknown(node)
+        for layout in layouts[1:]:
+            if not self.groups.join_layouts(first, layout, describe(node)):
+                return self.unknown(node)
+        for mask in masks:
+            shape = self.shape(mask)
+            if shape is not None and len(shape) == rank and shape[first.axis] != 1:
+                self.groups.fix_layout(first, f"{describe(node)} has a mask per head")
+        return first
 
     def move_axis(self, node: fx.Node, layout: Layout | None) -> Layout | None:
         if layout is None:
@@ -262,16 +390,16 @@ class _Walk:
         values = node.args[1:] if node.kwargs == {} else ()
         if node.target in ("unsqueeze", torch.unsqueeze):
             dim = values[0] % (rank + 1)
-            return Layout(layout.axis + (dim <= layout.axis), layout.segments, layout.inner)
+            return Layout(layout.axis + (dim <= layout.axis), layout.segments, layout.inner, layout.unit)
         if layout.inner != 1 or not values:
             return self.unknown(node)
         if node.target in ("transpose", torch.transpose):
             a, b = values[0] % rank, values[1] % rank
             axis = b if layout.axis == a else a if layout.axis == b else layout.axis
-            return Layout(axis, layout.segments)
+            return Layout(axis, layout.segments, 1, layout.unit)
         dims = values[0] if isinstance(values[0], (tuple, list)) else values
         dims = [d % rank for d in dims]
-        return Layout(dims.index(layout.axis), layout.segments)
+        return Layout(dims.index(layout.axis), layout.segments, 1, layout.unit)
 
     def reduction(self, node: fx.Node, layout: Layout | None) -> Layout | None:
         if layout is None:
@@ -279,10 +407,12 @@ class _Walk:
         rank = len(self.shape(node.args[0]))
         dims = node.args[1] if len(node.args) > 1 else node.kwargs.get("dim")
         keep = node.args[2] if len(node.args) > 2 else node.kwargs.get("keepdim", False)
-        if dims is None or layout.inner != 1:
+        if dims is None or layout.inner != 1 or layout.unit != 1:
             return self.unknown(node)
         dims = [d % rank for d in (dims if isinstance(dims, (tuple, list)) else [dims])]
         if layout.axis in dims:
+            if node.target in (torch.mean, "mean") and keep and len(dims) == 1:
+                return None  # a norm's statistic over the kept channels (RMSNorm, channels-first layer norm)
             return self.unknown(node, f"reduced over by {describe(node)}")
         shift = 0 if keep else sum(d < layout.axis for d in dims)
         return Layout(layout.axis - shift, layout.segments)
@@ -291,10 +421,12 @@ class _Walk:
         tensors = node.args[0]
         dim = node.args[1] if len(node.args) > 1 else node.kwargs.get("dim", 0)
         layouts = [self.of(t) for t in tensors]
-        if any(layout is None or layout.inner != 1 for layout in layouts):
+        if any(layout is None for layout in layouts):
             return self.unknown(node)
         rank = len(self.shape(tensors[0]))
         if all(layout.axis == dim % rank for layout in layouts):
+            if any(layout.inner != 1 or layout.unit != 1 for layout in layouts):
+                return self.unknown(node)
             return Layout(layouts[0].axis, tuple(s for layout in layouts for s in layout.segments))
         for layout in layouts[1:]:
             if layout.axis != layouts[0].axis or not self.groups.join_layouts(layouts[0], layout, describe(node)):
@@ -302,7 +434,7 @@ class _Walk:
         return layouts[0]
 
 
-def layouts_of_graph(module: fx.GraphModule, shapes: dict, groups: Groups):
+def layouts_of_graph(module: fx.GraphModule, shapes: dict, groups: Groups) -> _Walk:
     walk = _Walk(module, shapes, groups)
     walk.run()
-    return walk.layouts, walk.bindings, walk.opaque
+    return walk

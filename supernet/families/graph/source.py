@@ -13,7 +13,6 @@ import sys
 from torch import nn
 
 from elasticnas.core.errors import ConfigError
-from elasticnas.supernet.families.graph.capture import image_input
 
 
 def import_object(path: str):
@@ -57,15 +56,15 @@ def supernet_from_space(space):
 @functools.lru_cache(maxsize=4)
 def _rebuilt(space):
     """Tracing and analysing the model again takes a while: latency tables ask for many subnets."""
-    from elasticnas.supernet.families.graph.elasticize import elasticize
+    from elasticnas.supernet.families.graph.elasticize import elasticize, example_like
 
     if space.source is None:
         raise ConfigError(f"space {space.name!r} was elasticized from a model in memory, so it cannot be rebuilt; "
                           f"pass source='package.module:callable' to elasticize (the CLI records it)")
     options = json.loads(space.options)
-    size = options.pop("input_size")
+    example = options.pop("example")
     leaves = [import_object(leaf) for leaf in options.pop("leaves")]
-    net = elasticize(build_model(space.source, space.source_kwargs), image_input(space.in_channels, size, size),
+    net = elasticize(build_model(space.source, space.source_kwargs), example_like(example["shape"], example["dtype"]),
                      **options, leaves=leaves, importance=None, name=space.name, source=space.source,
                      source_args=space.source_kwargs, weights_sha256=space.weights_sha256)
     if net.space.fingerprint != space.fingerprint:

@@ -11,6 +11,7 @@ model (an import path and its arguments) for the runs that need its module.
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from typing import Any, ClassVar
@@ -41,6 +42,7 @@ class WidthGene:
     channels: int
     choices: tuple[int, ...]
     block: tuple[int, int] | None  # (stage, position) of the one droppable block it lives in
+    unit: int = 1  # channels that are kept or dropped together (an attention head's width)
 
 
 @dataclass(frozen=True)
@@ -64,14 +66,16 @@ class LayerRecord:
 
     node: str
     module: str
-    kind: str  # conv | linear | batchnorm | layernorm
+    # conv | linear | linear_t (weight stored in x out) | batchnorm | layernorm | embedding | parameter
+    kind: str
     inputs: tuple[tuple[int, int], ...]  # (width gene or FIXED, channels) per segment
     inner: int  # elements per input channel (a flatten before a linear)
     outputs: tuple[tuple[int, int], ...]
     kernel: int  # kernel gene, or FIXED
     block: tuple[int, int] | None
     # conv: (kernel, stride, padding, dilation) as (h, w) pairs, groups (0: depthwise), bias;
-    # linear: (bias,); norm: (per-channel weight tensors,)
+    # linear: (bias,); norm: (per-channel weight tensors,); embedding: (rows,);
+    # parameter: (shape, channel axis, trainable)
     attrs: tuple
     shapes: tuple[tuple[int, tuple[int, ...]], ...]  # (resolution, input shape without the batch)
     counts_params: bool  # False for the later calls of a shared module
@@ -83,7 +87,7 @@ class LayerRecord:
     @property
     def reads_inputs(self) -> bool:
         """Whether the weight has an input-channel axis to slice (not a norm or depthwise conv)."""
-        return self.kind == "linear" or (self.kind == "conv" and not self.depthwise)
+        return self.kind in ("linear", "linear_t") or (self.kind == "conv" and not self.depthwise)
 
 
 _RECORDS = {"widths": WidthGene, "depths": DepthGene, "kernels": KernelGene, "ops": LayerRecord}
@@ -175,8 +179,13 @@ class GraphSpace(SearchSpace):
             def channels(segments, inner=1):
                 return inner * sum(value[1 + g] if g != FIXED else size for g, size in segments)
 
-            dims = shapes[value[0]]
             c_in = channels(op.inputs, op.inner)
+            if op.kind == "embedding":
+                return GraphFixedSpec(op.attrs[0] * channels(op.outputs))
+            if op.kind == "parameter":
+                shape, axis, trainable = op.attrs
+                return GraphFixedSpec(math.prod(shape) // shape[axis] * c_in if trainable else 0)
+            dims = shapes[value[0]]
             if op.kind == "conv":
                 kernel, stride, padding, dilation, groups, bias = op.attrs
                 if op.kernel != FIXED:
@@ -184,7 +193,7 @@ class GraphSpace(SearchSpace):
                     kernel, padding = (k, k), (k // 2, k // 2)
                 return GraphConvSpec(c_in, channels(op.outputs), kernel, stride, padding, dilation, groups or c_in,
                                      bias, dims[1], dims[2], op.counts_params)
-            if op.kind == "linear":
+            if op.kind in ("linear", "linear_t"):
                 return GraphLinearSpec(c_in, channels(op.outputs), dims[:-1], op.attrs[0], op.counts_params)
             return GraphNormSpec(op.kind, c_in, (c_in, *dims[1:]) if op.kind == "batchnorm" else (*dims[:-1], c_in),
                                  op.attrs[0], op.counts_params)
