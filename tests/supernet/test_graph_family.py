@@ -150,8 +150,11 @@ def test_data_dependent_control_flow_fails_in_one_line():
 
 def test_bad_inputs_are_refused():
     model = _model("shared")
-    with pytest.raises(ConfigError, match="H == W"):
-        elasticize(model, torch.randn(2, 1, 16, 12))
+    with pytest.raises(ConfigError, match="batch dimension"):
+        elasticize(model, torch.randn(16))
+    assert elasticize(model, torch.randn(2, 1, 16, 12)).space.resolutions == (12,)  # not square: traced size only
+    with pytest.raises(ConfigError, match="square image"):
+        elasticize(model, torch.randn(2, 1, 16, 12), resolutions=(8, 12))
     with pytest.raises(ConfigError, match="include 1.0"):
         elasticize(model, _image(SIZE), width=(0.5, 0.75))
     with pytest.raises(ConfigError, match="importance"):

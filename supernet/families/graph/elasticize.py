@@ -13,6 +13,7 @@ import json
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 
+import torch
 from torch import Tensor, fx, nn
 
 from elasticnas.core.errors import ConfigError
