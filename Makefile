@@ -4,7 +4,7 @@
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-# Optional extras on top of dev, e.g. `make test EXTRAS=dev,openvino,executorch` (CI does).
+# Optional extras on top of dev, e.g. `make test EXTRAS=dev,openvino,executorch,models` (CI does).
 EXTRAS ?= dev
 
 .PHONY: venv test lint train quickstart clean

@@ -55,16 +55,34 @@ def _prepare_torchscript(model: nn.Module, example: torch.Tensor, dev: torch.dev
 
 
 def export_onnx_bytes(model: nn.Module, example: torch.Tensor, *, dynamic_batch: bool = False) -> bytes:
-    """ONNX (opset 17) bytes of ``model``, exported with the TorchScript-based exporter."""
+    """ONNX (opset 17) bytes of ``model``, exported with the TorchScript-based exporter, or through
+    torch.export where that exporter lacks an operator (a decoder's causal mask uses ``aten::diff``)."""
     buffer = io.BytesIO()
     dynamic_axes = {"input": {0: "batch"}, "output": {0: "batch"}} if dynamic_batch else None
     # The TorchScript-based exporter is deprecated in favour of torch.export, but it is
     # fast (per-layer tables export hundreds of graphs) and handles these plain CNNs fully.
     with torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore", (DeprecationWarning, UserWarning, FutureWarning))
-        torch.onnx.export(model.eval().cpu(), (example.cpu(),), buffer, input_names=["input"],
-                          output_names=["output"], opset_version=17, dynamic_axes=dynamic_axes, dynamo=False)
+        try:
+            torch.onnx.export(model.eval().cpu(), (example.cpu(),), buffer, input_names=["input"],
+                              output_names=["output"], opset_version=17, dynamic_axes=dynamic_axes, dynamo=False)
+        except torch.onnx.errors.UnsupportedOperatorError:
+            return _export_onnx_via_torch_export(model, example, dynamic_batch)
     return buffer.getvalue()
+
+
+def _export_onnx_via_torch_export(model: nn.Module, example: torch.Tensor, dynamic_batch: bool) -> bytes:
+    import logging
+
+    shapes = ({0: torch.export.Dim("batch", min=1, max=4096)},) if dynamic_batch else None
+    quiet = logging.getLogger("torch.onnx")
+    level, quiet.level = quiet.level, logging.ERROR  # it lists every optional operator library it lacks
+    try:
+        program = torch.onnx.export(model.eval().cpu(), (example.cpu(),), dynamo=True, dynamic_shapes=shapes,
+                                    input_names=["input"], output_names=["output"], verbose=False)
+    finally:
+        quiet.setLevel(level)
+    return program.model_proto.SerializeToString()
 
 
 def onnxruntime_session(onnx_bytes: bytes, dev: torch.device, threads: int | None):

@@ -42,7 +42,7 @@ class Analysis:
     bindings: dict[str, Binding]
     opaque: dict[str, str]  # module -> why its weights stay whole
     parameters: dict[str, Layout]  # weights read directly (get_attr) -> their layout
-    functional_norms: dict[str, Layout]  # F.layer_norm nodes over the channels -> their input's layout
+    resized: dict[str, tuple[str, Layout]]  # calls whose arguments count channels -> (kind, input layout)
     stages: list[list[Block]]
     kernels: dict[str, int]  # conv module -> its largest (odd, >= 5) kernel size
 
@@ -50,7 +50,7 @@ class Analysis:
 def analyse(module: fx.GraphModule, shapes: dict[str, tuple[int, ...] | None]) -> Analysis:
     groups = Groups()
     walk = layouts_of_graph(module, shapes, groups)
-    return Analysis(groups, walk.layouts, walk.bindings, walk.opaque, walk.parameters, walk.functional_norms,
+    return Analysis(groups, walk.layouts, walk.bindings, walk.opaque, walk.parameters, walk.resized,
                     _stages(module, shapes), _kernels(module, walk.bindings))
 
 

@@ -49,8 +49,8 @@ def _attrs(kind: str, module: nn.Module) -> tuple:
 
 def derive_space(graph: fx.GraphModule, analysis: Analysis, by_resolution: dict, options, name: str,
                  num_classes: int, in_channels: int, provenance: dict):
-    """``(space, blocks, norms, report)``: the space, the droppable blocks by add node, the functional
-    layer norms' channel segments by node, the explain rows."""
+    """``(space, blocks, resized, report)``: the space, the droppable blocks by add node, the calls whose
+    arguments count channels (kind and channel segments by node), the explain rows."""
     groups, report = analysis.groups, []
     stages = analysis.stages if options.depth else []
     block_of = {node: (s, p) for s, stage in enumerate(stages) for p, block in enumerate(stage)
@@ -67,7 +67,7 @@ def derive_space(graph: fx.GraphModule, analysis: Analysis, by_resolution: dict,
     gene_of, widths = {}, []
     layouts = [layout for b in analysis.bindings.values() for layout in (b.outputs, b.inputs)]
     seen = dict.fromkeys(groups.find(g) for layout in (*layouts, *analysis.parameters.values())
-                         for g in layout.groups())
+                         for g, _ in groups.expand(layout.segments))
     for root in seen:
         size, reason, unit = groups.size[root], groups.reason(root), groups.unit.get(root, 1)
         choices = tuple(sorted({max(1, round(size // unit * f)) * unit for f in options.width})) \
@@ -78,7 +78,7 @@ def derive_space(graph: fx.GraphModule, analysis: Analysis, by_resolution: dict,
             report.append(("width", groups.origin[root], size, "fixed", reason))
             continue
         readers = {block_of.get(call) for b in analysis.bindings.values() for call in b.calls
-                   if root in {groups.find(g) for g in b.inputs.groups() + b.outputs.groups()}}
+                   if root in {groups.find(g) for g, _ in groups.expand(b.inputs.segments + b.outputs.segments)}}
         block = next(iter(readers)) if len(readers) == 1 else None
         gene_of[root] = len(widths)
         widths.append(WidthGene(groups.origin[root], size, choices, block, unit))
@@ -93,13 +93,13 @@ def derive_space(graph: fx.GraphModule, analysis: Analysis, by_resolution: dict,
         report.append(("kernel", module, size, list(kernels[-1].choices), ""))
 
     def segments(layout: Layout) -> tuple:
-        return tuple((gene_of.get(groups.find(g), FIXED), size) for g, size in layout.segments)
+        return tuple((gene_of.get(groups.find(g), FIXED), size) for g, size in groups.expand(layout.segments))
 
-    ops, recorded = [], 0
+    ops, counted = [], set()  # ids of the weights some record counts (a tied weight once)
     nodes = {node.name: node for node in graph.graph.nodes}
     for module_name, binding in analysis.bindings.items():
         module = graph.get_submodule(module_name)
-        recorded += sum(p.numel() for p in module.parameters())
+        counted.update(id(p) for p in module.parameters())
         for i, call in enumerate(binding.calls):
             source = nodes[call].args[0].name
             ops.append(LayerRecord(call, module_name, binding.kind, segments(binding.inputs), binding.inputs.inner,
@@ -111,16 +111,16 @@ def derive_space(graph: fx.GraphModule, analysis: Analysis, by_resolution: dict,
         tensor = functools.reduce(getattr, target.split("."), graph)
         reader = next(iter(nodes[n] for n in nodes if nodes[n].op == "get_attr" and nodes[n].target == target))
         first_user = next(iter(reader.users), None)
-        recorded += tensor.numel() if isinstance(tensor, nn.Parameter) else 0
+        counted.add(id(tensor))
         ops.append(LayerRecord(reader.name, target, "parameter", segments(layout), 1, segments(layout), FIXED,
                                block_of.get(first_user.name) if first_user is not None else None,
                                (tuple(tensor.shape), layout.axis, isinstance(tensor, nn.Parameter)), (), True))
-    norms = {node: segments(layout) for node, layout in analysis.functional_norms.items()}
+    resized = {node: (kind, segments(layout)) for node, (kind, layout) in analysis.resized.items()}
     report += [("module", m, "-", "fixed", why) for m, why in analysis.opaque.items()]
-    total = sum(p.numel() for p in graph.parameters())
+    outside = sum(p.numel() for p in graph.parameters() if id(p) not in counted)
     space = GraphSpace(name=name, num_classes=num_classes, in_channels=in_channels,
                        resolutions=tuple(sorted(by_resolution)), widths=tuple(widths), depths=tuple(depths),
-                       kernels=tuple(kernels), ops=tuple(ops), fixed_params=total - recorded,
+                       kernels=tuple(kernels), ops=tuple(ops), fixed_params=outside,
                        options=json.dumps(provenance.pop("options"), sort_keys=True), **provenance)
     report.insert(0, ("resolution", "input", max(space.resolutions), list(space.resolutions), ""))
-    return space, blocks, norms, report
+    return space, blocks, resized, report

@@ -106,12 +106,12 @@ def elasticize(model: nn.Module, example_inputs, *, width: Sequence[float] | Non
                   "options": {**asdict(options), "example": {"shape": list(example.shape[1:]),
                                                              "dtype": str(example.dtype).removeprefix("torch.")},
                               "leaves": [f"{leaf.__module__}:{leaf.__qualname__}" for leaf in leaves]}}
-    space, blocks, norms, report = derive_space(graph, analysis, by_resolution, options, name or
+    space, blocks, resized, report = derive_space(graph, analysis, by_resolution, options, name or
                                          f"graph_{type(model).__name__.lower()}", output[-1],
                                          example.shape[1] if is_image(example) else 0,
                                          provenance)
     report += [("resolution", str(r), "-", "fixed", why) for r, why in dropped]
-    supernet = GraphSupernet(space, graph, blocks, norms)
+    supernet = GraphSupernet(space, graph, blocks, resized)
     supernet.report = report
     if importance is not None:
         if not callable(importance) and importance != "l1":

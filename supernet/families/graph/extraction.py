@@ -9,6 +9,7 @@ import copy
 import torch
 from torch import fx, nn
 
+from elasticnas.supernet.families.graph.resizing import kept_size, with_size
 from elasticnas.supernet.families.graph.space import FIXED, GraphArch, LayerRecord
 
 
@@ -74,18 +75,14 @@ def extract_graph(supernet, arch: GraphArch) -> fx.GraphModule:
     graph = copy.deepcopy(net.graph)
     nodes = {node.name: node for node in graph.nodes}
     kept = dict(enumerate(arch.widths))
-    for name, segments in supernet._norms.items():  # F.layer_norm's normalized_shape: the kept channels
-        channels = (sum(kept.get(g, size) for g, size in segments),)
+    for name, (kind, segments) in supernet._resized.items():  # sizes in calls: the kept channels
         node = nodes[name]
-        if len(node.args) > 1:
-            node.args = (node.args[0], channels, *node.args[2:])
-        else:
-            node.kwargs = {**node.kwargs, "normalized_shape": channels}
+        node.args, node.kwargs = with_size(node.args, dict(node.kwargs), kind, kept_size(kind, segments, kept))
     for add, skip in reversed(adds.items()):  # the last first: a dropped block's skip may be the add before it
         nodes[add].replace_all_uses_with(nodes[skip])
         graph.erase_node(nodes[add])
     for node in reversed(list(graph.nodes)):
-        if node.name in skipped:
+        if node.name in skipped or (node.op == "get_attr" and not node.users):  # a dropped block's weights too
             graph.erase_node(node)
     graph.lint()
     return fx.GraphModule(root, graph, f"{type(net).__name__}Subnet")

@@ -39,6 +39,7 @@ class Groups:
         self.origin: list[str] = []
         self.fixed: dict[int, str] = {}
         self.unit: dict[int, int] = {}  # root -> channels that shrink together (a head), where not 1
+        self.parts: dict[int, list[int]] = {}  # a group split into consecutive groups (fused q, k, v)
 
     def new(self, size: int, origin: str, fixed: str | None = None) -> int:
         self.parent.append(len(self.parent))
@@ -56,6 +57,25 @@ class Groups:
 
     def fix(self, group: int, reason: str) -> None:
         self.fixed.setdefault(self.find(group), reason)
+        for part in self.parts.get(group, ()):  # a reader of the whole reads every part
+            self.fix(part, reason)
+
+    def refine(self, group: int, sizes: list[int], origin: str) -> list[int] | None:
+        """Split a group nothing has joined into consecutive parts (a fused projection split into q, k, v)."""
+        if self.find(group) != group or group in self.parts or sum(sizes) != self.size[group] or \
+                any(self.find(g) == group for g in range(len(self.parent)) if g != group):
+            return None
+        self.parts[group] = [self.new(size, f"{origin}[{i}]", fixed=self.fixed.get(group))
+                             for i, size in enumerate(sizes)]
+        return self.parts[group]
+
+    def expand(self, segments: tuple[tuple[int, int], ...]) -> tuple[tuple[int, int], ...]:
+        """Segments with every refined group replaced by its parts."""
+        out = []
+        for group, size in segments:
+            out += self.expand(tuple((p, self.size[p]) for p in self.parts[group])) if group in self.parts \
+                else [(group, size)]
+        return tuple(out)
 
     def reason(self, group: int) -> str | None:
         return self.fixed.get(self.find(group))

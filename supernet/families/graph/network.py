@@ -18,6 +18,7 @@ from torch.func import functional_call
 
 from elasticnas.supernet.arch import Arch
 from elasticnas.supernet.families.graph.layout import layout_indices, permuted_indices
+from elasticnas.supernet.families.graph.resizing import kept_size, with_size
 from elasticnas.supernet.families.graph.space import FIXED, GraphArch, GraphSpace, LayerRecord
 from elasticnas.supernet.module import ElasticBlock, Supernet
 
@@ -35,11 +36,11 @@ class GraphSupernet(Supernet, ElasticBlock):
     """An elasticized model (see :func:`elasticnas.supernet.families.graph.elasticize`)."""
 
     def __init__(self, space: GraphSpace, net: fx.GraphModule, blocks: dict[str, tuple[int, int, str, tuple]],
-                 norms: dict[str, tuple] | None = None):
+                 resized: dict[str, tuple[str, tuple]] | None = None):
         super().__init__(space)
         self.net = net
         self._blocks = blocks  # add node -> (stage, position, skip node, branch nodes)
-        self._norms = norms or {}  # F.layer_norm node -> the channel segments it normalises
+        self._resized = resized or {}  # node -> (kind, channel segments) of a size written into its call
         self._ops = {op.node: op for op in space.ops if op.kind != "parameter"}
         self._params = {op.module: op for op in space.ops if op.kind == "parameter"}  # weight path -> record
         self._first = {}  # module -> its first recorded call (shared modules slice alike)
@@ -136,7 +137,7 @@ class GraphSupernet(Supernet, ElasticBlock):
                 env[node.name] = self._run_op(self._ops[node.name], self.net.get_submodule(node.target),
                                               env[node.args[0].name], arch)
             else:
-                env[node.name] = self._call(node, load(node.args), load(node.kwargs))
+                env[node.name] = self._call(node, load(node.args), load(node.kwargs), arch)
         raise RuntimeError("the graph has no output node")  # pragma: no cover - fx graphs always end in one
 
     def weight(self, target: str, arch: GraphArch) -> Tensor:
@@ -145,13 +146,10 @@ class GraphSupernet(Supernet, ElasticBlock):
         op = self._params.get(target)
         return tensor if op is None else take(tensor, op.attrs[1], self._slices(arch)[target][0])
 
-    def _call(self, node: fx.Node, args, kwargs):
-        if node.name in self._norms:  # F.layer_norm names the channel count: the kept one now
-            kwargs = dict(kwargs)
-            if len(args) > 1:
-                args = (args[0], (args[0].shape[-1],), *args[2:])
-            else:
-                kwargs["normalized_shape"] = (args[0].shape[-1],)
+    def _call(self, node: fx.Node, args, kwargs, arch: GraphArch):
+        if node.name in self._resized:
+            kind, segments = self._resized[node.name]
+            args, kwargs = with_size(args, kwargs, kind, kept_size(kind, segments, dict(enumerate(arch.widths))))
         if node.op == "call_module":
             return self.net.get_submodule(node.target)(*args, **kwargs)
         if node.op == "call_function":
@@ -172,16 +170,22 @@ class GraphSupernet(Supernet, ElasticBlock):
 
     # ----- channel order ----------------------------------------------------------------------
     def importance(self, gene: int) -> Tensor:
-        """L1 norm of the weights writing each channel of a width gene, summed over its producers."""
+        """L1 norm of the weights writing each channel of a width gene, summed over its producers (and over
+        the parts of a fused producer, such as q, k and v of one projection)."""
         total = torch.zeros(self.space.widths[gene].channels)
         for op in self._first.values():
-            if (op.reads_inputs or op.kind == "embedding") and any(g == gene for g, _ in op.outputs):
-                weight = self.net.get_submodule(op.module).weight.detach()
-                weight = weight.t() if op.kind in ("embedding", "linear_t") else weight
-                if self.importance_fn is not None:
-                    total += torch.as_tensor(self.importance_fn([weight])).detach().cpu().float()
-                else:
-                    total += weight.abs().flatten(1).sum(1).cpu()
+            if not (op.reads_inputs or op.kind == "embedding"):
+                continue
+            weight = self.net.get_submodule(op.module).weight.detach()
+            weight = weight.t() if op.kind in ("embedding", "linear_t") else weight
+            offset = 0
+            for g, size in op.outputs:
+                if g == gene:
+                    rows = weight[offset : offset + size]
+                    scores = self.importance_fn([rows]) if self.importance_fn is not None else \
+                        rows.abs().flatten(1).sum(1)
+                    total += torch.as_tensor(scores).detach().cpu().float()
+                offset += size
         return total
 
     @torch.no_grad()
@@ -197,6 +201,7 @@ class GraphSupernet(Supernet, ElasticBlock):
             heads = scores.argsort(descending=True, stable=True)
             order = (heads[:, None] * unit + torch.arange(unit)).flatten()
             orders.append(order)
+            done = set()  # (tensor, dim) already permuted: a tied weight (embedding = output head) moves once
             for op in self._first.values():
                 module = self.net.get_submodule(op.module)
                 norm = op.kind in ("batchnorm", "layernorm")
@@ -207,7 +212,9 @@ class GraphSupernet(Supernet, ElasticBlock):
                     index = permuted_indices(segments, inner, gene, order)
                     for name, tensor in self.sliced_parameters(op, module, dims):
                         dim = {"weight@1": 1, "weight@0": 0, "weight": dims[0]}.get(name, 0)
-                        permute_(tensor, index.to(tensor.device), dim, optimizer)
+                        if (id(tensor), dim) not in done:
+                            done.add((id(tensor), dim))
+                            permute_(tensor, index.to(tensor.device), dim, optimizer)
             for op in self._params.values():
                 if any(g == gene for g, _ in op.inputs):
                     tensor = functools.reduce(getattr, op.module.split("."), self.net)

@@ -68,14 +68,15 @@ class _Walk:
         self.bindings: dict[str, Binding] = {}
         self.opaque: dict[str, str] = {}
         self.parameters: dict[str, Layout] = {}  # weights read through get_attr (a layer scale, an embedding)
-        self.functional_norms: dict[str, Layout] = {}  # F.layer_norm calls over the channels
+        self.resized: dict[str, tuple[str, Layout]] = {}  # calls whose arguments count channels (resizing.py)
 
     def run(self) -> None:
         for node in self.module.graph.nodes:
             self.layouts[node.name] = self.visit(node)
 
     def of(self, arg) -> Layout | None:
-        return self.layouts.get(arg.name) if isinstance(arg, fx.Node) else None
+        layout = self.layouts.get(arg.name) if isinstance(arg, fx.Node) else None
+        return layout if isinstance(layout, Layout) else None
 
     def shape(self, arg) -> tuple[int, ...] | None:
         return self.shapes.get(arg.name) if isinstance(arg, fx.Node) else None
@@ -171,7 +172,7 @@ class _Walk:
             if tracked is None or tracked.axis != len(self.shape(weight)) - 1 or \
                     not self.groups.join_layouts(layout, tracked, "layer_norm()"):
                 return self.unknown(node)
-        self.functional_norms[node.name] = layout
+        self.resized[node.name] = ("normalized_shape", layout)
         return layout
 
     def untracked_module(self, node: fx.Node, module: nn.Module, layout: Layout | None) -> None:
@@ -250,7 +251,12 @@ class _Walk:
         if target in (torch.cat, torch.concat):
             return self.concatenate(node)
         if target is operator.getitem:
+            picked = self.layouts.get(node.args[0].name) if isinstance(node.args[0], fx.Node) else None
+            if isinstance(picked, tuple):  # one part of a split
+                return picked[node.args[1]] if isinstance(node.args[1], int) else self.unknown(node)
             return self.index(node, layout)
+        if target in ("split", torch.split):
+            return self.split(node, layout)
         if target == "expand":
             return self.expand(node, layout)
         if target in _SOFTMAX:
@@ -356,6 +362,22 @@ class _Walk:
                     else self.unknown(node, f"sliced along its channels by {describe(node)}")
             axis_in, axis_out = axis_in + 1, axis_out + (not isinstance(item, int))  # an int removes its axis
         return Layout(axis_out + layout.axis - axis_in, layout.segments, layout.inner, layout.unit)
+
+    def split(self, node: fx.Node, layout: Layout | None):
+        """A fused projection split along its channels into equal parts: each part becomes its own group."""
+        size = node.args[1] if len(node.args) > 1 else node.kwargs.get("split_size_or_sections")
+        dim = node.args[2] if len(node.args) > 2 else node.kwargs.get("dim", 0)
+        shape = self.shape(node.args[0])
+        if layout is None or not isinstance(size, int) or dim % len(shape) != layout.axis or layout.inner != 1 \
+                or layout.unit != 1 or len(layout.segments) != 1 or len(node.args[0].users) != 1:
+            return self.unknown(node)
+        group, channels = layout.segments[0]
+        parts = self.groups.refine(group, [size] * (channels // size), self.groups.origin[group]) \
+            if channels % size == 0 else None
+        if parts is None:
+            return self.unknown(node)
+        self.resized[node.name] = ("sections", layout)
+        return tuple(Layout(layout.axis, ((part, size),)) for part in parts)
 
     def expand(self, node: fx.Node, layout: Layout | None) -> Layout | None:
         if layout is None:
