@@ -125,7 +125,10 @@ def _run_import(args: argparse.Namespace) -> None:
          writes=out_arg, creates=True)
 def _profile_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--supernet", choices=supernet_names(),
-                        help="a registered supernet preset (needed unless --out already holds a table to --check)")
+                        help="a registered supernet preset (needed unless --run is given or --out already holds a "
+                             "table to --check)")
+    parser.add_argument("--run", dest="space_of_run", type=Path, default=None, metavar="RUN",
+                        help="the space of this run folder instead of a preset (e.g. an elasticized model's)")
     parser.add_argument("--num-classes", type=int, default=10)
     parser.add_argument("--in-channels", type=int, default=3)
     parser.add_argument("--resolutions", type=int_list, default=None,
@@ -155,18 +158,16 @@ def _run_profile(args: argparse.Namespace) -> None:
     from elasticnas.hardware import LatencyTable
     from elasticnas.hardware.lookup import TABLE_JSON
     from elasticnas.hardware.table_check import require_check_size
-    from elasticnas.supernet import create_space
 
     if args.check:
         require_check_size(args.check)  # before a build that may take minutes
     if args.check and (args.out / TABLE_JSON).exists():
         table = LatencyTable.load(args.out)
-    elif args.supernet is None:
-        raise ConfigError(f"--supernet is needed to build a table ({args.out} holds none); choose from "
-                          f"{supernet_names()}")
+    elif (args.supernet is None) == (args.space_of_run is None):
+        raise ConfigError(f"give --supernet (one of {supernet_names()}) or --run RUN to build a table "
+                          f"({args.out} holds none), not both")
     else:
-        space = create_space(args.supernet, num_classes=args.num_classes, in_channels=args.in_channels,
-                             **precision_override(args.precision))
+        space = _profiled_space(args)
         table = LatencyTable.build(space, device=args.device, runtime=args.runtime, batch_size=args.batch_size,
                                    resolutions=args.resolutions, threads=args.threads, warmup=args.warmup,
                                    repeats=args.repeats, rounds=args.rounds, seed=args.seed, out=args.out,
@@ -176,6 +177,19 @@ def _run_profile(args: argparse.Namespace) -> None:
               f"{table.metadata['reference_ms']:.4g} ms -> {args.out}")
     if args.check:
         _check_profile(table, args)
+
+
+def _profiled_space(args: argparse.Namespace):
+    from dataclasses import replace
+
+    from elasticnas.runs import run_space
+    from elasticnas.supernet import create_space
+
+    if args.supernet is not None:
+        return create_space(args.supernet, num_classes=args.num_classes, in_channels=args.in_channels,
+                            **precision_override(args.precision))
+    space = run_space(args.space_of_run)
+    return replace(space, **precision_override(args.precision)) if args.precision != "fp32" else space
 
 
 def _check_profile(table, args: argparse.Namespace) -> None:

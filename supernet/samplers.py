@@ -148,20 +148,31 @@ class Sandwich(Strategy):
     """Sandwich rule with in-place distillation (BigNAS, Yu et al. 2020).
 
     The max subnet learns from labels; the min and ``num_random`` random subnets learn from
-    its detached soft predictions (KL, or AlphaNet's adaptive alpha-divergence).
+    its detached soft predictions (KL, or AlphaNet's adaptive alpha-divergence). With
+    ``teacher: frozen`` they all learn from the max subnet as it was when training began.
     """
 
     @dataclass(frozen=True)
     class Options:
         num_random: int = 2
         distill: Literal["kl", "alpha"] = "kl"
+        # "frozen": every subnet, the max too, distills from a frozen snapshot of the max subnet taken when
+        # training starts (with its labels for the max): a pretrained network (an elasticized model, a
+        # parent run) teaches its own subnets, InstaTune/BootstrapNAS-style
+        teacher: Literal["inplace", "frozen"] = "inplace"
 
     @property
     def distillation(self) -> str:
         return self.options.distill
 
+    def teacher_phases(self) -> tuple[str, ...]:
+        return ("main",) if self.options.teacher == "frozen" else ()
+
     def sample(self, context: StepContext) -> list[SubnetTask]:
-        return _sandwich(self.space, self.rng(context.step), self.options.num_random)
+        tasks = _sandwich(self.space, self.rng(context.step), self.options.num_random)
+        if self.options.teacher == "frozen":
+            tasks[0] = dataclasses.replace(tasks[0], teacher=False, distill=True, with_labels=True)
+        return tasks
 
 
 @register_strategy("progressive_shrinking")

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import pathlib
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -240,3 +241,56 @@ def test_training_from_an_elasticized_run_trains_its_space(tmp_path, capsys):
     assert main(["elasticize", "tests.supernet.graph_models:small_resnet", "--input-shape", "1,16,16",
                  "--out", str(parent)]) == 2  # never onto an existing run
     assert "not an empty folder" in capsys.readouterr().err
+
+
+def test_fine_tuning_distills_from_the_original_model(tmp_path, capsys):
+    from safetensors.torch import load_file
+
+    from elasticnas.experiment import load_experiment, train_experiment
+
+    parent = tmp_path / "mine"
+    assert main(["elasticize", "tests.supernet.graph_models:small_resnet", "--input-shape", "1,16,16",
+                 "--out", str(parent), "--set", "data.name=digits"]) == 0
+    capsys.readouterr()
+    config = load_experiment(str(parent / "config.yaml"), [
+        "data.batch_size=256", "train.bn_calibration_images=256", "train.bn_calibration_batch_size=128",
+        "train.epochs=1", "sampler.name=sandwich", "sampler.options={teacher: frozen, num_random: 1}",
+        f"init.source={parent}"])
+    trainer, _ = train_experiment(config, tmp_path / "run", progress=False)
+    original = load_file(parent / "supernet.safetensors")
+    teacher = trainer.teacher.state_dict()
+    assert torch.equal(teacher["stem.0.weight"], original["net.stem.0.weight"])  # the model as elasticized
+    assert not torch.equal(trainer.model.state_dict()["net.stem.0.weight"], original["net.stem.0.weight"])
+
+
+def test_weights_load_before_elasticizing_and_profile_takes_the_run(tmp_path, capsys):
+    from safetensors.torch import save_file
+
+    from elasticnas.hardware import LatencyTable
+
+    model = _model("resnet", seed=5)
+    weights = tmp_path / "mine.safetensors"
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(weights))
+    out = tmp_path / "run"
+    assert main(["elasticize", "tests.supernet.graph_models:small_resnet", "--weights", str(weights),
+                 "--input-shape", f"1,{SIZE},{SIZE}", "--out", str(out)]) == 0
+    assert "differs from the model by" in capsys.readouterr().out
+    from elasticnas.parents import file_sha256
+    from elasticnas.runs import load_trained
+
+    run = load_trained(out)
+    assert run.space.weights_sha256 == file_sha256(weights)
+    x = _image(SIZE)
+    with torch.no_grad():
+        _close(run.supernet(x, run.space.max()), model(x), 1e-4)  # the given weights, not fresh ones
+    tables = tmp_path / "tables"
+    assert main(["profile", "--run", str(out), "--out", str(tables), "--resolutions", str(SIZE), "--repeats", "2",
+                 "--rounds", "1"]) == 0
+    table = LatencyTable.load(tables)
+    assert table.space.fingerprint == run.space.fingerprint
+    assert table.predict(run.space.max()) > 0 and np.isfinite(table.predict(run.space.max()))
+    bad = tmp_path / "bad.safetensors"
+    save_file({"nothing": torch.zeros(1)}, str(bad))
+    assert main(["elasticize", "tests.supernet.graph_models:small_resnet", "--weights", str(bad),
+                 "--input-shape", f"1,{SIZE},{SIZE}"]) == 2
+    assert "does not fit the model" in capsys.readouterr().err

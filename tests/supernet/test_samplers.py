@@ -120,3 +120,14 @@ def test_unknown_strategy_and_options_are_rejected():
         create_strategy("sandwich", SPACE, {"num_randoms": 2})
     with pytest.raises(ConfigError, match="kl"):
         create_strategy("sandwich", SPACE, {"distill": "mse"})
+
+
+def test_sandwich_with_a_frozen_teacher_distills_every_subnet_from_the_snapshot():
+    strategy = create_strategy("sandwich", SPACE, {"teacher": "frozen"}, seed=0)
+    tasks = strategy.sample(_context(3))
+    assert strategy.teacher_phases() == ("main",)  # the snapshot is taken as training begins
+    assert not any(t.teacher for t in tasks) and all(t.distill for t in tasks)
+    assert tasks[0].arch == SPACE.max() and tasks[0].with_labels and not any(t.with_labels for t in tasks[1:])
+    inplace = create_strategy("sandwich", SPACE, seed=0)
+    assert inplace.teacher_phases() == () and inplace.sample(_context(3))[0].teacher
+    assert inplace.matches({**inplace.state_dict(), "options": {"num_random": 2, "distill": "kl"}})  # old runs

@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass, fields
+from dataclasses import MISSING, dataclass, fields
 from typing import Any, ClassVar
 
 from elasticnas.core.errors import ConfigError, InvalidArchitectureError
@@ -217,9 +217,9 @@ class GraphSpace(SearchSpace):
 
 def _values(item: Any, record: type) -> list:
     if isinstance(item, Mapping):
-        missing = [f.name for f in fields(record) if f.name not in item]
+        missing = [f.name for f in fields(record) if f.name not in item and f.default is MISSING]
         if missing or set(item) - {f.name for f in fields(record)}:
-            raise ConfigError(f"a saved {record.__name__} needs exactly {[f.name for f in fields(record)]}, "
+            raise ConfigError(f"a saved {record.__name__} has the keys {[f.name for f in fields(record)]}, "
                               f"but got {sorted(item)}")
-        return [item[f.name] for f in fields(record)]
+        return [item.get(f.name, f.default) for f in fields(record)]
     return list(item)
