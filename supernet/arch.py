@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, fields
+from dataclasses import MISSING, dataclass, field, fields
 from typing import Any
 
 from elasticnas.core.errors import InvalidArchitectureError
@@ -81,7 +81,8 @@ class Arch:
         if not isinstance(data, Mapping):
             raise InvalidArchitectureError(f"an architecture must be a dict, but got {type(data).__name__}")
         native = set(cls.field_names())
-        missing, unknown = native - set(data) - {"precision"}, set(data) - native
+        optional = {f.name for f in fields(cls) if f.default is not MISSING}  # precision, and any field with a default
+        missing, unknown = native - set(data) - optional, set(data) - native
         if missing and not (missing == {"resolution"} and default_resolution is not None):
             raise InvalidArchitectureError(f"architecture dict lacks {sorted(missing)}; the keys of a "
                                            f"{cls.__name__} are {sorted(native)}")

@@ -1,0 +1,177 @@
+"""Bring your own model: one elasticized supernet against pruning the same network once per budget.
+
+A user-style ResNet (``own_models.py``, an ordinary ``nn.Module``) is trained on the bundled MNIST
+subset as its owner would. Then, from those weights:
+
+- **elastic**: ``elasticnas elasticize`` it, fine-tune the supernet once (the default strategy), measure,
+  fit, search and export one subnet for each of the quickstart's three latency budgets;
+- **pruned**: for each export, the original network with every channel group cut by L1 magnitude to the
+  largest uniform width whose MACs do not exceed the export's, fine-tuned alone for as many epochs as the
+  supernet's fine-tuning took;
+- **original**: the trained network itself.
+
+Each row: test top-1 on the held-out split, MACs, latency measured here (torch, batch 1, the same
+timer for every model) and the training each route spent (seconds and epochs after the original's).
+
+    python experiments/bench_own_model.py              # about 15 minutes on 2 cores
+    python experiments/bench_own_model.py --quick      # seconds: a smoke run
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import subprocess
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn.functional as F
+from own_models import user_resnet
+from safetensors.torch import save_file
+
+from elasticnas.cli import main as cli
+from elasticnas.data import DataConfig, load_data
+from elasticnas.experiment import load_experiment, train_experiment
+from elasticnas.export import load_subnet
+from elasticnas.hardware import count_macs
+from elasticnas.hardware.latency import measure_latency
+from elasticnas.pipeline import quickstart
+from elasticnas.supernet.batches import epoch_order, iterate
+from elasticnas.supernet.evaluation import score
+from elasticnas.supernet.families.graph import elasticize
+from elasticnas.supernet.training import warmup_cosine
+
+RESULTS = Path(__file__).resolve().parent / "results"
+FINETUNE_LR = 0.02  # both routes fine-tune from the trained weights at this rate (cosine to zero)
+
+
+def train_plain(model, splits, epochs: int, lr: float, seed: int = 0) -> float:
+    """SGD with Nesterov momentum and a cosine rate, label smoothing 0.1; returns seconds spent."""
+    torch.manual_seed(seed)
+    optimizer = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9, nesterov=True, weight_decay=5e-5)
+    batch, steps = 128, len(splits.train) // 128
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: warmup_cosine(s, steps * epochs, 0, 0.0))
+    started = time.perf_counter()
+    model.train()
+    for epoch in range(epochs):
+        for images, labels in iterate(splits.train, epoch_order(len(splits.train), seed, epoch)[: steps * batch],
+                                      batch):
+            optimizer.zero_grad(set_to_none=True)
+            F.cross_entropy(model(images), labels, label_smoothing=0.1).backward()
+            optimizer.step()
+            scheduler.step()
+    return time.perf_counter() - started
+
+
+def test_top1(model, splits) -> float:
+    images = torch.stack([splits.test[i][0] for i in range(len(splits.test))])
+    labels = torch.tensor([int(splits.test[i][1]) for i in range(len(splits.test))])
+    with torch.no_grad():
+        return score(model.eval(), images, labels).top1
+
+
+def latency_ms(model, repeats: int) -> float:
+    return measure_latency(model.eval(), input_shape=(1, 28, 28), repeats=repeats, warmup=5).median_ms
+
+
+def pruned_to(original, macs: int):
+    """The original network with each channel group cut, by L1 magnitude, to the largest uniform width
+    whose MACs do not exceed ``macs`` (a 1/16 grid of widths; depth and kernels kept)."""
+    grid = tuple(i / 16 for i in range(2, 17))
+    net = elasticize(original, torch.zeros(2, 1, 28, 28), width=grid, depth=False, kernel=False, resolutions=(28,))
+    best = None
+    for fraction in grid:
+        widths = tuple(min(gene.choices, key=lambda c, g=gene: abs(c - fraction * g.channels))
+                       for gene in net.space.widths)
+        arch = net.space.canonical({"resolution": 28, "widths": list(widths)})
+        if count_macs(net.space, arch) <= macs:
+            best = arch
+    return net.extract(best or net.space.min()), count_macs(net.space, best or net.space.min())
+
+
+def provenance() -> dict:
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                            cwd=Path(__file__).parent).stdout.strip()
+    from elasticnas.hardware.table_build import cpu_model
+
+    return {"commit": commit or "unknown", "cpu": cpu_model(), "cores": torch.get_num_threads(),
+            "torch": torch.__version__, "python": platform.python_version(),
+            "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
+
+
+def run(args) -> pd.DataFrame:
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    splits = load_data(DataConfig(name="mnist5k"))
+    torch.manual_seed(0)
+    original = user_resnet()
+    seconds_original = train_plain(original, splits, args.epochs, lr=0.1)
+    weights = out / "original.safetensors"
+    save_file({k: v.contiguous() for k, v in original.state_dict().items()}, str(weights))
+
+    elastic = out / "elastic"
+    if not (elastic / "config.yaml").exists():
+        assert cli(["elasticize", "own_models:user_resnet", "--weights", str(weights), "--input-shape", "1,28,28",
+                    "--out", str(elastic), "--set", "data.name=mnist5k"]) == 0
+    overrides = [f"train.epochs={args.finetune_epochs}", f"init.source={elastic}", f"optim.lr={FINETUNE_LR}",
+                 "optim.warmup_epochs=0"]
+    supernet = out / "supernet"
+    started = time.perf_counter()
+    if not (supernet / "metrics.csv").exists():
+        train_experiment(load_experiment(str(elastic / "config.yaml"), overrides), supernet, progress=False)
+    seconds_supernet = time.perf_counter() - started
+    summary = quickstart(supernet, config=str(elastic / "config.yaml"), overrides=overrides, subnets=args.subnets,
+                         trials=args.trials, predicted_evals=args.evals, progress=False, table_repeats=args.repeats,
+                         table_rounds=1, log=lambda line: print(line, flush=True))
+
+    rows = [{"route": "original", "budget_ms": np.nan, "macs": count_macs(*_space_and_max(elastic)),
+             "test_top1": test_top1(original, splits), "latency_ms": latency_ms(original, args.repeats),
+             "train_s": seconds_original, "train_epochs": args.epochs}]
+    for budget, folder in zip(summary["budget_ms"], summary["export"], strict=True):
+        exported = load_subnet(folder)
+        macs = json.loads((Path(folder) / "report.json").read_text())["macs"]
+        rows.append({"route": "elastic (one fine-tuning)", "budget_ms": budget, "macs": macs,
+                     "test_top1": test_top1(exported, splits), "latency_ms": latency_ms(exported, args.repeats),
+                     "train_s": seconds_supernet, "train_epochs": args.finetune_epochs})
+        pruned, pruned_macs = pruned_to(original, macs)
+        seconds = train_plain(pruned, splits, args.finetune_epochs, lr=FINETUNE_LR)
+        rows.append({"route": "L1-pruned + fine-tuned (per budget)", "budget_ms": budget, "macs": pruned_macs,
+                     "test_top1": test_top1(pruned, splits), "latency_ms": latency_ms(pruned, args.repeats),
+                     "train_s": seconds, "train_epochs": args.finetune_epochs})
+    return pd.DataFrame(rows)
+
+
+def _space_and_max(elastic: Path):
+    from elasticnas.runs import run_space
+
+    space = run_space(elastic)
+    return space, space.max()
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--epochs", type=int, default=12, help="the original network's training")
+    parser.add_argument("--finetune-epochs", type=int, default=8, help="the supernet's, and each pruned network's")
+    parser.add_argument("--subnets", type=int, default=60, help="subnets measured for the predictors")
+    parser.add_argument("--trials", type=int, default=10)
+    parser.add_argument("--evals", type=int, default=5000, help="predicted evaluations of the search")
+    parser.add_argument("--repeats", type=int, default=30, help="timings per layer and per model")
+    parser.add_argument("--out", default=str(RESULTS / "own_model"))
+    parser.add_argument("--quick", action="store_true", help="one epoch each, few subnets: a smoke run")
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.epochs, args.finetune_epochs, args.subnets, args.trials, args.evals, args.repeats = 1, 1, 12, 2, 300, 3
+    table = run(args)
+    header = "".join(f"# {k}: {v}\n" for k, v in provenance().items())
+    path = Path(args.out) / "own_model.csv"
+    path.write_text(header + table.to_csv(index=False))
+    print(table.round(3).to_string(index=False))
+    print(f"results: {path}")
+
+
+if __name__ == "__main__":
+    main()
