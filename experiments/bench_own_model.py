@@ -14,7 +14,7 @@ Each row: test top-1 on the held-out split, MACs, latency measured here (torch, 
 timer for every model) and the training each route spent (seconds and epochs after the original's).
 
     python experiments/bench_own_model.py              # about 15 minutes on 2 cores
-    python experiments/bench_own_model.py --quick      # seconds: a smoke run
+    python experiments/bench_own_model.py --quick --results /tmp/own_model.csv   # a 3-minute smoke run
 """
 
 from __future__ import annotations
@@ -34,6 +34,7 @@ from own_models import user_resnet
 from safetensors.torch import save_file
 
 from elasticnas.cli import main as cli
+from elasticnas.core.atomic import atomic_write_text
 from elasticnas.data import DataConfig, load_data
 from elasticnas.experiment import load_experiment, train_experiment
 from elasticnas.export import load_subnet
@@ -46,6 +47,7 @@ from elasticnas.supernet.families.graph import elasticize
 from elasticnas.supernet.training import warmup_cosine
 
 RESULTS = Path(__file__).resolve().parent / "results"
+RUNS = Path(__file__).resolve().parent.parent / "runs"  # the work folders: trained networks and the supernet run
 FINETUNE_LR = 0.02  # both routes fine-tune from the trained weights at this rate (cosine to zero)
 
 
@@ -160,15 +162,16 @@ def main(argv=None) -> None:
     parser.add_argument("--trials", type=int, default=10)
     parser.add_argument("--evals", type=int, default=5000, help="predicted evaluations of the search")
     parser.add_argument("--repeats", type=int, default=30, help="timings per layer and per model")
-    parser.add_argument("--out", default=str(RESULTS / "own_model"))
+    parser.add_argument("--out", default=str(RUNS / "own_model"), help="work folder (resumes the supernet run)")
+    parser.add_argument("--results", default=str(RESULTS / "own_model.csv"), help="the table, with its provenance")
     parser.add_argument("--quick", action="store_true", help="one epoch each, few subnets: a smoke run")
     args = parser.parse_args(argv)
     if args.quick:
         args.epochs, args.finetune_epochs, args.subnets, args.trials, args.evals, args.repeats = 1, 1, 12, 2, 300, 3
     table = run(args)
     header = "".join(f"# {k}: {v}\n" for k, v in provenance().items())
-    path = Path(args.out) / "own_model.csv"
-    path.write_text(header + table.to_csv(index=False))
+    path = Path(args.results)
+    atomic_write_text(path, header + table.to_csv(index=False))
     print(table.round(3).to_string(index=False))
     print(f"results: {path}")
 

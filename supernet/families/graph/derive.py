@@ -51,76 +51,100 @@ def derive_space(graph: fx.GraphModule, analysis: Analysis, by_resolution: dict,
                  num_classes: int, in_channels: int, provenance: dict):
     """``(space, blocks, resized, report)``: the space, the droppable blocks by add node, the calls whose
     arguments count channels (kind and channel segments by node), the explain rows."""
-    groups, report = analysis.groups, []
-    stages = analysis.stages if options.depth else []
-    block_of = {node: (s, p) for s, stage in enumerate(stages) for p, block in enumerate(stage)
-                for node in block.branch}
-    depths, blocks = [], {}
-    for s, stage in enumerate(stages):
-        labels = tuple(block.label for block in stage)
-        prefix = os.path.commonprefix(labels).rstrip(".") or labels[0]
-        depths.append(DepthGene(prefix, labels, tuple(range(len(stage) // 2, len(stage) + 1))))
-        report.append(("depth", prefix, len(stage), list(depths[-1].choices), "blocks " + ", ".join(labels)))
-        for p, block in enumerate(stage):
-            blocks[block.add] = (s, p, block.skip, tuple(sorted(block.branch)))
-
-    gene_of, widths = {}, []
-    layouts = [layout for b in analysis.bindings.values() for layout in (b.outputs, b.inputs)]
-    seen = dict.fromkeys(groups.find(g) for layout in (*layouts, *analysis.parameters.values())
-                         for g, _ in groups.expand(layout.segments))
-    for root in seen:
-        size, reason, unit = groups.size[root], groups.reason(root), groups.unit.get(root, 1)
-        choices = tuple(sorted({max(1, round(size // unit * f)) * unit for f in options.width})) \
-            if options.width else ()
-        if reason is None and len(choices) < 2:
-            reason = "width is off" if not options.width else f"{size} channels give no smaller distinct width"
-        if reason is not None:
-            report.append(("width", groups.origin[root], size, "fixed", reason))
-            continue
-        readers = {block_of.get(call) for b in analysis.bindings.values() for call in b.calls
-                   if root in {groups.find(g) for g, _ in groups.expand(b.inputs.segments + b.outputs.segments)}}
-        block = next(iter(readers)) if len(readers) == 1 else None
-        gene_of[root] = len(widths)
-        widths.append(WidthGene(groups.origin[root], size, choices, block, unit))
-        report.append(("width", groups.origin[root], size, list(choices),
-                       f"{size // unit} heads of {unit} channels" if unit > 1 else ""))
-
-    kernels, kernel_of = [], {}
-    for module, size in (analysis.kernels.items() if options.kernel else ()):
-        kernel_of[module] = len(kernels)
-        kernels.append(KernelGene(module, size, tuple(range(3, size + 1, 2)),
-                                  block_of.get(analysis.bindings[module].calls[0])))
-        report.append(("kernel", module, size, list(kernels[-1].choices), ""))
-
-    def segments(layout: Layout) -> tuple:
-        return tuple((gene_of.get(groups.find(g), FIXED), size) for g, size in groups.expand(layout.segments))
-
-    ops, counted = [], set()  # ids of the weights some record counts (a tied weight once)
-    nodes = {node.name: node for node in graph.graph.nodes}
-    for module_name, binding in analysis.bindings.items():
-        module = graph.get_submodule(module_name)
-        counted.update(id(p) for p in module.parameters())
-        for i, call in enumerate(binding.calls):
-            source = nodes[call].args[0].name
-            ops.append(LayerRecord(call, module_name, binding.kind, segments(binding.inputs), binding.inputs.inner,
-                                   segments(binding.outputs), kernel_of.get(module_name, FIXED), block_of.get(call),
-                                   _attrs(binding.kind, module),
-                                   tuple((r, shapes[source][1:]) for r, shapes in sorted(by_resolution.items())),
-                                   i == 0))
-    for target, layout in analysis.parameters.items():
-        tensor = functools.reduce(getattr, target.split("."), graph)
-        reader = next(iter(nodes[n] for n in nodes if nodes[n].op == "get_attr" and nodes[n].target == target))
-        first_user = next(iter(reader.users), None)
-        counted.add(id(tensor))
-        ops.append(LayerRecord(reader.name, target, "parameter", segments(layout), 1, segments(layout), FIXED,
-                               block_of.get(first_user.name) if first_user is not None else None,
-                               (tuple(tensor.shape), layout.axis, isinstance(tensor, nn.Parameter)), (), True))
-    resized = {node: (kind, segments(layout)) for node, (kind, layout) in analysis.resized.items()}
-    report += [("module", m, "-", "fixed", why) for m, why in analysis.opaque.items()]
-    outside = sum(p.numel() for p in graph.parameters() if id(p) not in counted)
+    derived = _Derivation(analysis, options)
+    depths, blocks = derived.depth_genes()
+    widths, kernels = derived.width_genes(), derived.kernel_genes()
+    ops, outside = derived.records(graph, by_resolution)
+    resized = {node: (kind, derived.segments(layout)) for node, (kind, layout) in analysis.resized.items()}
     space = GraphSpace(name=name, num_classes=num_classes, in_channels=in_channels,
-                       resolutions=tuple(sorted(by_resolution)), widths=tuple(widths), depths=tuple(depths),
-                       kernels=tuple(kernels), ops=tuple(ops), fixed_params=outside,
-                       options=json.dumps(provenance.pop("options"), sort_keys=True), **provenance)
-    report.insert(0, ("resolution", "input", max(space.resolutions), list(space.resolutions), ""))
+                       resolutions=tuple(sorted(by_resolution)), widths=widths, depths=depths, kernels=kernels,
+                       ops=ops, fixed_params=outside, options=json.dumps(provenance.pop("options"), sort_keys=True),
+                       **provenance)
+    report = [("resolution", "input", max(space.resolutions), list(space.resolutions), ""), *derived.report]
+    report += [("module", m, "-", "fixed", why) for m, why in analysis.opaque.items()]
     return space, blocks, resized, report
+
+
+class _Derivation:
+    """The genes and layer records of one analysed graph, and the explain rows saying why."""
+
+    def __init__(self, analysis: Analysis, options):
+        self.analysis, self.options, self.groups = analysis, options, analysis.groups
+        self.stages = analysis.stages if options.depth else []
+        self.block_of = {node: (s, p) for s, stage in enumerate(self.stages) for p, block in enumerate(stage)
+                         for node in block.branch}
+        self.gene_of: dict[int, int] = {}  # group root -> width gene
+        self.kernel_of: dict[str, int] = {}  # conv module -> kernel gene
+        self.report: list[tuple] = []
+
+    def segments(self, layout: Layout) -> tuple:
+        return tuple((self.gene_of.get(self.groups.find(g), FIXED), size)
+                     for g, size in self.groups.expand(layout.segments))
+
+    def depth_genes(self) -> tuple[tuple[DepthGene, ...], dict]:
+        depths, blocks = [], {}
+        for s, stage in enumerate(self.stages):
+            labels = tuple(block.label for block in stage)
+            prefix = os.path.commonprefix(labels).rstrip(".") or labels[0]
+            depths.append(DepthGene(prefix, labels, tuple(range(len(stage) // 2, len(stage) + 1))))
+            self.report.append(("depth", prefix, len(stage), list(depths[-1].choices), "blocks " + ", ".join(labels)))
+            for p, block in enumerate(stage):
+                blocks[block.add] = (s, p, block.skip, tuple(sorted(block.branch)))
+        return tuple(depths), blocks
+
+    def width_genes(self) -> tuple[WidthGene, ...]:
+        groups, bindings, fractions = self.groups, self.analysis.bindings.values(), self.options.width
+        layouts = [layout for b in bindings for layout in (b.outputs, b.inputs)]
+        seen = dict.fromkeys(groups.find(g) for layout in (*layouts, *self.analysis.parameters.values())
+                             for g, _ in groups.expand(layout.segments))
+        widths = []
+        for root in seen:
+            size, reason, unit = groups.size[root], groups.reason(root), groups.unit.get(root, 1)
+            choices = tuple(sorted({max(1, round(size // unit * f)) * unit for f in fractions})) if fractions else ()
+            if reason is None and len(choices) < 2:
+                reason = "width is off" if not fractions else f"{size} channels give no smaller distinct width"
+            if reason is not None:
+                self.report.append(("width", groups.origin[root], size, "fixed", reason))
+                continue
+            readers = {self.block_of.get(call) for b in bindings for call in b.calls
+                       if root in {groups.find(g) for g, _ in groups.expand(b.inputs.segments + b.outputs.segments)}}
+            self.gene_of[root] = len(widths)
+            widths.append(WidthGene(groups.origin[root], size, choices, next(iter(readers)) if len(readers) == 1
+                                    else None, unit))
+            self.report.append(("width", groups.origin[root], size, list(choices),
+                                f"{size // unit} heads of {unit} channels" if unit > 1 else ""))
+        return tuple(widths)
+
+    def kernel_genes(self) -> tuple[KernelGene, ...]:
+        kernels = []
+        for module, size in (self.analysis.kernels.items() if self.options.kernel else ()):
+            self.kernel_of[module] = len(kernels)
+            kernels.append(KernelGene(module, size, tuple(range(3, size + 1, 2)),
+                                      self.block_of.get(self.analysis.bindings[module].calls[0])))
+            self.report.append(("kernel", module, size, list(kernels[-1].choices), ""))
+        return tuple(kernels)
+
+    def records(self, graph: fx.GraphModule, by_resolution: dict) -> tuple[tuple[LayerRecord, ...], int]:
+        """One record per call of a sliced module and per weight read directly; and the parameters outside
+        every record (a tied weight is counted once)."""
+        ops, counted = [], set()
+        nodes = {node.name: node for node in graph.graph.nodes}
+        for module_name, binding in self.analysis.bindings.items():
+            module = graph.get_submodule(module_name)
+            counted.update(id(p) for p in module.parameters())
+            for i, call in enumerate(binding.calls):
+                source = nodes[call].args[0].name
+                shapes = tuple((r, found[source][1:]) for r, found in sorted(by_resolution.items()))
+                ops.append(LayerRecord(call, module_name, binding.kind, self.segments(binding.inputs),
+                                       binding.inputs.inner, self.segments(binding.outputs),
+                                       self.kernel_of.get(module_name, FIXED), self.block_of.get(call),
+                                       _attrs(binding.kind, module), shapes, i == 0))
+        for target, layout in self.analysis.parameters.items():
+            tensor = functools.reduce(getattr, target.split("."), graph)
+            reader = next(n for n in nodes.values() if n.op == "get_attr" and n.target == target)
+            first_user = next(iter(reader.users), None)
+            counted.add(id(tensor))
+            ops.append(LayerRecord(reader.name, target, "parameter", self.segments(layout), 1, self.segments(layout),
+                                   FIXED, self.block_of.get(first_user.name) if first_user is not None else None,
+                                   (tuple(tensor.shape), layout.axis, isinstance(tensor, nn.Parameter)), (), True))
+        return tuple(ops), sum(p.numel() for p in graph.parameters() if id(p) not in counted)
