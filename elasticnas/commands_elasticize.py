@@ -6,18 +6,11 @@ import argparse
 from pathlib import Path
 
 from elasticnas.cli import command
-from elasticnas.commands_train import int_list
+from elasticnas.commands_train import float_list, int_list
 from elasticnas.core.errors import ConfigError
 
 EXPLAIN_CSV = "elasticize.csv"  # what became elastic, with which choices, and what stayed fixed and why
 EXPLAIN_COLUMNS = ("dimension", "name", "size", "choices", "detail")  # detail: why fixed, or the blocks
-
-
-def float_list(text: str) -> tuple[float, ...]:
-    try:
-        return tuple(float(part) for part in text.split(",") if part.strip())
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from None
 
 
 @command("elasticize", "make your own PyTorch model an elastic supernet (its largest subnet is the model)",

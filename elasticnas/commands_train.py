@@ -35,11 +35,19 @@ def algorithm_names() -> list[str]:
     return list_algorithms()
 
 
-def int_list(text: str) -> tuple[int, ...]:
+def _number_list(text: str, convert, kind: str) -> tuple:
     try:
-        return tuple(int(part) for part in text.split(",") if part.strip())
+        return tuple(convert(part) for part in text.split(",") if part.strip())
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
+        raise argparse.ArgumentTypeError(f"expected comma-separated {kind}, got {text!r}") from None
+
+
+def int_list(text: str) -> tuple[int, ...]:
+    return _number_list(text, int, "integers")
+
+
+def float_list(text: str) -> tuple[float, ...]:
+    return _number_list(text, float, "numbers")
 
 
 @command("train", "train a supernet once, with one sampling strategy, from a YAML config",

@@ -41,7 +41,7 @@ from elasticnas.export import load_subnet
 from elasticnas.hardware import count_macs
 from elasticnas.hardware.latency import measure_latency
 from elasticnas.pipeline import quickstart
-from elasticnas.supernet.batches import epoch_order, iterate
+from elasticnas.supernet.batches import epoch_order, iterate, resize
 from elasticnas.supernet.evaluation import score
 from elasticnas.supernet.families.graph import elasticize
 from elasticnas.supernet.training import warmup_cosine
@@ -49,6 +49,10 @@ from elasticnas.supernet.training import warmup_cosine
 RESULTS = Path(__file__).resolve().parent / "results"
 RUNS = Path(__file__).resolve().parent.parent / "runs"  # the work folders: trained networks and the supernet run
 FINETUNE_LR = 0.02  # both routes fine-tune from the trained weights at this rate (cosine to zero)
+# how the supernet is fine-tuned: the default experiment's strategy (uniform + the smallest subnet), or the
+# sandwich rule distilling every subnet from the trained network (a frozen teacher)
+STRATEGIES = {"default": [], "frozen_teacher": ["sampler.name=sandwich",
+                                                "sampler.options={teacher: frozen, num_random: 2}"]}
 
 
 def train_plain(model, splits, epochs: int, lr: float, seed: int = 0) -> float:
@@ -69,15 +73,17 @@ def train_plain(model, splits, epochs: int, lr: float, seed: int = 0) -> float:
     return time.perf_counter() - started
 
 
-def test_top1(model, splits) -> float:
+def test_top1(model, splits, resolution: int = 28) -> float:
+    """Top-1 on the test split, the images resized to the model's input resolution as in training."""
     images = torch.stack([splits.test[i][0] for i in range(len(splits.test))])
     labels = torch.tensor([int(splits.test[i][1]) for i in range(len(splits.test))])
     with torch.no_grad():
-        return score(model.eval(), images, labels).top1
+        return score(model.eval(), resize(images, resolution), labels).top1
 
 
-def latency_ms(model, repeats: int) -> float:
-    return measure_latency(model.eval(), input_shape=(1, 28, 28), repeats=repeats, warmup=5).median_ms
+def latency_ms(model, repeats: int, resolution: int = 28) -> float:
+    return measure_latency(model.eval(), input_shape=(1, resolution, resolution), repeats=repeats,
+                           warmup=5).median_ms
 
 
 def pruned_to(original, macs: int):
@@ -120,28 +126,30 @@ def run(args) -> pd.DataFrame:
         assert cli(["elasticize", "own_models:user_resnet", "--weights", str(weights), "--input-shape", "1,28,28",
                     "--out", str(elastic), "--set", "data.name=mnist5k"]) == 0
     overrides = [f"train.epochs={args.finetune_epochs}", f"init.source={elastic}", f"optim.lr={FINETUNE_LR}",
-                 "optim.warmup_epochs=0"]
-    supernet = out / "supernet"
-    started = time.perf_counter()
+                 "optim.warmup_epochs=0", *STRATEGIES[args.strategy]]
+    supernet = out / f"supernet_{args.strategy}"
     if not (supernet / "metrics.csv").exists():
         train_experiment(load_experiment(str(elastic / "config.yaml"), overrides), supernet, progress=False)
-    seconds_supernet = time.perf_counter() - started
+    seconds_supernet = float(pd.read_csv(supernet / "metrics.csv")["seconds"].sum())  # also when resumed
     summary = quickstart(supernet, config=str(elastic / "config.yaml"), overrides=overrides, subnets=args.subnets,
                          trials=args.trials, predicted_evals=args.evals, progress=False, table_repeats=args.repeats,
                          table_rounds=1, log=lambda line: print(line, flush=True))
 
-    rows = [{"route": "original", "budget_ms": np.nan, "macs": count_macs(*_space_and_max(elastic)),
+    rows = [{"route": "original", "budget_ms": np.nan, "macs": count_macs(*_space_and_max(elastic)), "resolution": 28,
              "test_top1": test_top1(original, splits), "latency_ms": latency_ms(original, args.repeats),
              "train_s": seconds_original, "train_epochs": args.epochs}]
     for budget, folder in zip(summary["budget_ms"], summary["export"], strict=True):
         exported = load_subnet(folder)
         macs = json.loads((Path(folder) / "report.json").read_text())["macs"]
-        rows.append({"route": "elastic (one fine-tuning)", "budget_ms": budget, "macs": macs,
-                     "test_top1": test_top1(exported, splits), "latency_ms": latency_ms(exported, args.repeats),
+        resolution = json.loads((Path(folder) / "arch.json").read_text())["arch"]["resolution"]
+        rows.append({"route": f"elastic, {args.strategy} (one fine-tuning)", "budget_ms": budget, "macs": macs,
+                     "resolution": resolution, "test_top1": test_top1(exported, splits, resolution),
+                     "latency_ms": latency_ms(exported, args.repeats, resolution),
                      "train_s": seconds_supernet, "train_epochs": args.finetune_epochs})
         pruned, pruned_macs = pruned_to(original, macs)
         seconds = train_plain(pruned, splits, args.finetune_epochs, lr=FINETUNE_LR)
         rows.append({"route": "L1-pruned + fine-tuned (per budget)", "budget_ms": budget, "macs": pruned_macs,
+                     "resolution": 28,
                      "test_top1": test_top1(pruned, splits), "latency_ms": latency_ms(pruned, args.repeats),
                      "train_s": seconds, "train_epochs": args.finetune_epochs})
     return pd.DataFrame(rows)
@@ -163,14 +171,16 @@ def main(argv=None) -> None:
     parser.add_argument("--evals", type=int, default=5000, help="predicted evaluations of the search")
     parser.add_argument("--repeats", type=int, default=30, help="timings per layer and per model")
     parser.add_argument("--out", default=str(RUNS / "own_model"), help="work folder (resumes the supernet run)")
-    parser.add_argument("--results", default=str(RESULTS / "own_model.csv"), help="the table, with its provenance")
+    parser.add_argument("--results", default=None, help="the table, with its provenance (default: "
+                        "experiments/results/own_model_STRATEGY.csv)")
+    parser.add_argument("--strategy", default="default", choices=sorted(STRATEGIES), help="the supernet's fine-tuning")
     parser.add_argument("--quick", action="store_true", help="one epoch each, few subnets: a smoke run")
     args = parser.parse_args(argv)
     if args.quick:
         args.epochs, args.finetune_epochs, args.subnets, args.trials, args.evals, args.repeats = 1, 1, 12, 2, 300, 3
     table = run(args)
     header = "".join(f"# {k}: {v}\n" for k, v in provenance().items())
-    path = Path(args.results)
+    path = Path(args.results or RESULTS / f"own_model_{args.strategy}.csv")
     atomic_write_text(path, header + table.to_csv(index=False))
     print(table.round(3).to_string(index=False))
     print(f"results: {path}")

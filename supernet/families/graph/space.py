@@ -130,14 +130,6 @@ class GraphSpace(SearchSpace):
                           for item in getattr(self, name))
             object.__setattr__(self, name, items)
 
-    @classmethod
-    def from_config(cls, data: Mapping[str, Any]) -> GraphSpace:
-        allowed = {f.name for f in fields(cls)}
-        unknown = set(data) - allowed
-        if unknown:
-            raise ConfigError(f"unknown space fields {sorted(unknown)}; allowed: {sorted(allowed)}")
-        return cls(**data)
-
     @property
     def source_kwargs(self) -> dict[str, Any]:
         return json.loads(self.source_args)

@@ -60,14 +60,8 @@ class GraphConvSpec(LayerSpec):
                          self.dilation, groups=self.groups, bias=self.bias)
 
 
-@register_spec
-@dataclass(frozen=True)
-class GraphLinearSpec(LayerSpec):
-    in_features: int
-    out_features: int
-    tokens: tuple[int, ...]  # the input's dimensions between the batch and the features
-    bias: bool
-    counts_params: bool = True
+class _Unplaced(LayerSpec):
+    """A layer with no image plane (tokens, features, a weight alone): resolution 1 in and out."""
 
     @property
     def resolution(self) -> int:
@@ -76,6 +70,16 @@ class GraphLinearSpec(LayerSpec):
     @property
     def out_resolution(self) -> int:
         return 1
+
+
+@register_spec
+@dataclass(frozen=True)
+class GraphLinearSpec(_Unplaced):
+    in_features: int
+    out_features: int
+    tokens: tuple[int, ...]  # the input's dimensions between the batch and the features
+    bias: bool
+    counts_params: bool = True
 
     @property
     def input_shape(self) -> tuple[int, ...]:
@@ -128,18 +132,10 @@ class GraphNormSpec(LayerSpec):
 
 @register_spec
 @dataclass(frozen=True)
-class GraphFixedSpec(LayerSpec):
+class GraphFixedSpec(_Unplaced):
     """Weights outside every traced conv, linear and norm (e.g. a module kept whole): counted, not timed."""
 
     params: int
-
-    @property
-    def resolution(self) -> int:
-        return 1
-
-    @property
-    def out_resolution(self) -> int:
-        return 1
 
     @property
     def input_shape(self) -> tuple[int, ...]:
