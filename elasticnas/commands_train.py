@@ -171,9 +171,11 @@ def _run_profile(args: argparse.Namespace) -> None:
         require_check_size(args.check)  # before a build that may take minutes
     if args.check and (args.out / TABLE_JSON).exists():
         table = LatencyTable.load(args.out)
-    elif (args.supernet is None) == (args.space_of_run is None):
-        raise ConfigError(f"give --supernet (one of {supernet_names()}) or --run RUN to build a table "
-                          f"({args.out} holds none), not both")
+    elif args.supernet is None and args.space_of_run is None:
+        raise ConfigError(f"--supernet is needed to build a table ({args.out} holds none): one of "
+                          f"{supernet_names()}, or --run RUN for the space of a run folder")
+    elif args.supernet is not None and args.space_of_run is not None:
+        raise ConfigError(f"give --supernet {args.supernet} or --run {args.space_of_run}, not both")
     else:
         space = _profiled_space(args)
         table = LatencyTable.build(space, device=args.device, runtime=args.runtime, batch_size=args.batch_size,
