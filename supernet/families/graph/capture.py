@@ -24,6 +24,11 @@ class GraphCaptureError(ElasticNASError, ValueError):
     """A model whose computation cannot be captured as a static graph."""
 
 
+def attribute(root: nn.Module, path: str):
+    """The weight, buffer or constant at a dotted ``path`` below ``root`` (what an fx get_attr node reads)."""
+    return functools.reduce(getattr, path.split("."), root)
+
+
 def is_transposed_linear(module: nn.Module) -> bool:
     """GPT-2's ``Conv1D`` (in ``transformers``): a linear layer whose weight is stored (in, out), run as
     ``addmm(bias, x, weight)``. Recognised by its shape and fields, so the family imports no model zoo."""
@@ -106,14 +111,14 @@ class _Tracer(fx.Tracer):
 
     def _value(self, node: fx.Node):
         if node not in self.values and node.op == "get_attr":  # a buffer or constant fx added itself
-            self.values[node] = functools.reduce(getattr, node.target.split("."), self.root)
+            self.values[node] = attribute(self.root, node.target)
         return self.values[node]
 
     def _run(self, node: fx.Node, args, kwargs):
         if node.op == "placeholder":
             return self.inputs.pop(0) if self.inputs else (args[0] if args else None)
         if node.op == "get_attr":
-            return functools.reduce(getattr, node.target.split("."), self.root)
+            return attribute(self.root, node.target)
         if node.op == "call_module":
             return self.root.get_submodule(node.target)(*args, **kwargs)
         if node.op == "call_function":
@@ -163,10 +168,6 @@ def capture(model: nn.Module, example: Tensor, leaves: Sequence[type] = ()) -> f
     module.graph.eliminate_dead_code()  # sizes read only to be baked into constants (int(x.shape[2] / 2)) are dead
     module.recompile()
     return module
-
-
-def image_input(in_channels: int, height: int, width: int, batch: int = 2) -> Tensor:
-    return torch.randn(batch, in_channels, height, width, generator=torch.Generator().manual_seed(0))
 
 
 class _ShapeRecorder(fx.Interpreter):

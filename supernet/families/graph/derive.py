@@ -3,13 +3,13 @@ each layer call as a record, and the ``--explain`` rows saying what stayed fixed
 
 from __future__ import annotations
 
-import functools
 import json
 import os
 
 from torch import fx, nn
 
 from elasticnas.supernet.families.graph.analysis import Analysis
+from elasticnas.supernet.families.graph.capture import attribute
 from elasticnas.supernet.families.graph.layout import Layout
 from elasticnas.supernet.families.graph.space import (
     FIXED,
@@ -140,7 +140,7 @@ class _Derivation:
                                        self.kernel_of.get(module_name, FIXED), self.block_of.get(call),
                                        _attrs(binding.kind, module), shapes, i == 0))
         for target, layout in self.analysis.parameters.items():
-            tensor = functools.reduce(getattr, target.split("."), graph)
+            tensor = attribute(graph, target)
             reader = next(n for n in nodes.values() if n.op == "get_attr" and n.target == target)
             first_user = next(iter(reader.users), None)
             counted.add(id(tensor))

@@ -18,7 +18,7 @@ from torch import Tensor, fx, nn
 
 from elasticnas.core.errors import ConfigError
 from elasticnas.supernet.families.graph.analysis import analyse
-from elasticnas.supernet.families.graph.capture import GraphCaptureError, capture, image_input, node_shapes
+from elasticnas.supernet.families.graph.capture import GraphCaptureError, capture, node_shapes
 from elasticnas.supernet.families.graph.derive import derive_space
 from elasticnas.supernet.families.graph.network import GraphSupernet
 
@@ -60,6 +60,11 @@ def is_image(example: Tensor) -> bool:
     return example.dim() == 4 and example.is_floating_point() and example.shape[2] == example.shape[3]
 
 
+def output_shape(graph: fx.GraphModule, shapes: dict) -> tuple[int, ...] | None:
+    """The shape of what the graph returns (None when it is not one tensor)."""
+    return shapes[next(n for n in reversed(graph.graph.nodes) if n.op == "output").name]
+
+
 def example_like(shape: Sequence[int], dtype: str, batch: int = 2) -> Tensor:
     """A seeded input of a recorded shape and dtype (token ids are zeros: only shapes matter to tracing)."""
     kind = getattr(torch, dtype)
@@ -96,7 +101,7 @@ def elasticize(model: nn.Module, example_inputs, *, width: Sequence[float] | Non
     graph = capture(own, example, leaves)
     shapes = node_shapes(graph, example)
     analysis = analyse(graph, shapes)
-    output = shapes[next(n for n in reversed(graph.graph.nodes) if n.op == "output").name]
+    output = output_shape(graph, shapes)
     if output is None:
         raise GraphCaptureError(f"{type(model).__name__} must return one tensor (e.g. logits), but its output is not "
                                 f"a tensor; wrap it in a module returning the logits (e.g. model(x).logits)")
@@ -134,7 +139,7 @@ def _resolutions(model: nn.Module, graph: fx.GraphModule, example: Tensor, outpu
     wanted = options.resolutions or tuple(sorted({size, round(size * 7 / 8), round(size * 3 / 4)}))
     by_resolution, dropped = {}, []
     for r in sorted(set(wanted)):
-        image = example if r == size else image_input(channels, r, r, len(example))
+        image = example if r == size else example_like((channels, r, r), "float32", len(example))
         try:
             same = r == size or capture(model, image, leaves).code == graph.code
             shapes = node_shapes(graph, image)
@@ -142,7 +147,7 @@ def _resolutions(model: nn.Module, graph: fx.GraphModule, example: Tensor, outpu
             first = " ".join(str(error).split()).split(" While executing")[0][:160]
             dropped.append((r, f"the model does not run at {r} px: {first}"))
             continue
-        out = shapes[next(n for n in reversed(graph.graph.nodes) if n.op == "output").name]
+        out = output_shape(graph, shapes)
         if not same or out != output:
             dropped.append((r, f"the model's graph or output changes at {r} px" if same is False else
                             f"the output at {r} px is {out}, not {output}"))

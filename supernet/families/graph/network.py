@@ -9,14 +9,13 @@ of a copy of the graph, so a subnet is an ``fx.GraphModule`` needing nothing but
 
 from __future__ import annotations
 
-import functools
-
 import torch
 import torch.nn.functional as F
 from torch import Tensor, fx, nn
 from torch.func import functional_call
 
 from elasticnas.supernet.arch import Arch
+from elasticnas.supernet.families.graph.capture import attribute
 from elasticnas.supernet.families.graph.layout import layout_indices, permuted_indices
 from elasticnas.supernet.families.graph.resizing import kept_size, with_size
 from elasticnas.supernet.families.graph.space import FIXED, GraphArch, GraphSpace, LayerRecord
@@ -142,7 +141,7 @@ class GraphSupernet(Supernet, ElasticBlock):
 
     def weight(self, target: str, arch: GraphArch) -> Tensor:
         """A weight the graph reads directly, sliced to the channels ``arch`` keeps."""
-        tensor = functools.reduce(getattr, target.split("."), self.net)
+        tensor = attribute(self.net, target)
         op = self._params.get(target)
         return tensor if op is None else take(tensor, op.attrs[1], self._slices(arch)[target][0])
 
@@ -217,7 +216,7 @@ class GraphSupernet(Supernet, ElasticBlock):
                             permute_(tensor, index.to(tensor.device), dim, optimizer)
             for op in self._params.values():
                 if any(g == gene for g, _ in op.inputs):
-                    tensor = functools.reduce(getattr, op.module.split("."), self.net)
+                    tensor = attribute(self.net, op.module)
                     index = permuted_indices(op.inputs, 1, gene, order).to(tensor.device)
                     permute_(tensor, index, op.attrs[1], optimizer)
         self._indices.clear()
