@@ -29,7 +29,7 @@ def make_supernet(name: str, num_classes: int = 10, seed: int = 0, **overrides) 
 def randomise_(net: nn.Module, seed: int) -> None:
     gen = torch.Generator().manual_seed(seed)
     for name, tensor in [*net.named_parameters(), *net.named_buffers()]:
-        if tensor.dtype == torch.long:
+        if not tensor.is_floating_point():  # counters, token ids, boolean masks
             continue
         noise = torch.randn(tensor.shape, generator=gen)
         if "running_var" in name:
@@ -52,11 +52,16 @@ def hook_counts(model: nn.Module, x: torch.Tensor) -> tuple[int, int]:
 
     ``FlopCounterMode`` counts every convolution and matrix product the forward pass dispatches
     (linear layers on token sequences and attention's two products included), two FLOPs per MAC;
-    norms, activations and pooling count nothing, as in the analytic convention.
+    norms, activations and pooling count nothing, as in the analytic convention. torch registers
+    its attention formula for the GPU kernels only; the CPU kernel is given the same formula here.
     """
-    from torch.utils.flop_counter import FlopCounterMode
+    from torch.utils.flop_counter import FlopCounterMode, sdpa_flop_count
 
-    with torch.no_grad(), FlopCounterMode(display=False) as counter:
+    def attention_flops(query_shape, key_shape, value_shape, *args, out_shape=None, **kwargs) -> int:
+        return sdpa_flop_count(query_shape, key_shape, value_shape)
+
+    cpu_attention = {torch.ops.aten._scaled_dot_product_flash_attention_for_cpu: attention_flops}
+    with torch.no_grad(), FlopCounterMode(display=False, custom_mapping=cpu_attention) as counter:
         model.eval()(x)
     return sum(p.numel() for p in model.parameters()), counter.get_total_flops() // 2
 

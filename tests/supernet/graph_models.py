@@ -164,5 +164,45 @@ class UnknownOp(nn.Module):
         return self.fc(self.b(torch.roll(self.a(x), 1, dims=1)).mean((2, 3)))
 
 
+class AttentionBlock(nn.Module):
+    """A pre-norm transformer block around torch's ``nn.MultiheadAttention``."""
+
+    def __init__(self, dim: int, heads: int, batch_first: bool, causal_tokens: int = 0):
+        super().__init__()
+        self.norm1, self.norm2 = nn.LayerNorm(dim), nn.LayerNorm(dim)
+        self.attn = nn.MultiheadAttention(dim, heads, batch_first=batch_first)
+        self.mlp = nn.Sequential(nn.Linear(dim, 2 * dim), nn.GELU(), nn.Linear(2 * dim, dim))
+        self.batch_first = batch_first
+        mask = torch.ones(causal_tokens, causal_tokens, dtype=torch.bool).triu(1) if causal_tokens else None
+        self.register_buffer("mask", mask)
+
+    def forward(self, x):  # x: (N, L, E)
+        y = self.norm1(x) if self.batch_first else self.norm1(x).transpose(0, 1)
+        if self.mask is None:
+            y, _ = self.attn(y, y, y)  # the default need_weights=True: the unused weights must not fix heads
+        else:
+            y = self.attn(y, y, y, attn_mask=self.mask, need_weights=False)[0]
+        x = x + (y if self.batch_first else y.transpose(0, 1))
+        return x + self.mlp(self.norm2(x))
+
+
+class TorchAttention(nn.Module):
+    """Patches, a position embedding and two blocks of ``nn.MultiheadAttention`` (batch first and
+    sequence first with a causal mask): heads and MLP widths become elastic."""
+
+    def __init__(self, num_classes: int = 10, dim: int = 32, heads: int = 4, patch: int = 4, size: int = 16):
+        super().__init__()
+        tokens = (size // patch) ** 2
+        self.patches = nn.Conv2d(1, dim, patch, patch)
+        self.position = nn.Parameter(torch.zeros(1, tokens, dim))
+        self.blocks = nn.Sequential(AttentionBlock(dim, heads, True), AttentionBlock(dim, heads, False, tokens))
+        self.norm = nn.LayerNorm(dim)
+        self.fc = nn.Linear(dim, num_classes)
+
+    def forward(self, x):
+        x = self.patches(x).flatten(2).transpose(1, 2) + self.position
+        return self.fc(self.norm(self.blocks(x)).mean(1))
+
+
 HAND_WRITTEN = {"resnet": SmallResNet, "densenet": DenseNetStyle, "inception_se": InceptionStyle,
-                "convnext": ConvNeXtStyle, "shared": SharedConv}
+                "convnext": ConvNeXtStyle, "shared": SharedConv, "torch_attention": TorchAttention}

@@ -43,6 +43,7 @@ class Analysis:
     opaque: dict[str, str]  # module -> why its weights stay whole
     parameters: dict[str, Layout]  # weights read directly (get_attr) -> their layout
     resized: dict[str, tuple[str, Layout]]  # calls whose arguments count channels -> (kind, input layout)
+    products: dict[str, Layout | None]  # matrix products of activations -> the layout of their heads, if tracked
     stages: list[list[Block]]
     kernels: dict[str, int]  # conv module -> its largest (odd, >= 5) kernel size
 
@@ -50,7 +51,7 @@ class Analysis:
 def analyse(module: fx.GraphModule, shapes: dict[str, tuple[int, ...] | None]) -> Analysis:
     groups = Groups()
     walk = layouts_of_graph(module, shapes, groups)
-    return Analysis(groups, walk.layouts, walk.bindings, walk.opaque, walk.parameters, walk.resized,
+    return Analysis(groups, walk.layouts, walk.bindings, walk.opaque, walk.parameters, walk.resized, walk.products,
                     _stages(module, shapes), _kernels(module, walk.bindings))
 
 

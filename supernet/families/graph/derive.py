@@ -4,8 +4,10 @@ each layer call as a record, and the ``--explain`` rows saying what stayed fixed
 from __future__ import annotations
 
 import json
+import math
 import os
 
+import torch.nn.functional as F
 from torch import fx, nn
 
 from elasticnas.supernet.families.graph.analysis import Analysis
@@ -147,4 +149,22 @@ class _Derivation:
             ops.append(LayerRecord(reader.name, target, "parameter", self.segments(layout), 1, self.segments(layout),
                                    FIXED, self.block_of.get(first_user.name) if first_user is not None else None,
                                    (tuple(tensor.shape), layout.axis, isinstance(tensor, nn.Parameter)), (), True))
+        ops += [self._product(nodes[name], layout, by_resolution) for name, layout in self.analysis.products.items()]
         return tuple(ops), sum(p.numel() for p in graph.parameters() if id(p) not in counted)
+
+    def _product(self, node: fx.Node, layout: Layout | None, by_resolution: dict) -> LayerRecord:
+        """A matrix product of activations as a record: ``(batch, m, k, n, k2)`` per resolution, costing
+        ``batch * m * n * (k + k2)`` MACs (k2: the second product of one attention call), its batch (the
+        heads) shrinking with the kept channels of ``layout``."""
+        def dims(found: dict) -> tuple[int, ...]:
+            a, b = (found[arg.name][1:] for arg in node.args[:2])
+            if node.target is F.scaled_dot_product_attention:
+                v = found[node.args[2].name][1:]
+                return (math.prod(a[:-2]), a[-2], a[-1], b[-2], v[-1])
+            out = found[node.name][1:]
+            return (math.prod(out[:-2]), out[-2] if len(out) > 1 else 1, a[-1], out[-1], 0)
+
+        segments = self.segments(layout) if layout is not None else ((FIXED, 1),)
+        shapes = tuple((r, dims(found)) for r, found in sorted(by_resolution.items()))
+        return LayerRecord(node.name, node.name, "product", segments, 1, segments, FIXED, self.block_of.get(node.name),
+                           (), shapes, True)

@@ -18,6 +18,7 @@ from torch import Tensor, fx, nn
 
 from elasticnas.core.errors import ConfigError
 from elasticnas.supernet.families.graph.analysis import analyse
+from elasticnas.supernet.families.graph.attention import split_attention_modules
 from elasticnas.supernet.families.graph.capture import GraphCaptureError, capture, node_shapes
 from elasticnas.supernet.families.graph.derive import derive_space
 from elasticnas.supernet.families.graph.network import GraphSupernet
@@ -98,6 +99,7 @@ def elasticize(model: nn.Module, example_inputs, *, width: Sequence[float] | Non
                              tuple(resolutions) if resolutions is not None else None)
     example = example_tensor(example_inputs)
     own = copy.deepcopy(model)  # the supernet re-orders and trains its own copy
+    attentions = split_attention_modules(own)
     graph = capture(own, example, leaves)
     shapes = node_shapes(graph, example)
     analysis = analyse(graph, shapes)
@@ -116,6 +118,7 @@ def elasticize(model: nn.Module, example_inputs, *, width: Sequence[float] | Non
                                          example.shape[1] if is_image(example) else 0,
                                          provenance)
     report += [("resolution", str(r), "-", "fixed", why) for r, why in dropped]
+    report += [("module", path, "-", what, why) for path, what, why in attentions]
     supernet = GraphSupernet(space, graph, blocks, resized)
     supernet.report = report
     if importance is not None:

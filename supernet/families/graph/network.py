@@ -40,7 +40,7 @@ class GraphSupernet(Supernet, ElasticBlock):
         self.net = net
         self._blocks = blocks  # add node -> (stage, position, skip node, branch nodes)
         self._resized = resized or {}  # node -> (kind, channel segments) of a size written into its call
-        self._ops = {op.node: op for op in space.ops if op.kind != "parameter"}
+        self._ops = {op.node: op for op in space.ops if op.kind not in ("parameter", "product")}  # sliced modules
         self._params = {op.module: op for op in space.ops if op.kind == "parameter"}  # weight path -> record
         self._first = {}  # module -> its first recorded call (shared modules slice alike)
         for op in self._ops.values():

@@ -37,6 +37,7 @@ _PADS = {F.pad, torch.nn.functional.pad}
 _BINARY_FUNCTIONS = {operator.add, operator.iadd, operator.mul, operator.imul, operator.sub, operator.truediv,
                      operator.pow, torch.add, torch.mul, torch.sub, torch.div, torch.pow}
 _BINARY_METHODS = {"add", "add_", "mul", "mul_", "sub", "div", "pow"}
+_MASKED_FILLS = {torch.masked_fill, "masked_fill", "masked_fill_"}
 _SOFTMAX = {F.softmax, torch.softmax, "softmax"}
 _MATMUL = {torch.matmul, operator.matmul, torch.bmm, "matmul", "bmm"}
 _ADDS = {operator.add, operator.iadd, torch.add, "add", "add_"}
@@ -61,6 +62,7 @@ class _Walk(ReshapeRules):
         self.opaque: dict[str, str] = {}
         self.parameters: dict[str, Layout] = {}  # weights read through get_attr (a layer scale, an embedding)
         self.resized: dict[str, tuple[str, Layout]] = {}  # calls whose arguments count channels (resizing.py)
+        self.products: dict[str, Layout | None] = {}  # matrix products of two activations -> their heads' layout
 
     def run(self) -> None:
         for node in self.module.graph.nodes:
@@ -228,8 +230,8 @@ class _Walk(ReshapeRules):
             return layout if layout is not None and layout.axis < rank - len(pad) // 2 else self.unknown(node)
         if target is F.layer_norm:
             return self.layer_norm(node, layout)
-        if target in _BINARY_FUNCTIONS or target in _BINARY_METHODS:
-            return self.elementwise(node)
+        if target in _BINARY_FUNCTIONS or target in _BINARY_METHODS or target in _MASKED_FILLS:
+            return self.elementwise(node)  # masked_fill(x, mask, value): x against its mask
         if target in (torch.flatten, "flatten"):
             start = args[1] if len(args) > 1 else node.kwargs.get("start_dim", 0)
             end = args[2] if len(args) > 2 else node.kwargs.get("end_dim", -1)
@@ -255,12 +257,21 @@ class _Walk(ReshapeRules):
             dim = node.args[1] if len(node.args) > 1 else node.kwargs.get("dim")
             keeps = layout is not None and dim is not None and dim % len(self.shape(args[0])) != layout.axis
             return layout if keeps else self.unknown(node)
-        if target in _MATMUL:
-            return self.attention(node, node.args[:2], [])
-        if target is F.scaled_dot_product_attention:
-            mask = node.args[3] if len(node.args) > 3 else node.kwargs.get("attn_mask")
-            return self.attention(node, node.args[:3], [mask])
+        if target in _MATMUL or target is F.scaled_dot_product_attention:
+            return self.product(node)
         return self.unknown(node)
+
+    def product(self, node: fx.Node) -> Layout | None:
+        """A matrix product of activations (attention's q k^T and weights v, or one scaled-dot-product
+        call): its heads join, and it is recorded so that its MACs are counted."""
+        if node.target is F.scaled_dot_product_attention:
+            mask = node.args[3] if len(node.args) > 3 else node.kwargs.get("attn_mask")
+            layout = self.attention(node, node.args[:3], [mask])
+        else:
+            layout = self.attention(node, node.args[:2], [])
+        if all(len(self.shape(a) or ()) >= 2 for a in node.args[:2]):
+            self.products[node.name] = layout
+        return layout
 
     def elementwise(self, node: fx.Node) -> Layout | None:
         out_rank = len(self.shapes[node.name] or ())
@@ -282,11 +293,23 @@ class _Walk(ReshapeRules):
                 along = first.axis - (out_rank - len(shape))
                 if along >= 0 and shape[along] != 1:
                     self.groups.fix_layout(first, f"combined by {describe(node)} with an untracked tensor")
-            elif layout is not first and (layout.axis != first.axis or
-                                          not self.groups.join_layouts(first, layout, describe(node))):
+            elif layout is not first and layout.axis != first.axis:
+                # channels on different axes: each side's channels stay whole where the other varies along them
+                if along_size(shape, first.axis, out_rank) != 1:
+                    self.groups.fix_layout(first, f"combined by {describe(node)} with channels along another axis")
+                first_shape = next(s for la, s in placed if la is first)
+                if along_size(first_shape, layout.axis, out_rank) != 1:
+                    self.groups.fix_layout(layout, f"combined by {describe(node)} with channels along another axis")
+            elif layout is not first and not self.groups.join_layouts(first, layout, describe(node)):
                 self.groups.fix_layout(first, f"combined by {describe(node)} along another axis")
                 self.groups.fix_layout(layout, f"combined by {describe(node)} along another axis")
         return first
+
+
+def along_size(shape: tuple[int, ...], axis: int, out_rank: int) -> int:
+    """The size of an operand of ``shape`` along output ``axis`` as broadcasting aligns it (1 where it has none)."""
+    along = axis - (out_rank - len(shape))
+    return shape[along] if along >= 0 else 1
 
 def layouts_of_graph(module: fx.GraphModule, shapes: dict, groups: Groups) -> _Walk:
     walk = _Walk(module, shapes, groups)

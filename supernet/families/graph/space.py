@@ -18,7 +18,13 @@ from typing import Any, ClassVar
 
 from elasticnas.core.errors import ConfigError, InvalidArchitectureError
 from elasticnas.supernet.arch import Arch, as_numbers
-from elasticnas.supernet.families.graph.specs import GraphConvSpec, GraphFixedSpec, GraphLinearSpec, GraphNormSpec
+from elasticnas.supernet.families.graph.specs import (
+    GraphConvSpec,
+    GraphFixedSpec,
+    GraphLinearSpec,
+    GraphNormSpec,
+    GraphProductSpec,
+)
 from elasticnas.supernet.space import Gene, LayerSlot, SearchSpace, normalise_fields, sorted_choices
 
 FIXED = -1  # the width gene index of a segment whose channels never change
@@ -67,6 +73,7 @@ class LayerRecord:
     node: str
     module: str
     # conv | linear | linear_t (weight stored in x out) | batchnorm | layernorm | embedding | parameter
+    # | product (a matrix product of two activations, e.g. attention's; node and module are the call node)
     kind: str
     inputs: tuple[tuple[int, int], ...]  # (width gene or FIXED, channels) per segment
     inner: int  # elements per input channel (a flatten before a linear)
@@ -75,9 +82,10 @@ class LayerRecord:
     block: tuple[int, int] | None
     # conv: (kernel, stride, padding, dilation) as (h, w) pairs, groups (0: depthwise), bias;
     # linear: (bias,); norm: (per-channel weight tensors,); embedding: (rows,);
-    # parameter: (shape, channel axis, trainable)
+    # parameter: (shape, channel axis, trainable); product: ()
     attrs: tuple
-    shapes: tuple[tuple[int, tuple[int, ...]], ...]  # (resolution, input shape without the batch)
+    # (resolution, input shape without the batch); a product: (resolution, (batch, m, k, n, k2))
+    shapes: tuple[tuple[int, tuple[int, ...]], ...]
     counts_params: bool  # False for the later calls of a shared module
 
     @property
@@ -178,6 +186,8 @@ class GraphSpace(SearchSpace):
                 shape, axis, trainable = op.attrs
                 return GraphFixedSpec(math.prod(shape) // shape[axis] * c_in if trainable else 0)
             dims = shapes[value[0]]
+            if op.kind == "product":  # its batch holds the heads: it shrinks with their kept channels
+                return GraphProductSpec(dims[0] * c_in // sum(size for _, size in op.inputs), *dims[1:])
             if op.kind == "conv":
                 kernel, stride, padding, dilation, groups, bias = op.attrs
                 if op.kernel != FIXED:

@@ -1,9 +1,10 @@
-"""Layer specs of graph-derived supernets: one per conv, linear or norm call, with exact shapes.
+"""Layer specs of graph-derived supernets: one per conv, linear, norm or activation product call,
+with exact shapes.
 
 Each spec builds the static torch layer it describes (what a latency table times) and counts it
 as the rest of elasticnas does: a conv ``in / groups * k * k`` MACs per output element, a linear
-``in * out`` per token, norms none. A call of a module another call already counted (a shared
-module) costs its MACs again but no parameters.
+``in * out`` per token, a product of (m x k) by (k x n) matrices ``m * k * n``, norms none. A call
+of a module another call already counted (a shared module) costs its MACs again but no parameters.
 """
 
 from __future__ import annotations
@@ -11,7 +12,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from torch import nn
+import torch
+from torch import Tensor, nn
 
 from elasticnas.supernet.specs import LayerCost, LayerSpec, register_spec
 
@@ -128,6 +130,43 @@ class GraphNormSpec(LayerSpec):
             return nn.LayerNorm(self.channels, eps=bn_eps, elementwise_affine=self.affine > 0, bias=self.affine == 2)
         norm = nn.BatchNorm2d if len(self.dims) == 3 else nn.BatchNorm1d
         return norm(self.channels, bn_eps, bn_momentum, affine=self.affine > 0)
+
+
+@register_spec
+@dataclass(frozen=True)
+class GraphProductSpec(_Unplaced):
+    """A matrix product of two activations, ``batch`` products of (m x k) by (k x n), followed (k2 > 0) by
+    a second product of the (m x n) result by (n x k2): attention's two products in one call."""
+
+    batch: int
+    m: int
+    k: int
+    n: int
+    k2: int = 0
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        return (self.batch, self.m, self.k)
+
+    def cost(self) -> LayerCost:
+        return LayerCost(0, self.batch * self.m * self.n * (self.k + self.k2), 0,
+                         self.batch * (self.m * self.k + self.k * self.n + self.m * self.n + self.m * self.k2))
+
+    def build(self, bn_momentum: float = 0.1, bn_eps: float = 1e-5) -> nn.Module:
+        return _Product(self.batch, self.k, self.n, self.k2)
+
+
+class _Product(nn.Module):
+    """What a latency table times for a product: the input times a second operand of the recorded size."""
+
+    def __init__(self, batch: int, k: int, n: int, k2: int):
+        super().__init__()
+        self.register_buffer("right", torch.randn(batch, k, n) / k**0.5)
+        self.register_buffer("second", torch.randn(batch, n, k2) / max(1, n) ** 0.5 if k2 else None)
+
+    def forward(self, x: Tensor) -> Tensor:
+        y = torch.matmul(x, self.right)
+        return torch.matmul(y, self.second) if self.second is not None else y
 
 
 @register_spec
