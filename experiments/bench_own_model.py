@@ -1,19 +1,22 @@
 """Bring your own model: one elasticized supernet against pruning the same network once per budget.
 
-A user-style ResNet (``own_models.py``, an ordinary ``nn.Module``) is trained on the bundled MNIST
-subset as its owner would. Then, from those weights:
+A user's network, an ordinary ``nn.Module`` (``own_models.py``: a small ResNet, or a ``transformers``
+ViT at a small config), is trained on the bundled MNIST subset as its owner would. Then, from those
+weights:
 
 - **elastic**: ``elasticnas elasticize`` it, fine-tune the supernet once (the default strategy), measure,
   fit, search and export one subnet for each of the quickstart's three latency budgets;
 - **pruned**: for each export, the original network with every channel group cut by L1 magnitude to the
-  largest uniform width whose MACs do not exceed the export's, fine-tuned alone for as many epochs as the
-  supernet's fine-tuning took;
+  largest uniform width whose MACs do not exceed the export's, fine-tuned alone for ``--finetune-epochs``;
 - **original**: the trained network itself.
 
-Each row: test top-1 on the held-out split, MACs, latency measured here (torch, batch 1, the same
-timer for every model) and the training each route spent (seconds and epochs after the original's).
+The supernet's fine-tuning gets as many epochs as the three prunings together (``--supernet-epochs``,
+default 3 x ``--finetune-epochs``): each route spends the same total training. Each row: test top-1 on
+the held-out split, MACs, latency measured here (torch, batch 1, the same timer for every model) and the
+training each route spent (seconds and epochs after the original's).
 
-    python experiments/bench_own_model.py              # about 15 minutes on 2 cores
+    python experiments/bench_own_model.py                  # the ResNet: about 20 minutes on 2 cores
+    python experiments/bench_own_model.py --model vit      # the transformers ViT (pip install -e ".[models]")
     python experiments/bench_own_model.py --quick --results /tmp/own_model.csv   # a 3-minute smoke run
 """
 
@@ -30,7 +33,7 @@ import numpy as np
 import pandas as pd
 import torch
 import torch.nn.functional as F
-from own_models import user_resnet
+from own_models import user_resnet, user_vit
 from safetensors.torch import save_file
 
 from elasticnas.cli import main as cli
@@ -48,17 +51,23 @@ from elasticnas.supernet.training import warmup_cosine
 
 RESULTS = Path(__file__).resolve().parent / "results"
 RUNS = Path(__file__).resolve().parent.parent / "runs"  # the work folders: trained networks and the supernet run
-FINETUNE_LR = 0.02  # both routes fine-tune from the trained weights at this rate (cosine to zero)
+# each network's owner: how it is built and trained (optimizer, peak rate), and the fine-tuning rate both
+# routes use from the trained weights (cosine to zero)
+MODELS = {"resnet": {"source": "own_models:user_resnet", "build": user_resnet, "optim": "sgd", "lr": 0.1,
+                     "finetune_lr": 0.02, "epochs": 12},
+          "vit": {"source": "own_models:user_vit", "build": user_vit, "optim": "adamw", "lr": 2e-3,
+                  "finetune_lr": 5e-4, "epochs": 60}}
 # how the supernet is fine-tuned: the default experiment's strategy (uniform + the smallest subnet), or the
 # sandwich rule distilling every subnet from the trained network (a frozen teacher)
 STRATEGIES = {"default": [], "frozen_teacher": ["sampler.name=sandwich",
                                                 "sampler.options={teacher: frozen, num_random: 2}"]}
 
 
-def train_plain(model, splits, epochs: int, lr: float, seed: int = 0) -> float:
-    """SGD with Nesterov momentum and a cosine rate, label smoothing 0.1; returns seconds spent."""
+def train_plain(model, splits, epochs: int, lr: float, optim: str = "sgd", seed: int = 0) -> float:
+    """SGD with Nesterov momentum (or AdamW) and a cosine rate, label smoothing 0.1; returns seconds spent."""
     torch.manual_seed(seed)
-    optimizer = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9, nesterov=True, weight_decay=5e-5)
+    optimizer = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9, nesterov=True, weight_decay=5e-5) \
+        if optim == "sgd" else torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.05)
     batch, steps = 128, len(splits.train) // 128
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: warmup_cosine(s, steps * epochs, 0, 0.0))
     started = time.perf_counter()
@@ -115,18 +124,19 @@ def run(args) -> pd.DataFrame:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     splits = load_data(DataConfig(name="mnist5k"))
+    owner = MODELS[args.model]
     torch.manual_seed(0)
-    original = user_resnet()
-    seconds_original = train_plain(original, splits, args.epochs, lr=0.1)
+    original = owner["build"]()
+    seconds_original = train_plain(original, splits, args.epochs, lr=owner["lr"], optim=owner["optim"])
     weights = out / "original.safetensors"
     save_file({k: v.contiguous() for k, v in original.state_dict().items()}, str(weights))
 
     elastic = out / "elastic"
     if not (elastic / "config.yaml").exists():
-        assert cli(["elasticize", "own_models:user_resnet", "--weights", str(weights), "--input-shape", "1,28,28",
+        assert cli(["elasticize", owner["source"], "--weights", str(weights), "--input-shape", "1,28,28",
                     "--out", str(elastic), "--set", "data.name=mnist5k"]) == 0
-    overrides = [f"train.epochs={args.finetune_epochs}", f"init.source={elastic}", f"optim.lr={FINETUNE_LR}",
-                 "optim.warmup_epochs=0", *STRATEGIES[args.strategy]]
+    overrides = [f"train.epochs={args.supernet_epochs}", f"init.source={elastic}", f"optim.name={owner['optim']}",
+                 f"optim.lr={owner['finetune_lr']}", "optim.warmup_epochs=0", *STRATEGIES[args.strategy]]
     supernet = out / f"supernet_{args.strategy}"
     if not (supernet / "metrics.csv").exists():
         train_experiment(load_experiment(str(elastic / "config.yaml"), overrides), supernet, progress=False)
@@ -145,9 +155,9 @@ def run(args) -> pd.DataFrame:
         rows.append({"route": f"elastic, {args.strategy} (one fine-tuning)", "budget_ms": budget, "macs": macs,
                      "resolution": resolution, "test_top1": test_top1(exported, splits, resolution),
                      "latency_ms": latency_ms(exported, args.repeats, resolution),
-                     "train_s": seconds_supernet, "train_epochs": args.finetune_epochs})
+                     "train_s": seconds_supernet, "train_epochs": args.supernet_epochs})
         pruned, pruned_macs = pruned_to(original, macs)
-        seconds = train_plain(pruned, splits, args.finetune_epochs, lr=FINETUNE_LR)
+        seconds = train_plain(pruned, splits, args.finetune_epochs, lr=owner["finetune_lr"], optim=owner["optim"])
         rows.append({"route": "L1-pruned + fine-tuned (per budget)", "budget_ms": budget, "macs": pruned_macs,
                      "resolution": 28,
                      "test_top1": test_top1(pruned, splits), "latency_ms": latency_ms(pruned, args.repeats),
@@ -164,23 +174,30 @@ def _space_and_max(elastic: Path):
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--epochs", type=int, default=12, help="the original network's training")
-    parser.add_argument("--finetune-epochs", type=int, default=8, help="the supernet's, and each pruned network's")
+    parser.add_argument("--epochs", type=int, default=None,
+                        help="the original network's training (default: ResNet 12, ViT 60)")
+    parser.add_argument("--model", default="resnet", choices=sorted(MODELS), help="the user's network")
+    parser.add_argument("--finetune-epochs", type=int, default=8, help="each pruned network's fine-tuning")
+    parser.add_argument("--supernet-epochs", type=int, default=None,
+                        help="the supernet's fine-tuning (default: 3 x --finetune-epochs, the prunings' total)")
     parser.add_argument("--subnets", type=int, default=60, help="subnets measured for the predictors")
     parser.add_argument("--trials", type=int, default=10)
     parser.add_argument("--evals", type=int, default=5000, help="predicted evaluations of the search")
     parser.add_argument("--repeats", type=int, default=30, help="timings per layer and per model")
-    parser.add_argument("--out", default=str(RUNS / "own_model"), help="work folder (resumes the supernet run)")
+    parser.add_argument("--out", default=None, help="work folder, resumes the supernet run (default: runs/own_MODEL)")
     parser.add_argument("--results", default=None, help="the table, with its provenance (default: "
-                        "experiments/results/own_model_STRATEGY.csv)")
+                        "experiments/results/own_MODEL_STRATEGY.csv)")
     parser.add_argument("--strategy", default="default", choices=sorted(STRATEGIES), help="the supernet's fine-tuning")
     parser.add_argument("--quick", action="store_true", help="one epoch each, few subnets: a smoke run")
     args = parser.parse_args(argv)
     if args.quick:
         args.epochs, args.finetune_epochs, args.subnets, args.trials, args.evals, args.repeats = 1, 1, 12, 2, 300, 3
+    args.epochs = args.epochs or MODELS[args.model]["epochs"]
+    args.supernet_epochs = args.supernet_epochs or 3 * args.finetune_epochs
+    args.out = args.out or str(RUNS / f"own_{args.model}")
     table = run(args)
     header = "".join(f"# {k}: {v}\n" for k, v in provenance().items())
-    path = Path(args.results or RESULTS / f"own_model_{args.strategy}.csv")
+    path = Path(args.results or RESULTS / f"own_{args.model}_{args.strategy}.csv")
     atomic_write_text(path, header + table.to_csv(index=False))
     print(table.round(3).to_string(index=False))
     print(f"results: {path}")

@@ -43,3 +43,25 @@ class UserResNet(nn.Module):
 
 def user_resnet(num_classes: int = 10, in_channels: int = 1, width: int = 16) -> nn.Module:
     return UserResNet(num_classes, in_channels, width)
+
+
+class UserViT(nn.Module):
+    """A ``transformers`` classifier returning its logits tensor (its output is a dataclass)."""
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, x):
+        return self.model(x).logits
+
+
+def user_vit(num_classes: int = 10, in_channels: int = 1) -> nn.Module:
+    """A small ``transformers`` ViT for 28 px digits: 7 px patches (16 tokens and a class token), width 64,
+    4 layers of 4 heads, MLP 128; built from its config (random weights, nothing downloaded)."""
+    from transformers import ViTConfig, ViTForImageClassification
+
+    config = ViTConfig(image_size=28, patch_size=7, num_channels=in_channels, hidden_size=64, num_hidden_layers=4,
+                       num_attention_heads=4, intermediate_size=128, num_labels=num_classes,
+                       hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
+    return UserViT(ViTForImageClassification(config))
