@@ -15,7 +15,7 @@ default 3 x ``--finetune-epochs``): each route spends the same total training. E
 the held-out split, MACs, latency measured here (torch, batch 1, the same timer for every model) and the
 training each route spent (seconds and epochs after the original's).
 
-    python experiments/bench_own_model.py                  # the ResNet: about 20 minutes on 2 cores
+    python experiments/bench_own_model.py                  # the ResNet: about 25 minutes on 2 cores
     python experiments/bench_own_model.py --model vit      # the transformers ViT (pip install -e ".[models]")
     python experiments/bench_own_model.py --quick --results /tmp/own_model.csv   # a 3-minute smoke run
 """
