@@ -90,3 +90,31 @@ def test_attention_with_extra_key_value_biases_is_kept_whole_and_reported():
     with torch.no_grad():
         x = torch.randn(2, 1, 16, 16)
         torch.testing.assert_close(net(x, net.space.max()), model(x), rtol=0, atol=1e-4)
+
+
+class _Encoder(nn.Module):
+    """Token features through torch's own encoder layer, which reads its attention's fused weights."""
+
+    def __init__(self):
+        super().__init__()
+        self.embed = nn.Linear(8, 32)
+        self.encoder = nn.TransformerEncoderLayer(32, 4, 64, dropout=0.0, batch_first=True)
+        self.head = nn.Linear(32, 10)
+
+    def forward(self, x):
+        return self.head(self.encoder(self.embed(x)).mean(1))
+
+
+def test_attention_inside_a_layer_that_runs_whole_is_left_to_it():
+    model = _Encoder().eval()
+    randomise_(model, 2)
+    x = torch.randn(2, 5, 8)
+    net = elasticize(model, x)
+    rows = {row[1]: row for row in net.report if row[0] == "module"}
+    assert rows["encoder.self_attn"][3] == "fixed" and "TransformerEncoderLayer" in rows["encoder.self_attn"][4]
+    assert rows["encoder"][3] == "fixed"  # the encoder layer itself: its widths stay, and --explain says so
+    with torch.no_grad():
+        torch.testing.assert_close(net(x, net.space.max()), model(x), rtol=0, atol=1e-4)
+    leaf = elasticize(graph_models.TorchAttention().eval(), torch.randn(2, 1, 16, 16),
+                      leaves=[graph_models.AttentionBlock])
+    assert all(row[3] == "fixed" for row in leaf.report if row[0] == "module" and row[1].endswith(".attn"))

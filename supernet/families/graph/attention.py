@@ -12,11 +12,12 @@ attention's, and an extracted subnet holds plain ``nn.Linear`` layers.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import torch
 from torch import Tensor, nn
 
-from elasticnas.supernet.families.graph.capture import GraphCaptureError
+from elasticnas.supernet.families.graph.capture import GraphCaptureError, runs_whole
 
 
 class SplitAttention(nn.Module):
@@ -84,13 +85,21 @@ def _masked(scores: Tensor, mask: Tensor) -> Tensor:
     return scores + mask
 
 
-def split_attention_modules(model: nn.Module) -> list[tuple[str, str, str]]:
+def split_attention_modules(model: nn.Module, leaves: Sequence[type] = ()) -> list[tuple[str, str, str]]:
     """Replace every ``nn.MultiheadAttention`` of ``model`` (in place) by a :class:`SplitAttention`;
-    returns ``(path, "split" or "fixed", why)`` of each: kept whole where (extra key/value biases or zero
-    attention have no per-head split here)."""
+    returns ``(path, "split" or "fixed", why)`` of each. Kept whole: one inside a module that runs as
+    one call (torch's ``nn.TransformerEncoderLayer`` reads its fused weights; a leaf of ``leaves``), and
+    one with extra key/value biases or zero attention (no per-head split here)."""
     done = []
-    for path, module in list(model.named_modules()):
+    modules = dict(model.named_modules())
+    for path, module in modules.items():
         if not isinstance(module, nn.MultiheadAttention):
+            continue
+        parts = path.split(".")
+        owner = next((modules[".".join(parts[:i])] for i in range(1, len(parts))
+                      if runs_whole(modules[".".join(parts[:i])], leaves)), None)
+        if owner is not None:
+            done.append((path, "fixed", f"nn.MultiheadAttention inside {type(owner).__name__}, which runs whole"))
             continue
         if module.bias_k is not None or module.add_zero_attn:
             done.append((path, "fixed", "nn.MultiheadAttention kept whole: add_bias_kv and add_zero_attn have no "

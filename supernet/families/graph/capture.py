@@ -37,6 +37,14 @@ def is_transposed_linear(module: nn.Module) -> bool:
             and getattr(module, "nf", None) == weight.shape[1])
 
 
+def runs_whole(module: nn.Module, leaves: Sequence[type] = ()) -> bool:
+    """Whether capture keeps ``module`` as one call: a leaf class the user names, or a torch layer running
+    torch's own forward (a model zoo's renamed Conv2d too; containers are traced through)."""
+    inherited = type(module).forward.__module__.startswith("torch.nn.modules.") and not isinstance(
+        module, (nn.Sequential, nn.ModuleList, nn.ModuleDict))
+    return isinstance(module, tuple(leaves)) or inherited or is_transposed_linear(module)
+
+
 class _Concrete:
     """What a traced value may be asked in Python: its length, or an int, from its concrete value."""
 
@@ -72,11 +80,7 @@ class _Tracer(fx.Tracer):
         self.concrete = False  # True while a node's value is computed: modules then run for real
 
     def is_leaf_module(self, module: nn.Module, qualified_name: str) -> bool:
-        # a subclass of a torch layer that keeps torch's forward (a model zoo's renamed Conv2d) runs as that layer
-        inherited = type(module).forward.__module__.startswith("torch.nn.modules.") and not isinstance(
-            module, (nn.Sequential, nn.ModuleList, nn.ModuleDict))
-        return (isinstance(module, self.leaves) or inherited or is_transposed_linear(module)
-                or super().is_leaf_module(module, qualified_name))
+        return runs_whole(module, self.leaves) or super().is_leaf_module(module, qualified_name)
 
     def call_module(self, module, forward, args, kwargs):
         if self.concrete:

@@ -99,7 +99,7 @@ def elasticize(model: nn.Module, example_inputs, *, width: Sequence[float] | Non
                              tuple(resolutions) if resolutions is not None else None)
     example = example_tensor(example_inputs)
     own = copy.deepcopy(model)  # the supernet re-orders and trains its own copy
-    attentions = split_attention_modules(own)
+    attentions = split_attention_modules(own, leaves)
     graph = capture(own, example, leaves)
     shapes = node_shapes(graph, example)
     analysis = analyse(graph, shapes)
