@@ -96,8 +96,8 @@ def split_attention_modules(model: nn.Module, leaves: Sequence[type] = ()) -> li
         if not isinstance(module, nn.MultiheadAttention):
             continue
         parts = path.split(".")
-        owner = next((modules[".".join(parts[:i])] for i in range(1, len(parts))
-                      if runs_whole(modules[".".join(parts[:i])], leaves)), None)
+        ancestors = (modules[".".join(parts[:i])] for i in range(1, len(parts)))
+        owner = next((ancestor for ancestor in ancestors if runs_whole(ancestor, leaves)), None)
         if owner is not None:
             done.append((path, "fixed", f"nn.MultiheadAttention inside {type(owner).__name__}, which runs whole"))
             continue

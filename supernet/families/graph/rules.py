@@ -284,20 +284,17 @@ class _Walk(ReshapeRules):
             if layout is not None:
                 layout = Layout(out_rank - len(shape) + layout.axis, layout.segments, layout.inner, layout.unit)
             placed.append((layout, shape))
-        tracked = [layout for layout, _ in placed if layout is not None]
-        if not tracked:
+        first, first_shape = next(((la, s) for la, s in placed if la is not None), (None, None))
+        if first is None:
             return None
-        first = tracked[0]
         for layout, shape in placed:
             if layout is None:
-                along = first.axis - (out_rank - len(shape))
-                if along >= 0 and shape[along] != 1:
+                if along_size(shape, first.axis, out_rank) != 1:
                     self.groups.fix_layout(first, f"combined by {describe(node)} with an untracked tensor")
             elif layout is not first and layout.axis != first.axis:
                 # channels on different axes: each side's channels stay whole where the other varies along them
                 if along_size(shape, first.axis, out_rank) != 1:
                     self.groups.fix_layout(first, f"combined by {describe(node)} with channels along another axis")
-                first_shape = next(s for la, s in placed if la is first)
                 if along_size(first_shape, layout.axis, out_rank) != 1:
                     self.groups.fix_layout(layout, f"combined by {describe(node)} with channels along another axis")
             elif layout is not first and not self.groups.join_layouts(first, layout, describe(node)):
@@ -310,6 +307,7 @@ def along_size(shape: tuple[int, ...], axis: int, out_rank: int) -> int:
     """The size of an operand of ``shape`` along output ``axis`` as broadcasting aligns it (1 where it has none)."""
     along = axis - (out_rank - len(shape))
     return shape[along] if along >= 0 else 1
+
 
 def layouts_of_graph(module: fx.GraphModule, shapes: dict, groups: Groups) -> _Walk:
     walk = _Walk(module, shapes, groups)
