@@ -57,7 +57,7 @@ def test_the_largest_subnet_is_the_model_and_subnets_extract_exactly(zoo):
 def test_counts_match_torch_and_subnets_export(zoo):
     import onnxruntime as ort
 
-    name, _, x, net = zoo
+    _, _, x, net = zoo
     arch = net.space.min()
     static = net.extract(arch).eval()
     if x.is_floating_point():  # an image model: its smallest subnet runs at its smallest resolution
