@@ -75,11 +75,15 @@ def _writer_lock(args: argparse.Namespace, argv: Sequence[str]):
 
     if args.command not in _WRITES or os.environ.get("RANK", "0") != "0":  # under torchrun, rank 0 writes
         return nullcontext()
+    from elasticnas.runs import CONFIG
+
     folders, creates = _WRITES[args.command]
     folders = folders(args)
     stack = ExitStack()
     try:
         for folder, create in folders if isinstance(folders, list) else [(folders, creates)]:
+            if not create and not (Path(folder) / CONFIG).is_file():
+                continue  # not a run: the command refuses it, and nothing is written there, not even a lock
             stack.enter_context(exclusive_writer(folder, " ".join(["elasticnas", *argv]), create=create))
     except BaseException:
         stack.close()

@@ -31,8 +31,10 @@ from safetensors.torch import save as save_safetensors
 from torch import nn
 
 from elasticnas.core.atomic import atomic_write_bytes, atomic_write_json
+from elasticnas.core.checksums import sha256_bytes, sha256_file
 from elasticnas.core.errors import ConfigError
-from elasticnas.core.files import read_json, reading
+from elasticnas.core.files import CorruptFileError, read_json, reading
+from elasticnas.core.staging import staged_folder
 from elasticnas.hardware.quantize import require_int8
 from elasticnas.hardware.runtimes import export_onnx_bytes
 from elasticnas.supernet.arch import Arch
@@ -78,7 +80,19 @@ def parse_formats(formats: str | Sequence[str]) -> tuple[str, ...]:
 def export_subnet(model: nn.Module, space: SearchSpace, arch: Arch, out: str | Path, *,
                   formats: str | Sequence[str] = FORMATS, seed: int = 0,
                   calibration_images: torch.Tensor | None = None, int8_runtime: str = "onnxruntime") -> dict:
-    """Write the static ``model`` of ``arch`` (e.g. ``calibrated_subnet(supernet, arch, data)``).
+    """Write the static ``model`` of ``arch`` (e.g. ``calibrated_subnet(supernet, arch, data)``)
+    into ``out`` whole: built beside it and renamed into place once every format is written and
+    checked; a previous export in ``out`` is replaced whole (see :func:`write_export`)."""
+    with staged_folder(out, marker=ARCH_JSON) as stage:
+        return write_export(model, space, arch, stage, formats=formats, seed=seed,
+                            calibration_images=calibration_images, int8_runtime=int8_runtime)
+
+
+def write_export(model: nn.Module, space: SearchSpace, arch: Arch, out: str | Path, *,
+                 formats: str | Sequence[str] = FORMATS, seed: int = 0,
+                 calibration_images: torch.Tensor | None = None, int8_runtime: str = "onnxruntime") -> dict:
+    """Write the static ``model`` of ``arch`` into the folder ``out`` as it is (a staging folder:
+    see :func:`elasticnas.core.staging.staged_folder`).
 
     Every float32 format is checked against the torch model on a seeded batch; returns the
     largest absolute output difference per format and the files written. An int8 ``arch``
@@ -96,21 +110,19 @@ def export_subnet(model: nn.Module, space: SearchSpace, arch: Arch, out: str | P
         raise ConfigError("an int8 subnet is exported with calibration_images (training images at its resolution) "
                           "for the quantizer's activation ranges")
     out = Path(out)
-    if out.exists() and not out.is_dir():
-        raise ConfigError(f"export folder {out} is an existing file; choose a folder for --out")
     out.mkdir(parents=True, exist_ok=True)
     arch = space.canonical(arch)
     model = model.eval().cpu()
+    state = {k: v.detach().contiguous().clone() for k, v in model.state_dict().items()}
+    weights = save_safetensors(state, metadata={"arch": arch.to_json(), "space_fingerprint": space.fingerprint})
     atomic_write_json(out / ARCH_JSON, {
         "supernet": space.name, "family": space.family, "space_fingerprint": space.fingerprint,
         "space": space.to_config(), "arch": arch.to_dict(), "arch_ofa": space.to_foreign_dict(arch),
         "input_shape": [space.in_channels, arch.resolution, arch.resolution], "num_classes": space.num_classes,
         "elasticnas_version": package_version(), "torch_version": torch.__version__,
-        **({"int8_runtime": int8_runtime} if int8 else {}),
+        **({"int8_runtime": int8_runtime} if int8 else {}), "weights_sha256": sha256_bytes(weights),
     })
-    state = {k: v.detach().contiguous().clone() for k, v in model.state_dict().items()}
-    atomic_write_bytes(out / WEIGHTS, save_safetensors(state, metadata={"arch": arch.to_json(),
-                                                                        "space_fingerprint": space.fingerprint}))
+    atomic_write_bytes(out / WEIGHTS, weights)
     example = torch.randn((2, space.in_channels, arch.resolution, arch.resolution),
                           generator=torch.Generator().manual_seed(seed))
     with torch.no_grad():
@@ -150,7 +162,8 @@ def export_subnet(model: nn.Module, space: SearchSpace, arch: Arch, out: str | P
     if int8:
         written.update(_int8_files(model, calibration_images, out, int8_runtime))
         files.extend(require_int8(int8_runtime).files)
-    return {**written, "files": {f: (out / f).stat().st_size for f in files}}
+    return {**written, "files": {f: (out / f).stat().st_size for f in files},
+            "sha256": {f: sha256_file(out / f) for f in files}}
 
 
 def _int8_files(model: nn.Module, calibration_images: torch.Tensor, out: Path, runtime: str) -> dict:
@@ -222,13 +235,18 @@ def read_arch_json(folder: str | Path) -> tuple[SearchSpace, Arch, dict]:
 
 def load_subnet(folder: str | Path) -> nn.Module:
     """The exported static model in ``folder`` (eval mode), from arch.json and weights.safetensors."""
-    space, arch, _ = read_arch_json(folder)
+    space, arch, described = read_arch_json(folder)
     model = build_static(space, arch)
     path = Path(folder) / WEIGHTS
     if not path.is_file():
         raise FileNotFoundError(f"no {WEIGHTS} in {folder}")
+    data = path.read_bytes()
+    recorded = described.get("weights_sha256")
+    if recorded is not None and sha256_bytes(data) != recorded:
+        raise CorruptFileError(f"{path} changed after it was exported (its sha256 differs from the one in "
+                               f"{ARCH_JSON}); export the subnet again")
     with reading(path, "exported weights (safetensors)"):
-        state = load_safetensors(path.read_bytes())
+        state = load_safetensors(data)
     try:
         model.load_state_dict(state, strict=True)
     except RuntimeError as error:

@@ -1,13 +1,15 @@
 """``elasticnas finetune``: train an exported subnet further, distilled from its supernet.
 
-The export folder names its run (report.json's ``run_folder``; else the run folder holding
-``exports/``); the run gives the training data and the teacher, its largest subnet. The
+The export folder names its run (report.json's ``run_folder``, relative to the export, checked
+against the sha256 of the run's weights; else the run folder holding ``exports/``); the run
+gives the training data and the teacher, its largest subnet. The
 fine-tuned subnet is written as a new export folder with the same formats, each checked
 against the torch model again, and a report with validation and test top-1 before and after.
 """
 
 from __future__ import annotations
 
+import os
 from dataclasses import asdict, replace
 from pathlib import Path
 
@@ -16,9 +18,10 @@ import torch
 from elasticnas.core.atomic import atomic_write_json
 from elasticnas.core.errors import ConfigError
 from elasticnas.core.files import read_json
-from elasticnas.export import FILES, WEIGHTS, export_subnet, int8_runtime_of, load_subnet, read_arch_json
+from elasticnas.core.staging import check_replaceable, staged_folder
+from elasticnas.export import ARCH_JSON, FILES, WEIGHTS, int8_runtime_of, load_subnet, read_arch_json, write_export
 from elasticnas.pipeline import REPORT, deployed_accuracy
-from elasticnas.runs import CONFIG, load_trained
+from elasticnas.runs import find_run, load_trained, run_pointer
 from elasticnas.supernet.arch import FULL_PRECISION
 from elasticnas.supernet.evaluation import calibrated_subnet, recalibrate_bn
 from elasticnas.supernet.finetuning import FinetuneConfig, finetune
@@ -33,17 +36,6 @@ def finetuned_folder(export_dir: str | Path) -> Path:
     """Where a fine-tuned export goes unless told: ``<export_dir>_finetuned`` beside it."""
     export_dir = Path(export_dir)
     return export_dir.with_name(export_dir.name + "_finetuned")
-
-
-def run_folder_of(export_dir: Path, report: dict) -> Path:
-    """Where the export came from: its report's ``run_folder``, else the folder above ``exports/``."""
-    candidates = [Path(report["run_folder"])] if report.get("run_folder") else []
-    candidates.append(export_dir.resolve().parent.parent)
-    for folder in candidates:
-        if (folder / CONFIG).is_file():
-            return folder
-    raise ConfigError(f"cannot tell which run {export_dir} was exported from (looked in "
-                      f"{', '.join(map(str, candidates))}); pass --run RUN_FOLDER")
 
 
 def exported_formats(export_dir: Path) -> tuple[str, ...]:
@@ -65,7 +57,7 @@ def finetune_export(export_dir: str | Path, *, epochs: int = 3, out: str | Path 
                           f"`elasticnas export`)")
     space, arch, _ = read_arch_json(export_dir)
     before = read_json(export_dir / REPORT, "export report", fields=()) if (export_dir / REPORT).is_file() else {}
-    run_folder = Path(run_folder) if run_folder else run_folder_of(export_dir, before)
+    run_folder = find_run(export_dir, before, given=run_folder)
     run = load_trained(run_folder)
     if run.space.fingerprint != space.fingerprint:
         raise ConfigError(f"{export_dir} was exported from another supernet (space fingerprint "
@@ -81,21 +73,23 @@ def finetune_export(export_dir: str | Path, *, epochs: int = 3, out: str | Path 
     accuracy_before = deployed_accuracy(export_dir, arch, splits, threads, model=student)
     largest = replace(run.space.max(), precision=FULL_PRECISION)
     teacher = calibrated_subnet(run.supernet, largest, validation)
-    out.mkdir(parents=True, exist_ok=True)
-    history = finetune(student, teacher, run.splits.train, resolution=arch.resolution,
-                       teacher_resolution=largest.resolution, config=config, checkpoint=out / CHECKPOINT,
-                       identity={"arch": arch.to_json(), "from": str(export_dir.resolve())}, progress=progress)
-    recalibrate_bn(student, calibration, validation.calibration_batch_size).eval()
-    written = export_subnet(student, space, arch, out, formats=exported_formats(export_dir),
-                            calibration_images=calibration, int8_runtime=int8_runtime_of(export_dir))
-    accuracy_after = deployed_accuracy(out, arch, splits, threads)  # as written
-    report = {"arch": arch.to_dict(), **{k: before[k] for k in UNCHANGED if k in before},
-              "run_folder": str(run_folder.resolve()), "finetuned_from": str(export_dir.resolve()),
-              **accuracy_after, **{f"{k}_before": v for k, v in accuracy_before.items()},
-              "test_top1_gain": accuracy_after["test_top1"] - accuracy_before["test_top1"],
-              "val_top1_gain": accuracy_after["val_top1"] - accuracy_before["val_top1"],
-              "test_images": int(len(test.labels)), "val_images": int(len(validation.labels)),
-              "finetune": {**asdict(config), "teacher": largest.to_dict(), "history": history}, **written}
-    atomic_write_json(out / REPORT, report)
-    (out / CHECKPOINT).unlink()
+    check_replaceable(out, ARCH_JSON, "export")
+    with staged_folder(out, marker=ARCH_JSON, keep_on_failure=True) as stage:  # its checkpoint resumes
+        history = finetune(student, teacher, run.splits.train, resolution=arch.resolution,
+                           teacher_resolution=largest.resolution, config=config, checkpoint=stage / CHECKPOINT,
+                           identity={"arch": arch.to_json(), "from": str(export_dir.resolve())}, progress=progress)
+        recalibrate_bn(student, calibration, validation.calibration_batch_size).eval()
+        written = write_export(student, space, arch, stage, formats=exported_formats(export_dir),
+                               calibration_images=calibration, int8_runtime=int8_runtime_of(export_dir))
+        accuracy_after = deployed_accuracy(stage, arch, splits, threads)  # as written
+        report = {"arch": arch.to_dict(), **{k: before[k] for k in UNCHANGED if k in before},
+                  **run_pointer(run.folder, out),
+                  "finetuned_from": os.path.relpath(export_dir.resolve(), out.resolve()),
+                  **accuracy_after, **{f"{k}_before": v for k, v in accuracy_before.items()},
+                  "test_top1_gain": accuracy_after["test_top1"] - accuracy_before["test_top1"],
+                  "val_top1_gain": accuracy_after["val_top1"] - accuracy_before["val_top1"],
+                  "test_images": int(len(test.labels)), "val_images": int(len(validation.labels)),
+                  "finetune": {**asdict(config), "teacher": largest.to_dict(), "history": history}, **written}
+        (stage / CHECKPOINT).unlink()
+        atomic_write_json(stage / REPORT, report)
     return report

@@ -18,6 +18,7 @@ from elasticnas.core.journal import append_row, journal_columns, read_journal
 from elasticnas.hardware.counting import count_all
 from elasticnas.hardware.lookup import TABLE_JSON, LatencyTable
 from elasticnas.hardware.quantize import evaluate_deployed
+from elasticnas.hardware.runtimes import check_runtime
 from elasticnas.predictors import ArchEncoder, AutoPredictor, cross_validated_report, measurement_noise, save_predictor
 from elasticnas.runs import EVALUATIONS, PREDICTORS, TrainedRun, load_trained, run_space, spread_by_macs
 from elasticnas.supernet.space import SearchSpace
@@ -34,6 +35,9 @@ TARGETS = {"val_top1": ("accuracy", "accuracy"), "table_latency_ms": ("latency",
 
 
 def table_folder(run_folder: str | Path, device: str, runtime: str) -> Path:
+    """Where the run keeps its table for ``device``/``runtime``, both checked first: each becomes
+    part of a path, so only known names (never ``..`` or ``/``) are allowed."""
+    check_runtime(runtime, device)
     return Path(run_folder) / "tables" / f"{device.replace(':', '')}_{runtime}"
 
 

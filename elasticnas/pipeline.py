@@ -17,13 +17,15 @@ from elasticnas.budget import first_within, front_under
 from elasticnas.core.atomic import atomic_write_json, atomic_write_text
 from elasticnas.core.errors import ConfigError
 from elasticnas.core.files import read_csv, read_json, reading
-from elasticnas.export import FORMATS, export_subnet, int8_runtime_of, load_subnet
+from elasticnas.core.staging import check_replaceable, staged_folder
+from elasticnas.export import ARCH_JSON, FORMATS, int8_runtime_of, load_subnet, write_export
 from elasticnas.hardware.counting import count_all
 from elasticnas.hardware.latency import measure_archs
 from elasticnas.hardware.quantize import load_int8, require_int8
+from elasticnas.hardware.runtimes import check_runtime
 from elasticnas.measure import describe_accuracy_noise, fit_run, latency_table_for, measure_run, read_evaluations
 from elasticnas.predictors import load_predictor
-from elasticnas.runs import EXPORTS, PREDICTORS, SEARCH, load_trained
+from elasticnas.runs import EXPORTS, PREDICTORS, SEARCH, load_trained, run_pointer
 from elasticnas.supernet.arch import PRECISIONS, Arch
 from elasticnas.supernet.evaluation import calibrated_subnet, score
 
@@ -63,23 +65,49 @@ def choose_arch(run_folder: Path, space, *, budget_ms: float | None = None, arch
 
 def export_from_run(run_folder: str | Path, arch: Arch, out: str | Path, *, formats=FORMATS, device: str = "cpu",
                     runtime: str = "torch", threads: int | None = None, run=None, measured_ms: float | None = None,
-                    extra: dict | None = None) -> dict:
+                    extra: dict | None = None, files: dict[str, str] | None = None) -> dict:
     """Export ``arch`` with BN recalibrated, then measure it: test top-1, latency (measured next
     to the table's prediction, unless ``measured_ms`` was just taken), MACs, params, size.
-    Writes report.json (with ``extra``) beside the model."""
-    run_folder, out = Path(run_folder), Path(out)
+    Writes report.json (with ``extra``) beside the model, and the text ``files`` given.
+
+    The folder ``out`` appears whole, report.json included, or not at all; a previous export
+    there is replaced whole (:mod:`elasticnas.core.staging`). ``out`` may not be the run
+    folder nor hold it."""
+    check_runtime(runtime, device)  # a missing extra is refused before any work
+    run_folder, out = Path(run_folder), check_export_out(run_folder, out)
     run = run or load_trained(run_folder)
-    space = run.space
+    with staged_folder(out, marker=ARCH_JSON) as stage:
+        for name, text in (files or {}).items():
+            atomic_write_text(stage / name, text)
+        return _export_report(run, arch, stage, out, formats=formats, device=device, runtime=runtime,
+                              threads=threads, measured_ms=measured_ms, extra=extra)
+
+
+def check_export_out(run_folder: str | Path, out: str | Path) -> Path:
+    """``out``, refused where it is the run folder or holds it (an export replaces its folder whole)."""
+    out, run_folder = Path(out), Path(run_folder)
+    resolved, run = out.resolve(), run_folder.resolve()
+    if resolved == run or resolved in run.parents:
+        raise ConfigError(f"--out {out} is the run folder or holds it; an export replaces its folder whole, so "
+                          f"give a folder of its own, e.g. {run_folder / EXPORTS / 'NAME'}")
+    check_replaceable(out, ARCH_JSON, "export")
+    return out
+
+
+def _export_report(run, arch: Arch, stage: Path, out: Path, *, formats, device: str, runtime: str,
+                   threads: int | None, measured_ms: float | None, extra: dict | None) -> dict:
+    """Export ``arch`` into ``stage``, measure it, and write its report there, last."""
+    run_folder, space = run.folder, run.space
     arch = space.canonical(arch)
     test = run.eval_data("test")
     model = calibrated_subnet(run.supernet, arch, test)
     calibration, images = test.at(arch.resolution, torch.device("cpu"))
-    written = export_subnet(model, space, arch, out, formats=formats, calibration_images=calibration,
-                            int8_runtime=runtime)  # an int8 subnet deploys where its latency was measured
-    reloaded = load_subnet(out)
+    written = write_export(model, space, arch, stage, formats=formats, calibration_images=calibration,
+                           int8_runtime=runtime)  # an int8 subnet deploys where its latency was measured
+    reloaded = load_subnet(stage)
     with torch.no_grad():
         reference = model(images[:8])
-    accuracy = deployed_accuracy(out, arch, {"test": (images, test.labels)}, threads, model=reloaded)
+    accuracy = deployed_accuracy(stage, arch, {"test": (images, test.labels)}, threads, model=reloaded)
     table = latency_table_for(run_folder, space, device=device, runtime=runtime, check_speed=True)
     now = table.at_speed(table.current_reference_ms) if table.normalised and table.current_reference_ms else table
     measured = measured_ms if measured_ms is not None else float(measure_archs(
@@ -87,7 +115,7 @@ def export_from_run(run_folder: str | Path, arch: Arch, out: str | Path, *, form
     costs = {k: int(v[0]) for k, v in count_all(space, [arch]).items()}
     report = {
         "arch": arch.to_dict(), "supernet": space.name, "space_fingerprint": space.fingerprint,
-        "run_folder": str(run_folder.resolve()),
+        **run_pointer(run_folder, out),
         **accuracy, "test_images": int(len(test.labels)), "precision": PRECISIONS[arch.precision],
         "latency_ms_measured": measured, "latency_ms_predicted": float(table.predict([arch])[0]),
         "latency_ms_predicted_at_current_speed": float(now.predict([arch])[0]),
@@ -96,7 +124,7 @@ def export_from_run(run_folder: str | Path, arch: Arch, out: str | Path, *, form
         **costs, "reloaded_equals_supernet_subnet": bool(torch.equal(reloaded(images[:8]), reference)),
         **written, **(extra or {}),
     }
-    atomic_write_json(out / REPORT, report)
+    atomic_write_json(stage / REPORT, report)
     return report
 
 
@@ -140,9 +168,11 @@ def export_within_budget(run_folder: str | Path, budget_ms: float, out: str | Pa
     when none does (the report says so).
     """
     check_top_k_allowed(check_top_k)
-    run_folder, out = Path(run_folder), Path(out)
+    check_runtime(runtime, device)
+    run_folder, out = Path(run_folder), check_export_out(run_folder, out)
     run = run or load_trained(run_folder)
     folder = search_folder or latest_search(run_folder)
+    extra_files = {}
     candidates = front_under(folder / "archive.csv", budget_ms, run.space)
     best_measured = best_measured_top1(run_folder)
     extra = {"budget_ms": budget_ms, "check_top_k": check_top_k, "predicted_top1_of_best": candidates[0].predicted_top1,
@@ -153,8 +183,7 @@ def export_within_budget(run_folder: str | Path, budget_ms: float, out: str | Pa
                                     runtime=runtime)
         candidates = [(run.space.canonical(text), ms) for text, ms in zip(checks["arch"], checks["predicted_ms"],
                                                                            strict=True)]
-        out.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(out / CANDIDATES, checks.to_csv(index=False))
+        extra_files = {CANDIDATES: checks.to_csv(index=False)}
     arch, measured, tried = first_within(run.space, candidates, budget_ms, device=device, runtime=runtime,
                                          threads=threads, max_tries=max_tries, strict=strict)
     rank = int(tried.loc[tried["arch"] == arch.to_json(), "rank"].iloc[0])
@@ -165,7 +194,7 @@ def export_within_budget(run_folder: str | Path, budget_ms: float, out: str | Pa
                       "candidates": len(checks), "val_top1": float(row["val_top1"]),
                       "val_top1_se": float(row["val_top1_se"])})
     return export_from_run(run_folder, arch, out, formats=formats, device=device, runtime=runtime, threads=threads,
-                           run=run, measured_ms=measured, extra=extra)
+                           run=run, measured_ms=measured, extra=extra, files=extra_files)
 
 
 def quickstart(out: str | Path = "runs/quickstart", *, supernet: str | None = None, config: str | None = None,
@@ -317,29 +346,49 @@ def _read_budget_report(folder: Path, budget_ms: float, check_top_k: int) -> dic
 
 
 def redraw(run_folder: str | Path) -> list[Path]:
-    """Re-draw the run's tables and plots from its CSV/JSON files; returns what was written."""
-    from elasticnas.search.result import SearchResult
+    """Re-draw the run's tables and plots from its CSV/JSON files; returns what was written.
+
+    Every input is read (and refused if broken) before anything is drawn, so a refusal leaves
+    the run's plots as they were."""
     from elasticnas.supernet.training import plot_training_curves
 
     run_folder = Path(run_folder)
-    written = []
+    drawings = []  # (path, draw) once every input has been read
     if (run_folder / "metrics.csv").exists():
-        with reading(run_folder / "metrics.csv", "training metrics (one row per epoch)"):
-            plot_training_curves(_read_metrics(run_folder / "metrics.csv"), run_folder / "training_curves.png")
-        written.append(run_folder / "training_curves.png")
-    oof = run_folder / PREDICTORS / "held_out_predictions.csv"
-    if oof.exists():
-        from elasticnas.measure import plot_predictor_quality
-        from elasticnas.predictors import quality_report
+        metrics = _read_metrics(run_folder / "metrics.csv")
+        drawings.append((run_folder / "training_curves.png", lambda path: plot_training_curves(metrics, path)))
+    drawings += _predictor_drawing(run_folder) + _search_drawings(run_folder)
+    reports = sorted(p for p in (run_folder / EXPORTS).glob(f"*/{REPORT}") if not p.parent.name.startswith("."))
+    if reports:
+        rows = [{"export": str(p.parent), **{k: v for k, v in read_json(p, "export report", fields=()).items()
+                                              if not isinstance(v, (dict, list))}} for p in reports]
+        table = pd.DataFrame(rows).to_csv(index=False)
+        drawings.append((run_folder / "exports.csv", lambda path: atomic_write_text(path, table)))
+    for path, draw in drawings:
+        draw(path)
+    return [path for path, _ in drawings]
 
-        what = "held-out predictions (target, kind, measured, predicted per row)"
-        frame = read_csv(oof, what, columns=("target", "kind", "measured", "predicted"),
-                         numeric=("measured", "predicted"))
-        with reading(oof, what):
-            kinds = dict(zip(frame["target"], frame["kind"], strict=False))
-            data = {t: (g["measured"].to_numpy(), g["predicted"].to_numpy(),
-                        quality_report(g["measured"], g["predicted"], kinds[t])) for t, g in frame.groupby("target")}
-        written.append(plot_predictor_quality(data, run_folder / PREDICTORS / "predictor_quality.png"))
+
+def _predictor_drawing(run_folder: Path) -> list:
+    from elasticnas.measure import plot_predictor_quality
+    from elasticnas.predictors import quality_report
+
+    oof = run_folder / PREDICTORS / "held_out_predictions.csv"
+    if not oof.exists():
+        return []
+    what = "held-out predictions (target, kind, measured, predicted per row)"
+    frame = read_csv(oof, what, columns=("target", "kind", "measured", "predicted"), numeric=("measured", "predicted"))
+    with reading(oof, what):
+        kinds = dict(zip(frame["target"], frame["kind"], strict=False))
+        data = {t: (g["measured"].to_numpy(), g["predicted"].to_numpy(),
+                    quality_report(g["measured"], g["predicted"], kinds[t])) for t, g in frame.groupby("target")}
+    return [(run_folder / PREDICTORS / "predictor_quality.png", lambda path: plot_predictor_quality(data, path))]
+
+
+def _search_drawings(run_folder: Path) -> list:
+    from elasticnas.search.result import SearchResult
+
+    drawings = []
     for settings in sorted((run_folder / SEARCH).glob("*/search.json")):
         archive = read_csv(settings.parent / "archive.csv", "search archive")
         with reading(settings, "search settings"):
@@ -348,11 +397,7 @@ def redraw(run_folder: str | Path) -> list[Path]:
             result = SearchResult(archive, meta["objectives"], {k: tuple(v) for k, v in meta["constraints"].items()},
                                   meta["reference_point"], meta["algorithm"], meta["seed"], meta.get("sources", {}))
         budgets = sorted(float(p.stem.split("_")[-1]) for p in settings.parent.glob("best_latency_ms_*.json"))
-        written.append(result.plot(settings.parent / "pareto.png", {"latency_ms": budgets} if budgets else None))
-    reports = sorted((run_folder / EXPORTS).glob(f"*/{REPORT}"))
-    if reports:
-        rows = [{"export": str(p.parent), **{k: v for k, v in read_json(p, "export report", fields=()).items()
-                                              if not isinstance(v, (dict, list))}} for p in reports]
-        atomic_write_text(run_folder / "exports.csv", pd.DataFrame(rows).to_csv(index=False))
-        written.append(run_folder / "exports.csv")
-    return written
+        marks = {"latency_ms": budgets} if budgets else None
+        drawings.append((settings.parent / "pareto.png",
+                         lambda path, result=result, marks=marks: result.plot(path, marks)))
+    return drawings

@@ -14,6 +14,7 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,6 +23,7 @@ import torch
 from torch import nn
 
 from elasticnas.core.checkpoint import load_checkpoint
+from elasticnas.core.checksums import sha256_file
 from elasticnas.core.config import load_yaml, parse_config
 from elasticnas.core.errors import ConfigError
 from elasticnas.core.files import reading
@@ -153,6 +155,45 @@ def _spread_targets(low: float, high: float, n: int) -> np.ndarray:
 
     points = np.array([0.0, 1.0] + [radical_inverse(i) for i in range(1, max(n - 1, 1))])[:n]
     return low + points * (high - low)
+
+
+def run_weights_file(folder: str | Path) -> Path:
+    """The file holding a run's supernet weights: its training checkpoint, or imported weights."""
+    folder = Path(folder)
+    return folder / CHECKPOINT if (folder / CHECKPOINT).exists() else folder / IMPORTED_WEIGHTS
+
+
+def run_pointer(run_folder: str | Path, export_folder: str | Path) -> dict:
+    """How an export names its run: relative to the export, so the two can be copied or moved
+    together, and by the sha256 of the run's weights, so a pointer to another run is caught."""
+    run_folder = Path(run_folder).resolve()
+    weights = run_weights_file(run_folder)
+    return {"run_folder": os.path.relpath(run_folder, Path(export_folder).resolve()),
+            "run_weights_sha256": sha256_file(weights) if weights.exists() else None}
+
+
+def find_run(export_folder: str | Path, report: dict, given: str | Path | None = None) -> Path:
+    """The run ``export_folder`` was exported from: ``given``, else the one its report names
+    (relative to the export; older reports hold an absolute path), else the folder above
+    ``exports/``; refused when its weights are not those the report records."""
+    export_folder = Path(export_folder)
+    pointer = report.get("run_folder")
+    candidates = [Path(given)] if given else [
+        *([export_folder / pointer] if pointer else []), export_folder.resolve().parent.parent]
+    for folder in candidates:
+        if (folder / CONFIG).is_file():
+            return _same_weights(folder, report, export_folder)
+    raise ConfigError(f"cannot tell which run {export_folder} was exported from (looked in "
+                      f"{', '.join(map(str, candidates))}); pass --run RUN_FOLDER")
+
+
+def _same_weights(run_folder: Path, report: dict, export_folder: Path) -> Path:
+    recorded = report.get("run_weights_sha256")
+    weights = run_weights_file(run_folder)
+    if recorded and (not weights.exists() or sha256_file(weights) != recorded):
+        raise ConfigError(f"{run_folder} is not the run {export_folder} was exported from (its weights "
+                          f"{weights.name} differ from those its report.json records); pass --run with that run")
+    return run_folder
 
 
 def default_device() -> str:

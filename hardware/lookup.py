@@ -36,6 +36,7 @@ from elasticnas.core.files import read_csv, read_json, reading
 from elasticnas.hardware.latency import resolved_threads
 from elasticnas.hardware.quantize import require_int8
 from elasticnas.hardware.reference import REFERENCE_VERSION, ReferenceClock, relative_change
+from elasticnas.hardware.runtimes import check_runtime
 from elasticnas.hardware.table_build import (
     PARTIAL_CSV,
     PARTIAL_JSON,
@@ -110,6 +111,7 @@ class LatencyTable:
         runtime can: ONNX Runtime), or with ``"float32"`` borders, each quantizing its input and
         dequantizing its output; the metadata records which.
         """
+        check_runtime(runtime, device)  # before a folder is made
         resolutions = check_build_settings(space, resolutions, rounds)
         if int8_layer_io not in INT8_LAYER_IO:
             raise ConfigError(f"int8_layer_io={int8_layer_io!r}; choose one of {list(INT8_LAYER_IO)}")

@@ -8,6 +8,7 @@ inference on a tensor already prepared for it (on the right device, as the right
 from __future__ import annotations
 
 import io
+import re
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -18,7 +19,7 @@ from torch import nn
 
 from elasticnas.core.errors import ConfigError
 from elasticnas.core.registry import Registry
-from elasticnas.hardware.edge_runtimes import prepare_executorch, prepare_openvino
+from elasticnas.hardware.edge_runtimes import EXTRAS, prepare_executorch, prepare_openvino, require
 from elasticnas.hardware.quantize import random_calibration, require_int8
 
 
@@ -28,7 +29,21 @@ class Prepared:
     synchronize: Callable[[], None]  # waits until the device has finished
 
 
+_DEVICE = re.compile(r"(cpu|cuda)(:[0-9]{1,3})?")
+
+
+def check_runtime(runtime: str, device: str = "cpu") -> torch.device:
+    """Refuse, before any work or any file, an unknown runtime or device, a runtime whose extra is
+    not installed, or CUDA where there is none; returns the device."""
+    RUNTIMES.get(runtime)
+    if runtime in EXTRAS:
+        require(runtime)
+    return _check_device(device)
+
+
 def _check_device(device: str) -> torch.device:
+    if not isinstance(device, str) or not _DEVICE.fullmatch(device):
+        raise ConfigError(f"unknown device {device!r}; choose 'cpu', 'cuda' or 'cuda:N'")
     dev = torch.device(device)
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise ConfigError("device 'cuda' was asked for but CUDA is not available here; use device='cpu'")

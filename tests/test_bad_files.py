@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 
 import pytest
@@ -105,9 +106,14 @@ def test_edited_checkpoints_and_exported_weights_are_refused_in_one_line(run_cop
     model = load_trained(run_copy).supernet.extract(space.middle()).eval()
     export_subnet(model, space, space.middle(), tmp_path / "exported", formats="safetensors")
     (tmp_path / "exported" / "weights.safetensors").write_bytes(os.urandom(100))
-    with pytest.raises(ConfigError, match="weights.safetensors is not a valid exported weights") as error:
+    with pytest.raises(ConfigError, match="weights.safetensors changed after it was exported") as error:
         load_subnet(tmp_path / "exported")
     assert "\n" not in str(error.value)
+    meta = json.loads((tmp_path / "exported" / "arch.json").read_text())
+    del meta["weights_sha256"]  # as exported before arch.json recorded it: the bytes themselves are refused
+    (tmp_path / "exported" / "arch.json").write_text(json.dumps(meta))
+    with pytest.raises(ConfigError, match="weights.safetensors is not a valid exported weights") as error:
+        load_subnet(tmp_path / "exported")
     state = torch.load(run_copy / "checkpoint.pt", weights_only=True)
     state["weights"] = state.pop("model")
     torch.save(state, run_copy / "checkpoint.pt")

@@ -10,6 +10,7 @@ import sys
 import pytest
 
 from elasticnas.cli import main
+from elasticnas.core.errors import ElasticNASError
 from elasticnas.core.locking import LOCK_FILE, FolderLockedError, exclusive_writer
 from elasticnas.runs import run_space
 
@@ -26,8 +27,10 @@ with exclusive_writer(sys.argv[1], "elasticnas search RUN (test holder)"):
 
 @pytest.fixture
 def holder(tmp_path):
-    """A separate process holding the write lock of tmp_path/run until killed."""
+    """A separate process holding the write lock of the run folder tmp_path/run until killed."""
     folder = tmp_path / "run"
+    folder.mkdir()
+    (folder / "config.yaml").write_text("{}\n")  # a run being trained: commands on runs lock it
     process = subprocess.Popen([sys.executable, "-c", HOLD, str(folder)], stdout=subprocess.PIPE, text=True)
     assert process.stdout.readline().strip() == "held"
     yield folder, process
@@ -75,3 +78,28 @@ def test_searches_writing_their_own_folder_do_not_block_on_the_run(run_copy, tmp
         assert "another writer" in capsys.readouterr().err
         assert main([*search, "--out", str(tmp_path / "w2"), "--runtime", "onnxruntime"]) == 2  # a new table
     assert not (tmp_path / "w2").exists()
+
+
+def test_the_lock_file_is_gone_when_the_writer_is_done_and_is_never_followed_through_a_link(tmp_path):
+    folder = tmp_path / "run"
+    with exclusive_writer(folder, "writer"):
+        assert (folder / LOCK_FILE).is_file()
+        (folder / "result.txt").write_text("kept")
+    assert not (folder / LOCK_FILE).exists() and (folder / "result.txt").exists()
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious")
+    (folder / LOCK_FILE).symlink_to(victim)
+    with pytest.raises(ElasticNASError, match="symbolic link"), exclusive_writer(folder, "writer"):
+        pass
+    assert victim.read_text() == "precious"
+
+
+@pytest.mark.parametrize("argv", [["report", "{folder}"], ["fit", "{folder}"], ["measure", "{folder}"],
+                                  ["export", "{folder}", "--budget-ms", "3", "--out", "{folder}/x"]])
+def test_a_command_refusing_a_folder_that_is_not_a_run_writes_nothing_there(tmp_path, capsys, argv):
+    folder = tmp_path / "not_a_run"
+    folder.mkdir()
+    (folder / "notes.txt").write_text("mine")
+    assert main([a.format(folder=folder) for a in argv]) == 2
+    assert "not a run folder" in capsys.readouterr().err
+    assert sorted(p.name for p in folder.iterdir()) == ["notes.txt"]

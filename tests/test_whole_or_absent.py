@@ -1,0 +1,112 @@
+"""Exports appear whole or not at all, never merge two subnets, and find their run after a move."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+import time
+
+import pytest
+
+from elasticnas.cli import main
+from elasticnas.runs import run_space
+
+
+def export(run, arch, out, capsys, *extra: str) -> int:
+    arch_file = run.parent / f"{out.name}.arch.json"
+    arch_file.write_text(arch.to_json())
+    code = main(["export", str(run), "--arch-json", str(arch_file), "--out", str(out), *extra])
+    capsys.readouterr()
+    return code
+
+
+def test_exporting_onto_another_export_replaces_it_whole(run_copy, capsys):
+    space, out = run_space(run_copy), run_copy / "exports" / "chosen"
+    assert export(run_copy, space.min(), out, capsys, "--formats", "safetensors,onnx") == 0
+    assert (out / "model.onnx").is_file()
+    assert export(run_copy, space.max(), out, capsys, "--formats", "safetensors") == 0
+    report = json.loads((out / "report.json").read_text())
+    assert report["arch"] == space.max().to_dict()
+    assert sorted(p.name for p in out.iterdir()) == sorted([*report["files"], "report.json"])  # no old model.onnx
+    assert not any(p.name.startswith(".") for p in out.parent.iterdir())  # no staging left behind
+
+
+def test_an_export_killed_midway_leaves_the_previous_export_whole(run_copy, capsys, monkeypatch):
+    import elasticnas.pipeline as pipeline
+
+    space, out = run_space(run_copy), run_copy / "exports" / "chosen"
+    assert export(run_copy, space.min(), out, capsys, "--formats", "safetensors") == 0
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+
+    def killed(*args, **kwargs):  # after arch.json and the weights are written, before the report
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(pipeline, "deployed_accuracy", killed)
+    assert export(run_copy, space.max(), out, capsys, "--formats", "safetensors") == 130
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+    assert sorted(p.name for p in out.parent.iterdir()) == ["chosen"]
+    fresh = run_copy / "exports" / "fresh"
+    assert export(run_copy, space.max(), fresh, capsys, "--formats", "safetensors") == 130
+    assert not fresh.exists()
+
+
+@pytest.mark.parametrize("where", ["run", "parent", "user_folder"])
+def test_export_refuses_an_out_that_is_the_run_or_holds_it_or_holds_other_files(run_copy, capsys, where):
+    out = {"run": run_copy, "parent": run_copy.parent, "user_folder": run_copy.parent / "mine"}[where]
+    out.mkdir(exist_ok=True)
+    (out / "notes.txt").write_text("mine")
+    arch_file = run_copy.parent / "arch.json"
+    arch_file.write_text(run_space(run_copy).min().to_json())
+    before = sorted(p.name for p in out.iterdir())
+    assert main(["export", str(run_copy), "--arch-json", str(arch_file), "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and ("holds it" in err or "not a export" in err or "already holds" in err)
+    assert sorted(p.name for p in out.iterdir()) == before
+
+
+def test_a_runtime_whose_extra_is_missing_is_refused_before_any_work(run_copy, capsys, monkeypatch):
+    monkeypatch.setitem(sys.modules, "openvino", None)
+    started = time.perf_counter()
+    out = run_copy / "exports" / "ov"
+    assert main(["export", str(run_copy), "--budget-ms", "3", "--runtime", "openvino", "--out", str(out)]) == 2
+    assert 'pip install -e ".[openvino]"' in capsys.readouterr().err
+    assert time.perf_counter() - started < 5  # refused before the run is even loaded
+    assert not out.exists() and not (run_copy / "tables" / "cpu_openvino").exists()
+
+
+@pytest.mark.parametrize("device", ["../../x", "/tmp/abs", "tpu", "cpu/../.."])
+def test_a_device_that_would_leave_the_run_is_refused_before_anything_is_made(run_copy, tmp_path, capsys, device):
+    before = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*"))
+    assert main(["measure", str(run_copy), "--n", "2", "--device", device]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "unknown device" in err, err
+    assert sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*")) == before
+
+
+def test_finetune_finds_its_run_after_both_are_moved_and_refuses_another_run(run_copy, tmp_path, capsys):
+    space = run_space(run_copy)
+    exported = run_copy / "exports" / "smallest"
+    assert export(run_copy, space.min(), exported, capsys, "--formats", "safetensors") == 0
+    assert json.loads((exported / "report.json").read_text())["run_folder"] == "../.."
+    moved = shutil.move(str(run_copy), str(tmp_path / "moved"))
+    shutil.copytree(moved, run_copy)  # the old place now holds another run: retrained below
+    (run_copy / "checkpoint.pt").write_bytes((run_copy / "checkpoint.pt").read_bytes() + b"\0")
+    moved_export = tmp_path / "moved" / "exports" / "smallest"
+    assert main(["finetune", str(moved_export), "--epochs", "1", "--out", str(tmp_path / "tuned")]) == 0
+    tuned = json.loads((tmp_path / "tuned" / "report.json").read_text())
+    assert (tmp_path / "tuned" / tuned["run_folder"]).resolve() == (tmp_path / "moved").resolve()
+    capsys.readouterr()
+    assert main(["finetune", str(moved_export), "--epochs", "1", "--run", str(run_copy),
+                 "--out", str(tmp_path / "other")]) == 2
+    assert "is not the run" in capsys.readouterr().err and not (tmp_path / "other").exists()
+
+
+def test_an_export_report_records_the_sha256_of_every_file_it_lists(run_copy, capsys):
+    from elasticnas.core.checksums import sha256_file
+
+    out = run_copy / "exports" / "chosen"
+    assert export(run_copy, run_space(run_copy).middle(), out, capsys, "--formats", "safetensors,onnx") == 0
+    report = json.loads((out / "report.json").read_text())
+    assert set(report["sha256"]) == set(report["files"])
+    assert all(sha256_file(out / name) == digest for name, digest in report["sha256"].items())
