@@ -138,9 +138,11 @@ def load_yaml(path) -> dict[str, Any]:
     except UnicodeDecodeError:
         raise ConfigError(f"config file {path} is not text (undecodable bytes)") from None
     if data is None:
-        return {}
+        raise ConfigError(f"config file {path} is empty; it must hold a mapping of settings (an empty file would "
+                          f"silently mean every default)")
     if not isinstance(data, dict):
-        raise ConfigError(f"config file {path} must hold a mapping at the top level")
+        raise ConfigError(f"config file {path} must hold a mapping of settings at the top level, not "
+                          f"{type(data).__name__}")
     return data
 
 

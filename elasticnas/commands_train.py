@@ -55,10 +55,12 @@ def float_list(text: str) -> tuple[float, ...]:
          writes=lambda args: [] if args.dry_run or args.out is None else [(args.out, True)])
 def _train_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("config", nargs="?", default=None,
-                        help="YAML path or a name in experiments/ (default: mnist_quickstart)")
+                        help="YAML path or a name in experiments/ (default: mnist_quickstart; with --resume, the "
+                        "run's own config.yaml)")
     parser.add_argument("--out", type=Path, default=None, help="run folder (config, checkpoint, metrics); required "
                         "unless --dry-run")
-    parser.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint")
+    parser.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint, with "
+                        "the config it recorded (a CONFIG or --set given too must not change it)")
     parser.add_argument("--dry-run", action="store_true", help="check the config, data and supernet, print the "
                         "resolved config and write nothing")
     parser.add_argument("--init", type=Path, default=None, metavar="RUN_OR_CHECKPOINT",
@@ -77,7 +79,12 @@ def _run_train(args: argparse.Namespace) -> None:
 
     if args.out is None and not args.dry_run:
         raise UsageError("train needs --out RUN_FOLDER (or --dry-run to only check the config)")
-    config = load_experiment(args.config, args.set)
+    recorded = args.out / "config.yaml" if args.out is not None else None
+    if args.resume and args.config is None and recorded.is_file():
+        # the run folder records its config and overrides: --set may only restate them
+        config = load_experiment(recorded, args.set)
+    else:
+        config = load_experiment(args.config, args.set)
     if args.init is not None:
         config = replace(config, init=replace(config.init, source=str(args.init)))
     if args.dry_run:

@@ -46,6 +46,7 @@ from elasticnas.hardware.table_build import (
     measure_table,
 )
 from elasticnas.hardware.table_calibration import calibration_subnets, fit_per_precision, positive_line
+from elasticnas.hardware.table_validation import check_calibration, check_entries, check_metadata
 from elasticnas.supernet.arch import Arch
 from elasticnas.supernet.registry import space_from_config
 from elasticnas.supernet.space import SearchSpace
@@ -77,7 +78,7 @@ class LatencyTable:
         self.calibration = calibration
         self.resolutions = tuple(int(r) for r in self.metadata["resolutions"])
         self.batch_size = int(self.metadata["batch_size"])
-        _check_numbers(self.metadata)
+        check_metadata(self.metadata)
         self.normalised = self.metadata.get("normalised") is True and "latency_units" in self.entries
         # the reference time predictions are converted with (ms per reference inference)
         self.speed_ms = float(speed_ms or self.metadata.get("reference_ms") or 1.0)
@@ -164,14 +165,19 @@ class LatencyTable:
         with reading(folder / TABLE_JSON, what):
             metadata = read_json(folder / TABLE_JSON, what, fields=("space", "space_fingerprint"))
             calibration = metadata.pop("calibration", None)
-            _check_numbers(metadata)
+            check_metadata(metadata)
+            check_calibration(calibration)
             space = space_from_config(metadata["space"])
             if space.fingerprint != metadata["space_fingerprint"]:
                 raise ConfigError(f"{folder / TABLE_JSON} is inconsistent: its space does not match its fingerprint")
         numeric = (*NUMERIC_TABLE_COLUMNS, "latency_units") if metadata.get("format", 1) >= 2 else NUMERIC_TABLE_COLUMNS
         with reading(folder / TABLE_CSV, what):
             entries = read_csv(folder / TABLE_CSV, what, columns=("layer", *numeric), numeric=numeric)
-            return cls(space, entries, metadata, calibration)
+            check_entries(entries, numeric)
+            table = cls(space, entries, metadata, calibration)
+        with reading(folder / TABLE_JSON, what):
+            table._check_positive()
+        return table
 
     # ----- prediction ------------------------------------------------------------------
     def _fill_arrays(self) -> None:
@@ -185,7 +191,24 @@ class LatencyTable:
                               f"{sorted(missing)[0]}; build it again")
         self._latency = np.array([by_key.get(layer_key(s), np.nan) for s in self.space.distinct_layers] + [0.0])
         overhead = "call_overhead_units" if self.normalised else "call_overhead_ms"
-        self._overhead = float(self.metadata.get(overhead, 0.0)) * self._scale
+        # Capped at the fastest layer: a noisy identity-model timing above some layer's own time
+        # would otherwise make a sum of many layers, minus their shared overhead, negative.
+        measured = self._latency[:-1][np.isfinite(self._latency[:-1])]
+        cap = float(measured.min()) if measured.size else 0.0
+        self._overhead = min(float(self.metadata.get(overhead, 0.0)) * self._scale, cap)
+
+    def _check_positive(self) -> None:
+        """Refuse a calibration that would predict no time, or less, for some subnet of the space:
+        every subnet's raw sum is at least the lower bound, and the lines are increasing."""
+        if not self.calibration:
+            return
+        floor = self._lower_bound()
+        lines = [self.calibration, *(self.calibration.get("by_precision") or {}).values()]
+        for line in lines:
+            if not line["slope"] * floor + line["intercept"] * self._scale > 0:
+                raise ConfigError(f"latency table calibration (slope {line['slope']:.4g}, intercept "
+                                  f"{line['intercept']:.4g}) predicts a non-positive latency for its fastest "
+                                  f"subnets; rebuild the table with `elasticnas profile`")
 
     @property
     def _scale(self) -> float:
@@ -375,15 +398,3 @@ class LatencyTable:
             _WARNED.add(key)
             warnings.warn(f"latency table ({self.metadata.get('runtime')}, {self.metadata.get('device')}) {message}",
                           stacklevel=3)
-
-
-def _check_numbers(metadata: dict) -> None:
-    """Timing fields read from a file must be positive numbers (or absent: older tables)."""
-    for name in ("reference_ms", "call_overhead_ms", "call_overhead_units"):
-        value = metadata.get(name)
-        if value is not None and (isinstance(value, bool) or not isinstance(value, int | float) or not value >= 0):
-            raise ConfigError(f"latency table field {name!r} must be a number >= 0, got {value!r}")
-    if metadata.get("reference_ms") == 0:
-        raise ConfigError("latency table field 'reference_ms' must be > 0, got 0")
-    if not isinstance(metadata.get("normalised", False), bool):
-        raise ConfigError(f"latency table field 'normalised' must be true or false, got {metadata['normalised']!r}")

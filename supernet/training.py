@@ -248,7 +248,7 @@ class Trainer:
                 self._save()
                 raise TrainingInterrupted(
                     f"stopped at epoch {self.epoch + 1}, step {self.step_in_epoch}/{self.steps_per_epoch}; "
-                    f"checkpoint in {self.run_dir}; continue with --resume")
+                    f"checkpoint in {self.run_dir}; continue with: elasticnas train --out {self.run_dir} --resume")
         bar.close()
         record = {"epoch": self.epoch + 1, "phase": self.phase, "train_loss": float(np.mean(losses)) if losses else
                   float("nan"), "lr": self.scheduler.get_last_lr()[0], "seconds": time.perf_counter() - started}
@@ -267,7 +267,7 @@ class Trainer:
             write_metrics(self.run_dir, self.history)
         if self._stop_requested and self.epoch < self.train_cfg.epochs:
             raise TrainingInterrupted(f"stopped after epoch {self.epoch}; checkpoint in {self.run_dir}; "
-                                      f"continue with --resume")
+                                      f"continue with: elasticnas train --out {self.run_dir} --resume")
 
     # ----- one step ----------------------------------------------------------------------
     def _train_step(self, images: torch.Tensor, labels: torch.Tensor) -> float:

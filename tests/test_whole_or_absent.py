@@ -110,3 +110,14 @@ def test_an_export_report_records_the_sha256_of_every_file_it_lists(run_copy, ca
     report = json.loads((out / "report.json").read_text())
     assert set(report["sha256"]) == set(report["files"])
     assert all(sha256_file(out / name) == digest for name, digest in report["sha256"].items())
+
+
+def test_train_resumes_from_the_run_folder_alone_and_names_a_changed_setting(run_copy, capsys):
+    recorded = (run_copy / "config.yaml").read_text()
+    assert main(["train", "--out", str(run_copy), "--resume"]) == 0  # config and overrides from the folder
+    assert main(["train", "--out", str(run_copy), "--resume", "--set", "train.epochs=1"]) == 0  # restated: same
+    capsys.readouterr()
+    assert main(["train", "--out", str(run_copy), "--resume", "--set", "train.epochs=3"]) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and "train.epochs" in err and "data.name" not in err, err
+    assert (run_copy / "config.yaml").read_text() == recorded

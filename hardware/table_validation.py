@@ -1,0 +1,62 @@
+"""What a latency table read from a file must hold before it predicts anything: finite, positive
+timings and increasing calibration lines, so that an edited table cannot make search see a
+subnet at a negative or NaN latency as feasible."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+
+from elasticnas.core.errors import ConfigError
+
+
+def check_entries(entries: pd.DataFrame, numeric: Sequence[str]) -> None:
+    """Timings are finite; a layer's latency (ms and reference units) is above zero."""
+    for column in numeric:
+        values = entries[column].to_numpy(dtype=float)
+        positive = column in ("latency_ms", "latency_units")
+        bad = ~np.isfinite(values) | ((values <= 0) if positive else (values < 0))
+        if bad.any():
+            row = int(bad.argmax())
+            raise ConfigError(f"row {row + 1}, column {column!r} holds {values[row]!r}; timings must be finite "
+                              f"and {'> 0' if positive else '>= 0'}")
+
+
+def check_calibration(calibration: dict | None) -> None:
+    """A calibration read from a file: increasing lines with finite coefficients."""
+    if calibration is None:
+        return
+    if not isinstance(calibration, dict):
+        raise ConfigError(f"field 'calibration' must be an object, got {type(calibration).__name__}")
+    by_precision = calibration.get("by_precision") or {}
+    if not isinstance(by_precision, dict):
+        raise ConfigError("field 'calibration.by_precision' must be an object")
+    for name, line in [("calibration", calibration), *((f"calibration.by_precision.{k}", v)
+                                                      for k, v in by_precision.items())]:
+        for key in ("slope", "intercept"):
+            value = line.get(key) if isinstance(line, dict) else None
+            if isinstance(value, bool) or not isinstance(value, int | float) or not np.isfinite(value):
+                raise ConfigError(f"field '{name}.{key}' must be a finite number, got {value!r}")
+        if not line["slope"] > 0:
+            raise ConfigError(f"field '{name}.slope' must be > 0 (latency grows with the layers' sum), "
+                              f"got {line['slope']!r}")
+
+
+def check_metadata(metadata: dict) -> None:
+    """Timing fields read from a file must be positive numbers (or absent: older tables)."""
+    for name in ("reference_ms", "call_overhead_ms", "call_overhead_units"):
+        value = metadata.get(name)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int | float) or not value >= 0):
+            raise ConfigError(f"latency table field {name!r} must be a number >= 0, got {value!r}")
+    if metadata.get("reference_ms") == 0:
+        raise ConfigError("latency table field 'reference_ms' must be > 0, got 0")
+    for measured in metadata.get("calibration_measured") or ():
+        values = [measured.get(k) for k in ("latency_ms", "latency_units")] if isinstance(measured, dict) else [None]
+        if any(v is not None and (isinstance(v, bool) or not isinstance(v, int | float) or not v > 0
+                                  or not np.isfinite(v)) for v in values) or values == [None]:
+            raise ConfigError(f"latency table field 'calibration_measured' must hold positive timings, "
+                              f"got {measured!r}")
+    if not isinstance(metadata.get("normalised", False), bool):
+        raise ConfigError(f"latency table field 'normalised' must be true or false, got {metadata['normalised']!r}")
