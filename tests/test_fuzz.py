@@ -222,3 +222,90 @@ def test_train_dry_run_with_random_overrides_exits_0_or_2_in_one_line(tmp_path, 
         tally("cli train --dry-run --set", "random overrides", run_cli(argv, tmp_path))
 
     check()
+
+
+TIMING_VALUES = st.one_of(st.floats(allow_nan=True, allow_infinity=True), st.sampled_from([0.0, -1e-9, 1e-300, 1e300]))
+
+
+def test_a_table_with_random_timings_is_refused_or_predicts_positive_finite_times(fuzz_run, tmp_path):
+    source = _table_folder(fuzz_run)
+    space = run_space(fuzz_run)
+    subnets = space.sample(np.random.default_rng(0), n=200)
+    entries = pd.read_csv(source / "latency_table.csv")
+    meta = json.loads((source / "latency_table.json").read_text())
+
+    @examples(quick=12, thorough=150)
+    @given(st.lists(st.tuples(st.sampled_from(["latency_units", "latency_ms"]), st.integers(0, len(entries) - 1),
+                              TIMING_VALUES), max_size=4),
+           st.sampled_from(["call_overhead_units", "calibration.slope", "calibration.intercept", None]), TIMING_VALUES)
+    def check(cells, field, value):
+        folder = tmp_path / "table"
+        shutil.rmtree(folder, ignore_errors=True)
+        shutil.copytree(source, folder)
+        edited = entries.copy()
+        for column, row, number in cells:
+            edited.loc[row, column] = number
+        edited.to_csv(folder / "latency_table.csv", index=False)
+        doc = {**json.loads(json.dumps(meta)), "calibration": meta.get("calibration") or {"slope": 1.0,
+                                                                                          "intercept": 0.0}}
+        if field is not None:
+            *parents, key = field.split(".")
+            (doc[parents[0]] if parents else doc)[key] = value
+        (folder / "latency_table.json").write_text(json.dumps(doc))
+        outcome = outcome_of(lambda: LatencyTable.load(folder))
+        if outcome == "accepted":
+            predicted = LatencyTable.load(folder).predict(subnets)
+            assert np.isfinite(predicted).all() and (predicted > 0).all(), (cells, field, value)
+        tally("latency table timings", "random numbers", outcome)
+
+    check()
+
+
+def test_exports_onto_one_folder_killed_at_random_points_leave_the_last_whole_one(fuzz_run, tmp_path):
+    from unittest import mock
+
+    import elasticnas.export as export_module
+
+    space = run_space(fuzz_run)
+    supernet = load_trained(fuzz_run).supernet
+    archs = {"min": space.min(), "middle": space.middle(), "max": space.max()}
+    out = tmp_path / "export"
+    last = {}  # what the folder must hold: the last export that finished
+
+    def killed_after(writes: int, write):
+        calls = iter(range(10**6))
+
+        def wrapped(*args, **kwargs):
+            if next(calls) >= writes:
+                raise KeyboardInterrupt
+            return write(*args, **kwargs)
+
+        return wrapped
+
+    @examples(quick=6, thorough=40)
+    @given(st.sampled_from(sorted(archs)), st.sampled_from(["safetensors", "safetensors,onnx"]),
+           st.one_of(st.none(), st.integers(0, 3)))
+    def check(name, formats, kill_after):
+        arch, write_bytes, write_json = archs[name], export_module.atomic_write_bytes, export_module.atomic_write_json
+        with contextlib.ExitStack() as stack:
+            if kill_after is not None:
+                counter = killed_after(kill_after, lambda f, *a, **k: f(*a, **k))
+                stack.enter_context(mock.patch.object(export_module, "atomic_write_bytes",
+                                                      lambda *a, **k: counter(write_bytes, *a, **k)))
+                stack.enter_context(mock.patch.object(export_module, "atomic_write_json",
+                                                      lambda *a, **k: counter(write_json, *a, **k)))
+            try:
+                written = export_subnet(supernet.extract(arch).eval(), space, arch, out, formats=formats)
+                last.update(arch=arch, files=set(written["files"]))
+            except KeyboardInterrupt:
+                pass
+        if not last:
+            assert not out.exists()
+        else:
+            assert {p.name for p in out.iterdir()} == last["files"]
+            assert json.loads((out / "arch.json").read_text())["arch"] == last["arch"].to_dict()
+            load_subnet(out)  # the weights are the arch's, unchanged since written
+        assert [p.name for p in tmp_path.iterdir()] == (["export"] if last else [])  # no staging left
+        tally("export onto one folder", "killed" if kill_after is not None else "whole", "accepted")
+
+    check()

@@ -121,3 +121,17 @@ def test_train_resumes_from_the_run_folder_alone_and_names_a_changed_setting(run
     err = capsys.readouterr().err
     assert len(err.strip().splitlines()) == 1 and "train.epochs" in err and "data.name" not in err, err
     assert (run_copy / "config.yaml").read_text() == recorded
+
+
+def test_report_refusing_a_truncated_export_report_redraws_nothing(run_copy, capsys):
+    assert main(["report", str(run_copy)]) == 0
+    drawn = {p: p.stat().st_mtime_ns for p in run_copy.rglob("*.png")}
+    assert drawn
+    broken = run_copy / "exports" / "cut" / "report.json"
+    broken.parent.mkdir(parents=True)
+    broken.write_text('{"test_top1": 9')
+    capsys.readouterr()
+    assert main(["report", str(run_copy)]) == 2
+    assert "report.json" in capsys.readouterr().err
+    assert {p: p.stat().st_mtime_ns for p in run_copy.rglob("*.png")} == drawn
+    assert not (run_copy / ".elasticnas.lock").exists()
