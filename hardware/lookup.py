@@ -31,6 +31,7 @@ import pandas as pd
 import torch
 
 from elasticnas.core.atomic import atomic_write_json, atomic_write_text
+from elasticnas.core.checksums import sha256_bytes, verify_files
 from elasticnas.core.errors import ConfigError, InvalidArchitectureError
 from elasticnas.core.files import read_csv, read_json, reading
 from elasticnas.hardware.latency import resolved_threads
@@ -46,7 +47,7 @@ from elasticnas.hardware.table_build import (
     measure_table,
 )
 from elasticnas.hardware.table_calibration import calibration_subnets, fit_per_precision, positive_line
-from elasticnas.hardware.table_validation import check_calibration, check_entries, check_metadata
+from elasticnas.hardware.table_validation import check_calibration, check_entries, check_metadata, check_positive
 from elasticnas.supernet.arch import Arch
 from elasticnas.supernet.registry import space_from_config
 from elasticnas.supernet.space import SearchSpace
@@ -149,9 +150,14 @@ class LatencyTable:
 
     # ----- persistence -----------------------------------------------------------------
     def save(self, out: str | os.PathLike) -> Path:
+        """The CSV, then the JSON recording its sha256: the JSON marks a whole table, so it goes first
+        when a table is replaced (a kill in between leaves no table, not a mismatched one)."""
         out = Path(out)
-        atomic_write_text(out / TABLE_CSV, self.entries.to_csv(index=False))
-        atomic_write_json(out / TABLE_JSON, {**self.metadata, "calibration": self.calibration})
+        (out / TABLE_JSON).unlink(missing_ok=True)
+        text = self.entries.to_csv(index=False)
+        atomic_write_text(out / TABLE_CSV, text)
+        atomic_write_json(out / TABLE_JSON, {**self.metadata, "calibration": self.calibration,
+                                             "csv_sha256": sha256_bytes(text.encode())})
         return out
 
     @classmethod
@@ -165,18 +171,21 @@ class LatencyTable:
         with reading(folder / TABLE_JSON, what):
             metadata = read_json(folder / TABLE_JSON, what, fields=("space", "space_fingerprint"))
             calibration = metadata.pop("calibration", None)
+            recorded = metadata.pop("csv_sha256", None)
             check_metadata(metadata)
             check_calibration(calibration)
             space = space_from_config(metadata["space"])
             if space.fingerprint != metadata["space_fingerprint"]:
                 raise ConfigError(f"{folder / TABLE_JSON} is inconsistent: its space does not match its fingerprint")
+        if recorded is not None:
+            verify_files(folder, {TABLE_CSV: recorded}, f"{folder / TABLE_JSON}")
         numeric = (*NUMERIC_TABLE_COLUMNS, "latency_units") if metadata.get("format", 1) >= 2 else NUMERIC_TABLE_COLUMNS
         with reading(folder / TABLE_CSV, what):
             entries = read_csv(folder / TABLE_CSV, what, columns=("layer", *numeric), numeric=numeric)
             check_entries(entries, numeric)
             table = cls(space, entries, metadata, calibration)
         with reading(folder / TABLE_JSON, what):
-            table._check_positive()
+            check_positive(table.calibration, table._lower_bound(), table._scale)
         return table
 
     # ----- prediction ------------------------------------------------------------------
@@ -196,19 +205,6 @@ class LatencyTable:
         measured = self._latency[:-1][np.isfinite(self._latency[:-1])]
         cap = float(measured.min()) if measured.size else 0.0
         self._overhead = min(float(self.metadata.get(overhead, 0.0)) * self._scale, cap)
-
-    def _check_positive(self) -> None:
-        """Refuse a calibration that would predict no time, or less, for some subnet of the space:
-        every subnet's raw sum is at least the lower bound, and the lines are increasing."""
-        if not self.calibration:
-            return
-        floor = self._lower_bound()
-        lines = [self.calibration, *(self.calibration.get("by_precision") or {}).values()]
-        for line in lines:
-            if not line["slope"] * floor + line["intercept"] * self._scale > 0:
-                raise ConfigError(f"latency table calibration (slope {line['slope']:.4g}, intercept "
-                                  f"{line['intercept']:.4g}) predicts a non-positive latency for its fastest "
-                                  f"subnets; rebuild the table with `elasticnas profile`")
 
     @property
     def _scale(self) -> float:

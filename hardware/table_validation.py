@@ -60,3 +60,15 @@ def check_metadata(metadata: dict) -> None:
                               f"got {measured!r}")
     if not isinstance(metadata.get("normalised", False), bool):
         raise ConfigError(f"latency table field 'normalised' must be true or false, got {metadata['normalised']!r}")
+
+
+def check_positive(calibration: dict | None, floor_ms: float, scale: float) -> None:
+    """Refuse a calibration that would predict no time, or less, for some subnet of the space:
+    every subnet's raw sum is at least ``floor_ms`` (the table's lower bound), and the lines increase."""
+    if not calibration:
+        return
+    for line in [calibration, *(calibration.get("by_precision") or {}).values()]:
+        if not line["slope"] * floor_ms + line["intercept"] * scale > 0:
+            raise ConfigError(f"calibration (slope {line['slope']:.4g}, intercept {line['intercept']:.4g}) predicts "
+                              f"a non-positive latency for the fastest subnets; rebuild the table with "
+                              f"`elasticnas profile`")

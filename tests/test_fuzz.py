@@ -248,6 +248,7 @@ def test_a_table_with_random_timings_is_refused_or_predicts_positive_finite_time
         edited.to_csv(folder / "latency_table.csv", index=False)
         doc = {**json.loads(json.dumps(meta)), "calibration": meta.get("calibration") or {"slope": 1.0,
                                                                                           "intercept": 0.0}}
+        doc.pop("csv_sha256", None)  # as an older table, or one edited along with its checksum: values decide
         if field is not None:
             *parents, key = field.split(".")
             (doc[parents[0]] if parents else doc)[key] = value

@@ -135,3 +135,24 @@ def test_report_refusing_a_truncated_export_report_redraws_nothing(run_copy, cap
     assert "report.json" in capsys.readouterr().err
     assert {p: p.stat().st_mtime_ns for p in run_copy.rglob("*.png")} == drawn
     assert not (run_copy / ".elasticnas.lock").exists()
+
+
+def test_a_predictor_file_with_one_changed_byte_is_refused(tmp_path):
+    import numpy as np
+    from sklearn.pipeline import make_pipeline
+
+    from elasticnas.core.errors import ConfigError
+    from elasticnas.predictors import ArchEncoder, RidgePredictor, load_predictor, save_predictor
+    from elasticnas.supernet import create_space
+
+    space = create_space("tiny_mbv3", num_classes=10, resolutions=(20,))
+    archs = space.sample(np.random.default_rng(0), n=30)
+    model = make_pipeline(ArchEncoder(space, "ordinal"), RidgePredictor()).fit(archs, np.linspace(80, 95, 30))
+    path = save_predictor(model, tmp_path / "accuracy.skops", space=space, target="val_top1")
+    good = path.read_bytes()
+    for position in range(0, len(good), max(1, len(good) // 25)):  # skops is a zip: every member has a CRC-32
+        spoiled = bytearray(good)
+        spoiled[position] ^= 0x01
+        path.write_bytes(bytes(spoiled))
+        with pytest.raises((ConfigError, FileNotFoundError)):
+            load_predictor(path, space)

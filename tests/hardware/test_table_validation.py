@@ -25,6 +25,11 @@ def test_a_table_with_impossible_timings_is_refused_in_one_line(trained_run, tmp
     entries = pd.read_csv(folder / "latency_table.csv")
     entries.loc[1, column] = value
     entries.to_csv(folder / "latency_table.csv", index=False)
+    with pytest.raises(ConfigError, match="latency_table.csv changed after it was written"):
+        LatencyTable.load(folder)  # the JSON's checksum catches the edit
+    meta = json.loads((folder / "latency_table.json").read_text())
+    del meta["csv_sha256"]  # a table from before checksums: the values themselves are refused
+    (folder / "latency_table.json").write_text(json.dumps(meta))
     with pytest.raises(ConfigError, match=f"latency_table.csv .*row 2, column {column!r}") as error:
         LatencyTable.load(folder)
     assert "\n" not in str(error.value)
@@ -70,3 +75,13 @@ def test_predictions_stay_positive_when_the_call_overhead_is_timed_above_the_lay
     calibrated = table.calibrate(subnets[:3], [5.0, 0.01, 0.02])
     assert (calibrated.predict(subnets) > 0).all()
     assert calibrated.cheapest()[0] > 0
+
+
+def test_an_edited_checkpoint_weight_is_caught_by_its_checksum(run_copy, capsys):
+    import torch
+
+    state = torch.load(run_copy / "checkpoint.pt", weights_only=True)
+    name = next(iter(state["model"]))
+    state["model"][name].view(-1)[0] += 1e-3  # one number, still a valid checkpoint
+    torch.save(state, run_copy / "checkpoint.pt")
+    refused(["measure", str(run_copy), "--n", "2"], capsys, "checkpoint.pt changed after it was written")
