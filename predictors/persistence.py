@@ -2,8 +2,9 @@
 
 A saved predictor is one ``.skops`` file holding the fitted model together with the
 fingerprint of its space and the name of its target; ``load_predictor`` refuses to hand it
-to another space. Loading trusts scikit-learn, numpy and elasticnas types only, and names
-any other type the file holds instead of building it.
+to another space. Loading builds only the types the project's own predictors are made of
+(:func:`trusted_types`, an exact list: a prefix such as ``numpy.`` would also admit functions
+that run code) and names any other type the file holds instead of building it.
 """
 
 from __future__ import annotations
@@ -21,7 +22,33 @@ from elasticnas.core.files import reading
 from elasticnas.supernet.space import SearchSpace
 
 FORMAT_VERSION = 1
-_TRUSTED_PREFIXES = ("elasticnas.", "sklearn.", "numpy.")
+# The fitted parts of the built-in estimators that skops does not trust by default.
+_SKLEARN_PARTS = frozenset({
+    "sklearn.gaussian_process.kernels.ConstantKernel", "sklearn.gaussian_process.kernels.Matern",
+    "sklearn.gaussian_process.kernels.Product", "sklearn.gaussian_process.kernels.RBF",
+    "sklearn.gaussian_process.kernels.Sum", "sklearn.gaussian_process.kernels.WhiteKernel",
+    "sklearn.tree._tree.Tree",
+})
+
+
+def _qualified(cls: type) -> str:
+    return f"{cls.__module__}.{cls.__qualname__}"
+
+
+def trusted_types() -> frozenset[str]:
+    """Every type a saved predictor may hold beyond skops' own defaults: the encoder, the
+    auto-predictor and each registered estimator class, each registered family's space class
+    and the parts it declares it holds (``saved_parts``), and the fitted scikit-learn parts of
+    the built-in estimators. Classes only: no function."""
+    from elasticnas.predictors.auto import AutoPredictor
+    from elasticnas.predictors.encoding import ArchEncoder
+    from elasticnas.predictors.estimators import ESTIMATORS
+    from elasticnas.supernet.registry import FAMILIES
+
+    spaces = [FAMILIES.get(name).space for name in FAMILIES.names()]
+    classes = [AutoPredictor, ArchEncoder, *(ESTIMATORS.get(name)[0] for name in ESTIMATORS.names()),
+               *spaces, *(part for space in spaces for part in getattr(space, "saved_parts", ()))]
+    return frozenset(_qualified(cls) for cls in classes) | _SKLEARN_PARTS
 
 
 def save_predictor(model: Any, path: str | os.PathLike, *, space: SearchSpace, target: str,
@@ -41,10 +68,11 @@ def read_predictor(path: str | os.PathLike) -> dict[str, Any]:
         raise FileNotFoundError(f"no predictor at {path}")
     with reading(path, "predictor file (skops; refit with `elasticnas fit`)"):
         untrusted = sio.get_untrusted_types(file=path)
-        foreign = [t for t in untrusted if not t.startswith(_TRUSTED_PREFIXES)]
+        foreign = sorted(set(untrusted) - trusted_types())
         if foreign:
-            raise ConfigError(f"{path} holds types outside scikit-learn, numpy and elasticnas, which are not "
-                              f"loaded: {', '.join(foreign)}")
+            shown = ", ".join(foreign[:5]) + (f" and {len(foreign) - 5} more" if len(foreign) > 5 else "")
+            raise ConfigError(f"{path} holds types that elasticnas predictors are not made of, so it is not "
+                              f"loaded: {shown}")
         payload = sio.load(path, trusted=untrusted)
         fields = ("format_version", "space_name", "space_fingerprint", "target", "report", "model")
         if not isinstance(payload, dict) or payload.get("format_version") != FORMAT_VERSION or \

@@ -156,3 +156,20 @@ def test_a_predictor_file_with_one_changed_byte_is_refused(tmp_path):
         path.write_bytes(bytes(spoiled))
         with pytest.raises((ConfigError, FileNotFoundError)):
             load_predictor(path, space)
+
+
+def test_a_refused_profile_check_leaves_the_table_folder_as_it_was(trained_run, tmp_path, capsys):
+    from elasticnas.measure import table_folder
+
+    folder = shutil.copytree(table_folder(trained_run, "cpu", "torch"), tmp_path / "table")
+    before = sorted(p.name for p in folder.iterdir())
+    assert main(["profile", "--out", str(folder), "--check", "-1"]) == 2
+    assert len(capsys.readouterr().err.strip().splitlines()) == 1
+    assert sorted(p.name for p in folder.iterdir()) == before  # no lock file left behind
+
+
+def test_an_empty_run_config_is_refused_in_one_line(run_copy, capsys):
+    (run_copy / "config.yaml").write_text("")
+    assert main(["measure", str(run_copy), "--n", "2"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "config.yaml is empty" in err, err

@@ -110,6 +110,8 @@ class GraphSpace(SearchSpace):
     arch_type: ClassVar[type] = GraphArch
     shrink_order: ClassVar[tuple[str, ...]] = ("kernel", "depth", "width")
     reorder_dimensions: ClassVar[tuple[str, ...]] = ("width",)
+    # the types a saved copy of this space holds (a predictor file keeps its space): trusted on load
+    saved_parts: ClassVar[tuple[type, ...]] = (WidthGene, DepthGene, KernelGene, LayerRecord)
 
     name: str
     num_classes: int
