@@ -7,6 +7,8 @@ Unknown keys and bad values are rejected with their dotted name and what is allo
 from __future__ import annotations
 
 import dataclasses
+import math
+import re
 import types
 from collections.abc import Iterable, Mapping
 from typing import Any, Literal, Union, get_args, get_origin, get_type_hints
@@ -14,6 +16,8 @@ from typing import Any, Literal, Union, get_args, get_origin, get_type_hints
 import yaml
 
 from elasticnas.core.errors import ConfigError
+
+_EXPONENT = re.compile(r"[-+]?[0-9]+(\.[0-9]*)?[eE][-+]?[0-9]+")
 
 
 def parse_config(cls: type, data: Mapping[str, Any] | None, path: str = "") -> Any:
@@ -80,6 +84,8 @@ def _coerce(kind: Any, value: Any, path: str) -> Any:
             raise ConfigError(f"{path} must be an integer, but got {value!r}")
         return value
     if kind is float:
+        if isinstance(value, str) and _EXPONENT.fullmatch(value.strip()):
+            value = float(value)  # YAML 1.1 reads 1e-4 (no dot) as a string
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(f"{path} must be a number, but got {value!r}")
         return float(value)
@@ -155,3 +161,17 @@ def _deep_copy(data):
 
 
 __all__ = ["apply_overrides", "config_to_dict", "load_yaml", "parse_config"]
+
+
+def require_range(key: str, value, *, low: float | None = None, above: float | None = None,
+                  high: float | None = None, below: float | None = None) -> None:
+    """``value`` is a finite number within the bounds given (``low``/``high`` inclusive,
+    ``above``/``below`` exclusive); else one line naming ``key``, the value and what is allowed."""
+    bounds = [f">= {low}" if low is not None else "", f"> {above}" if above is not None else "",
+              f"<= {high}" if high is not None else "", f"< {below}" if below is not None else ""]
+    allowed = " and ".join(b for b in bounds if b) or "any finite number"
+    number = not isinstance(value, bool) and isinstance(value, int | float)
+    ok = number and math.isfinite(value) and (low is None or value >= low) and (above is None or value > above) \
+        and (high is None or value <= high) and (below is None or value < below)
+    if not ok:
+        raise ConfigError(f"{key}={value!r} is not allowed: it must be a finite number {allowed}")

@@ -15,6 +15,7 @@ import torch
 from elasticnas.accuracy_check import best_measured_top1, checked_candidates
 from elasticnas.budget import first_within, front_under
 from elasticnas.core.atomic import atomic_write_json, atomic_write_text
+from elasticnas.core.config import require_range
 from elasticnas.core.errors import ConfigError
 from elasticnas.core.files import read_csv, read_json, reading
 from elasticnas.core.staging import check_replaceable, staged_folder
@@ -168,6 +169,7 @@ def export_within_budget(run_folder: str | Path, budget_ms: float, out: str | Pa
     when none does (the report says so).
     """
     check_top_k_allowed(check_top_k)
+    require_range("--budget-ms", budget_ms, above=0)
     check_runtime(runtime, device)
     run_folder, out = Path(run_folder), check_export_out(run_folder, out)
     run = run or load_trained(run_folder)

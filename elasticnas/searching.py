@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from elasticnas.core.config import require_range
 from elasticnas.core.errors import ConfigError
 from elasticnas.measure import append_evaluations, latency_table_for, read_evaluations
 from elasticnas.predictors import load_predictor
@@ -63,8 +64,8 @@ def search_run(run_folder: str | Path, *, objectives: Sequence[str] = ("accuracy
     unknown = [o for o in objectives if o not in OBJECTIVES]
     if unknown or len(objectives) < 1:
         raise ConfigError(f"unknown objectives {unknown}; choose from {list(OBJECTIVES)}")
-    if any(b <= 0 for b in latency_budgets_ms):
-        raise ConfigError(f"latency budgets must be positive, but got {list(latency_budgets_ms)}")
+    for budget in latency_budgets_ms:
+        require_range("--latency-budget-ms", budget, above=0)
     space = run_space(run_folder)
     table = latency_table_for(run_folder, space, device=device, runtime=runtime, seed=seed, progress=progress,
                               check_speed=True)

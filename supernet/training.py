@@ -26,6 +26,7 @@ from tqdm.auto import tqdm
 
 from elasticnas.core.atomic import atomic_save_figure, atomic_write_text, pyplot
 from elasticnas.core.checkpoint import load_checkpoint, save_checkpoint
+from elasticnas.core.config import require_range
 from elasticnas.core.distributed import all_reduce_gradients, all_reduce_sum, init_from_env
 from elasticnas.core.errors import ConfigError, ElasticNASError
 from elasticnas.supernet.batches import epoch_order, iterate, resize
@@ -57,6 +58,16 @@ class OptimConfig:
     grad_clip: float | None = 5.0  # max global gradient norm; null to disable
 
     def __post_init__(self) -> None:
+        require_range("optim.lr", self.lr, above=0)
+        require_range("optim.weight_decay", self.weight_decay, low=0)
+        require_range("optim.momentum", self.momentum, low=0, below=1)
+        require_range("optim.warmup_epochs", self.warmup_epochs, low=0)
+        require_range("optim.min_lr_ratio", self.min_lr_ratio, low=0, high=1)
+        require_range("optim.label_smoothing", self.label_smoothing, low=0, below=1)
+        for beta in self.betas:
+            require_range("optim.betas", beta, low=0, below=1)
+        if self.grad_clip is not None:
+            require_range("optim.grad_clip", self.grad_clip, above=0)
         if self.schedule not in ("cosine", "exponential"):
             raise ConfigError(f"optim.schedule={self.schedule!r} is not allowed; choose cosine or exponential")
         if self.schedule == "exponential" and not (0 < self.min_lr_ratio < 1 and 0 < self.constant_after <= 1):
@@ -90,8 +101,15 @@ class TrainConfig:
             raise ConfigError(f"train.device={self.device!r} is not allowed; choose auto, cpu or cuda")
 
 
+AMP_NON_FINITE_STEPS = 20  # consecutive skipped steps after which mixed precision counts as diverged
+
+
 class TrainingInterrupted(ElasticNASError):
     """Training stopped on a signal after writing a checkpoint to resume from."""
+
+
+class TrainingDiverged(ElasticNASError):
+    """The training loss stopped being a finite number: the weights it would save are useless."""
 
 
 def resolve_device(name: str) -> torch.device:
@@ -237,6 +255,7 @@ class Trainer:
         for images, labels in batches:
             local = slice(self.rank, None, self.world)
             losses.append(self._train_step(images[local].to(self.device), labels[local].to(self.device)))
+            self._check_finite(losses[-1])
             self.step_in_epoch += 1
             bar.update()
             bar.set_postfix(loss=f"{losses[-1]:.3f}", phase=self.phase)
@@ -304,6 +323,19 @@ class Trainer:
         self.scheduler.step()
         mean = torch.tensor([total], dtype=torch.float64)
         return float(all_reduce_sum(mean)[0]) / self.world
+
+    def _check_finite(self, loss: float) -> None:
+        """Stop at a non-finite loss, before anything is saved (under mixed precision the scaler
+        skips such steps itself, so only a run of them stops it)."""
+        self._non_finite = 0 if math.isfinite(loss) else getattr(self, "_non_finite", 0) + 1
+        if self._non_finite == 0 or (self.use_amp and self._non_finite < AMP_NON_FINITE_STEPS):
+            return
+        checkpoint = self.run_dir / "checkpoint.pt" if self.run_dir is not None else None
+        last = (f"the last good checkpoint is {checkpoint} (after epoch {self.epoch})"
+                if checkpoint is not None and checkpoint.exists() else "no checkpoint was written before it")
+        raise TrainingDiverged(f"the training loss became {loss} at epoch {self.epoch + 1}, step "
+                               f"{self.step_in_epoch + 1}; nothing was saved after it, and {last}; lower optim.lr "
+                               f"or set optim.grad_clip, then train again")
 
     def _agree_on_stop(self) -> None:
         """A signal may reach the processes at different steps: stop together, or none would finish."""
