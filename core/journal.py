@@ -27,6 +27,20 @@ def journal_columns(path: str | os.PathLike) -> list[str] | None:
         return next(csv.reader(handle), None)
 
 
+def open_append(path: str | os.PathLike):
+    """``path`` opened for appending text, never through a symbolic link (a link placed in a run
+    folder must not make a command write outside it)."""
+    path = Path(path)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), 0o644)
+    except OSError:
+        if path.is_symlink():
+            raise ConfigError(f"{path} is a symbolic link; elasticnas appends to it only as a plain file "
+                              f"(replace the link with a copy of the file)") from None
+        raise
+    return os.fdopen(fd, "a", newline="", encoding="utf-8")
+
+
 def append_row(handle, row: dict, columns: Sequence[str] | None = None) -> None:
     """Write ``row`` to an open text handle (header first if the file is empty) and fsync it.
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -96,6 +97,16 @@ def _one_line(text: str) -> str:
     return "".join(c if c.isprintable() else repr(c)[1:-1] for c in " ".join(text.strip().split("\n")))
 
 
+def _warning_line(command: str):
+    """Warnings the user should see, formatted as one line each: no source file, line or code.
+    (The format, not the display, is replaced, so whoever records warnings still gets them.)"""
+
+    def one_line(message, category, filename, lineno, line=None) -> str:
+        return f"elasticnas {command}: warning: {_one_line(str(message))}\n"
+
+    return one_line
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     try:
@@ -108,7 +119,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     from elasticnas.supernet.training import TrainingInterrupted
 
     try:
-        with _writer_lock(args, argv):
+        with _writer_lock(args, argv), warnings.catch_warnings():
+            warnings.formatwarning = _warning_line(args.command)
             args.run(args)
     except TrainingInterrupted as stop:
         print(f"elasticnas {args.command}: {stop}", file=sys.stderr)

@@ -14,7 +14,7 @@ from tqdm.auto import tqdm
 from elasticnas.core.atomic import atomic_save_figure, atomic_write_text, pyplot
 from elasticnas.core.errors import ConfigError
 from elasticnas.core.files import reading
-from elasticnas.core.journal import append_row, journal_columns, read_journal
+from elasticnas.core.journal import append_row, journal_columns, open_append, read_journal
 from elasticnas.hardware.counting import count_all
 from elasticnas.hardware.lookup import TABLE_JSON, LatencyTable
 from elasticnas.hardware.quantize import evaluate_deployed
@@ -117,7 +117,7 @@ def append_evaluations(run_folder: Path, run: TrainedRun, archs: list, table: La
     path = Path(run_folder) / journal
     path.parent.mkdir(parents=True, exist_ok=True)
     columns = journal_columns(path)
-    with open(path, "a", newline="") as handle, torch.no_grad():
+    with open_append(path) as handle, torch.no_grad():
         for i, arch in enumerate(archs):
             start = time.perf_counter()
             result = evaluate_deployed(run.supernet, arch, data, runtime=table.metadata["runtime"])

@@ -23,6 +23,7 @@ from elasticnas.search import (
     run_search,
     table_latency_objective,
 )
+from elasticnas.search.studies import check_storage_url
 
 OBJECTIVES = ("accuracy", "latency", "macs", "params", "size_bytes", "peak_activation_bytes")
 
@@ -58,6 +59,8 @@ def search_run(run_folder: str | Path, *, objectives: Sequence[str] = ("accuracy
     (optuna algorithms, predictor search), each writing its own ``out``.
     """
     run_folder = Path(run_folder)
+    if storage is not None:
+        check_storage_url(storage)  # before any work
     if storage is not None and real_evals:
         raise ConfigError("a shared study storage is for searches on the predictor; measured subnets (--real-evals) "
                           "are written to the one run folder, so run those in one process")

@@ -21,7 +21,7 @@ from tqdm.auto import tqdm
 from elasticnas.core.atomic import atomic_write_text
 from elasticnas.core.errors import ConfigError
 from elasticnas.core.files import reading
-from elasticnas.core.journal import append_row, keep_settings
+from elasticnas.core.journal import append_row, keep_settings, open_append
 from elasticnas.hardware.latency import LatencyResult, measure_latency, prepare_for_timing
 from elasticnas.hardware.reference import ReferenceClock
 from elasticnas.supernet.specs import spec_precision, spec_to_dict
@@ -86,7 +86,7 @@ def measure_table(space, layers: list, settings: dict, *, calibration_archs: Seq
     start = time.perf_counter()
     bar = tqdm(total=rounds * len(items), initial=rounds * len(items) - len(todo), disable=not progress,
                desc=f"latency table ({settings['runtime']}, {settings['device']})", unit="layer")
-    writer_file = open(out / PARTIAL_CSV, "a", newline="") if out is not None else None  # noqa: SIM115
+    writer_file = open_append(out / PARTIAL_CSV) if out is not None else None
     try:
         for round_index, (key, item) in todo:
             if key not in prepared:

@@ -19,7 +19,7 @@ from pymoo.core.termination import Termination
 from tqdm.auto import tqdm
 
 from elasticnas.core.files import reading
-from elasticnas.core.journal import append_row, read_journal
+from elasticnas.core.journal import append_row, open_append, read_journal
 from elasticnas.search.objectives import Constraint, Objective
 from elasticnas.supernet.space import SearchSpace
 
@@ -73,7 +73,7 @@ class Archive:
             first = {k: i for i, k in reversed(list(enumerate(keys)))}
             archs = self.space.decode(canonical[[first[k] for k in new]])
             columns = {m.name: m(archs) for m in self.metrics}
-            handle = open(self.journal, "a", newline="") if self.journal else None  # noqa: SIM115
+            handle = open_append(self.journal) if self.journal else None
             try:
                 for i, (key, arch) in enumerate(zip(new, archs, strict=True)):
                     row = {"arch": arch.to_json(), "iteration": self.iteration,

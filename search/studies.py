@@ -25,6 +25,7 @@ def open_storage(url: str, heartbeat_s: int = 10):
     """The optuna storage at ``url``, connected and with its tables made; one line if it cannot be."""
     if not isinstance(heartbeat_s, int) or heartbeat_s < 1:
         raise ConfigError(f"the heartbeat interval must be a whole number of seconds >= 1, but got {heartbeat_s}")
+    password = check_storage_url(url)
     try:
         return _storage(url, heartbeat_s)
     except ImportError as error:
@@ -34,8 +35,25 @@ def open_storage(url: str, heartbeat_s: int = 10):
     except Exception as error:  # sqlalchemy's errors: bad URL, server down, refused login
         if not type(error).__module__.startswith("sqlalchemy"):
             raise
-        reason = str(getattr(error, "orig", None) or error).strip().splitlines()[0]
+        reason = hide_password(str(getattr(error, "orig", None) or error).strip().splitlines()[0])
+        if password:
+            reason = reason.replace(password, "***")
         raise ConfigError(f"cannot open the study storage {hide_password(url)}: {reason}") from None
+
+
+def check_storage_url(url: str) -> str | None:
+    """Refuse a URL that is not a database URL, in one line; returns its password (to mask it)."""
+    from sqlalchemy.engine import make_url
+
+    try:
+        parsed = make_url(url)
+        parsed.port  # noqa: B018  (a port that is not a number fails here)
+    except Exception as error:  # sqlalchemy raises ArgumentError or ValueError for a malformed URL
+        reason = " ".join(str(error).split())
+        raise ConfigError(f"the study storage {hide_password(url)} is not a database URL "
+                          f"(dialect://user:password@host:port/database): {hide_password(reason)[:150]}") from None
+    query_password = next((v for k, v in parsed.query.items() if k.lower() in _PASSWORD_KEYS), None)
+    return parsed.password or (query_password if isinstance(query_password, str) else None)
 
 
 def open_study(storage, name: str, sampler, n_objectives: int):
@@ -74,6 +92,10 @@ def _rdb_storage(url: str, heartbeat_s: int):
         return RDBStorage(url, heartbeat_interval=heartbeat_s, **{callback_name: retry_class(max_retry=3)})
 
 
+_PASSWORD_KEYS = ("password", "passwd", "pwd")
+
+
 def hide_password(url: str) -> str:
-    """The URL with its password (if any) replaced by ***, for messages."""
-    return re.sub(r"(://[^:/@]*:)[^@]*@", r"\1***@", url)
+    """The URL with its password (if any, before the host or as a query parameter) replaced by ***."""
+    url = re.sub(r"(://[^:/@]*:)[^@]*@", r"\1***@", url)
+    return re.sub(rf"([?&;](?:{'|'.join(_PASSWORD_KEYS)})=)[^&;]*", r"\1***", url, flags=re.IGNORECASE)

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+import sys
 
 import pytest
 import torch
 
 from elasticnas.cli import main
 from elasticnas.core.atomic import atomic_write_json
+from elasticnas.core.errors import ConfigError
 from elasticnas.experiment import load_experiment, train_experiment
 from elasticnas.supernet.training import TrainingDiverged
 
@@ -52,3 +54,44 @@ def test_a_loss_that_stops_being_finite_stops_training_before_saving(tmp_path):
         train_experiment(load_experiment("mnist_sandwich", FAST_RUN), out, progress=False, on_step=poison)
     assert "\n" not in str(error.value)
     assert not (out / "checkpoint.pt").exists()
+
+
+@pytest.mark.parametrize("url, hidden", [("postgresql://user:s3cret@localhost:notaport/db", "s3cret"),
+                                         ("postgresql://user@localhost/db?password=t0p&port=x:", "t0p"),
+                                         ("nonsense", None)])
+def test_a_malformed_storage_url_is_refused_before_any_work_without_its_password(run_copy, capsys, url, hidden):
+    assert main(["search", str(run_copy), "--algorithm", "optuna-tpe", "--storage", url, "--predicted-evals",
+                 "10", "--out", str(run_copy.parent / "s")]) in (2,)
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and (hidden is None or hidden not in err), err
+    assert not (run_copy.parent / "s").exists()
+
+
+def test_a_storage_that_cannot_be_opened_never_shows_its_password(tmp_path):
+    from elasticnas.search.studies import open_storage
+
+    with pytest.raises(ConfigError, match="cannot open the study storage") as error:
+        open_storage(f"sqlite:///{tmp_path}/missing/dir/x.db?password=t0psecret")
+    assert "t0psecret" not in str(error.value) and "\n" not in str(error.value)
+
+
+def test_warnings_reach_the_user_as_one_line_each(monkeypatch, tmp_path, capsys):
+    import warnings
+
+    import elasticnas.pipeline
+
+    def redraw(folder):
+        warnings.warn("the table is\nslower today", UserWarning, stacklevel=1)
+        return []
+
+    monkeypatch.setattr(elasticnas.pipeline, "redraw", redraw)
+    (tmp_path / "config.yaml").write_text("data: {name: digits}\n")
+    def shown_as_python_does(message, category, filename, lineno, file=None, line=None):
+        sys.stderr.write(warnings.formatwarning(message, category, filename, lineno, line))
+
+    with warnings.catch_warnings():  # printed as a user sees them, not recorded by pytest
+        warnings.simplefilter("always")
+        warnings.showwarning = shown_as_python_does
+        assert main(["report", str(tmp_path)]) == 0
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["elasticnas report: warning: the table is slower today"], err

@@ -173,3 +173,14 @@ def test_an_empty_run_config_is_refused_in_one_line(run_copy, capsys):
     assert main(["measure", str(run_copy), "--n", "2"]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "config.yaml is empty" in err, err
+
+
+def test_measure_never_appends_through_a_symlinked_journal(run_copy, tmp_path, capsys):
+    outside = tmp_path / "outside.csv"
+    outside.write_text("precious\n")
+    (run_copy / "evaluations.csv").unlink(missing_ok=True)
+    (run_copy / "evaluations.csv").symlink_to(outside)
+    assert main(["measure", str(run_copy), "--n", "2"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "symbolic link" in err, err
+    assert outside.read_text() == "precious\n"
