@@ -217,23 +217,33 @@ def test_the_budget_walks_down_the_front_until_a_subnet_measures_within_it(tmp_p
     monkeypatch.setattr(budget, "measure_archs", lambda space, archs, **kw: [next(timings)])
     arch, measured, tried = budget.first_within(space, front, 4.2, device="cpu", runtime="torch")
     assert tried["rank"].tolist() == [0, 1] and arch == middle and measured == 1.3
-    # 50% then 80% optimistic: each over-budget timing raises the scale the next prediction must fit under
-    timings = iter([6.0, 4.5, 3.0])
+    # 50% then 80% optimistic: each over-budget timing raises the scale the next prediction must fit
+    # under; a reading over the budget and 20% over its prediction is taken twice, the faster kept
+    timings = iter([6.0, 6.1, 4.5, 4.6, 3.0])
     monkeypatch.setattr(budget, "measure_archs", lambda space, archs, **kw: [next(timings)])
     arch, measured, tried = budget.first_within(space, front, 4.2, device="cpu", runtime="torch")
     assert tried["rank"].tolist() == [0, 1, 2] and arch == other and measured == 3.0
-    timings = iter([6.0, 8.0, 2.4])  # scale 3.2 after the second: only the 1 ms subnet can fit, and does
+    assert tried["readings"].tolist() == [2, 2, 1] and tried["measured_ms"].tolist() == [6.0, 4.5, 3.0]
+    timings = iter([6.0, 6.0, 8.0, 8.0, 2.4])  # scale 3.2 after the second: only the 1 ms subnet can fit, and does
     monkeypatch.setattr(budget, "measure_archs", lambda space, archs, **kw: [next(timings)])
     arch, _, tried = budget.first_within(space, front, 4.2, device="cpu", runtime="torch")
     assert tried["rank"].tolist() == [0, 1, 3] and arch == smallest
-    timings = iter([6.0, 4.5])
+    timings = iter([9.0, 4.1])  # one busy moment: the second reading fits, and the most accurate is kept
     monkeypatch.setattr(budget, "measure_archs", lambda space, archs, **kw: [next(timings)])
-    arch, measured, tried = budget.first_within(space, front, 4.2, device="cpu", runtime="torch", max_tries=2,
+    arch, measured, tried = budget.first_within(space, front, 4.2, device="cpu", runtime="torch")
+    assert arch == largest and measured == 4.1 and tried["readings"].tolist() == [2]
+    timings = iter([20.0, 20.0, 3.9])  # 5x over: nothing left fits at that ratio, so the fastest is tried
+    monkeypatch.setattr(budget, "measure_archs", lambda space, archs, **kw: [next(timings)])
+    arch, measured, tried = budget.first_within(space, front, 4.2, device="cpu", runtime="torch")
+    assert tried["rank"].tolist() == [0, 3] and arch == smallest and measured == 3.9
+    timings = iter([6.0, 6.0, 4.5, 4.5])
+    monkeypatch.setattr(budget, "measure_archs", lambda space, archs, **kw: [next(timings)])
+    arch, measured, tried = budget.first_within(space, front, 4.2, device="cpu", runtime="torch", max_tries=4,
                                                 strict=False)
     assert arch == middle and measured == 4.5 and not tried["within_budget"].any()  # the fastest tried
     monkeypatch.setattr(budget, "measure_archs", lambda space, archs, **kw: [9.0])
-    with pytest.raises(ConfigError, match="none of the 2 candidates tried"):
-        budget.first_within(space, front, 5.0, device="cpu", runtime="torch", max_tries=2)
+    with pytest.raises(ConfigError, match="no subnet measured within 5.0 ms .* the fastest at 9 ms"):
+        budget.first_within(space, front, 5.0, device="cpu", runtime="torch", max_tries=3)
     with pytest.raises(ConfigError, match="no subnet"):
         budget.front_under(path, 0.5, space)
 
