@@ -96,6 +96,14 @@ _PASSWORD_KEYS = ("password", "passwd", "pwd")
 
 
 def hide_password(url: str) -> str:
-    """The URL with its password (if any, before the host or as a query parameter) replaced by ***."""
-    url = re.sub(r"(://[^:/@]*:)[^@]*@", r"\1***@", url)
+    """The URL with its password (if any, before the host or as a query parameter) replaced by ***;
+    everything between the first ``:`` of the user part and the host's ``@`` counts as the password."""
+    scheme, separator, rest = url.partition("://")
+    if separator:
+        location, slash, path = rest.partition("/")
+        if "@" in location:
+            user_part, host = location.rsplit("@", 1)
+            if ":" in user_part:
+                location = f"{user_part.split(':', 1)[0]}:***@{host}"
+        url = f"{scheme}{separator}{location}{slash}{path}"
     return re.sub(rf"([?&;](?:{'|'.join(_PASSWORD_KEYS)})=)[^&;]*", r"\1***", url, flags=re.IGNORECASE)

@@ -20,6 +20,7 @@ from hypothesis import strategies as st
 from sklearn.pipeline import make_pipeline
 
 from elasticnas.cli import main
+from elasticnas.core.errors import ConfigError
 from elasticnas.export import export_subnet, load_subnet
 from elasticnas.hardware import LatencyTable
 from elasticnas.measure import measured_archs, read_evaluations, table_folder
@@ -308,5 +309,45 @@ def test_exports_onto_one_folder_killed_at_random_points_leave_the_last_whole_on
             load_subnet(out)  # the weights are the arch's, unchanged since written
         assert [p.name for p in tmp_path.iterdir()] == (["export"] if last else [])  # no staging left
         tally("export onto one folder", "killed" if kill_after is not None else "whole", "accepted")
+
+    check()
+
+
+def test_random_device_names_are_known_devices_or_refused_in_one_line():
+    from elasticnas.hardware.runtimes import check_runtime
+
+    names = st.one_of(st.text(max_size=12), st.sampled_from(["cpu", "cuda:0", "../x", "/abs", "cpu/../..", "cuda:-1",
+                                                             "cpu\n", "mps", "cuda:99999"]))
+
+    @examples(quick=30, thorough=300)
+    @given(names)
+    def check(device):
+        outcome = outcome_of(lambda: check_runtime("torch", device))
+        if outcome == "accepted":
+            assert device == "cpu"  # no CUDA here; nothing else names a device
+        tally("device name", "random text", outcome)
+
+    check()
+
+
+def test_random_storage_urls_are_refused_in_one_line_without_their_password():
+    from elasticnas.search.studies import check_storage_url
+
+    secret = "Zq9secret"
+    urls = st.builds(lambda scheme, user, host, port, query: f"{scheme}://{user}:{secret}@{host}:{port}/db{query}",
+                     st.sampled_from(["postgresql", "mysql", "sqlite", "x", ""]), st.text(max_size=6),
+                     st.text(max_size=6), st.one_of(st.integers(-5, 70000).map(str), st.text(max_size=5)),
+                     st.sampled_from(["", f"?password={secret}", f"?x=1&PWD={secret}"]))
+
+    @examples(quick=30, thorough=300)
+    @given(urls)
+    def check(url):
+        try:
+            check_storage_url(url)
+            outcome = "accepted"
+        except ConfigError as error:
+            assert "\n" not in str(error) and secret not in str(error), str(error)
+            outcome = "refused"
+        tally("storage URL", "random parts", outcome)
 
     check()
