@@ -23,6 +23,7 @@ from torch.utils.data import Dataset
 from tqdm.auto import tqdm
 
 from elasticnas.core.checkpoint import load_checkpoint, save_checkpoint
+from elasticnas.core.config import require_range
 from elasticnas.core.errors import ConfigError
 from elasticnas.supernet.batches import epoch_order, iterate, resize
 from elasticnas.supernet.losses import kl_divergence
@@ -40,6 +41,8 @@ class FinetuneConfig:
     seed: int = 0
 
     def __post_init__(self) -> None:
+        require_range("fine-tuning lr", self.lr, above=0)
+        require_range("fine-tuning weight_decay", self.weight_decay, low=0)
         if self.epochs < 1 or self.batch_size < 1 or not self.lr > 0 or not 0 <= self.distill_weight <= 1:
             raise ConfigError(f"fine-tuning needs epochs >= 1, batch_size >= 1, lr > 0 and 0 <= distill_weight "
                               f"<= 1; got epochs={self.epochs}, batch_size={self.batch_size}, lr={self.lr}, "
