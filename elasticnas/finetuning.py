@@ -16,6 +16,7 @@ from pathlib import Path
 import torch
 
 from elasticnas.core.atomic import atomic_write_json
+from elasticnas.core.checksums import verify_files
 from elasticnas.core.errors import ConfigError
 from elasticnas.core.files import read_json
 from elasticnas.core.staging import check_replaceable, staged_folder
@@ -57,6 +58,7 @@ def finetune_export(export_dir: str | Path, *, epochs: int = 3, out: str | Path 
                           f"`elasticnas export`)")
     space, arch, _ = read_arch_json(export_dir)
     before = read_json(export_dir / REPORT, "export report", fields=()) if (export_dir / REPORT).is_file() else {}
+    verify_files(export_dir, before.get("sha256") or {}, f"{export_dir / REPORT}")
     run_folder = find_run(export_dir, before, given=run_folder)
     run = load_trained(run_folder)
     if run.space.fingerprint != space.fingerprint:

@@ -110,6 +110,13 @@ def test_an_export_report_records_the_sha256_of_every_file_it_lists(run_copy, ca
     report = json.loads((out / "report.json").read_text())
     assert set(report["sha256"]) == set(report["files"])
     assert all(sha256_file(out / name) == digest for name, digest in report["sha256"].items())
+    onnx = bytearray((out / "model.onnx").read_bytes())
+    onnx[-1] ^= 0x01
+    (out / "model.onnx").write_bytes(bytes(onnx))
+    capsys.readouterr()
+    assert main(["finetune", str(out), "--epochs", "1"]) == 2  # it re-exports the formats it finds: all checked
+    err = capsys.readouterr().err
+    assert "model.onnx changed after it was written" in err and not (out.parent / "chosen_finetuned").exists()
 
 
 def test_train_resumes_from_the_run_folder_alone_and_names_a_changed_setting(run_copy, capsys):
