@@ -15,7 +15,7 @@ import pandas as pd
 
 from elasticnas.core.atomic import atomic_write_json, atomic_write_text
 from elasticnas.core.errors import ConfigError
-from elasticnas.core.files import read_csv, read_json, reading
+from elasticnas.core.files import CorruptFileError, read_csv, read_json, reading
 
 
 def journal_columns(path: str | os.PathLike) -> list[str] | None:
@@ -30,15 +30,22 @@ def journal_columns(path: str | os.PathLike) -> list[str] | None:
 def open_append(path: str | os.PathLike):
     """``path`` opened for appending text, never through a symbolic link (a link placed in a run
     folder must not make a command write outside it)."""
-    path = Path(path)
+    path = check_appendable(path)
     try:
         fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), 0o644)
     except OSError:
-        if path.is_symlink():
-            raise ConfigError(f"{path} is a symbolic link; elasticnas appends to it only as a plain file "
-                              f"(replace the link with a copy of the file)") from None
+        check_appendable(path)  # it became a link since: say so
         raise
     return os.fdopen(fd, "a", newline="", encoding="utf-8")
+
+
+def check_appendable(path: str | os.PathLike) -> Path:
+    """``path``, refused when it is a symbolic link (checked before work that ends in appending)."""
+    path = Path(path)
+    if path.is_symlink():
+        raise ConfigError(f"{path} is a symbolic link; elasticnas appends to it only as a plain file "
+                          f"(replace the link with a copy of the file)")
+    return path
 
 
 def append_row(handle, row: dict, columns: Sequence[str] | None = None) -> None:
@@ -78,6 +85,9 @@ def read_journal(path: str | os.PathLike, required: Sequence[str] = (), numeric:
     if clean != text:
         atomic_write_text(path, clean)
     if len(kept) <= 1:
+        missing = [c for c in required if header and c not in header]
+        if missing:
+            raise CorruptFileError(f"{path} is not a valid {what}: it lacks the columns {missing}")
         return pd.DataFrame(columns=header or list(required))
     return read_csv(path, what, columns=required, numeric=numeric, source=clean)
 

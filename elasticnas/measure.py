@@ -14,7 +14,7 @@ from tqdm.auto import tqdm
 from elasticnas.core.atomic import atomic_save_figure, atomic_write_text, pyplot
 from elasticnas.core.errors import ConfigError
 from elasticnas.core.files import reading
-from elasticnas.core.journal import append_row, journal_columns, open_append, read_journal
+from elasticnas.core.journal import append_row, check_appendable, journal_columns, open_append, read_journal
 from elasticnas.hardware.counting import count_all
 from elasticnas.hardware.lookup import TABLE_JSON, LatencyTable
 from elasticnas.hardware.quantize import evaluate_deployed
@@ -98,9 +98,12 @@ def measure_run(run_folder: str | Path, n: int = 300, *, seed: int = 0, device: 
     table = latency_table_for(run_folder, space, device=device, runtime=runtime, seed=seed, progress=progress)
     if not todo:
         return done
+    check_appendable(run_folder / EVALUATIONS)  # before a progress bar is drawn
     bar = tqdm(total=n, initial=len(seen), desc="measuring subnets", unit="subnet", disable=not progress)
-    append_evaluations(run_folder, run, todo, table, run.eval_data("val"), on_each=lambda: bar.update())
-    bar.close()
+    try:
+        append_evaluations(run_folder, run, todo, table, run.eval_data("val"), on_each=lambda: bar.update())
+    finally:
+        bar.close()
     return read_evaluations(run_folder)
 
 

@@ -183,11 +183,18 @@ def test_an_empty_run_config_is_refused_in_one_line(run_copy, capsys):
 
 
 def test_measure_never_appends_through_a_symlinked_journal(run_copy, tmp_path, capsys):
+    from elasticnas.measure import EVAL_COLUMNS
+
     outside = tmp_path / "outside.csv"
-    outside.write_text("precious\n")
+    precious = ",".join(EVAL_COLUMNS) + "\n"  # a journal's header: read, then appended to
+    outside.write_text(precious)
     (run_copy / "evaluations.csv").unlink(missing_ok=True)
     (run_copy / "evaluations.csv").symlink_to(outside)
     assert main(["measure", str(run_copy), "--n", "2"]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "symbolic link" in err, err
-    assert outside.read_text() == "precious\n"
+    assert outside.read_text() == precious
+    outside.write_text("precious\n")  # not a journal at all: refused as such, in one line
+    assert main(["measure", str(run_copy), "--n", "2"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "lacks the columns" in err, err
