@@ -32,6 +32,15 @@ def verify_files(folder: str | os.PathLike, recorded: Mapping[str, str], describ
         path = folder / name
         if not path.is_file():
             raise CorruptFileError(f"{path} is missing; {described_by} lists it")
-        if sha256_file(path) != digest:
-            raise CorruptFileError(f"{path} changed after it was written (its sha256 differs from the one "
-                                   f"{described_by} records); write it again")
+        _compare(path, sha256_file(path), digest, described_by)
+
+
+def verify_bytes(path: str | os.PathLike, data: bytes, recorded: str, described_by: str) -> None:
+    """``data``, already read from ``path``, has the sha256 ``described_by`` records for it."""
+    _compare(path, sha256_bytes(data), recorded, described_by)
+
+
+def _compare(path, found: str, recorded: str, described_by: str) -> None:
+    if found != recorded:
+        raise CorruptFileError(f"{path} changed after it was written (its sha256 differs from the one "
+                               f"{described_by} records); write it again")

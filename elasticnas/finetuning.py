@@ -19,7 +19,7 @@ from elasticnas.core.atomic import atomic_write_json
 from elasticnas.core.checksums import verify_files
 from elasticnas.core.errors import ConfigError
 from elasticnas.core.files import read_json
-from elasticnas.core.staging import check_replaceable, staged_folder
+from elasticnas.core.staging import staged_folder
 from elasticnas.export import ARCH_JSON, FILES, WEIGHTS, int8_runtime_of, load_subnet, read_arch_json, write_export
 from elasticnas.pipeline import REPORT, deployed_accuracy
 from elasticnas.runs import find_run, load_trained, run_pointer
@@ -75,7 +75,6 @@ def finetune_export(export_dir: str | Path, *, epochs: int = 3, out: str | Path 
     accuracy_before = deployed_accuracy(export_dir, arch, splits, threads, model=student)
     largest = replace(run.space.max(), precision=FULL_PRECISION)
     teacher = calibrated_subnet(run.supernet, largest, validation)
-    check_replaceable(out, ARCH_JSON, "export")
     with staged_folder(out, marker=ARCH_JSON, keep_on_failure=True) as stage:  # its checkpoint resumes
         history = finetune(student, teacher, run.splits.train, resolution=arch.resolution,
                            teacher_resolution=largest.resolution, config=config, checkpoint=stage / CHECKPOINT,

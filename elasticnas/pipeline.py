@@ -359,7 +359,12 @@ def redraw(run_folder: str | Path) -> list[Path]:
     drawings = []  # (path, draw) once every input has been read
     if (run_folder / "metrics.csv").exists():
         metrics = _read_metrics(run_folder / "metrics.csv")
-        drawings.append((run_folder / "training_curves.png", lambda path: plot_training_curves(metrics, path)))
+
+        def curves(path: Path) -> None:
+            with reading(run_folder / "metrics.csv", "training metrics (one row per epoch)"):
+                plot_training_curves(metrics, path)
+
+        drawings.append((run_folder / "training_curves.png", curves))
     drawings += _predictor_drawing(run_folder) + _search_drawings(run_folder)
     reports = sorted(p for p in (run_folder / EXPORTS).glob(f"*/{REPORT}") if not p.parent.name.startswith("."))
     if reports:

@@ -31,7 +31,7 @@ import pandas as pd
 import torch
 
 from elasticnas.core.atomic import atomic_write_json, atomic_write_text
-from elasticnas.core.checksums import sha256_bytes, verify_files
+from elasticnas.core.checksums import sha256_bytes, verify_bytes
 from elasticnas.core.errors import ConfigError, InvalidArchitectureError
 from elasticnas.core.files import read_csv, read_json, reading
 from elasticnas.hardware.latency import resolved_threads
@@ -177,11 +177,13 @@ class LatencyTable:
             space = space_from_config(metadata["space"])
             if space.fingerprint != metadata["space_fingerprint"]:
                 raise ConfigError(f"{folder / TABLE_JSON} is inconsistent: its space does not match its fingerprint")
-        if recorded is not None:
-            verify_files(folder, {TABLE_CSV: recorded}, f"{folder / TABLE_JSON}")
         numeric = (*NUMERIC_TABLE_COLUMNS, "latency_units") if metadata.get("format", 1) >= 2 else NUMERIC_TABLE_COLUMNS
         with reading(folder / TABLE_CSV, what):
-            entries = read_csv(folder / TABLE_CSV, what, columns=("layer", *numeric), numeric=numeric)
+            data = (folder / TABLE_CSV).read_bytes()  # read once: checked, then parsed
+            if recorded is not None:
+                verify_bytes(folder / TABLE_CSV, data, recorded, f"{folder / TABLE_JSON}")
+            entries = read_csv(folder / TABLE_CSV, what, columns=("layer", *numeric), numeric=numeric,
+                               source=data.decode("utf-8"))
             check_entries(entries, numeric)
             table = cls(space, entries, metadata, calibration)
         with reading(folder / TABLE_JSON, what):

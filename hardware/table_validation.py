@@ -9,6 +9,7 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
+from elasticnas.core.config import require_range
 from elasticnas.core.errors import ConfigError
 
 
@@ -35,13 +36,10 @@ def check_calibration(calibration: dict | None) -> None:
         raise ConfigError("field 'calibration.by_precision' must be an object")
     for name, line in [("calibration", calibration), *((f"calibration.by_precision.{k}", v)
                                                       for k, v in by_precision.items())]:
-        for key in ("slope", "intercept"):
-            value = line.get(key) if isinstance(line, dict) else None
-            if isinstance(value, bool) or not isinstance(value, int | float) or not np.isfinite(value):
-                raise ConfigError(f"field '{name}.{key}' must be a finite number, got {value!r}")
-        if not line["slope"] > 0:
-            raise ConfigError(f"field '{name}.slope' must be > 0 (latency grows with the layers' sum), "
-                              f"got {line['slope']!r}")
+        if not isinstance(line, dict):
+            raise ConfigError(f"field '{name}' must be an object, got {type(line).__name__}")
+        require_range(f"{name}.slope", line.get("slope"), above=0)  # latency grows with the layers' sum
+        require_range(f"{name}.intercept", line.get("intercept"))
 
 
 def check_metadata(metadata: dict) -> None:
@@ -52,12 +50,12 @@ def check_metadata(metadata: dict) -> None:
             raise ConfigError(f"latency table field {name!r} must be a number >= 0, got {value!r}")
     if metadata.get("reference_ms") == 0:
         raise ConfigError("latency table field 'reference_ms' must be > 0, got 0")
-    for measured in metadata.get("calibration_measured") or ():
-        values = [measured.get(k) for k in ("latency_ms", "latency_units")] if isinstance(measured, dict) else [None]
-        if any(v is not None and (isinstance(v, bool) or not isinstance(v, int | float) or not v > 0
-                                  or not np.isfinite(v)) for v in values) or values == [None]:
-            raise ConfigError(f"latency table field 'calibration_measured' must hold positive timings, "
-                              f"got {measured!r}")
+    for i, measured in enumerate(metadata.get("calibration_measured") or ()):
+        if not isinstance(measured, dict):
+            raise ConfigError(f"latency table field 'calibration_measured' must hold objects, got {measured!r}")
+        for key in ("latency_ms", "latency_units"):
+            if measured.get(key) is not None:
+                require_range(f"calibration_measured[{i}].{key}", measured[key], above=0)
     if not isinstance(metadata.get("normalised", False), bool):
         raise ConfigError(f"latency table field 'normalised' must be true or false, got {metadata['normalised']!r}")
 

@@ -211,6 +211,7 @@ class Trainer:
         self.phase = None
         self._epoch_losses: list[float] = []
         self._stop_requested = False
+        self._non_finite = 0  # consecutive steps whose loss was not a finite number
 
     # ----- public ------------------------------------------------------------------------
     def request_stop(self) -> None:
@@ -327,10 +328,10 @@ class Trainer:
     def _check_finite(self, loss: float) -> None:
         """Stop at a non-finite loss, before anything is saved (under mixed precision the scaler
         skips such steps itself, so only a run of them stops it)."""
-        self._non_finite = 0 if math.isfinite(loss) else getattr(self, "_non_finite", 0) + 1
+        self._non_finite = 0 if math.isfinite(loss) else self._non_finite + 1
         if self._non_finite == 0 or (self.use_amp and self._non_finite < AMP_NON_FINITE_STEPS):
             return
-        checkpoint = self.run_dir / "checkpoint.pt" if self.run_dir is not None else None
+        checkpoint = self.run_dir / CHECKPOINT if self.run_dir is not None else None
         last = (f"the last good checkpoint is {checkpoint} (after epoch {self.epoch})"
                 if checkpoint is not None and checkpoint.exists() else "no checkpoint was written before it")
         raise TrainingDiverged(f"the training loss became {loss} at epoch {self.epoch + 1}, step "
