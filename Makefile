@@ -7,13 +7,13 @@ BIN := $(VENV)/bin
 # Optional extras on top of dev, e.g. `make test EXTRAS=dev,openvino,executorch,models` (CI does).
 EXTRAS ?= dev
 
-.PHONY: venv test lint train quickstart clean
+.PHONY: venv test lint wheel-smoke train quickstart clean
 
 venv: $(VENV)/.installed
 
 # torch==2.13.0 first: it is the CPU build that installs from local disk; a looser pin
 # would pull a multi-GB CUDA build.
-$(VENV)/.installed: pyproject.toml
+$(VENV)/.installed: pyproject.toml setup.py
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet torch==2.13.0
 	$(BIN)/python -m pip install --quiet -e ".[$(EXTRAS)]"
@@ -21,6 +21,11 @@ $(VENV)/.installed: pyproject.toml
 
 lint: venv
 	$(BIN)/ruff check .
+
+# Build the wheel, install it in a fresh venv away from the source tree, run the default job
+# for one epoch there (CI does; about 3 minutes).
+wheel-smoke:
+	.ci/wheel_smoke
 
 test: venv
 	$(BIN)/python -m pytest -q

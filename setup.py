@@ -1,7 +1,8 @@
 """Package discovery for the one ``elasticnas`` namespace spread over the repository's rooms.
 
 pyproject.toml holds the metadata; this file only maps each room to its import name and
-finds every sub-package below it, so a new family folder needs no packaging change.
+finds every sub-package below it, so a new family folder needs no packaging change. The
+bundled experiment configs ship as package data of ``elasticnas.configs``.
 """
 
 from pathlib import Path
@@ -9,7 +10,8 @@ from pathlib import Path
 from setuptools import setup
 
 ROOMS = {"elasticnas": "elasticnas", "elasticnas.core": "core", "elasticnas.supernet": "supernet",
-         "elasticnas.hardware": "hardware", "elasticnas.search": "search", "elasticnas.predictors": "predictors"}
+         "elasticnas.hardware": "hardware", "elasticnas.search": "search", "elasticnas.predictors": "predictors",
+         "elasticnas.configs": "experiments/configs"}  # the bundled experiment YAMLs, as package data
 
 
 def packages() -> list[str]:
@@ -22,4 +24,4 @@ def packages() -> list[str]:
     return found
 
 
-setup(packages=packages(), package_dir=ROOMS)
+setup(packages=packages(), package_dir=ROOMS, package_data={"elasticnas.configs": ["*.yaml"]})

@@ -163,10 +163,10 @@ def _run_finetune(args: argparse.Namespace) -> None:
 def _quickstart_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", type=Path, default=Path("runs/quickstart"), help="run folder (resumes if present)")
     parser.add_argument("--supernet", default=None, choices=supernet_names(),
-                        help="supernet preset to train (default: tiny_mbv3, with experiments/mnist_quickstart.yaml); "
-                        "another with its bundled sandwich recipe (experiments/mnist_*.yaml) where there is one")
+                        help="supernet preset to train (default: tiny_mbv3, with the bundled mnist_quickstart "
+                        "config); another with its bundled sandwich recipe (mnist_*.yaml) where there is one")
     parser.add_argument("--config", default=None,
-                        help="experiment config to train instead (a name in experiments/ or a YAML path)")
+                        help="experiment config to train instead (a bundled config's name or a YAML path)")
     parser.add_argument("--subnets", type=int, default=100, help="subnets to measure for the predictors")
     parser.add_argument("--runtime", default="torch", choices=runtime_names())
     parser.add_argument("--precision", default="fp32", choices=PRECISION_CHOICES,

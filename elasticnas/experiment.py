@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field, replace
+from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
 
@@ -24,7 +25,8 @@ from elasticnas.supernet import build_supernet, create_supernet, space_from_conf
 from elasticnas.supernet.evaluation import EvalData
 from elasticnas.supernet.training import OptimConfig, SamplerConfig, TrainConfig, Trainer, resolve_device
 
-EXPERIMENTS = Path(__file__).resolve().parent.parent / "experiments"
+# the bundled configs: package data, found in a wheel install as in an editable checkout
+EXPERIMENTS = Path(str(resources.files("elasticnas.configs")))
 QUICKSTART_CONFIG = "mnist_quickstart"  # the sampling-strategy benchmark's choice (README)
 DEFAULT_CONFIG = QUICKSTART_CONFIG  # `elasticnas train` without a config trains what the quickstart does
 # the quickstart's config for a supernet the benchmark did not measure and that has no bundled recipe
@@ -86,7 +88,7 @@ class ExperimentConfig:
 
 
 def find_config(name_or_path: str | Path | None) -> Path:
-    """A config path, or the name of one in ``experiments/`` (default: the quickstart's config)."""
+    """A config path, or the name of a bundled one (``experiments/configs/``; default: the quickstart's)."""
     candidate = Path(name_or_path or DEFAULT_CONFIG)
     for path in (candidate, EXPERIMENTS / candidate, EXPERIMENTS / f"{candidate}.yaml"):
         if path.is_file():

@@ -1,6 +1,6 @@
 """Inherited vs from-scratch accuracy per sampling strategy, on mnist5k.
 
-For each config (default: experiments/mnist_<strategy>.yaml for every strategy; any other
+For each config (default: experiments/configs/mnist_<strategy>.yaml for every strategy; any other
 bundled config, e.g. a family's own recipe, by name with --configs) the supernet is trained once;
 then six subnets spread over the MACs range are evaluated with inherited weights (BN
 recalibrated) and trained from scratch as standalone models for the same number of epochs
