@@ -17,7 +17,7 @@ from elasticnas.hardware import LatencyTable, measure_latency
 from elasticnas.hardware import lookup as lookup_module
 from elasticnas.hardware.reference import ReferenceClock, reference_model
 from elasticnas.hardware.table_build import _interleaved_order
-from elasticnas.hardware.table_check import agreement
+from elasticnas.hardware.table_check import agreement, predictions_at_two_speeds
 from elasticnas.supernet import ConfigError, create_space
 
 FAST = {"warmup": 0, "repeats": 2, "rounds": 1, "progress": False}
@@ -170,6 +170,19 @@ def test_agreement_by_hand():
     assert scores["tau"] == pytest.approx(1.0)
 
 
+@pytest.mark.parametrize("normalised", [True, False])
+def test_a_check_scores_the_table_as_built_and_rescaled_by_the_reference_now(table, small_space, normalised):
+    chosen = table.normalised_as(normalised)
+    built = chosen.metadata["reference_ms"]
+    archs = small_space.sample(2, n=4)
+    as_built, rescaled = predictions_at_two_speeds(chosen, archs, now_ms=1.5 * built)
+    np.testing.assert_allclose(as_built, chosen.predict(archs))  # what search and export use
+    np.testing.assert_allclose(rescaled, 1.5 * as_built, rtol=1e-9)  # a machine 50% slower than at build
+    slow = agreement(rescaled, 1.5 * as_built)
+    assert slow["within10"] == 1.0 and slow["median_ratio"] == pytest.approx(1.0)
+    assert agreement(as_built, 1.5 * as_built)["median_ratio"] == pytest.approx(1 / 1.5)
+
+
 def test_profile_check_measures_fresh_subnets_against_the_table(tmp_path, capsys):
     out = tmp_path / "table"
     base = ["profile", "--resolutions", "20", "--repeats", "2", "--rounds", "1", "--warmup", "0", "--out", str(out)]
@@ -177,9 +190,10 @@ def test_profile_check_measures_fresh_subnets_against_the_table(tmp_path, capsys
     built = LatencyTable.load(out)
     assert main(["profile", "--out", str(out), "--check", "3"]) == 0  # no --supernet: the table says
     printed = capsys.readouterr().out
-    assert "3 fresh subnets, 2 rounds" in printed and "table vs measured" in printed and "round vs round" in printed
+    assert "3 fresh subnets, 2 rounds" in printed and "round vs round" in printed
+    assert "table as built vs measured" in printed and "table rescaled vs measured" in printed
     rows = pd.read_csv(out / "latency_check.csv")
-    assert len(rows) == 3 and (rows["measured_ms"] > 0).all()
+    assert len(rows) == 3 and (rows["measured_ms"] > 0).all() and (rows["predicted_rescaled_ms"] > 0).all()
     assert not set(rows["arch"]) & set(built.metadata["calibration_archs"])  # fresh, not the calibration ones
     assert main(["profile", "--out", str(tmp_path / "none"), "--check", "3"]) == 2
     assert "--supernet is needed" in capsys.readouterr().err
