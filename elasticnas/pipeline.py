@@ -6,9 +6,11 @@ resumes what is already there, so an interrupted quickstart picks up where it st
 
 from __future__ import annotations
 
+import math
 import time
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import torch
 
@@ -207,7 +209,7 @@ def quickstart(out: str | Path = "runs/quickstart", *, supernet: str | None = No
     """Train, profile, measure, fit, search under three budgets, export; returns the summary table.
 
     Without ``config``, a run begun earlier in ``out`` resumes with its own config; a new one of
-    ``tiny_mbv3`` (the default ``supernet``) trains with ``experiments/mnist_quickstart.yaml``,
+    ``tiny_mbv3`` (the default ``supernet``) trains with ``experiments/configs/mnist_quickstart.yaml``,
     of another preset with its bundled sandwich recipe where there is one (a family's own
     optimiser settings), else with the default config; ``config`` names one explicitly.
     ``precision="int8"`` searches float32 and int8 subnets jointly (int8: static quantization by
@@ -248,8 +250,8 @@ def quickstart(out: str | Path = "runs/quickstart", *, supernet: str | None = No
         train_experiment(experiment, out, resume=(out / "checkpoint.pt").exists(), progress=progress)
     run = load_trained(out)
     stage(f"2/6 latency lookup table ({runtime}, cpu)")
-    table = latency_table_for(out, run.space, runtime=runtime, repeats=table_repeats, rounds=table_rounds,
-                              progress=progress)
+    latency_table_for(out, run.space, runtime=runtime, repeats=table_repeats, rounds=table_rounds,
+                      progress=progress)
     stage(f"3/6 measuring {subnets} subnets spread over the MACs range")
     measure_run(out, subnets, seed=seed, runtime=runtime, progress=progress, run=run)
     stage("4/6 fitting accuracy and latency predictors")
@@ -258,7 +260,7 @@ def quickstart(out: str | Path = "runs/quickstart", *, supernet: str | None = No
                                             numeric=("samples",))["samples"].iloc[0] != len(read_evaluations(out)):
         fit_run(out, n_trials=trials, seed=seed, progress=progress)
     stage("  " + describe_accuracy_noise(read_csv(reports_csv, "predictor reports", columns=("target", "kendall_tau"))))
-    budgets = quickstart_budgets(table, run.space)
+    budgets = quickstart_budgets(read_evaluations(out))
     stage(f"5/6 searching the accuracy-latency front under {budgets} ms")
     _, search_folder = search_run(out, latency_budgets_ms=budgets, runtime=runtime, algorithm="nsga2",
                                   predicted_evals=predicted_evals, seed=seed, progress=progress)
@@ -292,12 +294,17 @@ def quickstart(out: str | Path = "runs/quickstart", *, supernet: str | None = No
     return summary
 
 
-def quickstart_budgets(table, space) -> list[float]:
-    """Three latency budgets placed by the table itself, at 15%, 40% and 70% of the way from the
-    cheapest subnet to the largest one, so they mean something on whatever CPU built it."""
-    cheapest, _, _ = table.cheapest()
-    slowest = float(table.predict([space.max()])[0])
-    return [round(cheapest + f * (slowest - cheapest), 3) for f in (0.15, 0.4, 0.7)]
+def quickstart_budgets(evaluations: pd.DataFrame, shares=(0.15, 0.4, 0.7)) -> list[float]:
+    """Three latency budgets placed among the run's measured subnets: each the table latency of
+    the measured subnet at that share of them (15%, 40%, 70% by default, fastest first), rounded
+    up to the microsecond, so that measured subnets lie within every budget on whatever CPU built
+    the table; the accuracy check and the budget walk have candidates there, not only the
+    single cheapest subnet the space allows."""
+    latencies = evaluations["table_latency_ms"].to_numpy(dtype=float)
+    if len(latencies) < 2:
+        raise ConfigError(f"budgets are placed among measured subnets; the run has {len(latencies)}: measure more "
+                          f"(elasticnas measure RUN --subnets N)")
+    return [math.ceil(float(np.quantile(latencies, share, method="higher")) * 1000) / 1000 for share in shares]
 
 
 def beyond_measured(predicted_top1: pd.Series, measured_top1: pd.Series) -> str | None:

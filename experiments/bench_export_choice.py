@@ -56,10 +56,10 @@ POLICIES = ("predicted", "checked_searched", "checked", "blended", "guarded", "r
 
 def candidate_sets(run_folder: Path, run, seeds, top_k: int, runtime: str) -> list[dict]:
     """Per seed and budget: the predicted pick, the searched top ``top_k`` and every candidate (arch JSON)."""
-    table = latency_table_for(run_folder, run.space, runtime=runtime, check_speed=True)
+    latency_table_for(run_folder, run.space, runtime=runtime, check_speed=True)
     sets = []
     for seed in seeds:
-        budgets = quickstart_budgets(table, run.space)
+        budgets = quickstart_budgets(read_evaluations(run_folder))
         _, folder = search_run(run_folder, latency_budgets_ms=budgets, runtime=runtime, seed=seed, progress=False)
         for budget in budgets:
             searched = front_under(folder / "archive.csv", budget, run.space)

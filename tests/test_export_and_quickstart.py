@@ -15,7 +15,7 @@ from elasticnas import load_subnet
 from elasticnas.cli import main
 from elasticnas.experiment import SupernetConfig
 from elasticnas.export import FILES, export_subnet
-from elasticnas.pipeline import beyond_measured, quickstart
+from elasticnas.pipeline import beyond_measured, quickstart, quickstart_budgets
 from elasticnas.runs import load_trained
 from elasticnas.supernet import ConfigError, list_supernets
 
@@ -149,6 +149,9 @@ def test_quickstart_runs_end_to_end_and_resumes_without_redoing_work(tmp_path, c
                   **QUICK_TABLE)
     summary = quickstart(out, **kwargs)
     assert len(summary) == 3 and summary["budget_ms"].is_monotonic_increasing
+    measured = pd.read_csv(out / "evaluations.csv")["table_latency_ms"]
+    assert summary["budget_ms"].tolist() == quickstart_budgets(pd.read_csv(out / "evaluations.csv"))
+    assert all((measured <= budget).sum() >= 2 for budget in summary["budget_ms"])  # measured subnets fit each
     assert summary["test_top1_finetuned"].between(0, 100).all()
     assert (summary["predicted_ms"] <= summary["budget_ms"] + 1e-9).all()
     # kept on the device: within budget, or (the table optimistic beyond 5 tries today) flagged as not
@@ -163,6 +166,16 @@ def test_quickstart_runs_end_to_end_and_resumes_without_redoing_work(tmp_path, c
     assert main(["report", str(out)]) == 0
     printed = capsys.readouterr().out
     assert "pareto.png" in printed and "exports.csv" in printed
+
+
+def test_quickstart_budgets_sit_on_measured_subnets_by_hand():
+    evaluations = pd.DataFrame({"table_latency_ms": [5.0, 1.0, 3.0, 2.0, 4.0, 1.23456, 6.0, 7.0, 8.0, 9.0]})
+    # sorted: 1, 1.23456, 2, ..., 9; the subnet at or just above 15%, 40%, 70% of the way through
+    # the sorted list (positions 1.35, 3.6, 6.3 -> 2, 4, 7), rounded up to the microsecond
+    assert quickstart_budgets(evaluations) == [2.0, 4.0, 7.0]
+    assert quickstart_budgets(evaluations, shares=(0.1,)) == [1.235]
+    with pytest.raises(ConfigError, match="measured subnets; the run has 1"):
+        quickstart_budgets(evaluations.head(1))
 
 
 @pytest.mark.parametrize("flag", ["--table-repeats", "--table-rounds"])
