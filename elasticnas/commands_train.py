@@ -55,7 +55,7 @@ def float_list(text: str) -> tuple[float, ...]:
          writes=lambda args: [] if args.dry_run or args.out is None else [(args.out, True)])
 def _train_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("config", nargs="?", default=None,
-                        help="YAML path or a name in experiments/ (default: mnist_quickstart; with --resume, the "
+                        help="YAML path or a bundled config's name (default: mnist_quickstart; with --resume, the "
                         "run's own config.yaml)")
     parser.add_argument("--out", type=Path, default=None, help="run folder (config, checkpoint, metrics); required "
                         "unless --dry-run")
@@ -98,18 +98,19 @@ def _run_train(args: argparse.Namespace) -> None:
 def _dry_run(config) -> None:
     import yaml
 
-    from elasticnas.experiment import build_run
-    from elasticnas.parents import parent_weights_file, with_parent_space
+    from elasticnas.experiment import prepare_training
+    from elasticnas.parents import with_parent_space
 
     if config.init.source:
-        parent_weights_file(config.init.source)
         config = with_parent_space(config)
-    splits, supernet = build_run(config)
+    # every check a run makes before its first step (the parent loaded into the supernet
+    # included); nothing is written, so the run folder is a name only
+    config, splits, trainer = prepare_training(config, Path("dry-run"), progress=False)
     print(yaml.safe_dump(config.to_dict(), sort_keys=False).rstrip())
     sizes = ", ".join(f"{name} {len(split)}" for name, split in (("train", splits.train), ("val", splits.val),
                                                                   ("test", splits.test)))
     print(f"# data {splits.name!r}: {sizes} images, {splits.num_classes} classes, {splits.in_channels} channels; "
-          f"supernet {config.supernet.name!r}: {sum(p.numel() for p in supernet.parameters()):,} parameters")
+          f"supernet {config.supernet.name!r}: {sum(p.numel() for p in trainer.model.parameters()):,} parameters")
 
 
 @command("import-ofa", "import a published Once-for-All MobileNetV3 supernet checkpoint as a run folder",

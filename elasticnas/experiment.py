@@ -200,6 +200,21 @@ def train_experiment(config: ExperimentConfig, run_dir: str | Path, *, resume: b
         raise ConfigError(f"{run_dir} already holds a training run; pass --resume to continue it "
                           f"or choose another --out")
     init_from_env(resolve_device(config.train.device))  # under torchrun: join before sharding the data
+    config, _, trainer = prepare_training(config, run_dir, resume=resume, progress=progress, on_step=on_step)
+    if trainer.rank == 0 and not resume:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(saved, yaml.safe_dump(config.to_dict(), sort_keys=False))
+    metrics = trainer.fit(resume=resume)
+    return trainer, metrics
+
+
+def prepare_training(config: ExperimentConfig, run_dir: str | Path, *, resume: bool = False, progress: bool = True,
+                     on_step=None) -> tuple[ExperimentConfig, Any, Trainer]:
+    """Everything a run does before its first step, writing nothing: the parent hashed and loaded
+    (checked compatible), the data and the supernet built, evaluation data drawn, optimiser and
+    sampler made: ``(config with its parent recorded, data splits, trainer)``. ``elasticnas train
+    --dry-run`` calls it too, so it refuses what a run would."""
+    resolve_device(config.train.device)
     config = with_parent_recorded(config) if config.init.source and not resume else config
     splits, supernet = build_run(config)
     if config.init.source and not resume:
@@ -214,11 +229,7 @@ def train_experiment(config: ExperimentConfig, run_dir: str | Path, *, resume: b
                       sampler=config.sampler, batch_size=config.data.batch_size, run_dir=run_dir,
                       experiment=config.to_dict(), progress=progress, on_step=on_step,
                       freeze=(config.init.freeze, config.init.freeze_epochs))
-    if trainer.rank == 0 and not resume:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(saved, yaml.safe_dump(config.to_dict(), sort_keys=False))
-    metrics = trainer.fit(resume=resume)
-    return trainer, metrics
+    return config, splits, trainer
 
 
 def _differences(a: dict, b: dict, prefix: str = "") -> list[str]:

@@ -26,6 +26,25 @@ def test_train_dry_run_refuses_a_nonsense_optimiser_setting(tmp_path, capsys, se
     assert len(err.splitlines()) == 1 and setting.split("=")[0] in err and "finite number" in err, err
 
 
+@pytest.mark.parametrize(("settings", "named"), [
+    (["data.batch_size=5000"], "exceeds the"),  # digits has fewer training images
+    (["init.freeze=[nonesuch.*]", "init.freeze_epochs=1"], "matches no parameter"),
+])
+def test_train_dry_run_refuses_what_the_run_would_refuse_before_its_first_step(tmp_path, capsys, settings, named):
+    """Checks made when the trainer is built, not when the config is parsed, are a dry run's too."""
+    assert main(["train", "mnist_sandwich", "--dry-run", "--set", "data.name=digits", *settings]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and named in err, err
+
+
+def test_train_dry_run_loads_the_parent_and_refuses_one_of_another_supernet(run_copy, tmp_path, capsys):
+    assert main(["train", "mnist_resnet_sandwich", "--dry-run", "--init", str(run_copy),
+                 "--set", "data.name=digits"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "parent" in err, err
+    assert not (tmp_path / "dry-run").exists()
+
+
 @pytest.mark.parametrize("budget", ["inf", "nan", "-1", "0"])
 def test_budgets_that_are_not_finite_and_positive_are_refused_before_any_work(run_copy, capsys, budget):
     before = sorted(p.name for p in run_copy.iterdir())
