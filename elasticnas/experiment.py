@@ -22,6 +22,7 @@ from elasticnas.core.errors import ConfigError
 from elasticnas.data import DataConfig, load_data
 from elasticnas.parents import inherit_parent, with_parent_recorded, with_parent_space
 from elasticnas.supernet import build_supernet, create_supernet, space_from_config
+from elasticnas.supernet.divergence import check_fix, mark_fixed
 from elasticnas.supernet.evaluation import EvalData
 from elasticnas.supernet.training import OptimConfig, SamplerConfig, TrainConfig, Trainer, resolve_device
 
@@ -186,24 +187,25 @@ def train_experiment(config: ExperimentConfig, run_dir: str | Path, *, resume: b
     run_dir = Path(run_dir)
     saved = run_dir / "config.yaml"
     config = with_parent_space(config) if config.init.source else config
+    changed = {}
     if resume:
         if not saved.exists():
             raise ConfigError(f"nothing to resume in {run_dir}: it has no config.yaml")
         previous = parse_config(ExperimentConfig, load_yaml(saved))
         if config.init.source and config.init.sha256 is None:  # the parent was hashed when the run began
             config = replace(config, init=replace(config.init, sha256=previous.init.sha256))
-        if previous != config:
-            changed = _differences(previous.to_dict(), config.to_dict())
-            raise ConfigError(f"--resume needs the run's own config; these keys differ from {saved}: "
-                              f"{', '.join(changed)}")
+        changed = _differences(previous.to_dict(), config.to_dict())
+        check_fix(run_dir, changed)  # only a diverged run may resume with other (optimiser) settings
     elif (run_dir / "checkpoint.pt").exists():
         raise ConfigError(f"{run_dir} already holds a training run; pass --resume to continue it "
                           f"or choose another --out")
     init_from_env(resolve_device(config.train.device))  # under torchrun: join before sharding the data
     config, _, trainer = prepare_training(config, run_dir, resume=resume, progress=progress, on_step=on_step)
-    if trainer.rank == 0 and not resume:
+    if trainer.rank == 0 and (not resume or changed):
         run_dir.mkdir(parents=True, exist_ok=True)
         atomic_write_text(saved, yaml.safe_dump(config.to_dict(), sort_keys=False))
+        if changed:
+            mark_fixed(run_dir, changed)
     metrics = trainer.fit(resume=resume)
     return trainer, metrics
 
@@ -232,12 +234,13 @@ def prepare_training(config: ExperimentConfig, run_dir: str | Path, *, resume: b
     return config, splits, trainer
 
 
-def _differences(a: dict, b: dict, prefix: str = "") -> list[str]:
-    keys = []
+def _differences(a: dict, b: dict, prefix: str = "") -> dict[str, tuple]:
+    """``{dotted key: (value in a, value in b)}`` for every leaf that differs."""
+    keys = {}
     for key in sorted(set(a) | set(b)):
         left, right = a.get(key), b.get(key)
         if isinstance(left, dict) and isinstance(right, dict):
-            keys += _differences(left, right, f"{prefix}{key}.")
+            keys.update(_differences(left, right, f"{prefix}{key}."))
         elif left != right:
-            keys.append(f"{prefix}{key}")
+            keys[f"{prefix}{key}"] = (left, right)
     return keys

@@ -30,6 +30,7 @@ from elasticnas.core.config import require_range
 from elasticnas.core.distributed import all_reduce_gradients, all_reduce_sum, init_from_env
 from elasticnas.core.errors import ConfigError, ElasticNASError
 from elasticnas.supernet.batches import epoch_order, iterate, resize
+from elasticnas.supernet.divergence import record_divergence
 from elasticnas.supernet.evaluation import EvalData, batch_norms, calibrated_subnet, evaluate_many
 from elasticnas.supernet.losses import distillation_loss
 from elasticnas.supernet.regularisation import regularisation_off
@@ -331,12 +332,16 @@ class Trainer:
         self._non_finite = 0 if math.isfinite(loss) else self._non_finite + 1
         if self._non_finite == 0 or (self.use_amp and self._non_finite < AMP_NON_FINITE_STEPS):
             return
-        checkpoint = self.run_dir / CHECKPOINT if self.run_dir is not None else None
-        last = (f"the last good checkpoint is {checkpoint} (after epoch {self.epoch})"
-                if checkpoint is not None and checkpoint.exists() else "no checkpoint was written before it")
+        checkpoint = self.run_dir / CHECKPOINT
+        saved = checkpoint.exists()
+        if self.rank == 0 and saved:
+            record_divergence(self.run_dir, epoch=self.epoch + 1, step=self.step_in_epoch + 1, loss=loss,
+                              checkpoint_epoch=self.epoch)
+        then = (f"the last good checkpoint is {checkpoint} (after epoch {self.epoch}): lower optim.lr or set "
+                f"optim.grad_clip and resume it (train --out {self.run_dir} --resume --set optim.lr=...)" if saved
+                else "no checkpoint was written before it: lower optim.lr or set optim.grad_clip and train again")
         raise TrainingDiverged(f"the training loss became {loss} at epoch {self.epoch + 1}, step "
-                               f"{self.step_in_epoch + 1}; nothing was saved after it, and {last}; lower optim.lr "
-                               f"or set optim.grad_clip, then train again")
+                               f"{self.step_in_epoch + 1}; nothing was saved after it, and {then}")
 
     def _agree_on_stop(self) -> None:
         """A signal may reach the processes at different steps: stop together, or none would finish."""
@@ -418,6 +423,17 @@ class Trainer:
         self.epoch, self.step_in_epoch = state["epoch"], state["step_in_epoch"]
         self._epoch_losses = list(state["epoch_losses"])
         self.history = list(state["history"])
+        if state["experiment"].get("optim") != self.experiment.get("optim"):
+            self._rebase_learning_rate()  # a diverged run resumed with a fixed optim.lr or warm-up
+
+    def _rebase_learning_rate(self) -> None:
+        """The restored optimiser and schedule follow this config's ``optim.lr`` (and warm-up, which
+        the schedule reads from the config) from the restored step on."""
+        lr = self.optim_cfg.lr * self.scheduler.lr_lambdas[0](self.scheduler.last_epoch)
+        self.scheduler.base_lrs = [self.optim_cfg.lr] * len(self.optimizer.param_groups)
+        for group in self.optimizer.param_groups:
+            group["initial_lr"], group["lr"] = self.optim_cfg.lr, lr
+        self.scheduler._last_lr = [lr] * len(self.optimizer.param_groups)
 
 
 def write_metrics(run_dir: Path, history: list[dict]) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import sys
 
+import numpy as np
 import pytest
 import torch
 
@@ -73,6 +74,38 @@ def test_a_loss_that_stops_being_finite_stops_training_before_saving(tmp_path):
         train_experiment(load_experiment("mnist_sandwich", FAST_RUN), out, progress=False, on_step=poison)
     assert "\n" not in str(error.value)
     assert not (out / "checkpoint.pt").exists()
+
+
+def test_a_diverged_run_resumes_from_its_last_good_checkpoint_after_its_learning_rate_is_fixed(tmp_path, capsys):
+    def poison_in_second_epoch(trainer, step):
+        if trainer.epoch == 1 and trainer.step_in_epoch == 1 and not poisoned:
+            poisoned.append(step)
+            with torch.no_grad():
+                next(trainer.model.parameters()).fill_(float("nan"))
+
+    poisoned, out = [], tmp_path / "run"
+    settings = [*FAST_RUN, "train.epochs=2"]
+    with pytest.raises(TrainingDiverged, match=r"epoch 2, step 2.*after epoch 1\): lower optim.lr.*--resume"):
+        train_experiment(load_experiment("mnist_sandwich", settings), out, progress=False,
+                         on_step=poison_in_second_epoch)
+    [pending] = json.loads((out / "divergences.json").read_text())
+    assert pending["checkpoint_epoch"] == 1 and pending["fixed_with"] is None and pending["loss"] == "nan"
+    lr = load_experiment("mnist_sandwich", settings).optim.lr
+    # only optimisation settings may change, and only because the run diverged
+    assert main(["train", "--out", str(out), "--resume", "--set", *settings, "train.seed=1"]) == 2
+    assert "may change only optim.lr" in capsys.readouterr().err
+    fixed = [*settings, f"optim.lr={lr / 2}"]
+    trainer, metrics = train_experiment(load_experiment("mnist_sandwich", fixed), out, resume=True, progress=False)
+    assert len(metrics) == 2 and np.isfinite(metrics["train_loss"]).all()
+    assert trainer.scheduler.base_lrs == [lr / 2] * len(trainer.optimizer.param_groups)
+    schedule = trainer.scheduler.lr_lambdas[0](trainer.scheduler.last_epoch)
+    assert trainer.optimizer.param_groups[0]["lr"] == pytest.approx(lr / 2 * schedule, rel=1e-12)
+    assert load_experiment(out / "config.yaml").optim.lr == lr / 2  # the run records what it resumed with
+    [done] = json.loads((out / "divergences.json").read_text())
+    assert done["fixed_with"] == {"optim.lr": {"was": lr, "now": lr / 2}}
+    # with nothing pending, a resume must restate the run's config again
+    assert main(["train", "--out", str(out), "--resume", "--set", *settings, f"optim.lr={lr / 4}"]) == 2
+    assert "--resume needs the run's own config" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("url, hidden", [("postgresql://user:s3cret@localhost:notaport/db", "s3cret"),
