@@ -8,41 +8,11 @@ from __future__ import annotations
 import argparse
 import sys
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
+from elasticnas.command_registry import COMMANDS, WRITES, UsageError
 from elasticnas.core.errors import ElasticNASError
-
-_COMMANDS: dict[str, tuple[str, str, Callable[[argparse.ArgumentParser], None]]] = {}
-# The folder each writing command locks (core/locking.py), and whether it may create it.
-_WRITES: dict[str, tuple[Callable[[argparse.Namespace], Path], bool]] = {}
-
-
-def command(name: str, help: str, example: str, writes: Callable[[argparse.Namespace], Path | list] | None = None,
-            creates: bool = False):
-    """Register a subcommand: the decorated function adds its arguments and sets ``run``;
-    ``writes(args)`` names the folder it writes (or a list of ``(folder, may_create)``), held by
-    one such command at a time."""
-
-    def decorate(add_arguments):
-        _COMMANDS[name] = (help, example, add_arguments)
-        if writes is not None:
-            _WRITES[name] = (writes, creates)
-        return add_arguments
-
-    return decorate
-
-
-def out_arg(args: argparse.Namespace) -> Path:
-    return args.out
-
-
-def run_folder_arg(args: argparse.Namespace) -> Path:
-    return args.run_folder
-
-
-class UsageError(ElasticNASError):
-    """A command line argparse refused (unknown command, missing or invalid argument)."""
 
 
 class _Parser(argparse.ArgumentParser):
@@ -60,7 +30,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="elasticnas", description="Train once, predict, search, export.")
     parser.add_argument("--debug", action="store_true", help="show tracebacks of errors")
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for name, (help_text, example, add_arguments) in _COMMANDS.items():
+    for name, (help_text, example, add_arguments) in COMMANDS.items():
         sub = subparsers.add_parser(name, help=help_text, description=help_text, epilog=f"example:\n  {example}",
                                     formatter_class=argparse.RawDescriptionHelpFormatter)
         sub.add_argument("--debug", action="store_true", help="show tracebacks of errors")
@@ -74,11 +44,11 @@ def _writer_lock(args: argparse.Namespace, argv: Sequence[str]):
 
     from elasticnas.core.locking import exclusive_writer
 
-    if args.command not in _WRITES or os.environ.get("RANK", "0") != "0":  # under torchrun, rank 0 writes
+    if args.command not in WRITES or os.environ.get("RANK", "0") != "0":  # under torchrun, rank 0 writes
         return nullcontext()
     from elasticnas.runs import CONFIG
 
-    folders, creates = _WRITES[args.command]
+    folders, creates = WRITES[args.command]
     folders = folders(args)
     stack = ExitStack()
     try:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from elasticnas.cli import command, out_arg, run_folder_arg
+from elasticnas.command_registry import command, out_arg, run_folder_arg
 from elasticnas.commands_train import PRECISION_CHOICES, algorithm_names, runtime_names, supernet_names
 
 
@@ -127,7 +127,7 @@ def _run_export(args: argparse.Namespace) -> None:
 
 
 def _finetune_out(args: argparse.Namespace) -> Path:
-    from elasticnas.finetuning import finetuned_folder
+    from elasticnas.export_finetuning import finetuned_folder
 
     return args.out or finetuned_folder(args.export_dir)
 
@@ -148,7 +148,7 @@ def _finetune_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _run_finetune(args: argparse.Namespace) -> None:
-    from elasticnas.finetuning import finetune_export
+    from elasticnas.export_finetuning import finetune_export
 
     report = finetune_export(args.export_dir, epochs=args.epochs, out=_finetune_out(args), run_folder=args.from_run,
                              lr=args.lr)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from elasticnas.cli import command
+from elasticnas.command_registry import command
 from elasticnas.commands_train import float_list, int_list
 from elasticnas.core.errors import ConfigError
 

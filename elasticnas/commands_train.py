@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from elasticnas.cli import UsageError, command, out_arg, run_folder_arg
+from elasticnas.command_registry import UsageError, command, out_arg, run_folder_arg
 from elasticnas.core.errors import ConfigError
 
 PRECISION_CHOICES = ("fp32", "int8")  # int8: the space searches float32 and int8 subnets jointly

@@ -35,10 +35,11 @@ from elasticnas.core.checksums import sha256_bytes, sha256_file
 from elasticnas.core.errors import ConfigError
 from elasticnas.core.files import CorruptFileError, read_json, reading
 from elasticnas.core.staging import staged_folder
-from elasticnas.hardware.quantize import require_int8
-from elasticnas.hardware.runtimes import export_onnx_bytes
+from elasticnas.hardware.quantize import load_int8, require_int8
+from elasticnas.hardware.runtime_parts import export_onnx_bytes
 from elasticnas.supernet.arch import Arch
-from elasticnas.supernet.registry import space_from_config
+from elasticnas.supernet.catalogue import space_from_config
+from elasticnas.supernet.evaluation import score
 from elasticnas.supernet.space import SearchSpace
 from elasticnas.supernet.static import build_static
 
@@ -254,3 +255,22 @@ def load_subnet(folder: str | Path) -> nn.Module:
         raise ConfigError(f"{path} does not fit the architecture in {ARCH_JSON}: "
                           f"{detail[:300]}{'...' if len(detail) > 300 else ''}") from None
     return model.eval()
+
+
+def deployed_accuracy(folder: Path, arch: Arch, splits: dict[str, tuple[torch.Tensor, torch.Tensor]],
+                      threads: int | None = None, model: torch.nn.Module | None = None) -> dict:
+    """``<split>_top1`` of the exported model in ``folder`` as deployed, for each ``split: (images,
+    labels)``: for an int8 subnet the int8 file's, with the float32 model's top-1 and what
+    quantizing cost (of the last split) beside it. ``model``: the float32 model, when already loaded."""
+    model = model if model is not None else load_subnet(folder)
+    int8 = load_int8(folder, int8_runtime_of(folder), threads) if arch.precision != 32 else None
+    accuracy = {}
+    for split, (images, labels) in splits.items():
+        top1 = score(model, images, labels).top1
+        if int8 is None:
+            accuracy[f"{split}_top1"] = top1
+            continue
+        deployed = score(int8, images, labels).top1
+        accuracy.update({f"{split}_top1": deployed, f"{split}_top1_float32": top1,
+                         "int8_accuracy_drop": top1 - deployed})
+    return accuracy

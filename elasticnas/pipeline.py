@@ -21,19 +21,16 @@ from elasticnas.core.config import require_range
 from elasticnas.core.errors import ConfigError
 from elasticnas.core.files import read_csv, read_json, reading
 from elasticnas.core.staging import check_replaceable, staged_folder
-from elasticnas.export import ARCH_JSON, FORMATS, int8_runtime_of, load_subnet, write_export
+from elasticnas.export import ARCH_JSON, FORMATS, deployed_accuracy, load_subnet, write_export
 from elasticnas.hardware.counting import count_all
 from elasticnas.hardware.latency import measure_archs
-from elasticnas.hardware.quantize import load_int8, require_int8
+from elasticnas.hardware.quantize import require_int8
 from elasticnas.hardware.runtimes import check_runtime
 from elasticnas.measure import describe_accuracy_noise, fit_run, latency_table_for, measure_run, read_evaluations
 from elasticnas.predictors import load_predictor
-from elasticnas.runs import EXPORTS, PREDICTORS, SEARCH, load_trained, run_pointer
+from elasticnas.runs import CANDIDATES, EXPORTS, PREDICTORS, REPORT, SEARCH, load_trained, run_pointer
 from elasticnas.supernet.arch import PRECISIONS, Arch
-from elasticnas.supernet.evaluation import calibrated_subnet, score
-
-REPORT = "report.json"
-CANDIDATES = "candidates.csv"  # what an accuracy-checked export was chosen from
+from elasticnas.supernet.evaluation import calibrated_subnet
 
 
 def latest_search(run_folder: Path) -> Path:
@@ -135,25 +132,6 @@ def check_top_k_allowed(check_top_k: int) -> None:
     if isinstance(check_top_k, bool) or not isinstance(check_top_k, int) or check_top_k < 0:
         raise ConfigError(f"--check-top-k is the number of searched subnets measured before an export is chosen: "
                           f"0 (choose on the prediction) or more, but got {check_top_k!r}")
-
-
-def deployed_accuracy(folder: Path, arch: Arch, splits: dict[str, tuple[torch.Tensor, torch.Tensor]],
-                      threads: int | None = None, model: torch.nn.Module | None = None) -> dict:
-    """``<split>_top1`` of the exported model in ``folder`` as deployed, for each ``split: (images,
-    labels)``: for an int8 subnet the int8 file's, with the float32 model's top-1 and what
-    quantizing cost (of the last split) beside it. ``model``: the float32 model, when already loaded."""
-    model = model if model is not None else load_subnet(folder)
-    int8 = load_int8(folder, int8_runtime_of(folder), threads) if arch.precision != 32 else None
-    accuracy = {}
-    for split, (images, labels) in splits.items():
-        top1 = score(model, images, labels).top1
-        if int8 is None:
-            accuracy[f"{split}_top1"] = top1
-            continue
-        deployed = score(int8, images, labels).top1
-        accuracy.update({f"{split}_top1": deployed, f"{split}_top1_float32": top1,
-                         "int8_accuracy_drop": top1 - deployed})
-    return accuracy
 
 
 def export_within_budget(run_folder: str | Path, budget_ms: float, out: str | Path, *,
@@ -327,7 +305,7 @@ def _finetuned(run_folder: Path, export: Path, arch: dict, epochs: int, progress
     epoch count; nothing when ``epochs`` is 0."""
     if not epochs:
         return {}
-    from elasticnas.finetuning import finetune_export, finetuned_folder
+    from elasticnas.export_finetuning import finetune_export, finetuned_folder
 
     tuned = finetuned_folder(export)
     report = read_json(tuned / REPORT, "export report", fields=()) if (tuned / REPORT).exists() else {}

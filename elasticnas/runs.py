@@ -39,6 +39,8 @@ EVALUATIONS = "evaluations.csv"
 PREDICTORS = "predictors"
 SEARCH = "search"
 EXPORTS = "exports"
+REPORT = "report.json"  # an export's measured report, written last
+CANDIDATES = "candidates.csv"  # what an accuracy-checked export was chosen from
 
 
 @dataclass

@@ -25,6 +25,7 @@ import numpy as np
 import pandas as pd
 
 from elasticnas.core.atomic import atomic_save_figure, atomic_write_text, pyplot
+from elasticnas.ofa_trace import load_reference_trace, reference_trace_path
 from elasticnas.predictors import (
     ArchEncoder,
     AutoPredictor,
@@ -33,7 +34,6 @@ from elasticnas.predictors import (
     kendall_tau,
     list_estimators,
 )
-from elasticnas.reference import load_reference_trace, reference_trace_path
 from elasticnas.supernet import create_space
 
 RESULTS = Path(__file__).parent / "results"

@@ -32,8 +32,8 @@ from sklearn.pipeline import make_pipeline
 
 from elasticnas.core.atomic import atomic_save_figure, atomic_write_text, pyplot
 from elasticnas.hardware import LatencyTable
+from elasticnas.ofa_trace import load_reference_trace
 from elasticnas.predictors import ArchEncoder, GradientBoostingPredictor
-from elasticnas.reference import load_reference_trace
 from elasticnas.search import Objective, run_guided_search, run_search, table_latency_objective
 from elasticnas.search.result import hypervolume
 from elasticnas.supernet import create_space

@@ -33,9 +33,9 @@ from elasticnas.core.atomic import atomic_write_text
 from elasticnas.hardware import count_all
 from elasticnas.hardware.latency import measure_latency
 from elasticnas.hardware.quantize import quantize_onnx, random_calibration
-from elasticnas.hardware.runtimes import Prepared, export_onnx_bytes, onnxruntime_session
+from elasticnas.hardware.runtime_parts import Prepared, export_onnx_bytes, onnxruntime_session
 from elasticnas.runs import spread_by_macs
-from elasticnas.supernet.registry import create_space
+from elasticnas.supernet.catalogue import create_space
 from elasticnas.supernet.static import build_static
 
 RESULTS = Path(__file__).parent / "results"

@@ -11,7 +11,8 @@ from elasticnas.hardware.counting import (
 from elasticnas.hardware.latency import LatencyResult, measure_archs, measure_latency
 from elasticnas.hardware.lookup import LatencyTable
 from elasticnas.hardware.reference import ReferenceClock
-from elasticnas.hardware.runtimes import RUNTIMES, export_onnx_bytes
+from elasticnas.hardware.runtime_parts import export_onnx_bytes
+from elasticnas.hardware.runtimes import RUNTIMES
 from elasticnas.hardware.table_check import check_table
 
 __all__ = [

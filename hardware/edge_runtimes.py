@@ -20,6 +20,7 @@ import torch
 from torch import nn
 
 from elasticnas.core.errors import ConfigError
+from elasticnas.hardware.runtime_parts import Prepared, export_onnx_bytes
 
 EXTRAS = {"openvino": "openvino", "executorch": "executorch"}  # runtime -> the extra that installs it
 # OpenVINO computes in bfloat16 by default on CPUs with AMX or AVX512-BF16 (Sapphire Rapids
@@ -52,14 +53,12 @@ def openvino_model(model: nn.Module, example: torch.Tensor, *, dynamic_batch: bo
     ``dynamic_batch``). OpenVINO's PyTorch front end builds the same graph, equally fast to run,
     but converting and compiling a small CNN subnet (12-18 layers) took 1.2-1.6 s that way against 0.2-0.3 s
     through ONNX, and a latency table converts hundreds of layers."""
-    from elasticnas.hardware.runtimes import export_onnx_bytes
 
     ov = require("openvino")
     return ov.Core().read_model(export_onnx_bytes(model, example, dynamic_batch=dynamic_batch))
 
 
 def prepare_openvino(model: nn.Module, example: torch.Tensor, dev: torch.device, threads: int | None):
-    from elasticnas.hardware.runtimes import Prepared
 
     ov = require("openvino")
     _cpu_only("openvino", dev)
@@ -169,7 +168,6 @@ def executorch_method(program_bytes: bytes, threads: int | None = None) -> Execu
 
 
 def prepare_executorch(model: nn.Module, example: torch.Tensor, dev: torch.device, threads: int | None):
-    from elasticnas.hardware.runtimes import Prepared
 
     _cpu_only("executorch", dev)
     method = executorch_method(executorch_bytes(model, example), threads)

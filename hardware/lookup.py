@@ -34,7 +34,6 @@ from elasticnas.core.atomic import atomic_write_json, atomic_write_text
 from elasticnas.core.checksums import sha256_bytes, verify_bytes
 from elasticnas.core.errors import ConfigError, InvalidArchitectureError
 from elasticnas.core.files import read_csv, read_json, reading
-from elasticnas.hardware.latency import resolved_threads
 from elasticnas.hardware.quantize import require_int8
 from elasticnas.hardware.reference import REFERENCE_VERSION, ReferenceClock, relative_change
 from elasticnas.hardware.runtimes import check_runtime
@@ -48,8 +47,9 @@ from elasticnas.hardware.table_build import (
 )
 from elasticnas.hardware.table_calibration import calibration_subnets, fit_per_precision, positive_line
 from elasticnas.hardware.table_validation import check_calibration, check_entries, check_metadata, check_positive
+from elasticnas.hardware.timing import resolved_threads
 from elasticnas.supernet.arch import Arch
-from elasticnas.supernet.registry import space_from_config
+from elasticnas.supernet.catalogue import space_from_config
 from elasticnas.supernet.space import SearchSpace
 
 TABLE_CSV, TABLE_JSON = "latency_table.csv", "latency_table.json"

@@ -45,6 +45,7 @@ from elasticnas.hardware.int8_runtimes import (
     needs_free_batch,
     openvino_int8_files,
 )
+from elasticnas.hardware.runtime_parts import export_onnx_bytes, onnxruntime_session
 
 INT8_ONNX = "model.int8.onnx"  # an int8 subnet exported for ONNX Runtime
 CALIBRATION_IMAGES = 256  # training images an int8 subnet's activation ranges are calibrated on
@@ -124,7 +125,6 @@ def _quiet() -> Iterator[None]:
 
 
 def _onnxruntime_int8(model: nn.Module, example: torch.Tensor, calibration: Sequence[np.ndarray]) -> dict:
-    from elasticnas.hardware.runtimes import export_onnx_bytes
 
     dynamic = needs_free_batch(example, calibration)
     return {INT8_ONNX: quantize_onnx(export_onnx_bytes(model, example, dynamic_batch=dynamic), calibration)}
@@ -166,7 +166,6 @@ def _zero_point_type(graph, node) -> int:
 
 def _onnxruntime_quantized_io(files: dict[str, bytes], example: torch.Tensor, threads: int | None):
     """One inference of the int8 ONNX model with 8-bit input and output (:func:`quantized_io`), to time."""
-    from elasticnas.hardware.runtimes import onnxruntime_session
 
     session = onnxruntime_session(quantized_io(files[INT8_ONNX]), torch.device("cpu"), threads)
     kind = session.get_inputs()[0].type  # tensor(uint8) once the input's quantize step is gone
@@ -222,7 +221,6 @@ class OnnxInt8Model:
     """An int8 ONNX model run by ONNX Runtime on the CPU: ``model(images)`` gives float32 logits."""
 
     def __init__(self, onnx_bytes: bytes, threads: int | None = None):
-        from elasticnas.hardware.runtimes import onnxruntime_session
 
         self.onnx_bytes = onnx_bytes
         self.session = onnxruntime_session(onnx_bytes, torch.device("cpu"), threads)

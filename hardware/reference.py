@@ -25,6 +25,8 @@ import torch
 from torch import nn
 
 from elasticnas.core.errors import ConfigError
+from elasticnas.hardware.runtimes import prepare
+from elasticnas.hardware.timing import time_runs, torch_threads
 
 REFERENCE_VERSION = 1  # bump when the workload changes: old tables' reference times become incomparable
 REFERENCE_INPUT = (3, 64, 64)
@@ -74,9 +76,6 @@ class ReferenceClock:
 
     def read(self) -> float:
         """Time the reference now (ms per inference)."""
-        from elasticnas.hardware.latency import time_runs, torch_threads
-        from elasticnas.hardware.runtimes import prepare
-
         with torch_threads(self.threads), torch.inference_mode():
             warmup = 2
             if self._prepared is None:

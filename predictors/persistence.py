@@ -43,7 +43,7 @@ def trusted_types() -> frozenset[str]:
     from elasticnas.predictors.auto import AutoPredictor
     from elasticnas.predictors.encoding import ArchEncoder
     from elasticnas.predictors.estimators import ESTIMATORS
-    from elasticnas.supernet.registry import FAMILIES
+    from elasticnas.supernet.catalogue import FAMILIES
 
     spaces = [FAMILIES.get(name).space for name in FAMILIES.names()]
     classes = [AutoPredictor, ArchEncoder, *(ESTIMATORS.get(name)[0] for name in ESTIMATORS.names()),

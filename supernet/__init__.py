@@ -3,9 +3,7 @@
 from elasticnas.core.errors import ConfigError, ElasticNASError, InvalidArchitectureError, UnknownNameError
 from elasticnas.supernet import families as _families  # noqa: F401  (registers every family)
 from elasticnas.supernet.arch import Arch
-from elasticnas.supernet.evaluation import EvalData, EvalResult, calibrated_subnet, evaluate, evaluate_many
-from elasticnas.supernet.module import ElasticBlock, Supernet
-from elasticnas.supernet.registry import (
+from elasticnas.supernet.catalogue import (
     build_supernet,
     create_space,
     create_supernet,
@@ -15,6 +13,8 @@ from elasticnas.supernet.registry import (
     register_supernet,
     space_from_config,
 )
+from elasticnas.supernet.evaluation import EvalData, EvalResult, calibrated_subnet, evaluate, evaluate_many
+from elasticnas.supernet.module import ElasticBlock, Supernet
 from elasticnas.supernet.reorder import reorder_channels
 from elasticnas.supernet.samplers import Strategy, create_strategy, list_strategies, register_strategy
 from elasticnas.supernet.space import Gene, LayerSlot, SearchSpace

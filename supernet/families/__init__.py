@@ -2,7 +2,7 @@
 
 A family folder holds its space (genes and layer list), its architecture class, its layer
 specs with their static and elastic modules, its supernet and its presets, and registers
-them with :func:`elasticnas.supernet.registry.register_family` and ``register_supernet``.
+them with :func:`elasticnas.supernet.catalogue.register_family` and ``register_supernet``.
 Nothing outside the folder names the family: adding one is adding a folder.
 """
 

@@ -12,8 +12,8 @@ from torch import nn
 
 from elasticnas.hardware import LatencyResult, LatencyTable, measure_latency
 from elasticnas.hardware import table_build as lookup_module
-from elasticnas.hardware.latency import torch_threads
 from elasticnas.hardware.lookup import layer_key
+from elasticnas.hardware.timing import torch_threads
 from elasticnas.supernet import ConfigError, InvalidArchitectureError, UnknownNameError, create_space
 
 warnings.filterwarnings("ignore", category=UserWarning)

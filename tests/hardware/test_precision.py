@@ -26,12 +26,12 @@ from elasticnas.hardware.quantize import (
     quantized_io,
     require_int8,
 )
-from elasticnas.hardware.runtimes import export_onnx_bytes
+from elasticnas.hardware.runtime_parts import export_onnx_bytes
 from elasticnas.predictors.encoding import feature_names
 from elasticnas.runs import load_trained
 from elasticnas.supernet import create_space, list_supernets
+from elasticnas.supernet.catalogue import build_supernet, space_from_config
 from elasticnas.supernet.evaluation import calibrated_subnet, evaluate, score
-from elasticnas.supernet.registry import build_supernet, space_from_config
 from elasticnas.supernet.specs import QuantizedSpec, spec_from_dict, spec_to_dict
 
 warnings.filterwarnings("ignore", category=UserWarning)

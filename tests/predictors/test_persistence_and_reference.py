@@ -6,8 +6,8 @@ import skops.io as sio
 from sklearn.pipeline import make_pipeline
 
 from elasticnas.hardware import count_params
+from elasticnas.ofa_trace import load_reference_trace, reference_trace_path
 from elasticnas.predictors import ArchEncoder, GaussianProcessPredictor, load_predictor, read_predictor, save_predictor
-from elasticnas.reference import load_reference_trace, reference_trace_path
 from elasticnas.supernet import ConfigError, create_space
 
 SPACE = create_space("tiny_mbv3", num_classes=10, in_channels=1)

@@ -15,7 +15,7 @@ from torch import nn
 from elasticnas.cli import main
 from elasticnas.export import export_program
 from elasticnas.hardware import count_all, count_macs, count_params
-from elasticnas.hardware.runtimes import export_onnx_bytes
+from elasticnas.hardware.runtime_parts import export_onnx_bytes
 from elasticnas.supernet import ConfigError, build_supernet, space_from_config
 from elasticnas.supernet.families.graph import GraphCaptureError, elasticize
 from tests.conftest import hook_counts, randomise_

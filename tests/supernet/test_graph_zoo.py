@@ -9,7 +9,7 @@ import torch
 
 from elasticnas.export import export_program
 from elasticnas.hardware import count_macs, count_params
-from elasticnas.hardware.runtimes import export_onnx_bytes
+from elasticnas.hardware.runtime_parts import export_onnx_bytes
 from elasticnas.supernet.families.graph import elasticize
 from tests.conftest import hook_counts
 

@@ -1,11 +1,11 @@
 """Graph-derived supernets: a user's own model made elastic (``elasticize``), its space read off its graph."""
 
+from elasticnas.supernet.catalogue import register_family
 from elasticnas.supernet.families.graph.capture import GraphCaptureError
 from elasticnas.supernet.families.graph.elasticize import ElasticOptions, elasticize
 from elasticnas.supernet.families.graph.network import GraphSupernet
 from elasticnas.supernet.families.graph.source import supernet_from_space
 from elasticnas.supernet.families.graph.space import GraphArch, GraphSpace
-from elasticnas.supernet.registry import register_family
 
 register_family("graph", space=GraphSpace, supernet=supernet_from_space)
 

@@ -8,23 +8,12 @@ consecutive ones into stages. Results are plain data keyed by node and module na
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from torch import fx, nn
 
-from elasticnas.supernet.families.graph.layout import Groups, Layout
+from elasticnas.supernet.families.graph.layout import Binding, Groups, Layout
 from elasticnas.supernet.families.graph.rules import is_residual_add, layouts_of_graph
-
-
-@dataclass
-class Binding:
-    """A module whose weights are sliced: its kind (conv, linear, batchnorm, layernorm) and the
-    layouts of its input and output channels."""
-
-    kind: str
-    inputs: Layout
-    outputs: Layout
-    calls: list[str] = field(default_factory=list)  # the nodes calling it (more than one: a shared module)
 
 
 @dataclass(frozen=True)

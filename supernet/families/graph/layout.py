@@ -9,7 +9,7 @@ concatenation), each channel repeated over ``inner`` contiguous elements (H*W af
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from torch import Tensor
@@ -147,3 +147,14 @@ def permuted_indices(segments: tuple[tuple[int, int], ...], inner: int, group: i
     if inner == 1:
         return channels
     return (channels[:, None] * inner + torch.arange(inner)).flatten()
+
+
+@dataclass
+class Binding:
+    """A module whose weights are sliced: its kind (conv, linear, batchnorm, layernorm) and the
+    layouts of its input and output channels."""
+
+    kind: str
+    inputs: Layout
+    outputs: Layout
+    calls: list[str] = field(default_factory=list)  # the nodes calling it (more than one: a shared module)

@@ -10,18 +10,14 @@ reason: a width is made elastic only where every reader of it is understood.
 from __future__ import annotations
 
 import operator
-from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
 from torch import fx, nn
 
 from elasticnas.supernet.families.graph.capture import is_transposed_linear
-from elasticnas.supernet.families.graph.layout import Groups, Layout
+from elasticnas.supernet.families.graph.layout import Binding, Groups, Layout
 from elasticnas.supernet.families.graph.reshape_rules import ReshapeRules, describe
-
-if TYPE_CHECKING:
-    from elasticnas.supernet.families.graph.analysis import Binding
 
 _ELEMENTWISE_MODULES = (nn.ReLU, nn.ReLU6, nn.GELU, nn.SiLU, nn.Hardswish, nn.Hardsigmoid, nn.Sigmoid, nn.Tanh,
                         nn.LeakyReLU, nn.ELU, nn.Mish, nn.Softplus, nn.Dropout, nn.Identity)
@@ -101,7 +97,6 @@ class _Walk(ReshapeRules):
 
     # ----- modules ------------------------------------------------------------------------
     def visit_module(self, node: fx.Node, module: nn.Module) -> Layout | None:
-        from elasticnas.supernet.families.graph.analysis import Binding
 
         x = node.args[0] if node.args else None
         layout, shape = self.of(x), self.shape(x)
@@ -186,7 +181,6 @@ class _Walk(ReshapeRules):
         inputs = layout if tracked else self.untracked(layout, conv.in_channels, 1, node)
         if conv.groups == 1:
             return self.produce(node, "conv", inputs, conv.out_channels, 1)
-        from elasticnas.supernet.families.graph.analysis import Binding
 
         depthwise = conv.groups == conv.in_channels == conv.out_channels
         if not depthwise:
@@ -204,7 +198,6 @@ class _Walk(ReshapeRules):
     def produce(self, node: fx.Node, kind: str, inputs: Layout, channels: int, axis: int,
                 fixed: str | None = None) -> Layout:
         """The output layout of a conv or linear: a new group, or its first call's (a shared module)."""
-        from elasticnas.supernet.families.graph.analysis import Binding
 
         binding = self.bindings.get(node.target)
         if binding is not None:

@@ -205,10 +205,12 @@ class GraphSpace(SearchSpace):
         return build
 
     def static_model(self, arch: Arch):
-        """The extracted graph of ``arch``, rebuilt from ``source`` (its weights are the source's)."""
-        from elasticnas.supernet.families.graph.source import supernet_from_space
+        """The extracted graph of ``arch``, rebuilt from ``source`` (its weights are the source's).
+        Through the family registry, where the family's builder is registered: this module is
+        below the ones that trace and elasticize a model, and must not import them."""
+        from elasticnas.supernet.catalogue import build_supernet
 
-        return supernet_from_space(self).extract(arch)
+        return build_supernet(self).extract(arch)
 
     def _checked(self, arch: Arch):
         values = super()._checked(arch)

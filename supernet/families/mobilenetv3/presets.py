@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+from elasticnas.supernet.catalogue import register_family, register_supernet
 from elasticnas.supernet.families.mobilenetv3.network import MobileNetV3Supernet
 from elasticnas.supernet.families.mobilenetv3.space import MobileNetV3Space
-from elasticnas.supernet.registry import register_family, register_supernet
 from elasticnas.supernet.specs import make_divisible
 
 register_family("mobilenetv3", space=MobileNetV3Space, supernet=MobileNetV3Supernet)

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+from elasticnas.supernet.catalogue import register_family, register_supernet
 from elasticnas.supernet.families.resnet.network import ResNetSupernet
 from elasticnas.supernet.families.resnet.space import ResNetSpace
-from elasticnas.supernet.registry import register_family, register_supernet
 
 register_family("resnet", space=ResNetSpace, supernet=ResNetSupernet)
 

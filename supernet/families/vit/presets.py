@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+from elasticnas.supernet.catalogue import register_family, register_supernet
 from elasticnas.supernet.families.vit.network import ViTSupernet
 from elasticnas.supernet.families.vit.space import ViTSpace
-from elasticnas.supernet.registry import register_family, register_supernet
 
 register_family("vit", space=ViTSpace, supernet=ViTSupernet)
 

@@ -20,9 +20,17 @@ from elasticnas.core.checksums import verify_files
 from elasticnas.core.errors import ConfigError
 from elasticnas.core.files import read_json
 from elasticnas.core.staging import staged_folder
-from elasticnas.export import ARCH_JSON, FILES, WEIGHTS, int8_runtime_of, load_subnet, read_arch_json, write_export
-from elasticnas.pipeline import REPORT, deployed_accuracy
-from elasticnas.runs import find_run, load_trained, run_pointer
+from elasticnas.export import (
+    ARCH_JSON,
+    FILES,
+    WEIGHTS,
+    deployed_accuracy,
+    int8_runtime_of,
+    load_subnet,
+    read_arch_json,
+    write_export,
+)
+from elasticnas.runs import REPORT, find_run, load_trained, run_pointer
 from elasticnas.supernet.arch import FULL_PRECISION
 from elasticnas.supernet.evaluation import calibrated_subnet, recalibrate_bn
 from elasticnas.supernet.finetuning import FinetuneConfig, finetune

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from elasticnas.supernet.registry import create_space
+from elasticnas.supernet.catalogue import create_space
 
 TRACE_NAME = "ofa_mbv3_w10_imagenet_trace.csv"
 DEFAULT_TRACE = Path(__file__).resolve().parents[2] / "shared" / "refdata" / TRACE_NAME

@@ -1,4 +1,4 @@
-"""Registries of supernet presets (name -> space factory) and families (family -> space and module classes).
+"""The catalogue of supernets: presets (name -> space factory) and families (family -> space and module classes).
 
 >>> from elasticnas.supernet import create_supernet, list_supernets
 >>> "ofa_mbv3_w10" in list_supernets()
