@@ -28,7 +28,7 @@ from elasticnas.supernet.training import OptimConfig, SamplerConfig, TrainConfig
 
 # the bundled configs: package data, found in a wheel install as in an editable checkout
 EXPERIMENTS = Path(str(resources.files("elasticnas.configs")))
-QUICKSTART_CONFIG = "mnist_quickstart"  # the sampling-strategy benchmark's choice (README)
+QUICKSTART_CONFIG = "mnist_quickstart"  # the sampling-strategy benchmark's choice (docs/benchmarks.md)
 DEFAULT_CONFIG = QUICKSTART_CONFIG  # `elasticnas train` without a config trains what the quickstart does
 # the quickstart's config for a supernet the benchmark did not measure and that has no bundled recipe
 SANDWICH_CONFIG = "mnist_sandwich"

@@ -12,7 +12,7 @@ units becomes milliseconds again with the reference's current time.
 It only cancels slowdowns that hit every workload alike (clock frequency, a slower host). A
 process competing for the cores the measurement uses slows multi-threaded models by factors
 that depend on their shape; there the reference tells that the machine is disturbed, which is
-still worth knowing, but cannot undo it (the README's latency benchmark shows by how much).
+still worth knowing, but cannot undo it (the latency benchmark in docs/benchmarks.md shows by how much).
 """
 
 from __future__ import annotations

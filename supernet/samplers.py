@@ -129,7 +129,7 @@ class Uniform(Strategy):
     class Options:
         num_subnets: int = 1  # random subnets per step, each from the labels
         # also the min subnet every step, from the labels: the sandwich rule's lower bound without
-        # its teacher, for the smallest subnets, which uniform draws rarely reach (README: seeds)
+        # its teacher, for the smallest subnets, which uniform draws rarely reach (docs/benchmarks.md: seeds)
         with_smallest: bool = False
         # also the max subnet every step, from the labels: with ``with_smallest``, the sandwich rule's
         # bounds without its teacher, for the largest subnets, which uniform draws also rarely reach
