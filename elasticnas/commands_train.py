@@ -65,7 +65,7 @@ def _train_arguments(parser: argparse.ArgumentParser) -> None:
                         "resolved config and write nothing")
     parser.add_argument("--init", type=Path, default=None, metavar="RUN_OR_CHECKPOINT",
                         help="start from this run's (or imported, or checkpoint file's) supernet instead of "
-                        "random weights; same as init.source (see init.* in the README)")
+                        "random weights; same as init.source (see init.* in docs/howto.md)")
     parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
                         help="dotted overrides, e.g. train.epochs=2 sampler.name=uniform")
     parser.set_defaults(run=_run_train)
