@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 # Optional extras on top of dev, e.g. `make test EXTRAS=dev,openvino,executorch,models` (CI does).
 EXTRAS ?= dev
 
-.PHONY: venv test lint wheel-smoke train quickstart clean
+.PHONY: venv test lint docs wheel-smoke train quickstart clean
 
 venv: $(VENV)/.installed
 
@@ -21,6 +21,10 @@ $(VENV)/.installed: pyproject.toml setup.py
 
 lint: venv
 	$(BIN)/ruff check .
+
+# The documentation site, strictly (a warning fails it), into site/; tests/test_docs.py builds it too.
+docs: venv
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
 
 # Build the wheel, install it in a fresh venv away from the source tree, run the default job
 # for one epoch there (CI does; about 3 minutes).
@@ -40,4 +44,4 @@ quickstart: venv
 	$(BIN)/elasticnas quickstart --out runs/quickstart
 
 clean:
-	rm -rf $(VENV) build *.egg-info
+	rm -rf $(VENV) build site *.egg-info

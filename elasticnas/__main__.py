@@ -1,3 +1,4 @@
 from elasticnas.cli import main
 
-raise SystemExit(main())
+if __name__ == "__main__":  # importing the module (as documentation tools do) runs nothing
+    raise SystemExit(main())

@@ -294,10 +294,3 @@ def test_weights_load_before_elasticizing_and_profile_takes_the_run(tmp_path, ca
     assert main(["elasticize", "tests.supernet.graph_models:small_resnet", "--weights", str(bad),
                  "--input-shape", f"1,{SIZE},{SIZE}"]) == 2
     assert "does not fit the model" in capsys.readouterr().err
-
-
-def test_the_readme_example_runs():
-    """The README's bring-your-own-model example, executed as written."""
-    readme = (pathlib.Path(__file__).resolve().parents[2] / "README.md").read_text()
-    block = readme.split("<!-- byom-example -->", 1)[1].split("```python\n", 1)[1].split("```", 1)[0]
-    exec(compile(block, "README.md", "exec"), {})

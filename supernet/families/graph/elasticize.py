@@ -87,13 +87,14 @@ def elasticize(model: nn.Module, example_inputs, *, width: Sequence[float] | Non
     channel, or None to keep the model's order. ``leaves`` are module classes to keep whole.
     ``source`` ("package.module:callable") lets a run rebuild the model from its space.
 
-    >>> import torch
-    >>> from torch import nn
-    >>> model = nn.Sequential(nn.Conv2d(1, 8, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
-    ...                       nn.Linear(8, 10))
-    >>> net = elasticize(model, torch.randn(2, 1, 16, 16))
-    >>> [gene.choices for gene in net.space.widths]
-    [(4, 6, 8)]
+    Examples:
+        >>> import torch
+        >>> from torch import nn
+        >>> model = nn.Sequential(nn.Conv2d(1, 8, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+        ...                       nn.Linear(8, 10))
+        >>> net = elasticize(model, torch.randn(2, 1, 16, 16))
+        >>> [gene.choices for gene in net.space.widths]
+        [(4, 6, 8)]
     """
     options = ElasticOptions(tuple(width) if width is not None else None, depth, kernel,
                              tuple(resolutions) if resolutions is not None else None)
