@@ -15,8 +15,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from elasticnas.core.errors import ElasticNASError
-
-LOCK_FILE = ".elasticnas.lock"
+from elasticnas.core.run_layout import LOCK as LOCK_FILE
 
 try:
     import fcntl

@@ -16,7 +16,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from elasticnas.core.errors import ConfigError
-from elasticnas.core.locking import LOCK_FILE
+from elasticnas.core.run_layout import LOCK as LOCK_FILE
 
 
 def staging_folder(out: str | os.PathLike) -> Path:

@@ -23,10 +23,10 @@ import pandas as pd
 
 from elasticnas.budget import FrontPoint
 from elasticnas.core.errors import ConfigError
+from elasticnas.core.run_layout import ACCURACY_CHECKS, EXPORTS
 from elasticnas.measure import append_evaluations, latency_table_for, read_evaluations
-from elasticnas.runs import EXPORTS
 
-CHECKS = f"{EXPORTS}/accuracy_checks.csv"
+CHECKS = f"{EXPORTS}/{ACCURACY_CHECKS}"
 CHECK_COLUMNS = ("arch", "source", "predicted_ms", "val_top1", "val_top1_se")
 
 

@@ -46,7 +46,7 @@ def _writer_lock(args: argparse.Namespace, argv: Sequence[str]):
 
     if args.command not in WRITES or os.environ.get("RANK", "0") != "0":  # under torchrun, rank 0 writes
         return nullcontext()
-    from elasticnas.runs import CONFIG
+    from elasticnas.core.run_layout import CONFIG
 
     folders, creates = WRITES[args.command]
     folders = folders(args)

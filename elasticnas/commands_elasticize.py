@@ -8,8 +8,8 @@ from pathlib import Path
 from elasticnas.command_registry import command
 from elasticnas.commands_train import float_list, int_list
 from elasticnas.core.errors import ConfigError
+from elasticnas.core.run_layout import CONFIG, EXPLAIN_CSV
 
-EXPLAIN_CSV = "elasticize.csv"  # what became elastic, with which choices, and what stayed fixed and why
 EXPLAIN_COLUMNS = ("dimension", "name", "size", "choices", "detail")  # detail: why fixed, or the blocks
 
 
@@ -89,7 +89,7 @@ def _run_elasticize(args: argparse.Namespace) -> None:
     if args.out is not None:
         _write(args.out, net, table, config)
         print(f"run folder: {args.out} (config.yaml, supernet.safetensors, {EXPLAIN_CSV}); next: elasticnas train "
-              f"{args.out / 'config.yaml'} --init {args.out} --out RUN, or elasticnas measure {args.out}")
+              f"{args.out / CONFIG} --init {args.out} --out RUN, or elasticnas measure {args.out}")
 
 
 def _load_weights(model, path: Path) -> str:

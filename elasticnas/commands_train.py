@@ -8,6 +8,7 @@ from pathlib import Path
 
 from elasticnas.command_registry import UsageError, command, out_arg, run_folder_arg
 from elasticnas.core.errors import ConfigError
+from elasticnas.core.run_layout import CONFIG, EVALUATIONS
 
 PRECISION_CHOICES = ("fp32", "int8")  # int8: the space searches float32 and int8 subnets jointly
 
@@ -79,7 +80,7 @@ def _run_train(args: argparse.Namespace) -> None:
 
     if args.out is None and not args.dry_run:
         raise UsageError("train needs --out RUN_FOLDER (or --dry-run to only check the config)")
-    recorded = args.out / "config.yaml" if args.out is not None else None
+    recorded = args.out / CONFIG if args.out is not None else None
     if args.resume and args.config is None and recorded.is_file():
         # the run folder records its config and overrides: --set may only restate them
         config = load_experiment(recorded, args.set)
@@ -171,8 +172,8 @@ def _profile_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _run_profile(args: argparse.Namespace) -> None:
+    from elasticnas.core.run_layout import TABLE_JSON
     from elasticnas.hardware import LatencyTable
-    from elasticnas.hardware.lookup import TABLE_JSON
     from elasticnas.hardware.table_check import require_check_size
 
     if args.check:
@@ -236,7 +237,7 @@ def _run_measure(args: argparse.Namespace) -> None:
 
     evaluations = measure_run(args.run_folder, args.n, seed=args.seed, device=args.device, runtime=args.runtime)
     top1, latency = evaluations["val_top1"], evaluations["table_latency_ms"]
-    print(f"{len(evaluations)} subnets in {args.run_folder / 'evaluations.csv'}: validation top-1 "
+    print(f"{len(evaluations)} subnets in {args.run_folder / EVALUATIONS}: validation top-1 "
           f"{top1.min():.2f}-{top1.max():.2f}%, table latency {latency.min():.3f}-{latency.max():.3f} ms")
 
 

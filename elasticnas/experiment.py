@@ -19,6 +19,7 @@ from elasticnas.core.atomic import atomic_write_text
 from elasticnas.core.config import apply_overrides, config_to_dict, load_yaml, parse_config
 from elasticnas.core.distributed import init_from_env, rank_and_world
 from elasticnas.core.errors import ConfigError
+from elasticnas.core.run_layout import CHECKPOINT, CONFIG
 from elasticnas.data import DataConfig, load_data
 from elasticnas.parents import inherit_parent, with_parent_recorded, with_parent_space
 from elasticnas.supernet import build_supernet, create_supernet, space_from_config
@@ -127,8 +128,8 @@ def quickstart_config(supernet: str | None = None, run_folder: str | Path | None
     supernet (or none named), else the named supernet's bundled sandwich recipe, else the
     default config (the supernet swapped in by the caller): the quickstart's own choice was
     measured on its supernet only."""
-    if run_folder is not None and (Path(run_folder) / "config.yaml").exists():
-        return str(Path(run_folder) / "config.yaml")
+    if run_folder is not None and (Path(run_folder) / CONFIG).exists():
+        return str(Path(run_folder) / CONFIG)
     own = load_yaml(find_config(QUICKSTART_CONFIG))["supernet"]["name"]
     if supernet is None or supernet == own:
         return QUICKSTART_CONFIG
@@ -185,7 +186,7 @@ def train_experiment(config: ExperimentConfig, run_dir: str | Path, *, resume: b
                      progress: bool = True, on_step=None):
     """Train the supernet of ``config`` into ``run_dir``; returns ``(trainer, metrics)``."""
     run_dir = Path(run_dir)
-    saved = run_dir / "config.yaml"
+    saved = run_dir / CONFIG
     config = with_parent_space(config) if config.init.source else config
     changed = {}
     if resume:
@@ -196,7 +197,7 @@ def train_experiment(config: ExperimentConfig, run_dir: str | Path, *, resume: b
             config = replace(config, init=replace(config.init, sha256=previous.init.sha256))
         changed = _differences(previous.to_dict(), config.to_dict())
         check_fix(run_dir, changed)  # only a diverged run may resume with other (optimiser) settings
-    elif (run_dir / "checkpoint.pt").exists():
+    elif (run_dir / CHECKPOINT).exists():
         raise ConfigError(f"{run_dir} already holds a training run; pass --resume to continue it "
                           f"or choose another --out")
     init_from_env(resolve_device(config.train.device))  # under torchrun: join before sharding the data

@@ -34,6 +34,7 @@ from elasticnas.core.atomic import atomic_write_bytes, atomic_write_json
 from elasticnas.core.checksums import sha256_bytes, sha256_file
 from elasticnas.core.errors import ConfigError
 from elasticnas.core.files import CorruptFileError, read_json, reading
+from elasticnas.core.run_layout import ARCH_JSON, ONNX, PROGRAM, TORCHSCRIPT, WEIGHTS
 from elasticnas.core.staging import staged_folder
 from elasticnas.hardware.quantize import load_int8, require_int8
 from elasticnas.hardware.runtime_parts import export_onnx_bytes
@@ -46,8 +47,6 @@ from elasticnas.supernet.static import build_static
 # TorchScript is deprecated in torch; torch.export is its successor, so it is the default compiled format.
 FORMATS = ("safetensors", "torch_export", "onnx")
 KNOWN_FORMATS = (*FORMATS, "torchscript", "openvino", "executorch")
-ARCH_JSON, WEIGHTS, TORCHSCRIPT, ONNX = "arch.json", "weights.safetensors", "model.torchscript.pt", "model.onnx"
-PROGRAM = "model.pt2"
 FILES = {"torch_export": [PROGRAM], "onnx": [ONNX], "torchscript": [TORCHSCRIPT],
          "openvino": ["model.xml", "model.bin"], "executorch": ["model.pte"]}
 # Relative to the largest output magnitude: runtimes fuse and reorder float32 sums differently, so

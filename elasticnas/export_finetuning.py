@@ -19,6 +19,8 @@ from elasticnas.core.atomic import atomic_write_json
 from elasticnas.core.checksums import verify_files
 from elasticnas.core.errors import ConfigError
 from elasticnas.core.files import read_json
+from elasticnas.core.run_layout import FINETUNE_CHECKPOINT as CHECKPOINT
+from elasticnas.core.run_layout import REPORT
 from elasticnas.core.staging import staged_folder
 from elasticnas.export import (
     ARCH_JSON,
@@ -30,12 +32,11 @@ from elasticnas.export import (
     read_arch_json,
     write_export,
 )
-from elasticnas.runs import REPORT, find_run, load_trained, run_pointer
+from elasticnas.runs import find_run, load_trained, run_pointer
 from elasticnas.supernet.arch import FULL_PRECISION
 from elasticnas.supernet.evaluation import calibrated_subnet, recalibrate_bn
 from elasticnas.supernet.finetuning import FinetuneConfig, finetune
 
-CHECKPOINT = "finetune_checkpoint.pt"
 # Copied from the original report: the architecture, so its cost and latency, is unchanged.
 UNCHANGED = ("supernet", "space_fingerprint", "precision", "latency_ms_measured", "latency_ms_predicted",
              "device", "runtime", "device_name", "macs", "params", "size_bytes", "peak_activation_bytes")

@@ -19,8 +19,9 @@ from safetensors.torch import save_file
 
 from elasticnas.core.config import apply_overrides, parse_config
 from elasticnas.core.errors import ConfigError
+from elasticnas.core.run_layout import CONFIG, IMPORTED_WEIGHTS
 from elasticnas.experiment import ExperimentConfig, InitConfig
-from elasticnas.parents import IMPORTED_WEIGHTS, file_sha256
+from elasticnas.parents import file_sha256
 from elasticnas.supernet import create_supernet
 from elasticnas.supernet.foreign import convert_foreign_state, read_tensor_file
 
@@ -65,7 +66,7 @@ def write_run_whole(out: Path, config: ExperimentConfig, tensors: dict, metadata
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.importing-", dir=out.parent))
     try:
-        (staging / "config.yaml").write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))
+        (staging / CONFIG).write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))
         save_file(tensors, str(staging / IMPORTED_WEIGHTS), metadata=metadata)
         for name, text in (texts or {}).items():
             (staging / name).write_text(text)

@@ -15,12 +15,20 @@ from elasticnas.core.atomic import atomic_save_figure, atomic_write_text, pyplot
 from elasticnas.core.errors import ConfigError
 from elasticnas.core.files import reading
 from elasticnas.core.journal import append_row, check_appendable, journal_columns, open_append, read_journal
+from elasticnas.core.run_layout import (
+    EVALUATIONS,
+    HELD_OUT_PREDICTIONS,
+    PREDICTOR_PLOT,
+    PREDICTOR_REPORTS,
+    PREDICTORS,
+    TABLE_JSON,
+)
 from elasticnas.hardware.counting import count_all
-from elasticnas.hardware.lookup import TABLE_JSON, LatencyTable
+from elasticnas.hardware.lookup import LatencyTable
 from elasticnas.hardware.quantize import evaluate_deployed
 from elasticnas.hardware.runtimes import check_runtime
 from elasticnas.predictors import ArchEncoder, AutoPredictor, cross_validated_report, measurement_noise, save_predictor
-from elasticnas.runs import EVALUATIONS, PREDICTORS, TrainedRun, load_trained, run_space, spread_by_macs
+from elasticnas.runs import TrainedRun, load_trained, run_space, spread_by_macs
 from elasticnas.supernet.space import SearchSpace
 
 COST_COLUMNS = ("macs", "params", "size_bytes", "peak_activation_bytes")
@@ -167,9 +175,9 @@ def fit_run(run_folder: str | Path, *, n_trials: int = 40, seed: int = 0, encodi
     reports = pd.DataFrame(rows)
     held_out = pd.concat([pd.DataFrame({"target": t, "kind": TARGETS[t][0], "arch": evaluations["arch"],
                                         "measured": y, "predicted": oof}) for t, (y, oof, _) in predictions.items()])
-    atomic_write_text(out / "held_out_predictions.csv", held_out.to_csv(index=False))
-    atomic_write_text(out / "reports.csv", reports.to_csv(index=False))
-    plot_predictor_quality(predictions, out / "predictor_quality.png")
+    atomic_write_text(out / HELD_OUT_PREDICTIONS, held_out.to_csv(index=False))
+    atomic_write_text(out / PREDICTOR_REPORTS, reports.to_csv(index=False))
+    plot_predictor_quality(predictions, out / PREDICTOR_PLOT)
     return reports
 
 

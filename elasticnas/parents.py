@@ -18,11 +18,10 @@ from torch import Tensor, nn
 
 from elasticnas.core.errors import ConfigError
 from elasticnas.core.files import reading
+from elasticnas.core.run_layout import CHECKPOINT as TRAINED_WEIGHTS
+from elasticnas.core.run_layout import CONFIG, IMPORTED_WEIGHTS
 from elasticnas.supernet.foreign import read_tensor_file
 from elasticnas.supernet.transfer import inherit_weights
-
-TRAINED_WEIGHTS = "checkpoint.pt"
-IMPORTED_WEIGHTS = "supernet.safetensors"
 
 
 def file_sha256(path: str | os.PathLike) -> str:
@@ -70,9 +69,9 @@ def with_parent_space(config):
     from elasticnas.core.config import load_yaml
 
     folder = Path(config.init.source).expanduser()
-    if config.supernet.space is not None or not (folder / "config.yaml").is_file():
+    if config.supernet.space is not None or not (folder / CONFIG).is_file():
         return config
-    parent = (load_yaml(folder / "config.yaml").get("supernet") or {})
+    parent = (load_yaml(folder / CONFIG).get("supernet") or {})
     if not isinstance(parent, dict) or parent.get("space") is None:
         return config
     return replace(config, supernet=type(config.supernet)(**parent))

@@ -20,15 +20,34 @@ from elasticnas.core.atomic import atomic_write_json, atomic_write_text
 from elasticnas.core.config import require_range
 from elasticnas.core.errors import ConfigError
 from elasticnas.core.files import read_csv, read_json, reading
+from elasticnas.core.run_layout import (
+    ACCURACY_PREDICTOR,
+    ARCH_JSON,
+    ARCHIVE,
+    CANDIDATES,
+    CHECKPOINT,
+    EXPORTS,
+    EXPORTS_TABLE,
+    FRONT,
+    HELD_OUT_PREDICTIONS,
+    METRICS,
+    PARETO_PLOT,
+    PREDICTOR_PLOT,
+    PREDICTOR_REPORTS,
+    PREDICTORS,
+    REPORT,
+    SEARCH,
+    TRAINING_CURVES,
+)
 from elasticnas.core.staging import check_replaceable, staged_folder
-from elasticnas.export import ARCH_JSON, FORMATS, deployed_accuracy, load_subnet, write_export
+from elasticnas.export import FORMATS, deployed_accuracy, load_subnet, write_export
 from elasticnas.hardware.counting import count_all
 from elasticnas.hardware.latency import measure_archs
 from elasticnas.hardware.quantize import require_int8
 from elasticnas.hardware.runtimes import check_runtime
 from elasticnas.measure import describe_accuracy_noise, fit_run, latency_table_for, measure_run, read_evaluations
 from elasticnas.predictors import load_predictor
-from elasticnas.runs import CANDIDATES, EXPORTS, PREDICTORS, REPORT, SEARCH, load_trained, run_pointer
+from elasticnas.runs import load_trained, run_pointer
 from elasticnas.supernet.arch import PRECISIONS, Arch
 from elasticnas.supernet.evaluation import calibrated_subnet
 
@@ -54,13 +73,13 @@ def choose_arch(run_folder: Path, space, *, budget_ms: float | None = None, arch
             data = read_json(arch_json, "architecture JSON")
             return space.canonical(data.get("arch", data) if isinstance(data, dict) else data)
     folder = search_folder or latest_search(run_folder)
-    front = read_csv(folder / "front.csv", "search front", columns=("arch",))
+    front = read_csv(folder / FRONT, "search front", columns=("arch",))
     if pareto_index is not None:
         if not 0 <= pareto_index < len(front):
             raise ConfigError(f"--pareto-index {pareto_index} is outside the front of {folder} "
                               f"(0..{len(front) - 1})")
         return space.canonical(front["arch"].iloc[pareto_index])
-    return front_under(folder / "archive.csv", budget_ms, space)[0][0]  # predicted best; see export_within_budget
+    return front_under(folder / ARCHIVE, budget_ms, space)[0][0]  # predicted best; see export_within_budget
 
 
 def export_from_run(run_folder: str | Path, arch: Arch, out: str | Path, *, formats=FORMATS, device: str = "cpu",
@@ -155,7 +174,7 @@ def export_within_budget(run_folder: str | Path, budget_ms: float, out: str | Pa
     run = run or load_trained(run_folder)
     folder = search_folder or latest_search(run_folder)
     extra_files = {}
-    candidates = front_under(folder / "archive.csv", budget_ms, run.space)
+    candidates = front_under(folder / ARCHIVE, budget_ms, run.space)
     best_measured = best_measured_top1(run_folder)
     extra = {"budget_ms": budget_ms, "check_top_k": check_top_k, "predicted_top1_of_best": candidates[0].predicted_top1,
              "best_measured_val_top1": best_measured, "chosen_on": "prediction"}
@@ -225,7 +244,7 @@ def quickstart(out: str | Path = "runs/quickstart", *, supernet: str | None = No
     stage(f"1/6 training the supernet ({config}) into {out}")
     experiment = load_experiment(config, list(overrides))
     if not _training_finished(out, experiment.train.epochs):
-        train_experiment(experiment, out, resume=(out / "checkpoint.pt").exists(), progress=progress)
+        train_experiment(experiment, out, resume=(out / CHECKPOINT).exists(), progress=progress)
     run = load_trained(out)
     stage(f"2/6 latency lookup table ({runtime}, cpu)")
     latency_table_for(out, run.space, runtime=runtime, repeats=table_repeats, rounds=table_rounds,
@@ -233,7 +252,7 @@ def quickstart(out: str | Path = "runs/quickstart", *, supernet: str | None = No
     stage(f"3/6 measuring {subnets} subnets spread over the MACs range")
     measure_run(out, subnets, seed=seed, runtime=runtime, progress=progress, run=run)
     stage("4/6 fitting accuracy and latency predictors")
-    reports_csv = out / PREDICTORS / "reports.csv"
+    reports_csv = out / PREDICTORS / PREDICTOR_REPORTS
     if not reports_csv.exists() or read_csv(reports_csv, "predictor reports", columns=("samples",),
                                             numeric=("samples",))["samples"].iloc[0] != len(read_evaluations(out)):
         fit_run(out, n_trials=trials, seed=seed, progress=progress)
@@ -243,7 +262,7 @@ def quickstart(out: str | Path = "runs/quickstart", *, supernet: str | None = No
     _, search_folder = search_run(out, latency_budgets_ms=budgets, runtime=runtime, algorithm="nsga2",
                                   predicted_evals=predicted_evals, seed=seed, progress=progress)
     stage("6/6 exporting the best subnet for each budget")
-    predictor = load_predictor(out / PREDICTORS / "accuracy.skops", run.space)  # the search's accuracy objective
+    predictor = load_predictor(out / PREDICTORS / ACCURACY_PREDICTOR, run.space)  # the search's accuracy objective
     rows = []
     for budget in budgets:
         folder = out / EXPORTS / f"budget_{budget:g}ms"
@@ -268,7 +287,7 @@ def quickstart(out: str | Path = "runs/quickstart", *, supernet: str | None = No
     warning = None if check_top_k else beyond_measured(summary["predicted_val_top1"], read_evaluations(out)["val_top1"])
     if warning:
         stage("  " + warning)
-    stage(f"done: summary in {out / 'summary.csv'}, Pareto plot {search_folder / 'pareto.png'}")
+    stage(f"done: summary in {out / 'summary.csv'}, Pareto plot {search_folder / PARETO_PLOT}")
     return summary
 
 
@@ -315,8 +334,8 @@ def _finetuned(run_folder: Path, export: Path, arch: dict, epochs: int, progress
 
 
 def _training_finished(folder: Path, epochs: int) -> bool:
-    metrics = folder / "metrics.csv"
-    return metrics.exists() and len(_read_metrics(metrics)) >= epochs and (folder / "checkpoint.pt").exists()
+    metrics = folder / METRICS
+    return metrics.exists() and len(_read_metrics(metrics)) >= epochs and (folder / CHECKPOINT).exists()
 
 
 def _read_metrics(path: Path) -> pd.DataFrame:
@@ -342,21 +361,21 @@ def redraw(run_folder: str | Path) -> list[Path]:
 
     run_folder = Path(run_folder)
     drawings = []  # (path, draw) once every input has been read
-    if (run_folder / "metrics.csv").exists():
-        metrics = _read_metrics(run_folder / "metrics.csv")
+    if (run_folder / METRICS).exists():
+        metrics = _read_metrics(run_folder / METRICS)
 
         def curves(path: Path) -> None:
-            with reading(run_folder / "metrics.csv", "training metrics (one row per epoch)"):
+            with reading(run_folder / METRICS, "training metrics (one row per epoch)"):
                 plot_training_curves(metrics, path)
 
-        drawings.append((run_folder / "training_curves.png", curves))
+        drawings.append((run_folder / TRAINING_CURVES, curves))
     drawings += _predictor_drawing(run_folder) + _search_drawings(run_folder)
     reports = sorted(p for p in (run_folder / EXPORTS).glob(f"*/{REPORT}") if not p.parent.name.startswith("."))
     if reports:
         rows = [{"export": str(p.parent), **{k: v for k, v in read_json(p, "export report", fields=()).items()
                                               if not isinstance(v, (dict, list))}} for p in reports]
         table = pd.DataFrame(rows).to_csv(index=False)
-        drawings.append((run_folder / "exports.csv", lambda path: atomic_write_text(path, table)))
+        drawings.append((run_folder / EXPORTS_TABLE, lambda path: atomic_write_text(path, table)))
     for path, draw in drawings:
         draw(path)
     return [path for path, _ in drawings]
@@ -366,7 +385,7 @@ def _predictor_drawing(run_folder: Path) -> list:
     from elasticnas.measure import plot_predictor_quality
     from elasticnas.predictors import quality_report
 
-    oof = run_folder / PREDICTORS / "held_out_predictions.csv"
+    oof = run_folder / PREDICTORS / HELD_OUT_PREDICTIONS
     if not oof.exists():
         return []
     what = "held-out predictions (target, kind, measured, predicted per row)"
@@ -375,7 +394,7 @@ def _predictor_drawing(run_folder: Path) -> list:
         kinds = dict(zip(frame["target"], frame["kind"], strict=False))
         data = {t: (g["measured"].to_numpy(), g["predicted"].to_numpy(),
                     quality_report(g["measured"], g["predicted"], kinds[t])) for t, g in frame.groupby("target")}
-    return [(run_folder / PREDICTORS / "predictor_quality.png", lambda path: plot_predictor_quality(data, path))]
+    return [(run_folder / PREDICTORS / PREDICTOR_PLOT, lambda path: plot_predictor_quality(data, path))]
 
 
 def _search_drawings(run_folder: Path) -> list:
@@ -383,7 +402,7 @@ def _search_drawings(run_folder: Path) -> list:
 
     drawings = []
     for settings in sorted((run_folder / SEARCH).glob("*/search.json")):
-        archive = read_csv(settings.parent / "archive.csv", "search archive")
+        archive = read_csv(settings.parent / ARCHIVE, "search archive")
         with reading(settings, "search settings"):
             meta = read_json(settings, "search settings", fields=("objectives", "constraints", "reference_point",
                                                                   "algorithm", "seed"))
@@ -391,6 +410,6 @@ def _search_drawings(run_folder: Path) -> list:
                                   meta["reference_point"], meta["algorithm"], meta["seed"], meta.get("sources", {}))
         budgets = sorted(float(p.stem.split("_")[-1]) for p in settings.parent.glob("best_latency_ms_*.json"))
         marks = {"latency_ms": budgets} if budgets else None
-        drawings.append((settings.parent / "pareto.png",
+        drawings.append((settings.parent / PARETO_PLOT,
                          lambda path, result=result, marks=marks: result.plot(path, marks)))
     return drawings

@@ -1,15 +1,7 @@
-"""The run folder: where each stage of the pipeline reads and writes.
+"""Loading a trained run folder: its config, space, data splits and supernet weights.
 
-    RUN/
-      config.yaml             resolved experiment config (train)
-      checkpoint.pt           supernet weights + training state (train)
-      supernet.safetensors    supernet weights of an imported run (import-ofa), instead of checkpoint.pt
-      metrics.csv, training_curves.png
-      tables/<device>_<runtime>/latency_table.csv|.json    per-layer latency (profile, measure)
-      evaluations.csv         one row per distinct measured subnet (measure)
-      predictors/             accuracy.skops, latency.skops, reports.csv, predictor_quality.png (fit)
-      search/                 archive.csv, front.csv, pareto.png, best_<budget>ms.json, state (search)
-      exports/<name>/         arch.json, weights.safetensors, model.pt2, model.onnx, report.json
+The folder's layout (every file name, and which stage writes and reads it) is
+:mod:`elasticnas.core.run_layout`.
 """
 
 from __future__ import annotations
@@ -27,20 +19,16 @@ from elasticnas.core.checksums import sha256_file
 from elasticnas.core.config import load_yaml, parse_config
 from elasticnas.core.errors import ConfigError
 from elasticnas.core.files import reading
+from elasticnas.core.run_layout import (
+    CHECKPOINT,
+    CONFIG,
+    IMPORTED_WEIGHTS,
+)
 from elasticnas.data import DataSplits, load_data
 from elasticnas.experiment import ExperimentConfig, build_supernet_of, check_dimensions
-from elasticnas.parents import IMPORTED_WEIGHTS, read_weights, safe_open_metadata
+from elasticnas.parents import read_weights, safe_open_metadata
 from elasticnas.supernet.evaluation import EvalData
 from elasticnas.supernet.space import SearchSpace
-
-CONFIG = "config.yaml"
-CHECKPOINT = "checkpoint.pt"
-EVALUATIONS = "evaluations.csv"
-PREDICTORS = "predictors"
-SEARCH = "search"
-EXPORTS = "exports"
-REPORT = "report.json"  # an export's measured report, written last
-CANDIDATES = "candidates.csv"  # what an accuracy-checked export was chosen from
 
 
 @dataclass

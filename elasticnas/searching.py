@@ -10,9 +10,10 @@ import pandas as pd
 
 from elasticnas.core.config import require_range
 from elasticnas.core.errors import ConfigError
+from elasticnas.core.run_layout import ACCURACY_PREDICTOR, PREDICTORS, SEARCH
 from elasticnas.measure import append_evaluations, latency_table_for, read_evaluations
 from elasticnas.predictors import load_predictor
-from elasticnas.runs import PREDICTORS, SEARCH, load_trained, run_space
+from elasticnas.runs import load_trained, run_space
 from elasticnas.search import (
     Constraint,
     Objective,
@@ -79,7 +80,7 @@ def search_run(run_folder: str | Path, *, objectives: Sequence[str] = ("accuracy
             if real_evals:
                 built.append(measured_accuracy_objective(run_folder, table))
             else:
-                path = run_folder / PREDICTORS / "accuracy.skops"
+                path = run_folder / PREDICTORS / ACCURACY_PREDICTOR
                 if not path.exists():
                     raise ConfigError(f"no accuracy predictor in {run_folder / PREDICTORS}: run "
                                       f"`elasticnas fit {run_folder}` first, or search with --real-evals N")

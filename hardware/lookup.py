@@ -34,6 +34,7 @@ from elasticnas.core.atomic import atomic_write_json, atomic_write_text
 from elasticnas.core.checksums import sha256_bytes, verify_bytes
 from elasticnas.core.errors import ConfigError, InvalidArchitectureError
 from elasticnas.core.files import read_csv, read_json, reading
+from elasticnas.core.run_layout import TABLE_CSV, TABLE_JSON
 from elasticnas.hardware.quantize import require_int8
 from elasticnas.hardware.reference import REFERENCE_VERSION, ReferenceClock, relative_change
 from elasticnas.hardware.runtimes import check_runtime
@@ -52,7 +53,6 @@ from elasticnas.supernet.arch import Arch
 from elasticnas.supernet.catalogue import space_from_config
 from elasticnas.supernet.space import SearchSpace
 
-TABLE_CSV, TABLE_JSON = "latency_table.csv", "latency_table.json"
 TABLE_COLUMNS = ("layer", "latency_ms", *STAT_COLUMNS)
 NUMERIC_TABLE_COLUMNS = ("latency_ms", *STAT_COLUMNS)
 __all__ = ["PARTIAL_CSV", "PARTIAL_JSON", "TABLE_CSV", "TABLE_JSON", "LatencyTable", "layer_key"]

@@ -22,11 +22,12 @@ from elasticnas.core.atomic import atomic_write_text
 from elasticnas.core.errors import ConfigError
 from elasticnas.core.files import reading
 from elasticnas.core.journal import append_row, keep_settings, open_append
+from elasticnas.core.run_layout import PARTIAL_TABLE_CSV as PARTIAL_CSV
+from elasticnas.core.run_layout import PARTIAL_TABLE_JSON as PARTIAL_JSON
 from elasticnas.hardware.latency import LatencyResult, measure_latency, prepare_for_timing
 from elasticnas.hardware.reference import ReferenceClock
 from elasticnas.supernet.specs import spec_precision, spec_to_dict
 
-PARTIAL_CSV, PARTIAL_JSON = "latency_table.partial.csv", "latency_table.partial.json"
 STAT_COLUMNS = ("median_ms", "mean_ms", "trimmed_mean_ms", "p10_ms", "p90_ms", "std_ms", "runs")
 REFERENCE_COLUMNS = ("reference_ms", "ratio")
 SUBNET_PREFIX = "subnet:"  # partial-build rows of calibration subnets carry this before the arch JSON

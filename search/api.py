@@ -11,6 +11,8 @@ from tqdm.auto import tqdm
 
 from elasticnas.core.errors import ConfigError
 from elasticnas.core.journal import keep_settings
+from elasticnas.core.run_layout import SEARCH_JOURNAL as JOURNAL
+from elasticnas.core.run_layout import SEARCH_SETTINGS as SETTINGS
 from elasticnas.search.algorithms import check_algorithm, get_algorithm
 from elasticnas.search.objectives import Constraint, Objective, check_feasible, cost_objective, parse_constraint
 from elasticnas.search.problem import Archive, ArchProblem
@@ -19,8 +21,6 @@ from elasticnas.search.studies import open_storage
 from elasticnas.supernet.arch import Arch
 from elasticnas.supernet.space import SearchSpace
 
-JOURNAL = "archive.journal.csv"
-SETTINGS = "settings.json"
 COSTS = ("macs", "params", "size_bytes", "peak_activation_bytes")
 
 

@@ -22,14 +22,13 @@ from tqdm.auto import tqdm
 
 from elasticnas.core.atomic import atomic_write_text
 from elasticnas.core.errors import ConfigError
+from elasticnas.core.run_layout import MEASURED_JOURNAL as REAL_JOURNAL
 from elasticnas.predictors import ArchEncoder, AutoPredictor, kendall_tau
 from elasticnas.search.api import _check_settings, _result, resolve_constraints, run_search
 from elasticnas.search.objectives import Constraint, Objective, check_feasible
 from elasticnas.search.problem import Archive, ArchProblem
 from elasticnas.search.result import SearchResult, pareto_mask
 from elasticnas.supernet.space import SearchSpace
-
-REAL_JOURNAL = "measured.journal.csv"
 
 
 def default_predictor(seed: int):

@@ -13,6 +13,7 @@ from pymoo.util.nds.non_dominated_sorting import NonDominatedSorting
 
 from elasticnas.core.atomic import atomic_save_figure, atomic_write_json, atomic_write_text, pyplot
 from elasticnas.core.errors import ConfigError
+from elasticnas.core.run_layout import ARCHIVE, FRONT, PARETO_PLOT
 
 
 def pareto_mask(F: np.ndarray) -> np.ndarray:
@@ -99,8 +100,8 @@ class SearchResult:
         """archive.csv, front.csv, history.csv, pareto.png, and best_<metric>_<value>.json per budget."""
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(folder / "archive.csv", self.archive.to_csv(index=False))
-        atomic_write_text(folder / "front.csv", self.front.to_csv(index=False))
+        atomic_write_text(folder / ARCHIVE, self.archive.to_csv(index=False))
+        atomic_write_text(folder / FRONT, self.front.to_csv(index=False))
         atomic_write_text(folder / "history.csv", self.history.to_csv(index=False))
         for metric, values in (budgets or {}).items():
             for upper in values:
@@ -117,7 +118,7 @@ class SearchResult:
             "constraints": self.constraints, "reference_point": self.reference_point, "sources": self.sources,
             "n_evals": len(self.archive), "hypervolume": self.hypervolume,
         })
-        self.plot(folder / "pareto.png", budgets)
+        self.plot(folder / PARETO_PLOT, budgets)
         return folder
 
     def plot(self, path: str | Path, budgets: dict[str, list[float]] | None = None) -> Path:

@@ -14,8 +14,8 @@ from pathlib import Path
 from elasticnas.core.atomic import atomic_write_json
 from elasticnas.core.errors import ConfigError
 from elasticnas.core.files import read_json
+from elasticnas.core.run_layout import CONFIG, DIVERGENCES
 
-DIVERGENCES = "divergences.json"
 FIXES = ("optim.lr", "optim.grad_clip", "optim.warmup_epochs")
 
 
@@ -46,7 +46,7 @@ def check_fix(run_dir: Path, changed: dict[str, tuple]) -> None:
     with :data:`FIXES` alone."""
     if not changed:
         return
-    saved = Path(run_dir) / "config.yaml"
+    saved = Path(run_dir) / CONFIG
     if pending_divergence(run_dir) is None:
         raise ConfigError(f"--resume needs the run's own config; these keys differ from {saved}: "
                           f"{', '.join(changed)}")

@@ -29,6 +29,7 @@ from elasticnas.core.checkpoint import load_checkpoint, save_checkpoint
 from elasticnas.core.config import require_range
 from elasticnas.core.distributed import all_reduce_gradients, all_reduce_sum, init_from_env
 from elasticnas.core.errors import ConfigError, ElasticNASError
+from elasticnas.core.run_layout import CHECKPOINT, METRICS, TRAINING_CURVES
 from elasticnas.supernet.batches import epoch_order, iterate, resize
 from elasticnas.supernet.divergence import record_divergence
 from elasticnas.supernet.evaluation import EvalData, batch_norms, calibrated_subnet, evaluate_many
@@ -37,8 +38,6 @@ from elasticnas.supernet.regularisation import regularisation_off
 from elasticnas.supernet.reorder import reorder_channels
 from elasticnas.supernet.samplers import StepContext, create_strategy
 from elasticnas.supernet.transfer import set_frozen
-
-CHECKPOINT = "checkpoint.pt"
 
 
 @dataclass(frozen=True)
@@ -439,8 +438,8 @@ class Trainer:
 def write_metrics(run_dir: Path, history: list[dict]) -> None:
     """``metrics.csv`` and ``training_curves.png`` from the per-epoch records."""
     frame = pd.DataFrame(history)
-    atomic_write_text(run_dir / "metrics.csv", frame.to_csv(index=False))
-    plot_training_curves(frame, run_dir / "training_curves.png")
+    atomic_write_text(run_dir / METRICS, frame.to_csv(index=False))
+    plot_training_curves(frame, run_dir / TRAINING_CURVES)
 
 
 def plot_training_curves(frame: pd.DataFrame, path: Path) -> None:

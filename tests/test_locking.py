@@ -11,7 +11,8 @@ import pytest
 
 from elasticnas.cli import main
 from elasticnas.core.errors import ElasticNASError
-from elasticnas.core.locking import LOCK_FILE, FolderLockedError, exclusive_writer
+from elasticnas.core.locking import FolderLockedError, exclusive_writer
+from elasticnas.core.run_layout import LOCK as LOCK_FILE
 from elasticnas.runs import run_space
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="advisory locks need fcntl (POSIX)")

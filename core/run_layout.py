@@ -1,0 +1,63 @@
+"""The layout of a run folder: every file name the pipeline reads or writes there, in one place.
+
+Every module that touches a run folder takes its names from here, so that the layout below is
+the whole truth (``tests/test_run_layout.py`` checks that no other module spells one of them).
+Writers write whole files atomically; readers refuse a file that is not what it should be.
+
+    RUN/                                  written by (read by)
+      .elasticnas.lock                    any writing command: one writer at a time (core/locking.py)
+      config.yaml                         train, import-ofa, elasticize (every later stage)
+      checkpoint.pt                       train: weights + training state, resumable (every later stage)
+      supernet.safetensors                import-ofa, elasticize: weights instead of checkpoint.pt
+      elasticize.csv                      elasticize: what became elastic and what stayed fixed, and why
+      divergences.json                    train: the divergences met and the fix each needs before resuming
+      metrics.csv, training_curves.png    train, one row per epoch (report, quickstart)
+      tables/<device>_<runtime>/          profile, measure, search, export
+        latency_table.csv                 the table, whole, with latency_table.json (its metadata);
+                                          latency_table.partial.csv and latency_table.partial.json
+                                          while it is built
+      evaluations.csv                     measure: one measured subnet per row (fit, search, export)
+      predictors/                         fit: accuracy.skops, latency.skops (search, export), reports.csv,
+                                          held_out_predictions.csv, predictor_quality.png
+      search/<name>/                      search: archive.csv, front.csv, pareto.png, settings.json,
+                                          archive.journal.csv and measured.journal.csv while it runs
+      exports.csv                         quickstart, report: one row per export
+      exports/accuracy_checks.csv         export: subnets measured to choose an export, apart from the
+                                          evaluations the predictors are fitted on
+      exports/<name>/                     export: arch.json, weights.safetensors, model.pt2, model.onnx,
+                                          report.json (last), candidates.csv (model.torchscript.pt on
+                                          request); finetune_checkpoint.pt while an export is fine-tuned
+"""
+
+LOCK = ".elasticnas.lock"
+CONFIG = "config.yaml"
+CHECKPOINT = "checkpoint.pt"
+IMPORTED_WEIGHTS = "supernet.safetensors"
+EXPLAIN_CSV = "elasticize.csv"
+DIVERGENCES = "divergences.json"
+METRICS = "metrics.csv"
+TRAINING_CURVES = "training_curves.png"
+
+TABLES = "tables"
+TABLE_CSV, TABLE_JSON = "latency_table.csv", "latency_table.json"
+PARTIAL_TABLE_CSV, PARTIAL_TABLE_JSON = "latency_table.partial.csv", "latency_table.partial.json"
+
+EVALUATIONS = "evaluations.csv"
+PREDICTORS = "predictors"
+ACCURACY_PREDICTOR, LATENCY_PREDICTOR = "accuracy.skops", "latency.skops"
+PREDICTOR_REPORTS, HELD_OUT_PREDICTIONS = "reports.csv", "held_out_predictions.csv"
+PREDICTOR_PLOT = "predictor_quality.png"
+
+SEARCH = "search"
+ARCHIVE, FRONT, PARETO_PLOT = "archive.csv", "front.csv", "pareto.png"
+SEARCH_SETTINGS = "settings.json"
+SEARCH_JOURNAL, MEASURED_JOURNAL = "archive.journal.csv", "measured.journal.csv"
+
+EXPORTS = "exports"
+EXPORTS_TABLE = "exports.csv"
+ACCURACY_CHECKS = "accuracy_checks.csv"
+ARCH_JSON, WEIGHTS = "arch.json", "weights.safetensors"
+PROGRAM, ONNX, TORCHSCRIPT = "model.pt2", "model.onnx", "model.torchscript.pt"
+REPORT = "report.json"  # an export's measured report, written last
+CANDIDATES = "candidates.csv"  # what an accuracy-checked export was chosen from
+FINETUNE_CHECKPOINT = "finetune_checkpoint.pt"
