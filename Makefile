@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 # Optional extras on top of dev, e.g. `make test EXTRAS=dev,openvino,executorch,models` (CI does).
 EXTRAS ?= dev
 
-.PHONY: venv test lint docs wheel-smoke train quickstart clean
+.PHONY: venv test test-slow test-all lint docs wheel-smoke train quickstart bench bench-quick clean
 
 venv: $(VENV)/.installed
 
@@ -31,7 +31,18 @@ docs: venv
 wheel-smoke:
 	.ci/wheel_smoke
 
+# Two tiers. `make test`: every behaviour that a unit check can hold (conformance of every family,
+# counts, extraction, tables, predictors, search, export, refusals, the docs), minutes.
+# `make test-slow`: what trains or runs the pipeline end to end (each sampling strategy, resume
+# bit-identity, quickstart on every small preset, distributed training, the shared study, every
+# benchmark script's --quick). CI runs both; `make test-all` is both in one run.
 test: venv
+	$(BIN)/python -m pytest -q -m "not slow"
+
+test-slow: venv
+	$(BIN)/python -m pytest -q -m slow
+
+test-all: venv
 	$(BIN)/python -m pytest -q
 
 # The default experiment, the quickstart's training alone: the small-image supernet on the
@@ -42,6 +53,29 @@ train: venv
 # Train, profile, measure, fit, search under three budgets, export: about 10 minutes on 2 cores; resumes.
 quickstart: venv
 	$(BIN)/elasticnas quickstart --out runs/quickstart
+
+# The benchmarks whose figures docs/benchmarks.md quotes, each at the size the docs quote, into
+# experiments/results/ (every CSV headed by its commit, CPU, cores, torch and date). Many hours on
+# 2 cores: experiments/README.md gives each one's time. bench_search needs ../shared/refdata and
+# says so where it is absent; bench_export_choice studies the quickstart's run, made first.
+BENCH_SET := \
+	"bench_own_model.py --model resnet" "bench_own_model.py --model vit" \
+	"bench_supernet_overhead.py" "bench_sampling_strategies.py" \
+	"bench_latency_table.py --cases ofa160 --runtimes torch" "bench_predictors.py" \
+	"bench_validation_split.py" "bench_search.py" "bench_search_speed.py" \
+	"bench_export_choice.py --run runs/quickstart" "bench_precision.py" \
+	"bench_stage_precision.py --subnets 12 --rounds 5" "bench_transfer.py" \
+	"bench_export_formats.py" "bench_fuzz.py"
+
+bench: quickstart
+	@failed=""; for command in $(BENCH_SET); do \
+		echo "== python experiments/$$command"; \
+		$(BIN)/python experiments/$$command || failed="$$failed\n  $$command"; \
+	done; if [ -n "$$failed" ]; then printf "failed:$$failed\n"; exit 1; fi
+
+# Every benchmark script's --quick mode (seconds to a minute each; tests/test_experiments.py runs the same).
+bench-quick: venv
+	@for script in experiments/bench_*.py; do echo "== $$script --quick"; $(BIN)/python $$script --quick || exit 1; done
 
 clean:
 	rm -rf $(VENV) build site *.egg-info

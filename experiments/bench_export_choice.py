@@ -25,6 +25,7 @@ above, level or below. Latency is the table's: the walk on measured latency that
 faces every policy alike. Float32 subnets (the predicted policy's run) only.
 
     python experiments/bench_export_choice.py --run runs/quickstart [--seeds 0,1,2] [--splits 200]
+    python experiments/bench_export_choice.py --quick   # on a toy quickstart run it makes first
 
 Writes results/export_choice[_TAG].csv (per seed, budget, split and policy: the pick and its
 validation and test top-1) and results/export_choice_summary[_TAG].csv (the printed table).
@@ -38,19 +39,20 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from bench_common import add_common_arguments, quick_pipeline_run, results_folder, write_results
 from bench_precision import file_tag
 from bench_validation_split import right_or_wrong
 
 from elasticnas.accuracy_check import checked_candidates
 from elasticnas.budget import front_under
-from elasticnas.core.atomic import atomic_write, atomic_write_text
+from elasticnas.core.atomic import atomic_write
+from elasticnas.core.run_layout import PREDICTORS
 from elasticnas.measure import latency_table_for, read_evaluations
 from elasticnas.pipeline import quickstart_budgets
 from elasticnas.predictors import load_predictor
-from elasticnas.runs import PREDICTORS, load_trained
+from elasticnas.runs import load_trained
 from elasticnas.searching import search_run
 
-RESULTS = Path(__file__).parent / "results"
 POLICIES = ("predicted", "checked_searched", "checked", "blended", "guarded", "random", "hindsight")
 
 
@@ -121,16 +123,24 @@ def summary(frame: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows).T
 
 
-def main() -> None:
+def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--run", type=Path, required=True, help="a finished quickstart run folder")
+    parser.add_argument("--run", type=Path, default=None, help="a finished quickstart run folder (required "
+                        "unless --quick, which makes a toy one)")
     parser.add_argument("--seeds", default="0,1,2", help="search seeds, comma-separated")
     parser.add_argument("--check-top-k", type=int, default=5, help="searched subnets measured per budget")
     parser.add_argument("--splits", type=int, default=200, help="validation/test splits (the run's own first)")
     parser.add_argument("--runtime", default="torch", help="the runtime the run's table was built for")
     parser.add_argument("--tag", type=file_tag, default="", help="appended to the result files' names")
-    args = parser.parse_args()
+    add_common_arguments(parser)
+    args = parser.parse_args(argv)
     warnings.filterwarnings("ignore", category=UserWarning)
+    folder = results_folder(args)
+    if args.quick:
+        args.seeds, args.splits, args.check_top_k = "0", 5, 2
+        args.run = args.run or quick_pipeline_run(folder / "quick_run")
+    if args.run is None:
+        parser.error("--run is required (a finished quickstart run folder)")
     run = load_trained(args.run)
     sets = candidate_sets(args.run, run, [int(s) for s in args.seeds.split(",")], args.check_top_k, args.runtime)
     archs = sorted({a for s in sets for a in (s["predicted"], *s["all"])})
@@ -142,9 +152,8 @@ def main() -> None:
     frame = choose(sets, right, predicted, best_measured, halves(images, val_images, args.splits, seed=0))
     table = summary(frame)
     suffix = f"_{args.tag}" if args.tag else ""
-    RESULTS.mkdir(exist_ok=True)
-    atomic_write_text(RESULTS / f"export_choice{suffix}.csv", frame.to_csv(index=False))
-    atomic_write_text(RESULTS / f"export_choice_summary{suffix}.csv", table.to_csv())
+    write_results(frame, folder / f"export_choice{suffix}.csv", quick=args.quick)
+    write_results(table, folder / f"export_choice_summary{suffix}.csv", quick=args.quick, index=True)
     print(f"{len(sets)} choices (seeds x budgets), {len(archs)} subnets, {args.splits} splits of {images} images")
     print(table.round(3).to_string())
 

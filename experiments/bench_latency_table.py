@@ -20,6 +20,7 @@ core while the scored subnets are measured (the table is built undisturbed).
     python experiments/bench_latency_table.py --runtimes executorch --cases tiny --subnets 20 --rounds 2
     python experiments/bench_latency_table.py --runtimes onnxruntime --cases tiny_int8 --int8-layer-io 8-bit,float32
     python experiments/bench_latency_table.py --runtimes torch --cases tiny,ofa160 --device cuda
+    python experiments/bench_latency_table.py --quick   # tiny on torch: a 3-timing table, 4 subnets, 2 rounds
 
 ``tiny_int8`` is the small space searching float32 and int8 (runtimes with an int8 tool only):
 its subnets are timed as deployed, and the figures are also given per precision (columns ending
@@ -37,11 +38,11 @@ import subprocess
 import sys
 import time
 import warnings
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import torch
+from bench_common import add_common_arguments, read_results, results_folder, write_results
 from tqdm.auto import tqdm
 
 from elasticnas.hardware import LatencyTable, measure_latency
@@ -56,7 +57,6 @@ CASES = {  # name -> (space, overrides, resolutions, subnets scored)
     "ofa224": ("ofa_mbv3_w10", {}, (224,), 30),
     "tiny_int8": ("tiny_mbv3", {"in_channels": 1, "precisions": (8, 32)}, None, 100),  # int8 runtimes only
 }
-RESULTS = Path(__file__).parent / "results"
 
 
 def measure_both(space, archs, table, rounds: int) -> tuple[np.ndarray, np.ndarray, float]:
@@ -83,7 +83,7 @@ def measure_both(space, archs, table, rounds: int) -> tuple[np.ndarray, np.ndarr
 
 def run_case(case: str, runtime: str, threads: int, burn_while_scoring: bool = False,
              subnets: int | None = None, rounds: int = 3, int8_layer_io: tuple[str, ...] = ("8-bit",),
-             device: str = "cpu") -> list[dict]:
+             device: str = "cpu", build: dict | None = None) -> list[dict]:
     """One row per table built: one, or for a space searching precision one per ``int8_layer_io``,
     all scored against the same end-to-end measurements."""
     name, overrides, resolutions, n = CASES[case]
@@ -95,7 +95,7 @@ def run_case(case: str, runtime: str, threads: int, burn_while_scoring: bool = F
     for io in int8_layer_io if space.searches_precision else (None,):
         start = time.perf_counter()
         tables[io] = LatencyTable.build(space, device=device, runtime=runtime, threads=threads, progress=False,
-                                        calibrate=10,
+                                        **{"calibrate": 10, **(build or {})},
                                         **({"int8_layer_io": io} if io else {}))
         build_s[io] = time.perf_counter() - start
     first = next(iter(tables.values()))
@@ -140,7 +140,7 @@ def scores(space, table, archs, raw, units, reference_now) -> dict:
     return out
 
 
-def main() -> None:
+def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--runtimes", default="torch,onnxruntime")
     parser.add_argument("--cases", default="tiny,ofa160,ofa224")
@@ -153,11 +153,16 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3, help="end-to-end rounds per subnet (2 or more)")
     parser.add_argument("--int8-layer-io", default="8-bit",
                         help="for tiny_int8: how its int8 layers are timed, one table each (8-bit, float32)")
-    args = parser.parse_args()
+    add_common_arguments(parser)
+    args = parser.parse_args(argv)
+    build = None
+    if args.quick:
+        args.runtimes, args.cases, args.subnets, args.rounds, args.repeat, args.inject = "torch", "tiny", 4, 2, 0, False
+        build = {"repeats": 3, "rounds": 1, "calibrate": 3}
+    folder = results_folder(args)
     warnings.filterwarnings("ignore", category=UserWarning)
     warnings.filterwarnings("ignore", category=DeprecationWarning)
     torch.set_num_threads(args.threads)
-    RESULTS.mkdir(parents=True, exist_ok=True)
     repeated = []
     for index in range(args.repeat):
         if index:
@@ -167,20 +172,20 @@ def main() -> None:
     if args.inject:
         repeated.append({"run": "burn", **run_case("ofa160", "torch", args.threads, burn_while_scoring=True)[0]})
     if repeated:
-        pd.DataFrame(repeated).round(4).to_csv(RESULTS / "latency_table_repeated.csv", index=False)
+        write_results(pd.DataFrame(repeated).round(4), folder / "latency_table_repeated.csv", quick=args.quick)
         print(pd.DataFrame(repeated).round(3).to_string(index=False), flush=True)
     rows = []
     for case in filter(None, args.cases.split(",")):
         for runtime in args.runtimes.split(","):
             ran = run_case(case, runtime, args.threads, subnets=args.subnets, rounds=args.rounds,
-                           int8_layer_io=tuple(args.int8_layer_io.split(",")), device=args.device)
+                           int8_layer_io=tuple(args.int8_layer_io.split(",")), device=args.device, build=build)
             rows += ran
             print(pd.DataFrame(ran).round(3).to_string(index=False), flush=True)
     if rows:
         table = pd.DataFrame(rows)
-        path = RESULTS / "latency_table.csv"
+        path = folder / "latency_table.csv"
         if path.exists():  # rows of cases and runtimes not run this time are kept
-            kept = pd.read_csv(path)
+            kept = read_results(path)
             # rows of other machines and devices are kept beside this one's, and one row per way of
             # timing int8 layers
             key = ["case", "runtime", "cpu", "device", "int8_layer_io"]
@@ -190,7 +195,7 @@ def main() -> None:
             ran = set(zip(*(table[k] for k in key), strict=True))
             kept = kept[[row not in ran for row in zip(*(kept[k] for k in key), strict=True)]]
             table = pd.concat([kept, table], ignore_index=True)
-        table.round(4).to_csv(path, index=False)
+        write_results(table.round(4), path, quick=args.quick)
         print(table.round(3).to_string(index=False))
 
 

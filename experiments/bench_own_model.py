@@ -17,15 +17,13 @@ training each route spent (seconds and epochs after the original's).
 
     python experiments/bench_own_model.py                  # the ResNet: about 25 minutes on 2 cores
     python experiments/bench_own_model.py --model vit      # the transformers ViT (pip install -e ".[models]")
-    python experiments/bench_own_model.py --quick --results /tmp/own_model.csv   # a 3-minute smoke run
+    python experiments/bench_own_model.py --quick   # a 3-minute smoke run (files to a scratch folder)
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import platform
-import subprocess
 import time
 from pathlib import Path
 
@@ -33,11 +31,11 @@ import numpy as np
 import pandas as pd
 import torch
 import torch.nn.functional as F
+from bench_common import add_common_arguments, results_folder, write_results
 from own_models import user_resnet, user_vit
 from safetensors.torch import save_file
 
 from elasticnas.cli import main as cli
-from elasticnas.core.atomic import atomic_write_text
 from elasticnas.data import DataConfig, load_data
 from elasticnas.experiment import load_experiment, train_experiment
 from elasticnas.export import load_subnet
@@ -49,7 +47,6 @@ from elasticnas.supernet.evaluation import score
 from elasticnas.supernet.families.graph import elasticize
 from elasticnas.supernet.training import warmup_cosine
 
-RESULTS = Path(__file__).resolve().parent / "results"
 RUNS = Path(__file__).resolve().parent.parent / "runs"  # the work folders: trained networks and the supernet run
 # each network's owner: how it is built and trained (optimizer, peak rate), and the fine-tuning rate both
 # routes use from the trained weights (cosine to zero)
@@ -108,16 +105,6 @@ def pruned_to(original, macs: int):
         if count_macs(net.space, arch) <= macs:
             best = arch
     return net.extract(best or net.space.min()), count_macs(net.space, best or net.space.min())
-
-
-def provenance() -> dict:
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
-                            cwd=Path(__file__).parent).stdout.strip()
-    from elasticnas.hardware.table_build import cpu_model
-
-    return {"commit": commit or "unknown", "cpu": cpu_model(), "cores": torch.get_num_threads(),
-            "torch": torch.__version__, "python": platform.python_version(),
-            "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
 
 
 def run(args) -> pd.DataFrame:
@@ -185,20 +172,17 @@ def main(argv=None) -> None:
     parser.add_argument("--evals", type=int, default=5000, help="predicted evaluations of the search")
     parser.add_argument("--repeats", type=int, default=30, help="timings per layer and per model")
     parser.add_argument("--out", default=None, help="work folder, resumes the supernet run (default: runs/own_MODEL)")
-    parser.add_argument("--results", default=None, help="the table, with its provenance (default: "
-                        "experiments/results/own_MODEL_STRATEGY.csv)")
     parser.add_argument("--strategy", default="default", choices=sorted(STRATEGIES), help="the supernet's fine-tuning")
-    parser.add_argument("--quick", action="store_true", help="one epoch each, few subnets: a smoke run")
+    add_common_arguments(parser)
     args = parser.parse_args(argv)
     if args.quick:
         args.epochs, args.finetune_epochs, args.subnets, args.trials, args.evals, args.repeats = 1, 1, 12, 2, 300, 3
     args.epochs = args.epochs or MODELS[args.model]["epochs"]
     args.supernet_epochs = args.supernet_epochs or 3 * args.finetune_epochs
-    args.out = args.out or str(RUNS / f"own_{args.model}")
+    folder = results_folder(args)
+    args.out = args.out or str(folder / f"own_{args.model}" if args.quick else RUNS / f"own_{args.model}")
     table = run(args)
-    header = "".join(f"# {k}: {v}\n" for k, v in provenance().items())
-    path = Path(args.results or RESULTS / f"own_{args.model}_{args.strategy}.csv")
-    atomic_write_text(path, header + table.to_csv(index=False))
+    path = write_results(table, folder / f"own_{args.model}_{args.strategy}.csv", quick=args.quick)
     print(table.round(3).to_string(index=False))
     print(f"results: {path}")
 

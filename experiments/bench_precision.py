@@ -16,6 +16,7 @@ latency end to end (3 rounds, the least per-round median). Hypervolume of (test 
 latency) at one reference point for all arms, and the best test top-1 under latency budgets.
 
     python experiments/bench_precision.py [--runtime openvino] [--run DIR] [--subnets 100] [--front 15]
+    python experiments/bench_precision.py --quick   # a toy int8 quickstart run, 12 subnets, fronts of 3
 
 Writes results/precision.csv (one row per measured front subnet), results/precision_summary.csv
 and results/precision.png; another runtime's files end in ``_<runtime>``, and ``--tag T``
@@ -32,9 +33,10 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from bench_common import add_common_arguments, quick_pipeline_run, results_folder, write_results
 from sklearn.pipeline import make_pipeline
 
-from elasticnas.core.atomic import atomic_save_figure, atomic_write_text, pyplot
+from elasticnas.core.atomic import atomic_save_figure, pyplot
 from elasticnas.hardware.latency import measure_archs
 from elasticnas.hardware.quantize import evaluate_deployed
 from elasticnas.measure import latency_table_for, measured_archs, read_evaluations
@@ -45,7 +47,6 @@ from elasticnas.search import predictor_objective, run_search, table_latency_obj
 from elasticnas.search.result import hypervolume, pareto_mask
 from elasticnas.supernet.evaluation import evaluate_many
 
-RESULTS = Path(__file__).parent / "results"
 RUNTIMES = ("onnxruntime", "openvino", "executorch")  # those with an int8 tool
 
 
@@ -115,7 +116,7 @@ def file_tag(text: str) -> str:
     return text
 
 
-def main() -> None:
+def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--runtime", default="onnxruntime", choices=RUNTIMES)
     parser.add_argument("--run", type=Path, default=None, help="default: runs/quickstart_int8[_RUNTIME]")
@@ -127,13 +128,19 @@ def main() -> None:
     parser.add_argument("--tag", default="", type=file_tag,
                         help="appended to the run folder's and result files' names, e.g. the CPU, so that another "
                              "machine's run sits beside")
-    args = parser.parse_args()
+    add_common_arguments(parser)
+    args = parser.parse_args(argv)
     warnings.filterwarnings("ignore")
     suffix = "" if args.runtime == "onnxruntime" else f"_{args.runtime}"  # ONNX Runtime's files keep their names
     suffix += f"_{args.tag}" if args.tag else ""
-    args.run = args.run or Path(f"runs/quickstart_int8{suffix}")
-
-    quickstart(args.run, runtime=args.runtime, precision="int8", subnets=args.subnets, seed=args.seed)
+    folder = results_folder(args)
+    if args.quick:
+        args.subnets, args.front, args.evals, args.trials = 12, 3, 300, 2
+        args.run = quick_pipeline_run(args.run or folder / "quick_run", runtime=args.runtime, precision="int8",
+                                      seed=args.seed)
+    else:
+        args.run = args.run or Path(f"runs/quickstart_int8{suffix}")
+        quickstart(args.run, runtime=args.runtime, precision="int8", subnets=args.subnets, seed=args.seed)
     run = load_trained(args.run)
     joint = run.space
     fp32 = replace(joint, precisions=(32,))
@@ -153,11 +160,10 @@ def main() -> None:
                                                        args.seed), table, evals=args.evals, keep=args.front,
                                          seed=args.seed)
     rows = pd.concat([measured(run, archs, arm, args.runtime) for arm, archs in fronts.items()], ignore_index=True)
-    RESULTS.mkdir(exist_ok=True)
-    atomic_write_text(RESULTS / f"precision{suffix}.csv", rows.to_csv(index=False))
+    write_results(rows, folder / f"precision{suffix}.csv", quick=args.quick)
     summary = summarise(rows)
-    atomic_write_text(RESULTS / f"precision{suffix}_summary.csv", summary.to_csv(index=False))
-    plot(rows, RESULTS / f"precision{suffix}.png", args.runtime)
+    write_results(summary, folder / f"precision{suffix}_summary.csv", quick=args.quick)
+    plot(rows, folder / f"precision{suffix}.png", args.runtime)
     print(summary.round(4).T.to_string())
 
 

@@ -9,6 +9,7 @@ cross-validated MAPE), each estimator with default hyperparameters (ordinal enco
 AutoPredictor (ordinal and one-hot encodings).
 
     python experiments/bench_predictors.py [--run runs/bench_mnist] [--repeats 3] [--trials 30]
+    python experiments/bench_predictors.py --quick   # one epoch on the digits, 25 training subnets, 2 trials
 
 Writes results/predictors.csv (one row per split), results/predictors_summary.csv and
 results/predictors.png.
@@ -23,8 +24,9 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from bench_common import QUICK_TRAINING, add_common_arguments, results_folder, write_results
 
-from elasticnas.core.atomic import atomic_save_figure, atomic_write_text, pyplot
+from elasticnas.core.atomic import atomic_save_figure, pyplot
 from elasticnas.ofa_trace import load_reference_trace, reference_trace_path
 from elasticnas.predictors import (
     ArchEncoder,
@@ -36,7 +38,6 @@ from elasticnas.predictors import (
 )
 from elasticnas.supernet import create_space
 
-RESULTS = Path(__file__).parent / "results"
 SIZES = (25, 50, 100, 200, 300)
 
 
@@ -46,13 +47,13 @@ def reference_dataset():
     return space, [space.canonical(a) for a in trace["arch"]], trace["top1"].to_numpy()
 
 
-def mnist_dataset(run: Path, n: int):
+def mnist_dataset(run: Path, n: int, overrides=()):
     from elasticnas.experiment import load_experiment, train_experiment
     from elasticnas.measure import measure_run
     from elasticnas.runs import run_space
 
     if not (run / "checkpoint.pt").exists():
-        train_experiment(load_experiment("mnist_sandwich"), run)
+        train_experiment(load_experiment("mnist_sandwich", list(overrides)), run)
     evaluations = measure_run(run, n)
     space = run_space(run)
     return space, [space.canonical(a) for a in evaluations["arch"]], evaluations["val_top1"].to_numpy()
@@ -66,10 +67,11 @@ def methods(trials: int, seed: int):
     yield "auto_onehot", "onehot", AutoPredictor(n_trials=trials, seed=seed)
 
 
-def benchmark(dataset: str, space, archs, y, *, repeats: int, trials: int, min_test: int = 50) -> list[dict]:
+def benchmark(dataset: str, space, archs, y, *, repeats: int, trials: int, min_test: int = 50,
+              sizes=SIZES) -> list[dict]:
     encoded = {kind: ArchEncoder(space, kind).fit().transform(archs) for kind in ("onehot", "ordinal")}
     rows = []
-    for n in [s for s in SIZES if s <= len(y) - min_test]:
+    for n in [s for s in sizes if s <= len(y) - min_test]:
         for repeat in range(repeats):
             order = np.random.default_rng(1000 * repeat + n).permutation(len(y))
             train, test = order[:n], order[n:]
@@ -106,32 +108,37 @@ def plot(summary: pd.DataFrame, path: Path) -> None:
     atomic_save_figure(fig, path)
 
 
-def main() -> None:
+def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--run", type=Path, default=Path("runs/bench_mnist"), help="MNIST run folder")
+    parser.add_argument("--run", type=Path, default=None, help="MNIST run folder (default: runs/bench_mnist)")
     parser.add_argument("--mnist-subnets", type=int, default=360)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--trials", type=int, default=30)
     parser.add_argument("--skip", choices=["reference", "mnist"], default=None)
-    args = parser.parse_args()
+    add_common_arguments(parser)
+    args = parser.parse_args(argv)
+    folder = results_folder(args)
+    sizes, overrides = SIZES, ()
+    if args.quick:  # one epoch on the digits, 76 subnets measured, 25 to train on
+        sizes, overrides, args.mnist_subnets, args.repeats, args.trials = (25,), QUICK_TRAINING, 76, 1, 2
+    args.run = args.run or (folder / "bench_mnist" if args.quick else Path("runs/bench_mnist"))
     rows = []
     if args.skip != "reference":
         if reference_trace_path() is None:
             print("reference trace not found (../shared/refdata); skipping it")
         else:
             rows += benchmark("ofa_imagenet_reference", *reference_dataset(), repeats=args.repeats,
-                              trials=args.trials)
+                              trials=args.trials, sizes=sizes)
     if args.skip != "mnist":
-        rows += benchmark("mnist_supernet", *mnist_dataset(args.run, args.mnist_subnets), repeats=args.repeats,
-                          trials=args.trials)
+        rows += benchmark("mnist_supernet", *mnist_dataset(args.run, args.mnist_subnets, overrides),
+                          repeats=args.repeats, trials=args.trials, sizes=sizes)
     frame = pd.DataFrame(rows)
-    RESULTS.mkdir(exist_ok=True)
-    atomic_write_text(RESULTS / "predictors.csv", frame.to_csv(index=False))
+    write_results(frame, folder / "predictors.csv", quick=args.quick)
     summary = frame.groupby(["dataset", "method", "n_train"], sort=False).agg(
         kendall_tau=("kendall_tau", "mean"), tau_std=("kendall_tau", "std"), fit_seconds=("fit_seconds", "mean"),
     ).reset_index()
-    atomic_write_text(RESULTS / "predictors_summary.csv", summary.to_csv(index=False))
-    plot(summary, RESULTS / "predictors.png")
+    write_results(summary, folder / "predictors_summary.csv", quick=args.quick)
+    plot(summary, folder / "predictors.png")
     table = summary.pivot_table(index=["dataset", "method"], columns="n_train", values="kendall_tau", sort=False)
     print(table.round(3).to_string())
     auto, base = (summary[summary["method"] == m].set_index(["dataset", "n_train"])["kendall_tau"]

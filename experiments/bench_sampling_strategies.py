@@ -14,6 +14,7 @@ the wall time of supernet training.
     python experiments/bench_sampling_strategies.py --strategies sandwich --scratch-retests 2
     python experiments/bench_sampling_strategies.py --strategies uniform --recipes zero_init --epochs 30 --seeds 0,1,2
     python experiments/bench_sampling_strategies.py --strategies sandwich --scratch-retests 2 --subnets 12
+    python experiments/bench_sampling_strategies.py --quick   # uniform, one epoch on the 8x8 digits
 
 ``--recipes`` trains each config again with parts of BigNAS's recipe on top (rows labelled
 ``config+recipe``); scratch subnets keep the config's own recipe, so they stay one reference.
@@ -44,6 +45,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
+from bench_common import QUICK_TRAINING, add_common_arguments, read_results, results_folder, write_results
+from bench_common import RESULTS as RESULTS_DEFAULT
 from scipy.stats import kendalltau
 from scratch_twins import parse_label, scratch_recipe, train_from_scratch
 from strategy_noise import (
@@ -65,7 +68,8 @@ from elasticnas.supernet.finetuning import FinetuneConfig, finetune
 
 STRATEGIES = ("sandwich", "uniform", "progressive_shrinking", "complexity_aware", "performance_aware",
               "delayed_shrinking")
-RESULTS = Path(__file__).parent / "results"
+RESULTS = RESULTS_DEFAULT  # main() points it at --results
+QUICK = False  # main() sets it with --quick (recorded in each file's header)
 RETESTS = "sampling_strategies_scratch_retests"
 # Parts of BigNAS's recipe, as overrides on top of a config (``--recipes``).
 OFF = ["init.zero_residual_norms=false"]  # the bundled CNN configs turn it on since the ablation
@@ -127,7 +131,7 @@ def known_scratch_top1(detail_paths: list[Path], retest_paths: list[Path]) -> di
     """Scratch top-1 per (scratch recipe, architecture) already measured (its first training, seed =
     its place in the panel), from the benchmark's rows and the retests' first round: reused, not
     retrained. Keyed by recipe too, so a config whose twins train otherwise gets its own."""
-    tables = [pd.read_csv(path).query("retest == 0") for path in retest_paths if path.exists()]
+    tables = [read_results(path).query("retest == 0") for path in retest_paths if path.exists()]
     tables += [_previous_rows(path) for path in detail_paths]
     recipes: dict[str, str | None] = {}  # per config named in the rows; None: no longer bundled
     known = {}
@@ -147,7 +151,7 @@ def known_scratch_top1(detail_paths: list[Path], retest_paths: list[Path]) -> di
 
 
 def _previous_rows(path: Path) -> pd.DataFrame:
-    previous = pd.read_csv(path) if path.exists() else pd.DataFrame(columns=["config", "strategy"])
+    previous = read_results(path) if path.exists() else pd.DataFrame(columns=["config", "strategy"])
     if "config" not in previous:  # rows written before configs other than mnist_<strategy> were benchmarked
         previous.insert(0, "config", "mnist_" + previous["strategy"])
     return previous
@@ -247,10 +251,10 @@ def scratch_retests(config_name: str, retests: int, known_scratch: dict, path: P
     archs = spread_subnets(space, subnets)
     macs = count_all(space, archs)["macs"]
     columns = ["config", "arch", "seed", "scratch_top1"]
-    done = pd.read_csv(path) if path.exists() else pd.DataFrame(columns=columns)
+    done = read_results(path) if path.exists() else pd.DataFrame(columns=columns)
     earlier = done
     if also_known is not None and also_known.exists():
-        earlier = pd.concat([pd.read_csv(also_known)[columns], done[columns]])
+        earlier = pd.concat([read_results(also_known)[columns], done[columns]])
     known = {(c, a, int(s)): t for c, a, s, t in earlier[columns].itertuples(False)}
     recipe = scratch_recipe(config)
     rows = done[done["config"] != config_name].to_dict("records")
@@ -264,8 +268,7 @@ def scratch_retests(config_name: str, retests: int, known_scratch: dict, path: P
                 top1 = train_from_scratch(space, arch, splits, config, seed=seed, device=device)
             rows.append({"config": config_name, "arch": arch.to_json(), "macs": int(m), "seed": seed,
                          "retest": retest, "scratch_top1": top1})
-            RESULTS.mkdir(exist_ok=True)
-            pd.DataFrame(rows).to_csv(path, index=False)
+            write_results(pd.DataFrame(rows), path, quick=QUICK)
     return pd.DataFrame(rows)
 
 
@@ -284,7 +287,11 @@ def summarise(detail: pd.DataFrame) -> pd.DataFrame:
         include_groups=False).reset_index().round(3)
 
 
-def main() -> None:
+def _write(frame: pd.DataFrame, stem: str, args) -> None:
+    write_results(frame, result_path(stem, args.device, args.subnets), quick=QUICK)
+
+
+def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--strategies", default=",".join(STRATEGIES), help="mnist_<strategy> configs to run")
     parser.add_argument("--configs", default=None, help="bundled config names to run instead of --strategies")
@@ -299,7 +306,13 @@ def main() -> None:
                         help="subnets compared: 6, or a finer grid holding them (9, 12, ...; to *_<n>subnets.csv)")
     parser.add_argument("--scratch-retests", type=int, default=0,
                         help="only train the configs' scratch twins this many more times (other seeds)")
-    args = parser.parse_args()
+    add_common_arguments(parser)
+    args = parser.parse_args(argv)
+    global RESULTS, QUICK
+    RESULTS, QUICK = results_folder(args), args.quick
+    if args.quick:
+        args.strategies, args.configs, args.recipes, args.seeds = "uniform", None, "default", "0"
+        args.runs = args.runs or RESULTS / "runs"
     torch.set_num_threads(args.threads)
     if torch.device(args.device).type not in ("cpu", "cuda"):
         parser.error(f"--device={args.device!r}: choose cpu or cuda")
@@ -307,6 +320,7 @@ def main() -> None:
         parser.error("--device=cuda, but torch sees no CUDA device here")
     args.runs = args.runs or Path("runs/bench_strategies" + device_suffix(args.device))
     overrides = [f"train.epochs={args.epochs}"] if args.epochs else []
+    overrides = [*QUICK_TRAINING, *overrides] if args.quick else overrides
     if not is_panel_size(args.subnets):
         parser.error(f"--subnets={args.subnets}: choose {PANEL_SIZES}")
     detail_path = result_path("sampling_strategies_subnets", args.device, args.subnets)
@@ -336,17 +350,17 @@ def main() -> None:
                                           args.subnets, usual_retests if args.subnets != USUAL_PANEL else None)
                           for c in configs])
         agreement = retest_agreement(rows)
-        agreement.to_csv(result_path("sampling_strategies_scratch_agreement", args.device, args.subnets), index=False)
+        _write(agreement, "sampling_strategies_scratch_agreement", args)
         print(agreement.to_string(index=False))
         ceiling = tau_ceiling(rows)
-        ceiling.to_csv(result_path("sampling_strategies_tau_ceiling", args.device, args.subnets), index=False)
+        _write(ceiling, "sampling_strategies_tau_ceiling", args)
         print(ceiling.to_string(index=False))
         versus_mean = against_scratch_mean(previous, rows)
-        versus_mean.to_csv(result_path("sampling_strategies_vs_scratch_mean", args.device, args.subnets), index=False)
+        _write(versus_mean, "sampling_strategies_vs_scratch_mean", args)
         print(versus_mean.to_string(index=False))
         seeded = across_seeds(previous, rows)
         if not seeded.empty:
-            seeded.to_csv(result_path("sampling_strategies_seeds", args.device, args.subnets), index=False)
+            _write(seeded, "sampling_strategies_seeds", args)
             print(seeded.to_string(index=False))
         figure = result_path("sampling_strategies_vs_scratch", args.device, args.subnets).with_suffix(".png")
         if plot_against_scratch(previous, rows, figure):
@@ -356,14 +370,13 @@ def main() -> None:
     scratch_cache = {}
     for name in chosen:
         rows += kept_finetuning(bench_one(name, args, overrides, known_scratch, scratch_cache), previous)
-        RESULTS.mkdir(exist_ok=True)
-        pd.DataFrame(rows).to_csv(detail_path, index=False)
+        write_results(pd.DataFrame(rows), detail_path, quick=QUICK)
     summary = summarise(pd.DataFrame(rows))
-    summary.to_csv(result_path("sampling_strategies", args.device, args.subnets), index=False)
+    _write(summary, "sampling_strategies", args)
     print(summary.to_string(index=False))
     if len(seeds) > 1 and retests_path.exists():
-        seeded = across_seeds(pd.DataFrame(rows), pd.read_csv(retests_path))
-        seeded.to_csv(result_path("sampling_strategies_seeds", args.device, args.subnets), index=False)
+        seeded = across_seeds(pd.DataFrame(rows), read_results(retests_path))
+        _write(seeded, "sampling_strategies_seeds", args)
         print(seeded.to_string(index=False))
 
 

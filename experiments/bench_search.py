@@ -14,6 +14,7 @@ Also measured: predicted evaluations per second of NSGA-II (20,000 on the fitted
 the table) and whether the same seed gives the same front.
 
     python experiments/bench_search.py [--evals 500] [--seeds 5]
+    python experiments/bench_search.py --quick   # nsga2 and random, 100 evaluations, one seed, a one-pass table
 
 Writes results/search.csv (hypervolume per algorithm, seed and evaluation count),
 results/search_summary.csv and results/search.png.
@@ -22,28 +23,29 @@ results/search_summary.csv and results/search.png.
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 import warnings
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from bench_common import add_common_arguments, results_folder, write_results
 from sklearn.pipeline import make_pipeline
 
-from elasticnas.core.atomic import atomic_save_figure, atomic_write_text, pyplot
+from elasticnas.core.atomic import atomic_save_figure, pyplot
 from elasticnas.hardware import LatencyTable
-from elasticnas.ofa_trace import load_reference_trace
+from elasticnas.ofa_trace import load_reference_trace, reference_trace_path
 from elasticnas.predictors import ArchEncoder, GradientBoostingPredictor
 from elasticnas.search import Objective, run_guided_search, run_search, table_latency_objective
 from elasticnas.search.result import hypervolume
 from elasticnas.supernet import create_space
 
-RESULTS = Path(__file__).parent / "results"
 ALGORITHMS = ("nsga2", "agemoea", "random", "optuna-nsga2", "optuna-tpe", "guided")
 CHECKPOINTS = (50, 100, 200, 300, 400, 500)
 
 
-def problem(table_folder: Path):
+def problem(table_folder: Path, table_options: dict):
     space = create_space("ofa_mbv3_w10", num_classes=1000, resolutions=(224,))
     trace = load_reference_trace()
     archs = [space.canonical(a) for a in trace["arch"]]
@@ -52,7 +54,7 @@ def problem(table_folder: Path):
     if (table_folder / "latency_table.json").exists():
         table = LatencyTable.load(table_folder)
     else:
-        table = LatencyTable.build(space, threads=2, repeats=10, rounds=2, out=table_folder)
+        table = LatencyTable.build(space, threads=2, out=table_folder, **table_options)
     accuracy = Objective("accuracy", truth.predict, maximize=True, source="measured")
     return space, accuracy, table_latency_objective(table, "latency_ms")
 
@@ -64,15 +66,25 @@ def hv_curve(result, reference: dict[str, float], evals: int) -> list[dict]:
     return [{"n_evals": n, "hypervolume": hypervolume(F[:n], ref)} for n in CHECKPOINTS if n <= evals]
 
 
-def main() -> None:
+def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--evals", type=int, default=500)
     parser.add_argument("--seeds", type=int, default=5)
-    parser.add_argument("--table", type=Path, default=Path("runs/bench_search_table"))
+    parser.add_argument("--table", type=Path, default=None, help="latency table folder (default: "
+                        "runs/bench_search_table; built there once)")
     parser.add_argument("--algorithms", default=",".join(ALGORITHMS))
-    args = parser.parse_args()
+    add_common_arguments(parser)
+    args = parser.parse_args(argv)
     warnings.filterwarnings("ignore")
-    space, accuracy, latency = problem(args.table)
+    if reference_trace_path() is None:
+        sys.exit("bench_search needs the reference trace in ../shared/refdata, which is absent here")
+    folder = results_folder(args)
+    table_options, speed_evals = {"repeats": 10, "rounds": 2}, 20_000
+    if args.quick:
+        args.evals, args.seeds, args.algorithms = 100, 1, "nsga2,random"
+        table_options, speed_evals = {"repeats": 1, "rounds": 1, "warmup": 0}, 2_000
+    args.table = args.table or (folder / "table" if args.quick else Path("runs/bench_search_table"))
+    space, accuracy, latency = problem(args.table, table_options)
     anchors = [space.min(), space.max()]
     acc, lat = accuracy(anchors), latency(anchors)
     reference = {"accuracy": float(acc.min() - 0.1 * np.ptp(acc)), "latency_ms": float(lat.max() + 0.1 * np.ptp(lat))}
@@ -80,11 +92,12 @@ def main() -> None:
     # speed and determinism of predicted evaluations
     predicted = Objective("accuracy", accuracy.fn, maximize=True, source="predicted")
     start = time.perf_counter()
-    fast = run_search(space, [predicted, latency], n_evals=20_000, seed=0, pop_size=100)
+    fast = run_search(space, [predicted, latency], n_evals=speed_evals, seed=0, pop_size=100)
     speed_seconds = time.perf_counter() - start
-    same = run_search(space, [predicted, latency], n_evals=20_000, seed=0, pop_size=100)
+    same = run_search(space, [predicted, latency], n_evals=speed_evals, seed=0, pop_size=100)
     deterministic = fast.front["arch"].tolist() == same.front["arch"].tolist()
-    print(f"NSGA-II, 20,000 predicted evaluations: {speed_seconds:.1f} s; same seed, same front: {deterministic}")
+    print(f"NSGA-II, {speed_evals:,} predicted evaluations: {speed_seconds:.1f} s; "
+          f"same seed, same front: {deterministic}")
 
     rows, overheads = [], []
     for algorithm in args.algorithms.split(","):
@@ -107,17 +120,17 @@ def main() -> None:
             print(f"{algorithm} seed {seed}: hypervolume {rows[-1]['hypervolume']:.4f} at {rows[-1]['n_evals']} "
                   f"evaluations, {seconds:.1f} s", flush=True)
     frame = pd.DataFrame(rows)
-    RESULTS.mkdir(exist_ok=True)
-    atomic_write_text(RESULTS / "search.csv", frame.to_csv(index=False))
+    write_results(frame, folder / "search.csv", quick=args.quick)
     summary = frame.groupby(["algorithm", "n_evals"], sort=False).agg(
         hypervolume=("hypervolume", "mean"), hv_std=("hypervolume", "std"), seconds=("seconds", "mean")).reset_index()
-    atomic_write_text(RESULTS / "search_summary.csv", summary.to_csv(index=False))
+    write_results(summary, folder / "search_summary.csv", quick=args.quick)
     if overheads:
         guided = pd.DataFrame(overheads)
-        atomic_write_text(RESULTS / "search_guided_overhead.csv", guided.to_csv(index=False))
+        write_results(guided, folder / "search_guided_overhead.csv", quick=args.quick)
         print(guided.round(3).to_string(index=False))
-    speed = pd.DataFrame([{"predicted_evals": 20_000, "seconds": speed_seconds, "same_seed_same_front": deterministic}])
-    atomic_write_text(RESULTS / "search_speed.csv", speed.to_csv(index=False))
+    speed = pd.DataFrame([{"predicted_evals": speed_evals, "seconds": speed_seconds,
+                           "same_seed_same_front": deterministic}])
+    write_results(speed, folder / "search_speed.csv", quick=args.quick)
 
     fig, ax = pyplot().subplots(figsize=(7, 4.5))
     for algorithm, group in summary.groupby("algorithm", sort=False):
@@ -128,7 +141,7 @@ def main() -> None:
     ax.grid(alpha=0.3)
     ax.legend()
     fig.tight_layout()
-    atomic_save_figure(fig, RESULTS / "search.png")
+    atomic_save_figure(fig, folder / "search.png")
     print(summary.pivot_table(index="algorithm", columns="n_evals", values="hypervolume", sort=False)
           .round(4).to_string())
 

@@ -9,6 +9,7 @@ tables for ResNet50 at 25 resolutions would take hours and would not change the 
 Goal: under 10 s per family.
 
     python experiments/bench_search_speed.py [--supernets ofa_mbv3_w10,ofa_resnet50]
+    python experiments/bench_search_speed.py --quick   # two small spaces, 300 evaluations: seconds
 
 Writes results/search_speed_families.csv.
 """
@@ -16,24 +17,20 @@ Writes results/search_speed_families.csv.
 from __future__ import annotations
 
 import argparse
-import platform
 import time
 import warnings
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from bench_common import add_common_arguments, results_folder, write_results
 from sklearn.linear_model import Ridge
 from sklearn.pipeline import make_pipeline
 
-from elasticnas.core.atomic import atomic_write_text
 from elasticnas.hardware import LatencyTable, count_all, layer_cost
 from elasticnas.hardware.lookup import layer_key
 from elasticnas.predictors import ArchEncoder
 from elasticnas.search import predictor_objective, run_search, table_latency_objective
 from elasticnas.supernet import create_space, list_supernets
-
-RESULTS = Path(__file__).parent / "results"
 
 
 def synthetic_table(space) -> LatencyTable:
@@ -62,20 +59,21 @@ def time_family(name: str, evals: int) -> dict:
             "front_size": len(result.front), "goal_seconds": 10.0}
 
 
-def main() -> None:
+def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--supernets", default=",".join(list_supernets()))
     parser.add_argument("--evals", type=int, default=20_000)
-    args = parser.parse_args()
+    add_common_arguments(parser)
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.supernets, args.evals = "tiny_mbv3,tiny_vit", 300
     warnings.filterwarnings("ignore")
     rows = []
     for name in args.supernets.split(","):
         rows.append(time_family(name, args.evals))
         print(rows[-1], flush=True)
     table = pd.DataFrame(rows)
-    table["cpu"], table["python"] = platform.processor() or platform.machine(), platform.python_version()
-    RESULTS.mkdir(exist_ok=True)
-    atomic_write_text(RESULTS / "search_speed_families.csv", table.to_csv(index=False))
+    write_results(table, results_folder(args) / "search_speed_families.csv", quick=args.quick)
     print(table.to_string(index=False))
 
 

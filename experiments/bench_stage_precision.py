@@ -11,6 +11,7 @@ width: the stem, each stage of blocks, the head. Every variant is timed end to e
 input, interleaved, in ``--rounds`` rounds; each keeps its least per-round median.
 
     python experiments/bench_stage_precision.py [--subnets 8] [--rounds 3] [--threads 2]
+    python experiments/bench_stage_precision.py --quick   # 2 subnets, 1 round of 3 timings
 
 Writes results/stage_precision.csv (one row per subnet and variant: time and ratio to float32)
 and results/stage_precision_summary.csv (per variant: median ratio, and in how many subnets it
@@ -21,15 +22,14 @@ from __future__ import annotations
 
 import argparse
 from collections import Counter
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import torch
+from bench_common import add_common_arguments, results_folder, write_results
 from bench_precision import file_tag
 from tqdm import tqdm
 
-from elasticnas.core.atomic import atomic_write_text
 from elasticnas.hardware import count_all
 from elasticnas.hardware.latency import measure_latency
 from elasticnas.hardware.quantize import quantize_onnx, random_calibration
@@ -37,8 +37,6 @@ from elasticnas.hardware.runtime_parts import Prepared, export_onnx_bytes, onnxr
 from elasticnas.runs import spread_by_macs
 from elasticnas.supernet.catalogue import create_space
 from elasticnas.supernet.static import build_static
-
-RESULTS = Path(__file__).parent / "results"
 
 
 def stages(layers) -> dict[str, list[int]]:
@@ -69,7 +67,7 @@ def variants(space, arch, threads: int) -> dict[str, Prepared]:
     return {name: Prepared(lambda s=session: s.run(None, feed), lambda: None) for name, session in sessions.items()}
 
 
-def main() -> None:
+def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--subnets", type=int, default=8)
     parser.add_argument("--rounds", type=int, default=3)
@@ -78,7 +76,10 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--tag", default="", type=file_tag,
                         help="appended to the result files' names, e.g. another CPU's")
-    args = parser.parse_args()
+    add_common_arguments(parser)
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.subnets, args.rounds, args.repeats = 2, 1, 3
     suffix = f"_{args.tag}" if args.tag else ""
     if min(args.subnets, args.rounds, args.repeats, args.threads) < 1:
         parser.error("--subnets, --rounds, --repeats and --threads must each be at least 1")
@@ -101,9 +102,9 @@ def main() -> None:
     summary = (detail[detail["variant"] != "float32"].groupby("variant", sort=False)["ratio_to_float32"]
                .agg(subnets="count", median_ratio="median", best_ratio="min", worst_ratio="max",
                     faster_than_float32=lambda r: int((r < 1).sum())).reset_index().round(3))
-    RESULTS.mkdir(exist_ok=True)
-    atomic_write_text(RESULTS / f"stage_precision{suffix}.csv", detail.round(5).to_csv(index=False))
-    atomic_write_text(RESULTS / f"stage_precision{suffix}_summary.csv", summary.to_csv(index=False))
+    folder = results_folder(args)
+    write_results(detail.round(5), folder / f"stage_precision{suffix}.csv", quick=args.quick)
+    write_results(summary, folder / f"stage_precision{suffix}_summary.csv", quick=args.quick)
     print(summary.to_string(index=False))
 
 

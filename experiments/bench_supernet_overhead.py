@@ -9,6 +9,7 @@ timed in alternation within one run, in ABBA order so that neither always runs s
 repeats are the figures to compare, not single timings.
 
     python experiments/bench_supernet_overhead.py [--supernets ofa_mbv3_w10,ofa_resnet50,autoformer_tiny] [--repeats 40]
+    python experiments/bench_supernet_overhead.py --quick   # tiny_mbv3, batch 8 x 32 px, 2 repeats
 
 Rows of supernets not named keep their earlier figures in the CSV.
 """
@@ -17,12 +18,11 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import platform
 import time
-from pathlib import Path
 
 import pandas as pd
 import torch
+from bench_common import add_common_arguments, read_results, results_folder, write_results
 
 from elasticnas.supernet import create_supernet
 
@@ -58,31 +58,33 @@ def _compare(net, arch, batch: int, res: int, repeats: int) -> dict:
             "static_ms": round(sta_ms, 2), "ratio": round(sup_ms / sta_ms, 3), "paired_ratio": round(paired, 3)}
 
 
-def main() -> None:
+def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--supernets", default="ofa_mbv3_w10,ofa_resnet50,autoformer_tiny")
     parser.add_argument("--repeats", type=int, default=40)
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "supernet_overhead.csv")
-    args = parser.parse_args()
+    add_common_arguments(parser)
+    args = parser.parse_args(argv)
+    settings = SETTINGS
+    if args.quick:
+        args.supernets, args.repeats, settings = "tiny_mbv3", 2, ((8, 32),)
+    out = results_folder(args) / "supernet_overhead.csv"
     torch.set_num_threads(args.threads)
     rows = []
     for name in args.supernets.split(","):
         torch.manual_seed(0)
-        net = create_supernet(name, num_classes=10, resolutions=(32, 224)).train()
-        for batch, res in SETTINGS:
+        net = create_supernet(name, num_classes=10, resolutions=tuple(sorted({r for _, r in settings}))).train()
+        for batch, res in settings:
             for which in ("max", "min"):
                 arch = dataclasses.replace(getattr(net.space, which)(), resolution=res)
                 rows.append({"supernet": name, **_compare(net, arch, batch, res, args.repeats)})
                 print(rows[-1], flush=True)
     table = pd.DataFrame(rows)
-    table["threads"], table["cpu"], table["torch"] = args.threads, platform.processor() or platform.machine(), \
-        torch.__version__
-    if args.out.exists():  # keep the rows of supernets not re-measured this time
-        previous = pd.read_csv(args.out)
+    table["threads"] = args.threads
+    if out.exists():  # keep the rows of supernets not re-measured this time
+        previous = read_results(out)
         table = pd.concat([previous[~previous["supernet"].isin(table["supernet"])], table], ignore_index=True)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    table.to_csv(args.out, index=False)
+    write_results(table, out, quick=args.quick)
     print(table.to_string(index=False))
 
 

@@ -8,6 +8,7 @@ on the min, middle and max subnets and on four subnets at the 20/40/60/80% MACs 
 a seeded sample. Goal: transfer beats scratch on every subnet.
 
     python experiments/bench_transfer.py [--config mnist_sandwich] [--source-epochs 8] [--finetune-epochs 2]
+    python experiments/bench_transfer.py --quick   # one epoch each on the 8x8 digits
 
 Writes results/transfer.csv and results/transfer.png; runs resume from results/transfer_runs/.
 """
@@ -21,6 +22,7 @@ from pathlib import Path
 import matplotlib
 import numpy as np
 import pandas as pd
+from bench_common import QUICK_TRAINING, add_common_arguments, results_folder, write_results
 
 from elasticnas.experiment import load_experiment, train_experiment
 from elasticnas.hardware import count_all
@@ -30,7 +32,6 @@ from elasticnas.supernet import evaluate_many
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-RESULTS = Path(__file__).parent / "results"
 SOURCE_CLASSES, TARGET_CLASSES = "[0,1,2,3,4]", "[5,6,7,8,9]"
 
 
@@ -54,14 +55,19 @@ def trained(config, folder: Path) -> float:
     return float(pd.read_csv(folder / "metrics.csv")["seconds"].sum())
 
 
-def main() -> None:
+def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", default="mnist_sandwich")
     parser.add_argument("--source-epochs", type=int, default=8)
     parser.add_argument("--finetune-epochs", type=int, default=2)
     parser.add_argument("--set", nargs="*", default=[], help="overrides for all three runs")
-    parser.add_argument("--runs", type=Path, default=RESULTS / "transfer_runs")
-    args = parser.parse_args()
+    parser.add_argument("--runs", type=Path, default=None,
+                        help="where the runs resume from (default: transfer_runs/ beside the results)")
+    add_common_arguments(parser)
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.set, args.source_epochs, args.finetune_epochs = [*QUICK_TRAINING, *args.set], 1, 1
+    args.runs = args.runs or results_folder(args) / "transfer_runs"
 
     source = load_experiment(args.config, [*args.set, f"data.classes={SOURCE_CLASSES}",
                                            f"train.epochs={args.source_epochs}"])
@@ -77,6 +83,8 @@ def main() -> None:
         seconds[arm] = trained(config, args.runs / arm)
         run = load_trained(args.runs / arm)
         archs = subnets_to_score(run.space)
+        if args.quick:
+            archs = {name: archs[name] for name in ("min", "max")}
         results = evaluate_many(run.supernet, list(archs.values()), run.eval_data("test"))
         scores[arm] = {name: result.top1 for name, result in zip(archs, results, strict=True)}
     macs = np.asarray(count_all(run.space, list(archs.values()))["macs"])
@@ -87,8 +95,8 @@ def main() -> None:
 
 
 def write(frame: pd.DataFrame, seconds: dict, args) -> None:
-    RESULTS.mkdir(exist_ok=True)
-    frame.to_csv(RESULTS / "transfer.csv", index=False)
+    folder = results_folder(args)
+    write_results(frame, folder / "transfer.csv", quick=args.quick)
     print(frame.round(2).to_string(index=False))
     print(f"\ntraining seconds: {', '.join(f'{k} {v:.0f}' for k, v in seconds.items())}; "
           f"source {args.source_epochs} epochs on 0-4, fine-tune/scratch {args.finetune_epochs} epochs on 5-9")
@@ -104,7 +112,7 @@ def write(frame: pd.DataFrame, seconds: dict, args) -> None:
     ax.set_title("Inherited subnets after transfer vs scratch")
     ax.legend()
     fig.tight_layout()
-    fig.savefig(RESULTS / "transfer.png", dpi=120)
+    fig.savefig(folder / "transfer.png", dpi=120)
 
 
 if __name__ == "__main__":

@@ -17,6 +17,7 @@ exact BN recalibration as ``elasticnas measure``. From that matrix, for validati
   from the two halves of the validation split (``doubled_length_tau``).
 
     python experiments/bench_validation_split.py [--run runs/split_study] [--subnets 60]
+    python experiments/bench_validation_split.py --quick   # one epoch on the 8x8 digits, 4 subnets
 
 Writes results/validation_split.csv and results/validation_split.png.
 """
@@ -30,16 +31,16 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
+from bench_common import QUICK_TRAINING, add_common_arguments, results_folder, write_results
 from torch.utils.data import ConcatDataset
 from tqdm.auto import tqdm
 
-from elasticnas.core.atomic import atomic_save_figure, atomic_write_text, pyplot
+from elasticnas.core.atomic import atomic_save_figure, pyplot
 from elasticnas.experiment import load_experiment, train_experiment
 from elasticnas.predictors import doubled_length_tau, kendall_tau
 from elasticnas.runs import load_trained, spread_by_macs
 from elasticnas.supernet.evaluation import EvalData, calibrated_subnet
 
-RESULTS = Path(__file__).parent / "results"
 SIZES = (250, 375, 500, 750, 1000, 1250, 1500, 2000)
 
 
@@ -106,17 +107,23 @@ def plot(table: pd.DataFrame, path: Path) -> Path:
     return atomic_save_figure(fig, path)
 
 
-def main() -> None:
+def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--run", type=Path, default=Path("runs/split_study"))
+    parser.add_argument("--run", type=Path, default=None, help="the trained run (default: runs/split_study)")
     parser.add_argument("--config", default="mnist_sandwich")
     parser.add_argument("--subnets", type=int, default=60)
     parser.add_argument("--draws", type=int, default=50)
     parser.add_argument("--seed", type=int, default=0)
-    args = parser.parse_args()
+    add_common_arguments(parser)
+    args = parser.parse_args(argv)
     warnings.filterwarnings("ignore", category=UserWarning)
+    overrides = list(QUICK_TRAINING) if args.quick else []
+    if args.quick:
+        args.subnets, args.draws = 4, 3
+    folder = results_folder(args)
+    args.run = args.run or (folder / "split_study" if args.quick else Path("runs/split_study"))
     if not (args.run / "checkpoint.pt").exists():
-        train_experiment(load_experiment(args.config), args.run)
+        train_experiment(load_experiment(args.config, overrides), args.run)
     run = load_trained(args.run)
     right = right_or_wrong(run, spread_by_macs(run.space, args.subnets, seed=args.seed))
     table = noise_shares(right, [s for s in SIZES if s <= right.shape[1]])
@@ -127,9 +134,8 @@ def main() -> None:
                                        for s in table["val_images"]]
     table["held_out_images"], table["subnets"] = right.shape[1], right.shape[0]
     table["top1_range_points"] = 100 * np.ptp(right.mean(axis=1))
-    RESULTS.mkdir(exist_ok=True)
-    atomic_write_text(RESULTS / "validation_split.csv", table.to_csv(index=False))
-    plot(table, RESULTS / "validation_split.png")
+    write_results(table, folder / "validation_split.csv", quick=args.quick)
+    plot(table, folder / "validation_split.png")
     print(table.round(3).to_string(index=False))
 
 

@@ -1,6 +1,7 @@
 """Checks of the CUDA paths that CI cannot make (it has no GPU): run where a GPU is lent.
 
     python experiments/check_cuda.py
+    python experiments/check_cuda.py --quick   # tiny_mbv3 only
 
 For every registered supernet, on CUDA:
 
@@ -20,6 +21,7 @@ Writes ``results/cuda_check.csv`` and exits non-zero if a check fails.
 
 from __future__ import annotations
 
+import argparse
 import sys
 import time
 from pathlib import Path
@@ -27,6 +29,7 @@ from pathlib import Path
 import pandas as pd
 import torch
 import torch.nn.functional as F
+from bench_common import add_common_arguments, results_folder, write_results
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the tests' randomised supernets
 
@@ -34,7 +37,6 @@ from elasticnas.hardware import measure_latency  # noqa: E402
 from elasticnas.supernet import list_supernets  # noqa: E402
 from tests.conftest import make_supernet  # noqa: E402
 
-RESULTS = Path(__file__).parent / "results"
 FLOAT32_BOUND = 1e-5  # of the output's scale: the CPU conformance test's
 
 
@@ -113,20 +115,22 @@ def check(name: str) -> dict:
     return row
 
 
-def main() -> int:
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    add_common_arguments(parser)
+    args = parser.parse_args(argv)
     if not torch.cuda.is_available():
         print("no CUDA device: nothing to check here")
         return 2
     rows = []
-    for name in list_supernets():
+    for name in ["tiny_mbv3"] if args.quick else list_supernets():
         try:
             rows.append(check(name))
         except Exception as error:  # a family that fails on CUDA is a result, not the end of the run
             rows.append({"supernet": name, "passed": False, "error": f"{type(error).__name__}: {error}"[:300]})
         print(pd.DataFrame(rows[-1:]).to_string(index=False), flush=True)
     table = pd.DataFrame(rows)
-    RESULTS.mkdir(exist_ok=True)
-    table.to_csv(RESULTS / "cuda_check.csv", index=False)
+    write_results(table, results_folder(args) / "cuda_check.csv", quick=args.quick)
     print(table.to_string(index=False))
     return 0 if table["passed"].all() else 1
 

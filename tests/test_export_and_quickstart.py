@@ -143,6 +143,7 @@ def test_finetune_writes_a_checked_export_with_accuracy_before_and_after(run_cop
     assert "not an export folder" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_quickstart_runs_end_to_end_and_resumes_without_redoing_work(tmp_path, capsys):
     out = tmp_path / "quick"
     kwargs = dict(overrides=FAST_RUN, subnets=12, trials=3, predicted_evals=400, progress=False, finetune_epochs=1,
@@ -192,6 +193,7 @@ def test_quickstart_names_an_unknown_config_and_the_known_ones(tmp_path, capsys)
     assert "mnist_nonesuch" in err and "mnist_quickstart.yaml" in err and not out.exists()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("supernet", [n for n in list_supernets("tiny_*") if n != SupernetConfig().name])
 def test_quickstart_runs_end_to_end_on_every_small_preset(supernet, tmp_path):
     """Train, profile, measure, fit, search, export on each family's small preset, through the CLI."""

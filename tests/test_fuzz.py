@@ -196,6 +196,7 @@ def arch_documents(draw, good: dict):
     return doc, how
 
 
+@pytest.mark.slow
 def test_export_of_random_architecture_dicts_exits_0_or_2_in_one_line(fuzz_run, tmp_path):
     good = json.loads(run_space(fuzz_run).middle().to_json())
     counter = iter(range(10**6))

@@ -211,6 +211,7 @@ def digits_0_to_4(tmp_path_factory):
     return folder
 
 
+@pytest.mark.slow
 def test_transfer_run_records_its_parent_freezes_and_runs_the_whole_pipeline(digits_0_to_4, tmp_path, capsys):
     child = tmp_path / "child"
     assert main(["train", "mnist_sandwich", "--out", str(child), "--init", str(digits_0_to_4), "--set", *FAST_RUN,

@@ -39,6 +39,7 @@ def test_spread_plan_of_a_precision_space_covers_both_precisions_at_every_size()
     assert {space.sample_at_level(np.random.default_rng(s), 0.0).precision for s in range(20)} == {8, 32}
 
 
+@pytest.mark.slow
 def test_measure_resumes_without_measuring_a_subnet_twice_then_fit_writes_predictors(run_copy, capsys):
     assert main(["measure", str(run_copy), "--n", "6"]) == 0
     first = read_evaluations(run_copy)
@@ -96,6 +97,7 @@ def test_measure_resumes_without_measuring_a_subnet_twice_then_fit_writes_predic
     assert f"{cheapest:.6g}" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_a_journal_from_before_the_noise_columns_keeps_its_header_and_every_row(run_copy, capsys):
     assert main(["measure", str(run_copy), "--n", "3"]) == 0
     path = run_copy / "evaluations.csv"

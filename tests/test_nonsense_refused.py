@@ -76,6 +76,7 @@ def test_a_loss_that_stops_being_finite_stops_training_before_saving(tmp_path):
     assert not (out / "checkpoint.pt").exists()
 
 
+@pytest.mark.slow
 def test_a_diverged_run_resumes_from_its_last_good_checkpoint_after_its_learning_rate_is_fixed(tmp_path, capsys):
     def poison_in_second_epoch(trainer, step):
         if trainer.epoch == 1 and trainer.step_in_epoch == 1 and not poisoned:

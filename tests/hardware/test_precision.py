@@ -216,6 +216,7 @@ def test_an_unknown_way_of_timing_int8_layers_is_refused_naming_the_ways():
         LatencyTable.build(both, runtime="onnxruntime", int8_layer_io="uint8", progress=False)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("layer_io", [None, "8-bit"])
 def test_an_int8_table_measures_both_precisions_and_calibrates_each(tmp_path, monkeypatch, layer_io):
     from elasticnas.hardware import table_build
@@ -258,6 +259,7 @@ def int8_run(trained_run):
     return run, space, supernet.eval()
 
 
+@pytest.mark.slow
 def test_int8_accuracy_is_that_of_the_quantized_subnet(int8_run):
     run, space, supernet = int8_run
     data = run.eval_data("val")

@@ -45,6 +45,7 @@ def _synthetic(n=150, seed=0):
     return X, 100 - 10 * np.exp(-capacity / 3) + noise
 
 
+@pytest.mark.slow
 def test_auto_predictor_is_seeded_tunes_every_family_and_ranks_held_out_data_well():
     X, y = _synthetic()
     train, test = slice(0, 110), slice(110, None)

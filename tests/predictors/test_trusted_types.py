@@ -29,6 +29,7 @@ def _spaces():
     return [create_space(name, num_classes=10) for name in ("tiny_mbv3", "tiny_resnet", "tiny_vit")] + [graph]
 
 
+@pytest.mark.slow
 def test_what_fit_saves_for_every_estimator_and_family_is_exactly_trusted(tmp_path):
     warnings.filterwarnings("ignore")
     saved, spaces = set(), _spaces()

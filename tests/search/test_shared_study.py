@@ -107,6 +107,7 @@ def _distinct(space, trials) -> set[str]:
     return {a.to_json() for a in space.decode(genes)}
 
 
+@pytest.mark.slow
 def test_two_workers_fill_one_study_with_every_trial_once(trained_run, postgres_url, tmp_path):
     space, budget = run_space(trained_run), 40
     workers = [_worker(trained_run, postgres_url, "pair", seed, tmp_path / f"w{seed}", budget) for seed in (1, 2)]
@@ -147,6 +148,7 @@ def _study_exists(url: str, study: str) -> bool:
     return study in [s.study_name for s in optuna.get_all_study_summaries(storage=url)]
 
 
+@pytest.mark.slow
 def test_a_worker_killed_mid_trial_leaves_the_study_usable(trained_run, postgres_url, tmp_path):
     space, budget = run_space(trained_run), 40
     victim = _worker(trained_run, postgres_url, "killed", 1, tmp_path / "victim", budget)

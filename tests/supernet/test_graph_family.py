@@ -210,6 +210,7 @@ def test_cli_refuses_an_untraceable_model_in_one_line(tmp_path, capsys):
     assert "has no 'nothing'" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_the_whole_pipeline_runs_on_an_elasticized_model(tmp_path, capsys):
     """elasticize -> train from the model's weights -> table, measure, fit, search, export, as the quickstart
     runs a built-in family; the exports reload from their folder alone and equal the supernet's subnets."""

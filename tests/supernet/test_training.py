@@ -38,6 +38,7 @@ def _assert_identical(a, b):
         assert torch.equal(a[key], b[key]), key
 
 
+@pytest.mark.slow
 def test_same_config_and_seed_give_bit_identical_weights(tmp_path):
     config = _config("train.epochs=1")
     first, _ = train_experiment(config, tmp_path / "a", progress=False)
@@ -47,6 +48,7 @@ def test_same_config_and_seed_give_bit_identical_weights(tmp_path):
     assert not torch.equal(third.model.stem.conv.weight, first.model.stem.conv.weight)
 
 
+@pytest.mark.slow
 def test_run_interrupted_mid_epoch_by_a_signal_resumes_bit_identically(tmp_path):
     config = _config()
     reference, reference_metrics = train_experiment(config, tmp_path / "full", progress=False)
@@ -66,6 +68,7 @@ def test_run_interrupted_mid_epoch_by_a_signal_resumes_bit_identically(tmp_path)
     assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
 
 
+@pytest.mark.slow
 def test_outputs_of_a_run(tmp_path):
     trainer, metrics = train_experiment(_config(), tmp_path, progress=False)
     assert (tmp_path / "config.yaml").exists() and (tmp_path / "training_curves.png").stat().st_size > 1000
@@ -80,6 +83,7 @@ def test_outputs_of_a_run(tmp_path):
         train_experiment(_config("optim.lr=0.5"), tmp_path, resume=True, progress=False)
 
 
+@pytest.mark.slow
 def test_a_checkpoint_from_before_a_sampler_option_existed_resumes_and_a_changed_option_is_refused(tmp_path):
     config = load_experiment("mnist_uniform", [*FAST, "train.epochs=1", SMALL_IMAGES])
     train_experiment(config, tmp_path, progress=False)
@@ -93,6 +97,7 @@ def test_a_checkpoint_from_before_a_sampler_option_existed_resumes_and_a_changed
         train_experiment(config, tmp_path, resume=True, progress=False)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", list_strategies())
 def test_every_strategy_trains(tmp_path, name):
     config = load_experiment(f"mnist_{name}", [*FAST, "train.epochs=1", SMALL_IMAGES])
@@ -102,6 +107,7 @@ def test_every_strategy_trains(tmp_path, name):
         assert trainer.phase == "expand" and trainer.teacher is not None
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("supernet", [n for n in list_supernets("tiny_*") if n != SupernetConfig().name])
 @pytest.mark.parametrize("name", list_strategies())
 def test_every_strategy_trains_every_small_preset(tmp_path, name, supernet):
@@ -220,6 +226,7 @@ def test_regularisation_off_turns_dropout_and_stochastic_depth_off_in_training(c
         assert not torch.equal(supernet(x, arch), supernet(x, arch))
 
 
+@pytest.mark.slow
 def test_bignas_recipe_trains_and_ends_at_its_constant_learning_rate(tmp_path):
     recipe = ["init.zero_residual_norms=true", "train.regularise_largest_only=true", "optim.schedule=exponential",
               "optim.min_lr_ratio=0.05", "optim.constant_after=0.5", "optim.lr=0.1"]
