@@ -13,6 +13,7 @@ import re
 import shutil
 from pathlib import Path
 
+from mkdocs.plugins import event_priority
 from mkdocs.structure.files import File
 
 from elasticnas.cli_reference import cli_markdown
@@ -31,6 +32,7 @@ def _rooms() -> dict[str, str]:
     raise RuntimeError("setup.py defines no ROOMS mapping")
 
 
+@event_priority(100)  # before mkdocstrings reads its paths: the tree must exist by then
 def on_config(config):
     shutil.rmtree(API_TREE, ignore_errors=True)
     rooms = _rooms()
