@@ -64,10 +64,10 @@ def searched_front(space, predictor, table, *, evals: int, keep: int, seed: int)
     return [space.canonical(a) for a in front["arch"].iloc[picks]]
 
 
-def measured(run, archs, arm: str, runtime: str) -> pd.DataFrame:
+def measured(run, archs, arm: str, runtime: str, rounds: int = 3, repeats: int = 30) -> pd.DataFrame:
     test = run.eval_data("test")
     top1 = [evaluate_deployed(run.supernet, a, test, runtime=runtime).top1 for a in archs]
-    latency = measure_archs(run.space, archs, runtime=runtime, rounds=3, repeats=30, progress=True)
+    latency = measure_archs(run.space, archs, runtime=runtime, rounds=rounds, repeats=repeats, progress=True)
     return pd.DataFrame({"arm": arm, "arch": [a.to_json() for a in archs], "precision": [a.precision for a in archs],
                          "test_top1": top1, "measured_ms": latency})
 
@@ -159,7 +159,9 @@ def main(argv=None) -> None:
     fronts["(c) joint"] = searched_front(joint, fitted(joint, joint_archs, evaluations["val_top1"], args.trials,
                                                        args.seed), table, evals=args.evals, keep=args.front,
                                          seed=args.seed)
-    rows = pd.concat([measured(run, archs, arm, args.runtime) for arm, archs in fronts.items()], ignore_index=True)
+    timing = {"rounds": 1, "repeats": 5} if args.quick else {}
+    rows = pd.concat([measured(run, archs, arm, args.runtime, **timing) for arm, archs in fronts.items()],
+                     ignore_index=True)
     write_results(rows, folder / f"precision{suffix}.csv", quick=args.quick)
     summary = summarise(rows)
     write_results(summary, folder / f"precision{suffix}_summary.csv", quick=args.quick)

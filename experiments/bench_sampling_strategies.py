@@ -183,7 +183,8 @@ def bench_one(name: str, args, overrides: list[str], known_scratch: dict, scratc
     # where "auto" already means the CPU, runs saved before --device existed still resume
     placed = [] if args.device == "cpu" and not torch.cuda.is_available() else [f"train.device={args.device}"]
     config = load_experiment(base, overrides + RECIPES[recipe or "default"] + seeded + placed)
-    scratch_config = load_experiment(base)  # scratch twins at the config's own epochs, whatever the supernet's
+    # scratch twins at the config's own epochs, whatever the supernet's (a quick run's at its toy sizes)
+    scratch_config = load_experiment(base, list(QUICK_TRAINING) if args.quick else [])
     run_dir = args.runs / name.removeprefix("mnist_").replace("@", "_").replace(SEED_MARK, "_seed")
     resume = (run_dir / "checkpoint.pt").exists()
     trainer, metrics = train_experiment(config, run_dir, resume=resume, progress=True)
