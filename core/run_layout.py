@@ -16,17 +16,24 @@ Writers write whole files atomically; readers refuse a file that is not what it 
         latency_table.csv                 the table, whole, with latency_table.json (its metadata);
                                           latency_table.partial.csv and latency_table.partial.json
                                           while it is built
+        latency_check.csv                 profile --check: fresh subnets measured against the table
       evaluations.csv                     measure: one measured subnet per row (fit, search, export)
       predictors/                         fit: accuracy.skops, latency.skops (search, export), reports.csv,
                                           held_out_predictions.csv, predictor_quality.png
-      search/<name>/                      search: archive.csv, front.csv, pareto.png, settings.json,
+      search/<name>/                      search: archive.csv, front.csv, history.csv, pareto.png,
+                                          search.json, best_{metric}_{budget}.json per budget,
+                                          settings.json, iterations.csv (the guided search),
                                           archive.journal.csv and measured.journal.csv while it runs
+      summary.csv                         quickstart: one row per budget
       exports.csv                         quickstart, report: one row per export
       exports/accuracy_checks.csv         export: subnets measured to choose an export, apart from the
                                           evaluations the predictors are fitted on
       exports/<name>/                     export: arch.json, weights.safetensors, model.pt2, model.onnx,
-                                          report.json (last), candidates.csv (model.torchscript.pt on
-                                          request); finetune_checkpoint.pt while an export is fine-tuned
+                                          report.json (last), candidates.csv; on request
+                                          model.torchscript.pt, model.xml + model.bin (OpenVINO),
+                                          model.pte (ExecuTorch); an int8 subnet's model.int8.onnx,
+                                          model.int8.bin + model.int8.xml or model.int8.pte;
+                                          finetune_checkpoint.pt while an export is fine-tuned
 """
 
 LOCK = ".elasticnas.lock"
@@ -41,6 +48,7 @@ TRAINING_CURVES = "training_curves.png"
 TABLES = "tables"
 TABLE_CSV, TABLE_JSON = "latency_table.csv", "latency_table.json"
 PARTIAL_TABLE_CSV, PARTIAL_TABLE_JSON = "latency_table.partial.csv", "latency_table.partial.json"
+LATENCY_CHECK = "latency_check.csv"
 
 EVALUATIONS = "evaluations.csv"
 PREDICTORS = "predictors"
@@ -50,14 +58,21 @@ PREDICTOR_PLOT = "predictor_quality.png"
 
 SEARCH = "search"
 ARCHIVE, FRONT, PARETO_PLOT = "archive.csv", "front.csv", "pareto.png"
+SEARCH_RESULT, SEARCH_HISTORY, GUIDED_ITERATIONS = "search.json", "history.csv", "iterations.csv"
+BEST_UNDER_BUDGET = "best_{metric}_{budget}.json"  # str.format it; budget="*" globs them all
 SEARCH_SETTINGS = "settings.json"
 SEARCH_JOURNAL, MEASURED_JOURNAL = "archive.journal.csv", "measured.journal.csv"
 
 EXPORTS = "exports"
 EXPORTS_TABLE = "exports.csv"
+SUMMARY = "summary.csv"
 ACCURACY_CHECKS = "accuracy_checks.csv"
 ARCH_JSON, WEIGHTS = "arch.json", "weights.safetensors"
 PROGRAM, ONNX, TORCHSCRIPT = "model.pt2", "model.onnx", "model.torchscript.pt"
+OPENVINO_FILES, EXECUTORCH_PROGRAM = ("model.xml", "model.bin"), "model.pte"
+INT8_ONNX = "model.int8.onnx"
+OPENVINO_INT8 = ("model.int8.bin", "model.int8.xml")  # weights first: an .xml is whole only with its .bin
+EXECUTORCH_INT8 = ("model.int8.pte",)
 REPORT = "report.json"  # an export's measured report, written last
 CANDIDATES = "candidates.csv"  # what an accuracy-checked export was chosen from
 FINETUNE_CHECKPOINT = "finetune_checkpoint.pt"

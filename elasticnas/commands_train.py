@@ -8,7 +8,7 @@ from pathlib import Path
 
 from elasticnas.command_registry import UsageError, command, out_arg, run_folder_arg
 from elasticnas.core.errors import ConfigError
-from elasticnas.core.run_layout import CONFIG, EVALUATIONS
+from elasticnas.core.run_layout import CONFIG, EVALUATIONS, LATENCY_CHECK
 
 PRECISION_CHOICES = ("fp32", "int8")  # int8: the space searches float32 and int8 subnets jointly
 
@@ -216,9 +216,9 @@ def _check_profile(table, args: argparse.Namespace) -> None:
     from elasticnas.hardware.table_check import check_table, describe_check
 
     summary, rows = check_table(table, args.check, seed=args.seed)
-    atomic_write_text(args.out / "latency_check.csv", rows.to_csv(index=False))
+    atomic_write_text(args.out / LATENCY_CHECK, rows.to_csv(index=False))
     print(describe_check(summary))
-    print(f"per subnet: {args.out / 'latency_check.csv'}")
+    print(f"per subnet: {args.out / LATENCY_CHECK}")
 
 
 @command("measure", "measure subnets of a trained run spread over the MACs range (resumable)",

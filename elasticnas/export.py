@@ -34,7 +34,15 @@ from elasticnas.core.atomic import atomic_write_bytes, atomic_write_json
 from elasticnas.core.checksums import sha256_bytes, sha256_file
 from elasticnas.core.errors import ConfigError
 from elasticnas.core.files import CorruptFileError, read_json, reading
-from elasticnas.core.run_layout import ARCH_JSON, ONNX, PROGRAM, TORCHSCRIPT, WEIGHTS
+from elasticnas.core.run_layout import (
+    ARCH_JSON,
+    EXECUTORCH_PROGRAM,
+    ONNX,
+    OPENVINO_FILES,
+    PROGRAM,
+    TORCHSCRIPT,
+    WEIGHTS,
+)
 from elasticnas.core.staging import staged_folder
 from elasticnas.hardware.quantize import load_int8, require_int8
 from elasticnas.hardware.runtime_parts import export_onnx_bytes
@@ -48,7 +56,7 @@ from elasticnas.supernet.static import build_static
 FORMATS = ("safetensors", "torch_export", "onnx")
 KNOWN_FORMATS = (*FORMATS, "torchscript", "openvino", "executorch")
 FILES = {"torch_export": [PROGRAM], "onnx": [ONNX], "torchscript": [TORCHSCRIPT],
-         "openvino": ["model.xml", "model.bin"], "executorch": ["model.pte"]}
+         "openvino": list(OPENVINO_FILES), "executorch": [EXECUTORCH_PROGRAM]}
 # Relative to the largest output magnitude: runtimes fuse and reorder float32 sums differently, so
 # absolute differences grow with the logits' scale while relative ones stay near 1e-6.
 RELATIVE_TOLERANCE = 1e-4
@@ -196,11 +204,11 @@ def _edge_formats(model: nn.Module, example: torch.Tensor, reference: np.ndarray
     one = example[:1]
     if "openvino" in formats:
         edge_runtimes.openvino_files(model, one, out)
-        produced = edge_runtimes.run_openvino_file(out / "model.xml", one)
+        produced = edge_runtimes.run_openvino_file(out / OPENVINO_FILES[0], one)
         differences["openvino"] = float(np.abs(produced.numpy() - reference[:1]).max())
     if "executorch" in formats:
-        atomic_write_bytes(out / "model.pte", edge_runtimes.executorch_bytes(model, one))
-        produced = edge_runtimes.executorch_method((out / "model.pte").read_bytes()).execute([one])[0]
+        atomic_write_bytes(out / EXECUTORCH_PROGRAM, edge_runtimes.executorch_bytes(model, one))
+        produced = edge_runtimes.executorch_method((out / EXECUTORCH_PROGRAM).read_bytes()).execute([one])[0]
         differences["executorch"] = float(np.abs(produced.numpy() - reference[:1]).max())
     return differences
 

@@ -22,6 +22,7 @@ from elasticnas.core.run_layout import (
     PREDICTOR_REPORTS,
     PREDICTORS,
     TABLE_JSON,
+    TABLES,
 )
 from elasticnas.hardware.counting import count_all
 from elasticnas.hardware.lookup import LatencyTable
@@ -46,7 +47,7 @@ def table_folder(run_folder: str | Path, device: str, runtime: str) -> Path:
     """Where the run keeps its table for ``device``/``runtime``, both checked first: each becomes
     part of a path, so only known names (never ``..`` or ``/``) are allowed."""
     check_runtime(runtime, device)
-    return Path(run_folder) / "tables" / f"{device.replace(':', '')}_{runtime}"
+    return Path(run_folder) / TABLES / f"{device.replace(':', '')}_{runtime}"
 
 
 def has_latency_table(run_folder: str | Path, device: str, runtime: str) -> bool:

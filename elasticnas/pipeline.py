@@ -24,6 +24,7 @@ from elasticnas.core.run_layout import (
     ACCURACY_PREDICTOR,
     ARCH_JSON,
     ARCHIVE,
+    BEST_UNDER_BUDGET,
     CANDIDATES,
     CHECKPOINT,
     EXPORTS,
@@ -37,6 +38,8 @@ from elasticnas.core.run_layout import (
     PREDICTORS,
     REPORT,
     SEARCH,
+    SEARCH_RESULT,
+    SUMMARY,
     TRAINING_CURVES,
 )
 from elasticnas.core.staging import check_replaceable, staged_folder
@@ -54,7 +57,7 @@ from elasticnas.supernet.evaluation import calibrated_subnet
 
 def latest_search(run_folder: Path) -> Path:
     """The most recently written search folder of the run."""
-    folders = sorted((p.parent for p in (run_folder / SEARCH).glob("*/front.csv")), key=lambda p: p.stat().st_mtime)
+    folders = sorted((p.parent for p in (run_folder / SEARCH).glob(f"*/{FRONT}")), key=lambda p: p.stat().st_mtime)
     if not folders:
         raise ConfigError(f"no search results in {run_folder / SEARCH}: run `elasticnas search {run_folder}` first, "
                           f"or export with --arch-json")
@@ -282,12 +285,12 @@ def quickstart(out: str | Path = "runs/quickstart", *, supernet: str | None = No
                      "macs": report["macs"], "params": report["params"],
                      "export": str(folder), **_finetuned(out, folder, report["arch"], finetune_epochs, progress)})
     summary = pd.DataFrame(rows)
-    atomic_write_text(out / "summary.csv", summary.to_csv(index=False))
+    atomic_write_text(out / SUMMARY, summary.to_csv(index=False))
     stage(f"  budgets met: {int(summary['within_budget'].sum())} of {len(summary)} (measured on this machine)")
     warning = None if check_top_k else beyond_measured(summary["predicted_val_top1"], read_evaluations(out)["val_top1"])
     if warning:
         stage("  " + warning)
-    stage(f"done: summary in {out / 'summary.csv'}, Pareto plot {search_folder / PARETO_PLOT}")
+    stage(f"done: summary in {out / SUMMARY}, Pareto plot {search_folder / PARETO_PLOT}")
     return summary
 
 
@@ -401,14 +404,15 @@ def _search_drawings(run_folder: Path) -> list:
     from elasticnas.search.result import SearchResult
 
     drawings = []
-    for settings in sorted((run_folder / SEARCH).glob("*/search.json")):
+    for settings in sorted((run_folder / SEARCH).glob(f"*/{SEARCH_RESULT}")):
         archive = read_csv(settings.parent / ARCHIVE, "search archive")
         with reading(settings, "search settings"):
             meta = read_json(settings, "search settings", fields=("objectives", "constraints", "reference_point",
                                                                   "algorithm", "seed"))
             result = SearchResult(archive, meta["objectives"], {k: tuple(v) for k, v in meta["constraints"].items()},
                                   meta["reference_point"], meta["algorithm"], meta["seed"], meta.get("sources", {}))
-        budgets = sorted(float(p.stem.split("_")[-1]) for p in settings.parent.glob("best_latency_ms_*.json"))
+        every_best = BEST_UNDER_BUDGET.format(metric="latency_ms", budget="*")
+        budgets = sorted(float(p.stem.split("_")[-1]) for p in settings.parent.glob(every_best))
         marks = {"latency_ms": budgets} if budgets else None
         drawings.append((settings.parent / PARETO_PLOT,
                          lambda path, result=result, marks=marks: result.plot(path, marks)))

@@ -19,11 +19,7 @@ from elasticnas.core.checksums import sha256_file
 from elasticnas.core.config import load_yaml, parse_config
 from elasticnas.core.errors import ConfigError
 from elasticnas.core.files import reading
-from elasticnas.core.run_layout import (
-    CHECKPOINT,
-    CONFIG,
-    IMPORTED_WEIGHTS,
-)
+from elasticnas.core.run_layout import CHECKPOINT, CONFIG, IMPORTED_WEIGHTS
 from elasticnas.data import DataSplits, load_data
 from elasticnas.experiment import ExperimentConfig, build_supernet_of, check_dimensions
 from elasticnas.parents import read_weights, safe_open_metadata

@@ -24,6 +24,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from elasticnas.core.run_layout import EXECUTORCH_INT8, OPENVINO_INT8
 from elasticnas.hardware.edge_runtimes import (
     executorch_method,
     lowered_to_xnnpack,
@@ -31,9 +32,6 @@ from elasticnas.hardware.edge_runtimes import (
     openvino_model,
     require,
 )
-
-OPENVINO_INT8 = ("model.int8.bin", "model.int8.xml")  # weights first: an .xml is whole only with its .bin
-EXECUTORCH_INT8 = ("model.int8.pte",)
 
 
 @contextlib.contextmanager

@@ -36,9 +36,8 @@ from torch import nn
 
 from elasticnas.core.errors import ConfigError
 from elasticnas.core.registry import Registry
+from elasticnas.core.run_layout import EXECUTORCH_INT8, INT8_ONNX, OPENVINO_INT8
 from elasticnas.hardware.int8_runtimes import (
-    EXECUTORCH_INT8,
-    OPENVINO_INT8,
     ExecutorchInt8Model,
     OpenvinoInt8Model,
     executorch_int8_files,
@@ -47,7 +46,6 @@ from elasticnas.hardware.int8_runtimes import (
 )
 from elasticnas.hardware.runtime_parts import export_onnx_bytes, onnxruntime_session
 
-INT8_ONNX = "model.int8.onnx"  # an int8 subnet exported for ONNX Runtime
 CALIBRATION_IMAGES = 256  # training images an int8 subnet's activation ranges are calibrated on
 RANDOM_CALIBRATION_INPUTS = 4  # seeded random inputs an int8 model is calibrated on when only timed
 

@@ -22,6 +22,7 @@ from tqdm.auto import tqdm
 
 from elasticnas.core.atomic import atomic_write_text
 from elasticnas.core.errors import ConfigError
+from elasticnas.core.run_layout import GUIDED_ITERATIONS
 from elasticnas.core.run_layout import MEASURED_JOURNAL as REAL_JOURNAL
 from elasticnas.predictors import ArchEncoder, AutoPredictor, kendall_tau
 from elasticnas.search.api import _check_settings, _result, resolve_constraints, run_search
@@ -107,7 +108,7 @@ def run_guided_search(space: SearchSpace, objectives: Sequence[Objective], *,
     result.iterations = pd.DataFrame(records)
     if folder is not None:
         result.save(folder, {c.metric.name: [c.upper] for c in constraints})
-        atomic_write_text(folder / "iterations.csv", result.iterations.to_csv(index=False))
+        atomic_write_text(folder / GUIDED_ITERATIONS, result.iterations.to_csv(index=False))
     return result
 
 

@@ -13,7 +13,7 @@ from pymoo.util.nds.non_dominated_sorting import NonDominatedSorting
 
 from elasticnas.core.atomic import atomic_save_figure, atomic_write_json, atomic_write_text, pyplot
 from elasticnas.core.errors import ConfigError
-from elasticnas.core.run_layout import ARCHIVE, FRONT, PARETO_PLOT
+from elasticnas.core.run_layout import ARCHIVE, BEST_UNDER_BUDGET, FRONT, PARETO_PLOT, SEARCH_HISTORY, SEARCH_RESULT
 
 
 def pareto_mask(F: np.ndarray) -> np.ndarray:
@@ -102,18 +102,18 @@ class SearchResult:
         folder.mkdir(parents=True, exist_ok=True)
         atomic_write_text(folder / ARCHIVE, self.archive.to_csv(index=False))
         atomic_write_text(folder / FRONT, self.front.to_csv(index=False))
-        atomic_write_text(folder / "history.csv", self.history.to_csv(index=False))
+        atomic_write_text(folder / SEARCH_HISTORY, self.history.to_csv(index=False))
         for metric, values in (budgets or {}).items():
             for upper in values:
                 try:
                     row = self.best(**{metric: upper})
                 except ConfigError:
                     continue
-                atomic_write_json(folder / f"best_{metric}_{upper:g}.json", {
+                atomic_write_json(folder / BEST_UNDER_BUDGET.format(metric=metric, budget=f"{upper:g}"), {
                     "budget": {metric: upper}, "arch": json.loads(row["arch"]),
                     **{k: _plain(row[k]) for k in self.archive.columns if k not in ("arch",)},
                 })
-        atomic_write_json(folder / "search.json", {
+        atomic_write_json(folder / SEARCH_RESULT, {
             "algorithm": self.algorithm, "seed": self.seed, "objectives": self.objectives,
             "constraints": self.constraints, "reference_point": self.reference_point, "sources": self.sources,
             "n_evals": len(self.archive), "hypervolume": self.hypervolume,
