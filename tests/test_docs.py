@@ -1,6 +1,6 @@
 """The documentation site builds strictly, and its examples work as written.
 
-Python blocks of the getting-started page, the how-tos and the README run, each page's blocks
+Python blocks of the getting-started page, the own-model page and the README run, each page's blocks
 in order in one namespace, in a scratch folder. Shell blocks are checked rather than run (the
 quickstart alone takes minutes): every ``elasticnas`` line must parse with the real command
 line, every ``make`` target must exist and every ``pip install .[extra]`` must name an extra
