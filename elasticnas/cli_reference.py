@@ -5,24 +5,11 @@ from __future__ import annotations
 
 import argparse
 import os
-from contextlib import contextmanager
+from unittest.mock import patch
 
 from elasticnas.cli import build_parser
 
 HELP_WIDTH = 100  # columns argparse wraps the help at: fixed, so the page does not depend on the terminal
-
-
-@contextmanager
-def _columns(width: int):
-    before = os.environ.get("COLUMNS")
-    os.environ["COLUMNS"] = str(width)
-    try:
-        yield
-    finally:
-        if before is None:
-            del os.environ["COLUMNS"]
-        else:
-            os.environ["COLUMNS"] = before
 
 
 def _subcommands(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:
@@ -34,7 +21,7 @@ def _subcommands(parser: argparse.ArgumentParser) -> dict[str, argparse.Argument
 
 def cli_markdown() -> str:
     """One page: the top-level usage, a table of the commands, then each command's ``--help``."""
-    with _columns(HELP_WIDTH):
+    with patch.dict(os.environ, {"COLUMNS": str(HELP_WIDTH)}):  # restored afterwards, as it was
         parser = build_parser()
         commands = _subcommands(parser)
         lines = ["# Command line", "",
