@@ -161,6 +161,10 @@ def build_supernet_of(config: ExperimentConfig, num_classes: int | None = None, 
         else:
             supernet = create_supernet(config.supernet.name, num_classes=num_classes, in_channels=in_channels,
                                        **config.supernet.overrides)
+    if supernet.space.modality != "image":
+        raise ConfigError(f"supernet {supernet.space.name!r} reads {supernet.space.modality}, but training runs "
+                          f"and the quickstart read images so far; train it through the Python API "
+                          f"(docs/language_models.md)")
     if config.init.zero_residual_norms:
         norms = supernet.residual_output_norms()
         if not norms:

@@ -55,6 +55,20 @@ def peak_activation_bytes(space, arch, batch_size: int = 1, bytes_per_value: int
     return batch_size * (bytes_per_value or arch.precision // 8) * max(c.peak_elements for c in _costs(space, arch))
 
 
+def kv_cache_bytes(space, arch, context: int, batch_size: int = 1, bytes_per_value: int | None = None) -> int:
+    """Bytes of the KV cache of a language model holding ``context`` tokens per sequence (0 for a model
+    without one): each attention layer's keys and values, ``2 x kv heads x head dim`` values per token."""
+    per_token = sum(spec.cached_values_per_token for spec in space.layers(arch))
+    return batch_size * context * per_token * (bytes_per_value or arch.precision // 8)
+
+
+def inference_memory_bytes(space, arch, context: int | None = None, batch_size: int = 1) -> int:
+    """Weights plus the KV cache at ``context`` tokens (default: the architecture's own context length,
+    its ``resolution``): the memory a deployed language model holds, exact from the architecture."""
+    context = arch.resolution if context is None else context
+    return model_size_bytes(space, arch) + kv_cache_bytes(space, arch, context, batch_size)
+
+
 def count_all(space, archs: Iterable) -> dict[str, np.ndarray]:
     """All counters for many architectures at once, as int64 arrays keyed by metric name.
 

@@ -73,6 +73,8 @@ class SearchSpace(LayerLists, DeploymentChoices):
     shrink_order: ClassVar[tuple[str, ...]]
     # dimensions whose smaller choices keep leading channels: channels are re-ordered before they shrink
     reorder_dimensions: ClassVar[tuple[str, ...]] = ("expand",)
+    # what a subnet reads: "image" (batch, channels, resolution, resolution) or "text" (batch, tokens)
+    modality: ClassVar[str] = "image"
 
     name: str
     family: str
@@ -353,6 +355,16 @@ class SearchSpace(LayerLists, DeploymentChoices):
         from elasticnas.supernet.static import sequential_model
 
         return sequential_model(self, arch)
+
+    def example_input(self, arch: Arch, batch: int = 1, generator=None):
+        """A random input of ``arch``: images at its resolution (a text family: token ids at its context length)."""
+        import torch
+
+        return torch.randn(batch, self.in_channels, arch.resolution, arch.resolution, generator=generator)
+
+    def output_shape(self, arch: Arch) -> tuple[int, ...]:
+        """The shape of one input's output: class scores (a text family: one row of logits per token)."""
+        return (self.num_classes,)
 
     # ----- the space itself --------------------------------------------------------------------
     def _declared(self) -> dict[str, Any]:

@@ -74,6 +74,12 @@ class LayerSpec:
     """Base of the layer specs (frozen dataclasses): what every consumer asks of a layer."""
 
     @property
+    def cached_values_per_token(self) -> int:
+        """Values a layer keeps per generated token between forward passes (an attention layer's keys and
+        values in a KV cache); 0 for a layer that keeps nothing."""
+        return 0
+
+    @property
     def out_resolution(self) -> int:
         """Output height: a 'same'-padded window of ``kernel_size`` with ``stride`` (override otherwise)."""
         return conv_output_size(self.resolution, self.kernel_size, self.stride)

@@ -6,17 +6,29 @@ import pytest
 import torch
 from torch import nn
 
-from elasticnas.supernet import create_supernet, list_supernets
+from elasticnas.supernet import create_space, create_supernet, list_supernets
 
-# The OFA presets at full size are slow on 2 CPU cores; conformance tests run them at
-# their smallest resolutions, which exercise exactly the same code paths.
+
+def image_presets(pattern: str = "*") -> list[str]:
+    """Registered presets whose subnets read images (the pipeline's data, training and int8 paths
+    are image-only so far; the text families' conformance runs through the seam with the rest)."""
+    return [n for n in list_supernets(pattern) if create_space(n, num_classes=10).modality == "image"]
+
+
+# The OFA and AutoFormer presets at full size are slow on 2 CPU cores; conformance tests run them at
+# their smallest resolutions, which exercise exactly the same code paths. The GPT-2 and SmolLM presets
+# run with short contexts and 2-3 of their layers: every layer is the same code, and their exact
+# full sizes are tested on their own (tests/supernet/test_decoder_family.py).
 FAST_RESOLUTIONS = {"ofa_mbv3_w10": (128, 132), "ofa_mbv3_w12": (128, 132), "ofa_resnet50": (128, 132),
                     "autoformer_tiny": (96, 112), "autoformer_small": (96, 112)}
+FAST_OVERRIDES = {"gpt2_small": dict(resolutions=(16, 24), depth_choices=(2, 3)),
+                  "smollm_135m": dict(resolutions=(16, 24), depth_choices=(2, 3))}
 
 
 def make_supernet(name: str, num_classes: int = 10, seed: int = 0, **overrides) -> nn.Module:
     """A supernet whose every weight, transform and BN statistic is random, so that any
     slicing or copying mistake changes its outputs."""
+    overrides = {**FAST_OVERRIDES.get(name, {}), **overrides}
     overrides.setdefault("resolutions", FAST_RESOLUTIONS.get(name))
     if overrides["resolutions"] is None:
         del overrides["resolutions"]

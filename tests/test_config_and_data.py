@@ -103,3 +103,11 @@ def test_a_preset_trains_with_its_bundled_sandwich_recipe_or_none():
     for name in ("tiny_mbv3", "tiny_resnet"):
         config = load_experiment(recipe_for(name))
         assert config.supernet.name == name and config.sampler.name == "sandwich"
+
+
+def test_a_text_model_in_an_image_run_is_refused_before_training(tmp_path):
+    from elasticnas.experiment import build_run
+
+    config = load_experiment("mnist_quickstart", ["data.name=digits", "supernet.name=tiny_gpt"])
+    with pytest.raises(ConfigError, match="'tiny_gpt' reads text.*language_models"):
+        build_run(config)

@@ -1,10 +1,10 @@
 """The documentation site builds strictly, and its examples work as written.
 
-Python blocks of the getting-started page, the own-model page and the README run, each page's blocks
-in order in one namespace, in a scratch folder. Shell blocks are checked rather than run (the
-quickstart alone takes minutes): every ``elasticnas`` line must parse with the real command
-line, every ``make`` target must exist and every ``pip install .[extra]`` must name an extra
-that pyproject.toml defines.
+Python blocks of the getting-started page, the own-model page, the language-model page and the
+README run, each page's blocks in order in one namespace, in a scratch folder. Shell blocks are
+checked rather than run (the quickstart alone takes minutes): every ``elasticnas`` line must
+parse with the real command line, every ``make`` target must exist and every
+``pip install .[extra]`` must name an extra that pyproject.toml defines.
 """
 
 from __future__ import annotations
@@ -22,8 +22,9 @@ from elasticnas.cli import build_parser
 from elasticnas.command_registry import UsageError
 
 ROOT = Path(__file__).resolve().parents[1]
-EXAMPLE_PAGES = ["docs/index.md", "docs/howto.md", "docs/own_model.md", "README.md"]
-PYTHON_PAGES = ["docs/index.md", "docs/own_model.md", "README.md"]  # the how-tos' examples are commands
+EXAMPLE_PAGES = ["docs/index.md", "docs/howto.md", "docs/own_model.md", "docs/language_models.md", "README.md"]
+# the how-tos' examples are commands
+PYTHON_PAGES = ["docs/index.md", "docs/own_model.md", "docs/language_models.md", "README.md"]
 FENCE = re.compile(r"^```(\w*)\n(.*?)^```", re.S | re.M)
 
 

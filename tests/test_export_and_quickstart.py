@@ -17,7 +17,8 @@ from elasticnas.experiment import SupernetConfig
 from elasticnas.export import FILES, export_subnet
 from elasticnas.pipeline import beyond_measured, quickstart, quickstart_budgets
 from elasticnas.runs import load_trained
-from elasticnas.supernet import ConfigError, list_supernets
+from elasticnas.supernet import ConfigError
+from tests.conftest import image_presets
 
 from .conftest import FAST_RUN
 
@@ -194,7 +195,7 @@ def test_quickstart_names_an_unknown_config_and_the_known_ones(tmp_path, capsys)
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("supernet", [n for n in list_supernets("tiny_*") if n != SupernetConfig().name])
+@pytest.mark.parametrize("supernet", [n for n in image_presets("tiny_*") if n != SupernetConfig().name])
 def test_quickstart_runs_end_to_end_on_every_small_preset(supernet, tmp_path):
     """Train, profile, measure, fit, search, export on each family's small preset, through the CLI."""
     out = tmp_path / supernet

@@ -29,13 +29,14 @@ from elasticnas.hardware.quantize import (
 from elasticnas.hardware.runtime_parts import export_onnx_bytes
 from elasticnas.predictors.encoding import feature_names
 from elasticnas.runs import load_trained
-from elasticnas.supernet import create_space, list_supernets
+from elasticnas.supernet import create_space
 from elasticnas.supernet.catalogue import build_supernet, space_from_config
 from elasticnas.supernet.evaluation import calibrated_subnet, evaluate, score
 from elasticnas.supernet.specs import QuantizedSpec, spec_from_dict, spec_to_dict
+from tests.conftest import image_presets
 
 warnings.filterwarnings("ignore", category=UserWarning)
-SMALL = [n for n in list_supernets("tiny_*")]
+SMALL = [n for n in image_presets("tiny_*")]
 # the runtimes that quantize, the optional ones skipped where their extra is not installed
 NEEDS = {"openvino": ("openvino", "nncf"), "executorch": ("executorch", "torchao")}
 INT8_RUNTIMES = ["onnxruntime", *[

@@ -22,8 +22,7 @@ def _archs(space, n_random=2, seed=0):
 
 
 def _input(space, arch, batch=2, seed=0):
-    gen = torch.Generator().manual_seed(seed)
-    return torch.randn(batch, space.in_channels, arch.resolution, arch.resolution, generator=gen)
+    return space.example_input(arch, batch, torch.Generator().manual_seed(seed))
 
 
 def _at_resolution(space, arch, resolution):
@@ -35,7 +34,7 @@ def test_forward_min_max_random_shapes_and_finite(supernet_name):
     for arch in _archs(net.space):
         net.set_active(arch)
         out = net(_input(net.space, arch))
-        assert out.shape == (2, net.space.num_classes)
+        assert out.shape == (2, *net.space.output_shape(arch))
         assert torch.isfinite(out).all()
 
 

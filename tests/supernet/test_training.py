@@ -9,12 +9,13 @@ import torch
 
 from elasticnas.core.checkpoint import load_checkpoint, save_checkpoint
 from elasticnas.experiment import SupernetConfig, build_run, build_supernet_of, load_experiment, train_experiment
-from elasticnas.supernet import ConfigError, list_supernets
+from elasticnas.supernet import ConfigError
 from elasticnas.supernet.batches import resize
 from elasticnas.supernet.evaluation import EvalData, evaluate, recalibrate_bn, score
 from elasticnas.supernet.regularisation import regularisation_off
 from elasticnas.supernet.samplers import list_strategies
 from elasticnas.supernet.training import OptimConfig, Trainer, TrainingInterrupted, lr_multiplier, warmup_cosine
+from tests.conftest import image_presets
 
 FAST = ["data.name=digits", "data.batch_size=256", "train.bn_calibration_images=256",
         "train.bn_calibration_batch_size=128"]
@@ -108,7 +109,7 @@ def test_every_strategy_trains(tmp_path, name):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("supernet", [n for n in list_supernets("tiny_*") if n != SupernetConfig().name])
+@pytest.mark.parametrize("supernet", [n for n in image_presets("tiny_*") if n != SupernetConfig().name])
 @pytest.mark.parametrize("name", list_strategies())
 def test_every_strategy_trains_every_small_preset(tmp_path, name, supernet):
     config = load_experiment(f"mnist_{name}", [*FAST, "train.epochs=1", f"supernet.name={supernet}", SMALL_IMAGES])

@@ -1,0 +1,44 @@
+"""A decoder-only language model subnet: context length, embedding width, depth, heads and MLP width per layer.
+
+``resolution`` is the context length (tokens) at which the subnet is costed and timed: the
+sequence plays the part an image's side plays for the vision families. There are
+``max(depth_choices)`` layer slots; the heads and MLP widths of the slots that the depth
+leaves out are 0.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from elasticnas.core.errors import InvalidArchitectureError
+from elasticnas.supernet.arch import INACTIVE, Arch, as_int, as_numbers
+
+
+@dataclass(frozen=True)
+class DecoderArch(Arch):
+    """One subnet of a decoder space.
+
+    >>> a = DecoderArch(resolution=256, embed_dim=128, depth=2, num_heads=(4, 2, 4), mlp_hidden=(512, 256, 512))
+    >>> a.num_heads, a.mlp_hidden
+    ((4, 2, 0), (512, 256, 0))
+    """
+
+    embed_dim: int  # width of the residual stream, in every layer
+    depth: int  # decoder layers that run (the first ``depth`` slots)
+    num_heads: tuple[int, ...]  # query heads per layer slot
+    mlp_hidden: tuple[int, ...]  # MLP hidden units per layer slot
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        embed, depth = as_int(self.embed_dim, "embed_dim"), as_int(self.depth, "depth")
+        heads = as_numbers(self.num_heads, "num_heads", integers=True)
+        hidden = as_numbers(self.mlp_hidden, "mlp_hidden", integers=True)
+        if len(heads) != len(hidden):
+            raise InvalidArchitectureError(f"num_heads and mlp_hidden need one entry per layer slot, "
+                                           f"but got {len(heads)} and {len(hidden)}")
+        if not 0 <= depth <= len(heads):
+            raise InvalidArchitectureError(f"depth={depth} is outside 0..{len(heads)} (the layer slots)")
+        object.__setattr__(self, "embed_dim", embed)
+        object.__setattr__(self, "depth", depth)
+        object.__setattr__(self, "num_heads", tuple(h if i < depth else INACTIVE for i, h in enumerate(heads)))
+        object.__setattr__(self, "mlp_hidden", tuple(w if i < depth else INACTIVE for i, w in enumerate(hidden)))

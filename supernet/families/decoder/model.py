@@ -1,0 +1,70 @@
+"""A standalone decoder-only language model (an extracted subnet) and text generation with a KV cache."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+from torch import Tensor, nn
+
+from elasticnas.core.errors import ConfigError
+from elasticnas.supernet.families.decoder.layers import DecoderLayer, LMHead, TokenEmbed
+from elasticnas.supernet.families.decoder.math import KVCache
+
+
+def check_length(past: int, new: int, limit: int) -> None:
+    if past + new > limit:
+        raise ValueError(f"{past} cached + {new} new tokens exceed the model's {limit} positions "
+                         f"(its learned position table); shorten the prompt or the generation")
+
+
+class DecoderLM(nn.Module):
+    """Token ids (batch, tokens) -> logits (batch, tokens, vocabulary); ``cache`` continues a sequence.
+
+    Parameter names: ``embed.tokens.weight`` (and ``embed.positions.weight``), ``layers.{i}.norm1``,
+    ``layers.{i}.attn.{q,k,v,out}``, ``layers.{i}.norm2``, ``layers.{i}.mlp.{gate,up,down}``,
+    ``head.norm`` (and ``head.linear.weight`` when the embeddings are not tied).
+    """
+
+    def __init__(self, specs):
+        super().__init__()
+        embed, *layers, head = specs
+        self.max_positions = embed.max_positions
+        self.embed = TokenEmbed(embed)
+        self.layers = nn.ModuleList(DecoderLayer(spec) for spec in layers)
+        self.head = LMHead(head)
+
+    def forward(self, tokens: Tensor, cache: KVCache | None = None) -> Tensor:
+        past = cache.length if cache is not None else 0
+        if self.max_positions:
+            check_length(past, tokens.shape[1], self.max_positions)
+        x = self.embed(tokens, past)
+        for index, layer in enumerate(self.layers):
+            x = layer(x, past, cache, index)
+        return self.head(x, self.embed.tokens.weight)
+
+
+@torch.no_grad()
+def generate(model: Callable[[Tensor, KVCache], Tensor], prompt: Tensor, new_tokens: int, *,
+             temperature: float = 1.0, top_k: int | None = None, generator: torch.Generator | None = None) -> Tensor:
+    """``prompt`` (batch, tokens) continued by ``new_tokens`` sampled tokens, one forward pass of the
+    new token per step over the KV cache (``temperature=0``: greedy). ``model(tokens, cache)`` -> logits."""
+    if prompt.dim() != 2 or prompt.shape[1] < 1:
+        raise ConfigError(f"the prompt must hold at least one token per row (batch, tokens), "
+                          f"got shape {tuple(prompt.shape)}")
+    if new_tokens < 0 or temperature < 0 or (top_k is not None and top_k < 1):
+        raise ConfigError(f"new_tokens and temperature must be >= 0 and top_k >= 1, "
+                          f"got {new_tokens}, {temperature}, {top_k}")
+    cache, tokens, step = KVCache(), prompt, prompt
+    for _ in range(new_tokens):
+        logits = model(step, cache)[:, -1].float()
+        if temperature == 0:
+            step = logits.argmax(-1, keepdim=True)
+        else:
+            logits = logits / temperature
+            if top_k is not None:
+                kth = logits.topk(min(top_k, logits.shape[-1]), dim=-1).values[:, -1:]
+                logits = logits.masked_fill(logits < kth, float("-inf"))
+            step = torch.multinomial(logits.softmax(-1), 1, generator=generator)
+        tokens = torch.cat([tokens, step], dim=1)
+    return tokens

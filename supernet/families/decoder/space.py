@@ -1,0 +1,150 @@
+"""The decoder-only language model space: context length, embedding width, depth, heads and MLP width per layer.
+
+Genes, in order: the context length (the ``resolution`` gene: the sequence length at which a
+subnet is costed and timed), the embedding width (the residual stream every layer reads and
+writes), the depth, then the query heads of each layer slot and the MLP hidden units of each
+layer slot; a slot's genes are active when the depth reaches it.
+
+Depth keeps the first layers and drops the last ones, rather than a keep/skip gene per layer
+(Gemma 3n's slicing): every smaller depth is then a prefix of the larger, so one weights file
+and one KV-cache layout serve every size, and a depth gene stays one ordinal number that
+predictors and search handle well. Heads are elastic in whole key/value groups: with
+``kv_group`` query heads per key/value head (1: multi-head attention; more: grouped-query
+attention), every head choice is a multiple of ``kv_group``.
+
+``num_classes`` is the vocabulary (the classes each position predicts); ``in_channels`` is
+unused (tokens have no channels) and kept at 1.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar
+
+import torch
+
+from elasticnas.core.errors import ConfigError
+from elasticnas.supernet.families.decoder.arch import DecoderArch
+from elasticnas.supernet.families.decoder.layers import DecoderLayerSpec, LMHeadSpec, TokenEmbedSpec
+from elasticnas.supernet.families.decoder.math import MLPS, NORMS, POSITIONS
+from elasticnas.supernet.space import (
+    Gene,
+    LayerSlot,
+    SearchSpace,
+    check_classes_and_channels,
+    normalise_fields,
+    sorted_choices,
+)
+
+
+@dataclass(frozen=True)
+class DecoderSpace(SearchSpace):
+    """Skeleton and choices of an elastic decoder-only transformer (GPT-2 or Llama layout)."""
+
+    arch_type: ClassVar[type] = DecoderArch
+    shrink_order: ClassVar[tuple[str, ...]] = ("depth", "expand", "heads", "width")
+    reorder_dimensions: ClassVar[tuple[str, ...]] = ("expand", "heads")  # sorted before they shrink
+    modality: ClassVar[str] = "text"
+
+    name: str
+    num_classes: int  # the vocabulary
+    in_channels: int  # unused: kept at 1
+    resolutions: tuple[int, ...]  # context lengths (tokens) at which subnets are costed and timed
+    embed_choices: tuple[int, ...]
+    depth_choices: tuple[int, ...]
+    head_choices: tuple[int, ...]  # query heads per layer, each a multiple of kv_group
+    mlp_choices: tuple[int, ...]  # MLP hidden units per layer
+    head_dim: int = 64
+    kv_group: int = 1  # query heads per key/value head: 1 is multi-head attention
+    norm: str = "layernorm"  # or "rmsnorm"
+    mlp: str = "gelu"  # GPT-2's tanh-GELU MLP, or "swiglu" (Llama)
+    bias: bool = True  # biases in every linear layer (GPT-2) or none (Llama)
+    positions: str = "learned"  # a learned position table (GPT-2), or "rope" (Llama)
+    rope_theta: float = 10000.0  # base of the rotary frequencies (with positions="rope")
+    max_positions: int = 0  # rows of the learned position table; 0: the largest context length
+    tie_embeddings: bool = True  # logits from the token embedding matrix
+    norm_eps: float = 1e-5
+    bn_momentum: float = 0.1  # unused: a decoder has no batch norm
+    bn_eps: float = 1e-5  # unused: a decoder has no batch norm
+    family: str = "decoder"
+
+    def __post_init__(self) -> None:
+        normalise_fields(self)
+        sorted_choices(self, "resolutions", "embed_choices", "depth_choices", "head_choices", "mlp_choices")
+        check_classes_and_channels(self)
+        for field, allowed in (("norm", NORMS), ("mlp", MLPS), ("positions", POSITIONS)):
+            if getattr(self, field) not in allowed:
+                raise ConfigError(f"{field}={getattr(self, field)!r} is not known; choose one of {list(allowed)}")
+        least = min(min(getattr(self, f)) for f in ("resolutions", "embed_choices", "depth_choices", "mlp_choices"))
+        if least < 1 or self.head_dim < 1 or self.kv_group < 1:
+            raise ConfigError("resolutions, embed_choices, depth_choices, mlp_choices, head_dim and kv_group "
+                              "must all be >= 1")
+        if any(h < 1 or h % self.kv_group for h in self.head_choices):
+            raise ConfigError(f"head_choices {list(self.head_choices)} must be positive multiples of "
+                              f"kv_group={self.kv_group} (heads shrink in whole key/value groups)")
+        if self.positions == "rope" and (self.head_dim % 2 or self.rope_theta <= 0):
+            raise ConfigError(f"rotary positions need an even head_dim and rope_theta > 0, "
+                              f"got {self.head_dim} and {self.rope_theta}")
+        if self.positions == "learned" and 0 < self.max_positions < max(self.resolutions):
+            raise ConfigError(f"max_positions={self.max_positions} is shorter than the longest context "
+                              f"{max(self.resolutions)}; give at least that many or 0 (the longest context)")
+
+    @property
+    def max_depth(self) -> int:
+        return max(self.depth_choices)
+
+    @property
+    def position_rows(self) -> int:
+        """Rows of the learned position table (0 with rotary positions)."""
+        if self.positions == "rope":
+            return 0
+        return self.max_positions or max(self.resolutions)
+
+    # ----- the seam ---------------------------------------------------------------------------
+    def _declare_genes(self) -> tuple[Gene, ...]:
+        least = min(self.depth_choices)
+        genes = [Gene("resolution", None, "resolution", self.resolutions),
+                 Gene("embed_dim", None, "width", self.embed_choices),
+                 Gene("depth", None, "depth", self.depth_choices)]
+        for field, dimension, choices in (("num_heads", "heads", self.head_choices),
+                                          ("mlp_hidden", "expand", self.mlp_choices)):
+            genes += [Gene(field, i, dimension, choices, active_if=(2, i + 1) if i >= least else None)
+                      for i in range(self.max_depth)]
+        return tuple(genes)
+
+    def _declare_layers(self) -> tuple[LayerSlot, ...]:
+        slots = [LayerSlot((0, 1), lambda n, e: TokenEmbedSpec(self.num_classes, e, n, self.position_rows))]
+        least = min(self.depth_choices)
+        for i in range(self.max_depth):
+            heads, hidden = 3 + i, 3 + self.max_depth + i
+            genes = (0, 1, heads, hidden) if i < least else (0, 1, 2, heads, hidden)
+            slots.append(LayerSlot(genes, self._layer_builder(i, optional=i >= least)))
+        slots.append(LayerSlot((0, 1), lambda n, e: LMHeadSpec(e, self.num_classes, n, self.norm, self.norm_eps,
+                                                               self.tie_embeddings)))
+        return tuple(slots)
+
+    def _layer_builder(self, index: int, optional: bool):
+        theta = self.rope_theta if self.positions == "rope" else 0.0
+
+        def build(n, e, *values):
+            if optional:
+                depth, *values = values
+                if depth <= index:
+                    return None
+            heads, hidden = values
+            return DecoderLayerSpec(e, heads, heads // self.kv_group, self.head_dim, hidden, n, self.norm,
+                                    self.mlp, self.bias, theta, self.norm_eps)
+
+        return build
+
+    def static_model(self, arch: DecoderArch):
+        from elasticnas.supernet.families.decoder.model import DecoderLM
+
+        return DecoderLM(self.layers(arch))
+
+    def example_input(self, arch: DecoderArch, batch: int = 1, generator: torch.Generator | None = None):
+        """Random token ids, one context of ``arch.resolution`` tokens per row."""
+        return torch.randint(0, self.num_classes, (batch, arch.resolution), generator=generator)
+
+    def output_shape(self, arch: DecoderArch) -> tuple[int, ...]:
+        return (arch.resolution, self.num_classes)
