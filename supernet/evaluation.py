@@ -26,16 +26,22 @@ from torch.utils.data import Dataset
 from elasticnas.core.distributed import all_reduce_mean_, all_reduce_sum, rank_and_world
 from elasticnas.supernet.arch import Arch
 from elasticnas.supernet.batches import iterate, resize
+from elasticnas.supernet.losses import per_position
 
 
 @dataclass(frozen=True)
 class EvalResult:
-    top1: float  # percent
-    loss: float  # mean cross-entropy
-    images: int
+    top1: float  # percent (of tokens, for a sequence model: next-token accuracy)
+    loss: float  # mean cross-entropy (nats; per token for a sequence model)
+    images: int  # images scored (tokens, for a sequence model)
     # Top-1 on the even- and the odd-numbered images: two disjoint halves, so the agreement of
     # the halves over many subnets is the measurement's own test-retest ceiling.
     top1_halves: tuple[float, float] = (float("nan"), float("nan"))
+
+    @property
+    def bits(self) -> float:
+        """The loss in bits: bits per byte for a byte-level language model."""
+        return self.loss / math.log(2)
 
     @property
     def top1_se(self) -> float:
@@ -146,15 +152,19 @@ def evaluate_many(supernet: nn.Module, archs: Sequence[Arch], data: EvalData) ->
 def score(model: Callable[[torch.Tensor], torch.Tensor], images: torch.Tensor, labels: torch.Tensor,
           batch_size: int = 500) -> EvalResult:
     """Top-1 and mean loss of any callable from images to logits (a module, a runtime's model),
-    summed over the processes of a distributed run (each holding images ``rank::world``, as
-    :class:`EvalData` shards them), with the top-1 of each half of the images."""
+    per token for a sequence model (its labels cut to the tokens it read), summed over the
+    processes of a distributed run (each holding images ``rank::world``, as :class:`EvalData`
+    shards them), with the top-1 of each half of the images."""
     rank, world = rank_and_world()
     totals = torch.zeros(6, dtype=torch.float64, device=images.device)  # correct, loss, count, then per half
     for start in range(0, len(images), batch_size):
         logits = model(images[start : start + batch_size]).float().to(images.device)
         target = labels[start : start + batch_size]
-        right = logits.argmax(1) == target
         odd = (rank + world * torch.arange(start, start + len(target), device=images.device)) % 2 == 1
+        if logits.dim() == 3:  # a sequence model: every position predicts its next token; halves by window
+            odd = odd.repeat_interleave(logits.shape[1])
+            logits, target = per_position(logits, target)
+        right = logits.argmax(1) == target
         totals[0] += right.sum()
         totals[1] += F.cross_entropy(logits, target, reduction="sum")
         totals[2] += len(target)

@@ -17,7 +17,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import Dataset
 from tqdm.auto import tqdm
@@ -26,7 +25,7 @@ from elasticnas.core.checkpoint import load_checkpoint, save_checkpoint
 from elasticnas.core.config import require_range
 from elasticnas.core.errors import ConfigError
 from elasticnas.supernet.batches import epoch_order, iterate, resize
-from elasticnas.supernet.losses import kl_divergence
+from elasticnas.supernet.losses import kl_divergence, label_loss
 from elasticnas.supernet.training import parameter_groups, warmup_cosine
 
 
@@ -91,7 +90,7 @@ def _step(student: nn.Module, teacher: nn.Module, images: torch.Tensor, labels: 
         soft_targets = teacher(resize(images, teacher_resolution)).float()
     logits = student(resize(images, resolution)).float()
     loss = (config.distill_weight * kl_divergence(logits, soft_targets)
-            + (1 - config.distill_weight) * F.cross_entropy(logits, labels))
+            + (1 - config.distill_weight) * label_loss(logits, labels))
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
     if config.grad_clip:

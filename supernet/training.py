@@ -19,7 +19,6 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 import torch
-import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import Dataset
 from tqdm.auto import tqdm
@@ -33,7 +32,7 @@ from elasticnas.core.run_layout import CHECKPOINT, METRICS, TRAINING_CURVES
 from elasticnas.supernet.batches import epoch_order, iterate, resize
 from elasticnas.supernet.divergence import record_divergence
 from elasticnas.supernet.evaluation import EvalData, batch_norms, calibrated_subnet, evaluate_many
-from elasticnas.supernet.losses import distillation_loss
+from elasticnas.supernet.losses import distillation_loss, label_loss
 from elasticnas.supernet.regularisation import regularisation_off
 from elasticnas.supernet.reorder import reorder_channels
 from elasticnas.supernet.samplers import StepContext, create_strategy
@@ -280,6 +279,8 @@ class Trainer:
                                     strict=True):
                 record[f"val_top1_{name}"] = result.top1
                 record[f"val_loss_{name}"] = result.loss
+                if self.space.modality == "text":  # byte-level tokens: the loss in bits is bits per byte
+                    record[f"val_bits_per_byte_{name}"] = result.bits
             self.model.train()
         self.history.append(record)
         self._save()
@@ -310,7 +311,7 @@ class Trainer:
             loss = distillation_loss(logits, soft_targets, self.distill_kind) if distill else 0.0
             if not distill or task.with_labels:
                 smoothing = 0.0 if plain else self.optim_cfg.label_smoothing
-                loss = loss + F.cross_entropy(logits, labels, label_smoothing=smoothing)
+                loss = loss + label_loss(logits, labels, smoothing)
             if task.teacher:
                 soft_targets = logits.detach()
             self.scaler.scale(loss * task.weight).backward()
@@ -354,7 +355,7 @@ class Trainer:
         candidate's score is a property of its weights, not of a random mask) and without touching
         BN statistics."""
         with _bn_statistics_frozen(self.model), regularisation_off(self.model):
-            losses = torch.tensor([float(F.cross_entropy(self.model(resize(images, a.resolution), a), labels))
+            losses = torch.tensor([float(label_loss(self.model(resize(images, a.resolution), a), labels))
                                    for a in archs], dtype=torch.float64)
         # every process must choose the same subnet: score on the global batch
         return (all_reduce_sum(losses) / self.world).numpy()

@@ -105,9 +105,16 @@ def test_a_preset_trains_with_its_bundled_sandwich_recipe_or_none():
         assert config.supernet.name == name and config.sampler.name == "sandwich"
 
 
-def test_a_text_model_in_an_image_run_is_refused_before_training(tmp_path):
+def test_a_supernet_and_data_of_different_kinds_are_refused_before_training(tmp_path):
     from elasticnas.experiment import build_run
 
     config = load_experiment("mnist_quickstart", ["data.name=digits", "supernet.name=tiny_gpt"])
-    with pytest.raises(ConfigError, match="'tiny_gpt' reads text.*language_models"):
+    with pytest.raises(ConfigError, match="'tiny_gpt' reads text, but dataset 'digits' holds image"):
+        build_run(config)
+    config = load_experiment("mnist_quickstart", ["data.name=pydoc_topics"])
+    with pytest.raises(ConfigError, match="'tiny_mbv3' reads image, but dataset 'pydoc_topics' holds text"):
+        build_run(config)
+    config = load_experiment("mnist_quickstart", ["data.name=pydoc_topics", "data.context=100",
+                                                  "supernet.name=tiny_gpt"])
+    with pytest.raises(ConfigError, match="up to 128 tokens, but data.context=100"):
         build_run(config)
