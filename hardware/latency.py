@@ -149,12 +149,15 @@ def measure_latency(
 
 def prepare_for_timing(model: nn.Module, *, input_shape: Sequence[int], batch_size: int = 1, device: str = "cpu",
                        runtime: str = "torch", threads: int | None = None, precision: int = 32,
-                       seed: int = 0, quantized_io: bool = False) -> Prepared:
+                       seed: int = 0, quantized_io: bool = False, example: torch.Tensor | None = None) -> Prepared:
     """``model`` made ready to time as :func:`measure_latency` would with these settings, to time
     it several times (``measure_latency(..., prepared=...)``) for the cost of one conversion.
     ``quantized_io``: an int8 model is fed and read as 8-bit tensors where the runtime can, as an
-    int8 layer runs inside an int8 subnet (latency tables time their int8 layers so)."""
-    example = torch.randn((batch_size, *(int(s) for s in input_shape)), generator=torch.Generator().manual_seed(seed))
+    int8 layer runs inside an int8 subnet (latency tables time their int8 layers so). ``example``
+    (batch first) replaces the random normal input of ``input_shape``: token ids, for a text model."""
+    if example is None:
+        example = torch.randn((batch_size, *(int(s) for s in input_shape)),
+                              generator=torch.Generator().manual_seed(seed))
     threads = resolved_threads(threads)
     with torch_threads(threads), torch.inference_mode():
         return prepare(model, example, runtime=runtime, device=device, threads=threads, precision=precision,
@@ -186,20 +189,20 @@ def measure_archs(space, archs: Sequence, *, runtime: str = "torch", device: str
     """
     from tqdm.auto import tqdm
 
-    from elasticnas.supernet.static import build_static
-
     samples = np.zeros((rounds, len(archs)))
     threads = resolved_threads(threads)
     kept, room = {}, keep_prepared_mb * 2**20
     bar = tqdm(total=rounds * len(archs), disable=not progress, desc=f"measuring ({runtime})", unit="subnet")
     for round_index in range(rounds):
         for i, arch in enumerate(archs):
-            shape = (space.in_channels, arch.resolution, arch.resolution)
+            example = space.example_input(arch, batch_size, torch.Generator().manual_seed(0))
+            shape = tuple(example.shape[1:])
             ready = kept.get(i)
             if ready is None:
-                model = models[i] if models is not None else build_static(space, arch)
+                model = models[i] if models is not None else space.timing_model(arch)
                 ready = prepare_for_timing(model, input_shape=shape, batch_size=batch_size, device=device,
-                                           runtime=runtime, threads=threads, precision=arch.precision)
+                                           runtime=runtime, threads=threads, precision=arch.precision,
+                                           example=example)
                 size = _weight_bytes(model)
                 if round_index < rounds - 1 and size <= room:
                     kept[i], room = ready, room - size

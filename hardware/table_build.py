@@ -125,18 +125,18 @@ def measure_table(space, layers: list, settings: dict, *, calibration_archs: Seq
 def _prepare_item(space, key: str, item, measure: dict, quantized_io: bool) -> tuple:
     """``(input shape, precision, prepared)`` of a layer spec or a calibration subnet; ``quantized_io``:
     int8 layers are fed and read as 8-bit tensors, as inside an int8 subnet (subnets are timed whole)."""
-    from elasticnas.supernet.static import build_static
-
     torch.manual_seed(0)
+    generator = torch.Generator().manual_seed(0)
     if key.startswith(SUBNET_PREFIX):
-        module, shape = build_static(space, item), (space.in_channels, item.resolution, item.resolution)
-        precision = item.precision
+        module, precision = space.timing_model(item).eval(), item.precision
+        example = space.example_input(item, measure["batch_size"], generator)
     else:
-        module, shape = item.build(space.bn_momentum, space.bn_eps).eval(), item.input_shape
-        precision = spec_precision(item)
+        module, precision = item.timing_module(space.bn_momentum, space.bn_eps).eval(), spec_precision(item)
+        example = item.example_input(measure["batch_size"], generator)
     settings = {name: measure[name] for name in ("batch_size", "device", "runtime", "threads")}
     layer = not key.startswith(SUBNET_PREFIX)
-    return shape, precision, prepare_for_timing(module, input_shape=shape, precision=precision,
+    shape = tuple(example.shape[1:])
+    return shape, precision, prepare_for_timing(module, input_shape=shape, precision=precision, example=example,
                                                 quantized_io=quantized_io and layer and precision != 32, **settings)
 
 

@@ -73,6 +73,17 @@ def register_spec(cls: type) -> type:
 class LayerSpec:
     """Base of the layer specs (frozen dataclasses): what every consumer asks of a layer."""
 
+    def example_input(self, batch_size: int = 1, generator=None):
+        """A random input of this layer, batch first (token ids for a layer that reads them)."""
+        import torch
+
+        return torch.randn((batch_size, *self.input_shape), generator=generator)
+
+    def timing_module(self, bn_momentum: float = 0.1, bn_eps: float = 1e-5) -> nn.Module:
+        """What a latency table times for this layer: the built module (with its cache, for a layer
+        that attends over tokens cached before the one it runs on)."""
+        return self.build(bn_momentum, bn_eps)
+
     @property
     def cached_values_per_token(self) -> int:
         """Values a layer keeps per generated token between forward passes (an attention layer's keys and

@@ -204,3 +204,53 @@ def test_memory_is_weights_plus_the_kv_cache_exactly():
         cache = KVCache()
         net(torch.zeros(2, 13, dtype=torch.long), arch, cache)
         assert kv_cache_bytes(net.space, arch, 13, batch_size=2) == cache.nbytes()
+
+
+@pytest.mark.parametrize("layout", ["gpt2", "llama"])
+def test_the_decode_phase_costs_one_token_over_a_filled_cache(layout):
+    """Per generated token at context n: every matrix product on one token and attention over n keys
+    (n - 1 cached and its own), so n decoding steps cost what the prefill of n tokens does (which
+    counts the whole causal square); torch's FLOP counter on the timed decoding step agrees."""
+    from elasticnas.hardware import count_macs
+    from tests.conftest import hook_counts
+
+    prefill = small_supernet(layout).space
+    decode = prefill.in_phase("decode")
+    assert decode.fingerprint != prefill.fingerprint and decode.genes == prefill.genes
+    for arch in archs(prefill):
+        assert count_params(decode, arch) == count_params(prefill, arch)
+        assert count_macs(prefill, arch) == arch.resolution * count_macs(decode, arch)
+        step = decode.timing_model(arch).eval()
+        tokens = decode.example_input(arch, 2)
+        assert tokens.shape == (2, 1) and step(tokens).shape == (2, *decode.output_shape(arch))
+        assert hook_counts(step, decode.example_input(arch))[1] == count_macs(decode, arch)
+
+
+def test_a_decoding_step_continues_the_tokens_its_cache_was_filled_with():
+    net = small_supernet("llama")
+    decode = net.space.in_phase("decode")
+    arch = decode.sample(6)
+    model = decode.timing_model(arch).model  # a fresh static model: give it the supernet's weights,
+    model.load_state_dict(net.extract(arch).state_dict())
+    step = type(decode.timing_model(arch))(model, arch.resolution - 1, VOCAB).eval()  # then fill the cache
+    filled = torch.randint(0, VOCAB, (1, arch.resolution - 1), generator=torch.Generator().manual_seed(0))
+    new = torch.tensor([[5]])
+    expected = net(torch.cat([filled, new], dim=1), arch)[:, -1:]
+    assert (step(new) - expected).abs().max() <= 1e-5 * scale_of(expected)
+
+
+@pytest.mark.parametrize("phase, runtime", [("prefill", "torch"), ("decode", "torch"), ("decode", "onnxruntime")])
+def test_latency_tables_time_each_phase_on_token_inputs(phase, runtime):
+    """Token ids into the embedding, a filled cache under each decoding layer, a tied head with a matrix
+    of its own; structure only (no timing relation: a loaded machine may reorder tiny layers)."""
+    from elasticnas.hardware import LatencyTable, measure_archs
+
+    space = create_space("tiny_gpt", num_classes=256, resolutions=(16, 32), depth_choices=(1, 2),
+                         embed_choices=(32, 64), head_choices=(1, 2), mlp_choices=(32, 64), head_dim=16)
+    space = space.in_phase(phase)
+    table = LatencyTable.build(space, runtime=runtime, warmup=0, repeats=2, rounds=1, progress=False, calibrate=2)
+    assert len(table.entries) == len(LatencyTable.layers_to_measure(space, space.resolutions))
+    assert (table.entries["latency_ms"] > 0).all()
+    subnets = space.sample(1, n=3)
+    assert (table.predict(subnets) > 0).all()
+    assert (measure_archs(space, subnets, runtime=runtime, warmup=0, repeats=2, rounds=1) > 0).all()

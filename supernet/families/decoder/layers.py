@@ -50,6 +50,12 @@ class TokenEmbedSpec(LayerSpec):
     def build(self, bn_momentum: float = 0.1, bn_eps: float = 1e-5) -> nn.Module:
         return TokenEmbed(self)
 
+    def timing_module(self, bn_momentum: float = 0.1, bn_eps: float = 1e-5) -> nn.Module:
+        return OneInput(TokenEmbed(self))
+
+    def example_input(self, batch_size: int = 1, generator: torch.Generator | None = None) -> Tensor:
+        return torch.randint(0, self.vocab_size, (batch_size, self.tokens), generator=generator)
+
 
 @register_spec
 @dataclass(frozen=True)
@@ -67,6 +73,7 @@ class DecoderLayerSpec(LayerSpec):
     bias: bool = True
     rope_theta: float = 0.0  # 0: no rotary positions
     norm_eps: float = 1e-5
+    cached: int = 0  # tokens already in the KV cache that the ``tokens`` new ones attend to (decoding)
 
     @property
     def input_shape(self) -> tuple[int, int]:
@@ -90,14 +97,18 @@ class DecoderLayerSpec(LayerSpec):
         weights = e * a + 2 * e * kv + a * e + (mlp_inputs + 1) * e * hidden
         biases = (a + 2 * kv + e + mlp_inputs * hidden + e) if self.bias else 0
         params = weights + biases + 2 * norm_params(self.norm, e)
-        macs = n * weights + 2 * self.num_heads * n * n * self.head_dim
+        seen = self.cached + n  # keys each new token's query meets
+        macs = n * weights + 2 * self.num_heads * n * seen * self.head_dim
         # the input stays alive for the residual; then the larger of attention's and the MLP's working sets
-        attention = n * (a + 2 * kv) + 2 * self.num_heads * n * n
+        attention = n * (a + 2 * kv) + 2 * self.num_heads * n * seen
         mlp = n * e + (mlp_inputs + 1) * n * hidden
         return LayerCost(params, macs, 0, n * e + max(attention, mlp))
 
     def build(self, bn_momentum: float = 0.1, bn_eps: float = 1e-5) -> nn.Module:
         return DecoderLayer(self)
+
+    def timing_module(self, bn_momentum: float = 0.1, bn_eps: float = 1e-5) -> nn.Module:
+        return CachedStep(DecoderLayer(self), self.cached) if self.cached else OneInput(DecoderLayer(self))
 
 
 @register_spec
@@ -123,6 +134,9 @@ class LMHeadSpec(LayerSpec):
 
     def build(self, bn_momentum: float = 0.1, bn_eps: float = 1e-5) -> nn.Module:
         return LMHead(self)
+
+    def timing_module(self, bn_momentum: float = 0.1, bn_eps: float = 1e-5) -> nn.Module:
+        return TiedHead(LMHead(self)) if self.tied else OneInput(LMHead(self))
 
 
 # ----- static modules ---------------------------------------------------------------------------
@@ -165,6 +179,48 @@ class DecoderLayer(nn.Module):
 
     def forward(self, x: Tensor, past: int = 0, cache: KVCache | None = None, index: int = 0) -> Tensor:
         return decoder_layer(x, _state(self), self.spec, past, cache, index)
+
+
+class OneInput(nn.Module):
+    """``module`` run on its first input alone, the rest at their defaults: an exporter (ONNX, ExecuTorch)
+    then sees one input, as the latency harness feeds one."""
+
+    def __init__(self, module: nn.Module):
+        super().__init__()
+        self.module = module
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.module(x)
+
+
+class CachedStep(nn.Module):
+    """A decoder layer run on new tokens over ``cached`` earlier ones: a KV cache of random keys and
+    values, the same every call (each call's appended copy is dropped), as one decoding step meets it."""
+
+    def __init__(self, layer: DecoderLayer, cached: int):
+        super().__init__()
+        self.layer = layer
+        shape = (1, layer.spec.kv_heads, cached, layer.spec.head_dim)
+        self.register_buffer("keys", torch.randn(shape))
+        self.register_buffer("values", torch.randn(shape))
+
+    def forward(self, x: Tensor) -> Tensor:
+        cache = KVCache()
+        batch = x.shape[0]
+        cache.keys, cache.values = [self.keys.expand(batch, -1, -1, -1)], [self.values.expand(batch, -1, -1, -1)]
+        return self.layer(x, self.keys.shape[2], cache, 0)
+
+
+class TiedHead(nn.Module):
+    """A tied head timed alone: it reads a token embedding matrix of its own (in the model, the embedding layer's)."""
+
+    def __init__(self, head: LMHead):
+        super().__init__()
+        self.head = head
+        self.register_buffer("embedding", torch.randn(head.spec.vocab_size, head.spec.embed_dim) * 0.02)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.head(x, self.embedding)
 
 
 class LMHead(nn.Module):

@@ -44,6 +44,30 @@ class DecoderLM(nn.Module):
         return self.head(x, self.embed.tokens.weight)
 
 
+class DecodeStep(nn.Module):
+    """One generation step of ``model``: a token per row in, its logits out, over a KV cache filled
+    once with ``cached`` random tokens (each call starts from that cache again): what a decode
+    latency times end to end."""
+
+    def __init__(self, model: DecoderLM, cached: int, vocab_size: int):
+        super().__init__()
+        self.model = model
+        cache = KVCache()
+        with torch.no_grad():
+            model(torch.randint(0, vocab_size, (1, cached), generator=torch.Generator().manual_seed(0)), cache)
+        for index, (keys, values) in enumerate(zip(cache.keys, cache.values, strict=True)):
+            self.register_buffer(f"keys_{index}", keys)
+            self.register_buffer(f"values_{index}", values)
+        self.cached, self.depth = cached, len(cache.keys)
+
+    def forward(self, tokens: Tensor) -> Tensor:
+        cache = KVCache()
+        batch = tokens.shape[0]
+        cache.keys = [getattr(self, f"keys_{i}").expand(batch, -1, -1, -1) for i in range(self.depth)]
+        cache.values = [getattr(self, f"values_{i}").expand(batch, -1, -1, -1) for i in range(self.depth)]
+        return self.model(tokens, cache)
+
+
 @torch.no_grad()
 def generate(model: Callable[[Tensor, KVCache], Tensor], prompt: Tensor, new_tokens: int, *,
              temperature: float = 1.0, top_k: int | None = None, generator: torch.Generator | None = None) -> Tensor:

@@ -14,11 +14,16 @@ attention), every head choice is a multiple of ``kv_group``.
 
 ``num_classes`` is the vocabulary (the classes each position predicts); ``in_channels`` is
 unused (tokens have no channels) and kept at 1.
+
+``phase`` says what the layer list costs and times: ``"prefill"`` (the default) runs all
+``resolution`` tokens of a prompt at once, the time to the first token; ``"decode"`` runs one
+new token over a KV cache of ``resolution - 1`` earlier ones, the time per generated token at
+that context. Both describe the same subnets and weights (:meth:`DecoderSpace.in_phase`).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import ClassVar
 
 import torch
@@ -35,6 +40,8 @@ from elasticnas.supernet.space import (
     normalise_fields,
     sorted_choices,
 )
+
+PHASES = ("prefill", "decode")
 
 
 @dataclass(frozen=True)
@@ -64,6 +71,7 @@ class DecoderSpace(SearchSpace):
     max_positions: int = 0  # rows of the learned position table; 0: the largest context length
     tie_embeddings: bool = True  # logits from the token embedding matrix
     norm_eps: float = 1e-5
+    phase: str = "prefill"  # or "decode": what the layer list costs and times (see the module docstring)
     bn_momentum: float = 0.1  # unused: a decoder has no batch norm
     bn_eps: float = 1e-5  # unused: a decoder has no batch norm
     family: str = "decoder"
@@ -72,7 +80,7 @@ class DecoderSpace(SearchSpace):
         normalise_fields(self)
         sorted_choices(self, "resolutions", "embed_choices", "depth_choices", "head_choices", "mlp_choices")
         check_classes_and_channels(self)
-        for field, allowed in (("norm", NORMS), ("mlp", MLPS), ("positions", POSITIONS)):
+        for field, allowed in (("norm", NORMS), ("mlp", MLPS), ("positions", POSITIONS), ("phase", PHASES)):
             if getattr(self, field) not in allowed:
                 raise ConfigError(f"{field}={getattr(self, field)!r} is not known; choose one of {list(allowed)}")
         least = min(min(getattr(self, f)) for f in ("resolutions", "embed_choices", "depth_choices", "mlp_choices"))
@@ -88,6 +96,14 @@ class DecoderSpace(SearchSpace):
         if self.positions == "learned" and 0 < self.max_positions < max(self.resolutions):
             raise ConfigError(f"max_positions={self.max_positions} is shorter than the longest context "
                               f"{max(self.resolutions)}; give at least that many or 0 (the longest context)")
+
+    def in_phase(self, phase: str) -> DecoderSpace:
+        """This space costing and timing ``phase`` ("prefill" or "decode"): the same subnets and weights."""
+        return replace(self, phase=phase)
+
+    def _new_and_cached(self, context: int) -> tuple[int, int]:
+        """Tokens a pass runs and tokens already cached, at a context length."""
+        return (context, 0) if self.phase == "prefill" else (1, context - 1)
 
     @property
     def max_depth(self) -> int:
@@ -113,14 +129,15 @@ class DecoderSpace(SearchSpace):
         return tuple(genes)
 
     def _declare_layers(self) -> tuple[LayerSlot, ...]:
-        slots = [LayerSlot((0, 1), lambda n, e: TokenEmbedSpec(self.num_classes, e, n, self.position_rows))]
+        new = lambda n: self._new_and_cached(n)[0]  # noqa: E731
+        slots = [LayerSlot((0, 1), lambda n, e: TokenEmbedSpec(self.num_classes, e, new(n), self.position_rows))]
         least = min(self.depth_choices)
         for i in range(self.max_depth):
             heads, hidden = 3 + i, 3 + self.max_depth + i
             genes = (0, 1, heads, hidden) if i < least else (0, 1, 2, heads, hidden)
             slots.append(LayerSlot(genes, self._layer_builder(i, optional=i >= least)))
-        slots.append(LayerSlot((0, 1), lambda n, e: LMHeadSpec(e, self.num_classes, n, self.norm, self.norm_eps,
-                                                               self.tie_embeddings)))
+        slots.append(LayerSlot((0, 1), lambda n, e: LMHeadSpec(e, self.num_classes, new(n), self.norm,
+                                                               self.norm_eps, self.tie_embeddings)))
         return tuple(slots)
 
     def _layer_builder(self, index: int, optional: bool):
@@ -132,8 +149,9 @@ class DecoderSpace(SearchSpace):
                 if depth <= index:
                     return None
             heads, hidden = values
-            return DecoderLayerSpec(e, heads, heads // self.kv_group, self.head_dim, hidden, n, self.norm,
-                                    self.mlp, self.bias, theta, self.norm_eps)
+            tokens, cached = self._new_and_cached(n)
+            return DecoderLayerSpec(e, heads, heads // self.kv_group, self.head_dim, hidden, tokens, self.norm,
+                                    self.mlp, self.bias, theta, self.norm_eps, cached)
 
         return build
 
@@ -142,9 +160,18 @@ class DecoderSpace(SearchSpace):
 
         return DecoderLM(self.layers(arch))
 
+    def timing_model(self, arch: DecoderArch):
+        from elasticnas.supernet.families.decoder.layers import OneInput
+        from elasticnas.supernet.families.decoder.model import DecodeStep
+
+        if self.phase == "prefill":
+            return OneInput(self.static_model(arch))
+        return DecodeStep(self.static_model(arch), arch.resolution - 1, self.num_classes)
+
     def example_input(self, arch: DecoderArch, batch: int = 1, generator: torch.Generator | None = None):
-        """Random token ids, one context of ``arch.resolution`` tokens per row."""
-        return torch.randint(0, self.num_classes, (batch, arch.resolution), generator=generator)
+        """Random token ids: a whole context of ``arch.resolution`` tokens per row (the decode phase: one)."""
+        tokens, _ = self._new_and_cached(arch.resolution)
+        return torch.randint(0, self.num_classes, (batch, tokens), generator=generator)
 
     def output_shape(self, arch: DecoderArch) -> tuple[int, ...]:
-        return (arch.resolution, self.num_classes)
+        return (self._new_and_cached(arch.resolution)[0], self.num_classes)
