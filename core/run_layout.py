@@ -26,6 +26,8 @@ Writers write whole files atomically; readers refuse a file that is not what it 
                                           archive.journal.csv and measured.journal.csv while it runs
       summary.csv                         quickstart: one row per budget
       exports.csv                         quickstart, report: one row per export
+      exports/slices/                     slices: slices.json (the measured sizes along the front) beside
+                                          weights.safetensors (one weights file for all of them)
       exports/accuracy_checks.csv         export: subnets measured to choose an export, apart from the
                                           evaluations the predictors are fitted on
       exports/<name>/                     export: arch.json, weights.safetensors, model.pt2, model.onnx,
@@ -74,5 +76,6 @@ INT8_ONNX = "model.int8.onnx"
 OPENVINO_INT8 = ("model.int8.bin", "model.int8.xml")  # weights first: an .xml is whole only with its .bin
 EXECUTORCH_INT8 = ("model.int8.pte",)
 REPORT = "report.json"  # an export's measured report, written last
+SLICES, SLICES_JSON = "slices", "slices.json"  # a slice table's folder under exports/ and its table
 CANDIDATES = "candidates.csv"  # what an accuracy-checked export was chosen from
 FINETUNE_CHECKPOINT = "finetune_checkpoint.pt"

@@ -38,6 +38,9 @@ _LAZY = {
     "ArchEncoder": "elasticnas.predictors",
     "AutoPredictor": "elasticnas.predictors",
     "LatencyTable": "elasticnas.hardware",
+    "write_slices": "elasticnas.slices",
+    "load_slice": "elasticnas.slices",
+    "load_corpus": "elasticnas.text_data",
 }
 
 
@@ -59,7 +62,9 @@ __all__ = [
     "export_subnet",
     "fit_run",
     "import_checkpoint",
+    "load_corpus",
     "load_experiment",
+    "load_slice",
     "load_subnet",
     "load_trained",
     "measure_run",
@@ -68,6 +73,7 @@ __all__ = [
     "run_search",
     "search_run",
     "train_experiment",
+    "write_slices",
     "ConfigError",
     "ElasticNASError",
     "InvalidArchitectureError",

@@ -24,6 +24,7 @@ def build_parser() -> argparse.ArgumentParser:
     from elasticnas import (  # noqa: F401  (their decorators register the commands)
         commands_deploy,
         commands_elasticize,
+        commands_text,
         commands_train,
     )
 

@@ -33,9 +33,12 @@ def _search_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("run_folder", type=Path, metavar="RUN", help="a trained run (fitted predictors unless "
                         "--real-evals)")
     parser.add_argument("--objectives", type=_float_list, default=["accuracy", "latency"],
-                        help="comma-separated: accuracy, latency, macs, params, size_bytes, peak_activation_bytes")
+                        help="comma-separated: accuracy, latency, macs, params, size_bytes, peak_activation_bytes, "
+                        "memory_bytes (weights plus a language model's KV cache)")
     parser.add_argument("--latency-budget-ms", type=float, action="append", default=[], dest="budgets",
                         help="a latency budget in ms (repeat for several); the best subnet under each is saved")
+    parser.add_argument("--max-memory-mb", type=float, default=None,
+                        help="only subnets whose weights plus KV cache (at their context) fit in this many MiB")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--runtime", default="torch", choices=runtime_names())
     parser.add_argument("--algorithm", default="nsga2", choices=algorithm_names())
@@ -57,7 +60,8 @@ def _run_search(args: argparse.Namespace) -> None:
     from elasticnas.searching import best_per_budget, search_run
 
     result, folder = search_run(args.run_folder, objectives=args.objectives, latency_budgets_ms=args.budgets,
-                                device=args.device, runtime=args.runtime, algorithm=args.algorithm,
+                                memory_budget_mb=args.max_memory_mb, device=args.device, runtime=args.runtime,
+                                algorithm=args.algorithm,
                                 real_evals=args.real_evals, predicted_evals=args.predicted_evals, seed=args.seed,
                                 out=args.out, storage=args.storage, study=args.study, heartbeat_s=args.heartbeat_s)
     print(f"{len(result.archive)} subnets evaluated, {len(result.front)} on the front, "
@@ -164,7 +168,8 @@ def _quickstart_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", type=Path, default=Path("runs/quickstart"), help="run folder (resumes if present)")
     parser.add_argument("--supernet", default=None, choices=supernet_names(),
                         help="supernet preset to train (default: tiny_mbv3, with the bundled mnist_quickstart "
-                        "config); another with its bundled sandwich recipe (mnist_*.yaml) where there is one")
+                        "config); another with its bundled sandwich recipe (mnist_*.yaml; text_*.yaml for a "
+                        "language model) where there is one")
     parser.add_argument("--config", default=None,
                         help="experiment config to train instead (a bundled config's name or a YAML path)")
     parser.add_argument("--subnets", type=int, default=100, help="subnets to measure for the predictors")

@@ -100,14 +100,14 @@ def find_config(name_or_path: str | Path | None) -> Path:
 
 
 def recipe_for(supernet: str, sampler: str = "sandwich", folder: Path = EXPERIMENTS) -> str | None:
-    """The bundled MNIST config that trains ``supernet`` with ``sampler`` (a family's own recipe, e.g.
-    AdamW and warm-up for transformers), or None when there is none.
+    """The bundled config that trains ``supernet`` with ``sampler`` (a family's own recipe, e.g.
+    AdamW and warm-up for transformers, on its kind of data), or None when there is none.
 
     Where several do (a strategy and its variants, e.g. ``mnist_uniform`` and
     ``mnist_uniform_smallest``), the one setting the fewest sampler options is the recipe, whatever
     the file names; two with as few are an error, since neither is the plain one."""
     matches = []
-    for path in sorted(folder.glob("mnist_*.yaml")) if folder.is_dir() else []:
+    for path in sorted(folder.glob("*.yaml")) if folder.is_dir() else []:
         data = load_yaml(path)
         chosen = data.get("sampler") or {}
         if (data.get("supernet") or {}).get("name") == supernet and chosen.get("name") == sampler:

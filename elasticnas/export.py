@@ -126,13 +126,12 @@ def write_export(model: nn.Module, space: SearchSpace, arch: Arch, out: str | Pa
     atomic_write_json(out / ARCH_JSON, {
         "supernet": space.name, "family": space.family, "space_fingerprint": space.fingerprint,
         "space": space.to_config(), "arch": arch.to_dict(), "arch_ofa": space.to_foreign_dict(arch),
-        "input_shape": [space.in_channels, arch.resolution, arch.resolution], "num_classes": space.num_classes,
+        "input_shape": list(space.example_input(arch).shape[1:]), "num_classes": space.num_classes,
         "elasticnas_version": package_version(), "torch_version": torch.__version__,
         **({"int8_runtime": int8_runtime} if int8 else {}), "weights_sha256": sha256_bytes(weights),
     })
     atomic_write_bytes(out / WEIGHTS, weights)
-    example = torch.randn((2, space.in_channels, arch.resolution, arch.resolution),
-                          generator=torch.Generator().manual_seed(seed))
+    example = space.example_input(arch, 2, torch.Generator().manual_seed(seed))
     with torch.no_grad():
         reference = model(example).numpy()
     differences = {}

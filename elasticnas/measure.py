@@ -198,10 +198,13 @@ def describe_accuracy_noise(reports: pd.DataFrame) -> str:
     line = f"accuracy predictor: held-out Kendall tau {row['kendall_tau']:.2f}"
     if not np.isfinite(row.get("retest_tau", float("nan"))):
         return line + " (this journal predates the noise columns: measure again for the ceiling)"
+    share = row["noise_share"]
+    noise = (f"sampling noise is at most {share:.0%} of the subnets' top-1 variance" if share < 1 else
+             "the subnets' top-1 differ no more than sampling noise does, so there is no ranking to learn "
+             "(train longer, or measure on more validation data)")
     return (f"{line}; the measurement's own ceiling, tau {row['retest_tau']:.2f} between two measurements "
-            f"(halves of the validation images agree at {row['retest_tau_halves']:.2f}); sampling noise is at most "
-            f"{row['noise_share']:.0%} of the subnets' top-1 variance (mean standard error {row['mean_se']:.2f} "
-            f"points)")
+            f"(halves of the validation images agree at {row['retest_tau_halves']:.2f}); {noise} "
+            f"(mean standard error {row['mean_se']:.2f} points)")
 
 
 def plot_predictor_quality(predictions: dict, path: Path) -> Path:

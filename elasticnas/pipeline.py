@@ -39,6 +39,7 @@ from elasticnas.core.run_layout import (
     REPORT,
     SEARCH,
     SEARCH_RESULT,
+    SLICES,
     SUMMARY,
     TRAINING_CURVES,
 )
@@ -50,18 +51,9 @@ from elasticnas.hardware.quantize import require_int8
 from elasticnas.hardware.runtimes import check_runtime
 from elasticnas.measure import describe_accuracy_noise, fit_run, latency_table_for, measure_run, read_evaluations
 from elasticnas.predictors import load_predictor
-from elasticnas.runs import load_trained, run_pointer
+from elasticnas.runs import latest_search, load_trained, run_pointer
 from elasticnas.supernet.arch import PRECISIONS, Arch
-from elasticnas.supernet.evaluation import calibrated_subnet
-
-
-def latest_search(run_folder: Path) -> Path:
-    """The most recently written search folder of the run."""
-    folders = sorted((p.parent for p in (run_folder / SEARCH).glob(f"*/{FRONT}")), key=lambda p: p.stat().st_mtime)
-    if not folders:
-        raise ConfigError(f"no search results in {run_folder / SEARCH}: run `elasticnas search {run_folder}` first, "
-                          f"or export with --arch-json")
-    return folders[-1]
+from elasticnas.supernet.evaluation import calibrated_subnet, score
 
 
 def choose_arch(run_folder: Path, space, *, budget_ms: float | None = None, arch_json: str | Path | None = None,
@@ -135,6 +127,8 @@ def _export_report(run, arch: Arch, stage: Path, out: Path, *, formats, device: 
     measured = measured_ms if measured_ms is not None else float(measure_archs(
         space, [arch], device=device, runtime=runtime, threads=threads, models=[reloaded], progress=False)[0])
     costs = {k: int(v[0]) for k, v in count_all(space, [arch]).items()}
+    if space.modality == "text":  # byte-level tokens: the deployed model's test loss in bits per byte
+        accuracy["test_bits_per_byte"] = score(reloaded, images, test.labels, test.eval_batch_size).bits
     report = {
         "arch": arch.to_dict(), "supernet": space.name, "space_fingerprint": space.fingerprint,
         **run_pointer(run_folder, out),
@@ -290,6 +284,13 @@ def quickstart(out: str | Path = "runs/quickstart", *, supernet: str | None = No
     warning = None if check_top_k else beyond_measured(summary["predicted_val_top1"], read_evaluations(out)["val_top1"])
     if warning:
         stage("  " + warning)
+    if run.space.modality == "text":
+        from elasticnas.slices import slices_and_sample
+
+        stage("  slice table: the sizes along the front in one weights file")
+        slices, sample = slices_and_sample(out, max(budgets), runtime=runtime, progress=progress)
+        stage(f"  {len(slices)} slices in {out / EXPORTS / SLICES}; a greedy sample within {max(budgets)} ms: "
+              f"{sample!r}")
     stage(f"done: summary in {out / SUMMARY}, Pareto plot {search_folder / PARETO_PLOT}")
     return summary
 

@@ -19,7 +19,7 @@ from elasticnas.core.checksums import sha256_file
 from elasticnas.core.config import load_yaml, parse_config
 from elasticnas.core.errors import ConfigError
 from elasticnas.core.files import reading
-from elasticnas.core.run_layout import CHECKPOINT, CONFIG, IMPORTED_WEIGHTS
+from elasticnas.core.run_layout import CHECKPOINT, CONFIG, FRONT, IMPORTED_WEIGHTS, SEARCH
 from elasticnas.data import DataSplits, load_data
 from elasticnas.experiment import ExperimentConfig, build_supernet_of, check_dimensions
 from elasticnas.parents import read_weights, safe_open_metadata
@@ -184,3 +184,12 @@ def _same_weights(run_folder: Path, report: dict, export_folder: Path) -> Path:
 
 def default_device() -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def latest_search(run_folder: Path) -> Path:
+    """The most recently written search folder of the run."""
+    folders = sorted((p.parent for p in (run_folder / SEARCH).glob(f"*/{FRONT}")), key=lambda p: p.stat().st_mtime)
+    if not folders:
+        raise ConfigError(f"no search results in {run_folder / SEARCH}: run `elasticnas search {run_folder}` first, "
+                          f"or export with --arch-json")
+    return folders[-1]

@@ -26,7 +26,7 @@ from elasticnas.search import (
 )
 from elasticnas.search.studies import check_storage_url
 
-OBJECTIVES = ("accuracy", "latency", "macs", "params", "size_bytes", "peak_activation_bytes")
+OBJECTIVES = ("accuracy", "latency", "macs", "params", "size_bytes", "peak_activation_bytes", "memory_bytes")
 
 
 def measured_accuracy_objective(run_folder: Path, table) -> Objective:
@@ -46,7 +46,8 @@ def measured_accuracy_objective(run_folder: Path, table) -> Objective:
 
 
 def search_run(run_folder: str | Path, *, objectives: Sequence[str] = ("accuracy", "latency"),
-               latency_budgets_ms: Sequence[float] = (), device: str = "cpu", runtime: str = "torch",
+               latency_budgets_ms: Sequence[float] = (), memory_budget_mb: float | None = None,
+               device: str = "cpu", runtime: str = "torch",
                algorithm: str = "nsga2", real_evals: int = 0, predicted_evals: int = 20_000, pop_size: int = 100,
                seed: int = 0, out: str | Path | None = None, storage: str | None = None, study: str = "search",
                heartbeat_s: int = 10, progress: bool = True) -> tuple[SearchResult, Path]:
@@ -56,6 +57,7 @@ def search_run(run_folder: str | Path, *, objectives: Sequence[str] = ("accuracy
     evaluations); ``real_evals=N`` runs the predictor-in-the-loop search, measuring N subnets
     on the supernet. Latency is the run's lookup table for ``device``/``runtime``. Budgets
     constrain latency to the largest one; the best subnet under each is saved as JSON.
+    ``memory_budget_mb`` keeps subnets whose weights plus KV cache (``memory_bytes``) fit in it.
     ``storage``/``study``: a database URL and study name shared by several search workers
     (optuna algorithms, predictor search), each writing its own ``out``.
     """
@@ -70,6 +72,8 @@ def search_run(run_folder: str | Path, *, objectives: Sequence[str] = ("accuracy
         raise ConfigError(f"unknown objectives {unknown}; choose from {list(OBJECTIVES)}")
     for budget in latency_budgets_ms:
         require_range("--latency-budget-ms", budget, above=0)
+    if memory_budget_mb is not None:
+        require_range("--max-memory-mb", memory_budget_mb, above=0)
     space = run_space(run_folder)
     table = latency_table_for(run_folder, space, device=device, runtime=runtime, seed=seed, progress=progress,
                               check_speed=True)
@@ -90,6 +94,8 @@ def search_run(run_folder: str | Path, *, objectives: Sequence[str] = ("accuracy
         else:
             built.append(cost_objective(space, name))
     constraints = [Constraint(latency, max(latency_budgets_ms))] if latency_budgets_ms else []
+    if memory_budget_mb is not None:
+        constraints.append(Constraint(cost_objective(space, "memory_bytes"), memory_budget_mb * 2**20))
     metrics = [] if "latency" in objectives else [latency]
     folder = Path(out) if out is not None else run_folder / SEARCH / (f"{algorithm}_real{real_evals}_seed{seed}")
     if real_evals:

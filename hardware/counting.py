@@ -64,7 +64,8 @@ def kv_cache_bytes(space, arch, context: int, batch_size: int = 1, bytes_per_val
 
 def inference_memory_bytes(space, arch, context: int | None = None, batch_size: int = 1) -> int:
     """Weights plus the KV cache at ``context`` tokens (default: the architecture's own context length,
-    its ``resolution``): the memory a deployed language model holds, exact from the architecture."""
+    its ``resolution``): the memory a deployed language model holds, exact from the architecture
+    (``count_all``'s ``memory_bytes`` for whole populations, at each one's own context)."""
     context = arch.resolution if context is None else context
     return model_size_bytes(space, arch) + kv_cache_bytes(space, arch, context, batch_size)
 
@@ -77,18 +78,21 @@ def count_all(space, archs: Iterable) -> dict[str, np.ndarray]:
     layer is counted once; exact integers, as the per-layer count.
     """
     archs = list(archs)
-    names = ("params", "macs", "size_bytes", "peak_activation_bytes")
+    names = ("params", "macs", "size_bytes", "peak_activation_bytes", "kv_cache_bytes", "memory_bytes")
     if not archs:
         return {name: np.zeros(0, dtype=np.int64) for name in names}
-    per_layer = _cost_matrix(space)[space.layer_ids(space.encode(archs))]  # (archs, positions, 5); id -1: zeros
+    per_layer = _cost_matrix(space)[space.layer_ids(space.encode(archs))]  # (archs, positions, 6); id -1: zeros
     params, macs, bn = (per_layer[..., i].sum(axis=1) for i in range(3))
-    size = ((per_layer[..., 0] + 2 * per_layer[..., 2]) * per_layer[..., 4]).sum(axis=1)
-    peak = (per_layer[..., 3] * per_layer[..., 4]).max(axis=1)
-    return dict(zip(names, (params, macs, size, peak), strict=True))
+    width = per_layer[..., 5]  # bytes per value
+    size = ((per_layer[..., 0] + 2 * per_layer[..., 2]) * width).sum(axis=1)
+    peak = (per_layer[..., 3] * width).max(axis=1)
+    cache = (per_layer[..., 4] * width).sum(axis=1)
+    return dict(zip(names, (params, macs, size, peak, cache, size + cache), strict=True))
 
 
 @lru_cache(maxsize=16)
 def _cost_matrix(space) -> np.ndarray:
-    """``(params, macs, bn, peak, bytes per value)`` of each of the space's distinct layers, then zeros (id -1)."""
-    rows = [(*layer_cost(spec), spec_precision(spec) // 8) for spec in space.distinct_layers] + [(0, 0, 0, 0, 0)]
+    """``(params, macs, bn, peak, cached, bytes per value)`` of each of the space's distinct layers, then
+    zeros (id -1)."""
+    rows = [(*layer_cost(spec), spec_precision(spec) // 8) for spec in space.distinct_layers] + [(0,) * 6]
     return np.array(rows, dtype=np.int64)

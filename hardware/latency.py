@@ -199,7 +199,7 @@ def measure_archs(space, archs: Sequence, *, runtime: str = "torch", device: str
             shape = tuple(example.shape[1:])
             ready = kept.get(i)
             if ready is None:
-                model = models[i] if models is not None else space.timing_model(arch)
+                model = space.timing_model(arch, models[i] if models is not None else None)
                 ready = prepare_for_timing(model, input_shape=shape, batch_size=batch_size, device=device,
                                            runtime=runtime, threads=threads, precision=arch.precision,
                                            example=example)

@@ -77,7 +77,9 @@ def measurement_noise(measured, standard_errors, half_a, half_b) -> dict[str, fl
     noise = float(np.mean(errors[known] ** 2))
     halves = kendall_tau(half_a[known], half_b[known])
     return {"retest_tau": doubled_length_tau(halves), "retest_tau_halves": halves,
-            "noise_share": noise / spread if spread > 0 else float("inf"),
+            # identical values measured along different sums differ by rounding only: no spread at all
+            "noise_share": noise / spread if spread > 1e-12 * max(1.0, float(np.mean(measured[known])) ** 2)
+            else float("inf"),
             "mean_se": float(np.mean(errors[known]))}
 
 

@@ -21,7 +21,7 @@ from elasticnas.search.studies import open_storage
 from elasticnas.supernet.arch import Arch
 from elasticnas.supernet.space import SearchSpace
 
-COSTS = ("macs", "params", "size_bytes", "peak_activation_bytes")
+COSTS = ("macs", "params", "size_bytes", "peak_activation_bytes", "kv_cache_bytes", "memory_bytes")
 
 
 def resolve_constraints(space: SearchSpace, objectives: Sequence[Objective],

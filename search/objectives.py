@@ -108,10 +108,11 @@ def check_feasible(space: SearchSpace, constraints: Sequence[Constraint]) -> Non
 
 # ----- built-in objectives ---------------------------------------------------------------
 def cost_objective(space: SearchSpace, metric: str) -> Objective:
-    """``macs``, ``params``, ``size_bytes`` or ``peak_activation_bytes``, counted analytically."""
+    """``macs``, ``params``, ``size_bytes``, ``peak_activation_bytes``, ``kv_cache_bytes`` or
+    ``memory_bytes`` (weights plus a language model's KV cache at its context), counted analytically."""
     from elasticnas.hardware.counting import count_all
 
-    metrics = ("macs", "params", "size_bytes", "peak_activation_bytes")
+    metrics = ("macs", "params", "size_bytes", "peak_activation_bytes", "kv_cache_bytes", "memory_bytes")
     if metric not in metrics:
         raise ConfigError(f"unknown cost metric {metric!r}; choose one of {list(metrics)}")
 

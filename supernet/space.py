@@ -356,10 +356,10 @@ class SearchSpace(LayerLists, DeploymentChoices):
 
         return sequential_model(self, arch)
 
-    def timing_model(self, arch: Arch):
-        """What is timed end to end for ``arch``: its static model (a text family in its decode phase:
-        one generation step over a filled KV cache)."""
-        return self.static_model(arch)
+    def timing_model(self, arch: Arch, model=None):
+        """What is timed end to end for ``arch``: ``model`` (default: a fresh static model of it), as it
+        runs when deployed (a text family in its decode phase: one generation step over a filled KV cache)."""
+        return self.static_model(arch) if model is None else model
 
     def example_input(self, arch: Arch, batch: int = 1, generator=None):
         """A random input of ``arch``: images at its resolution (a text family: token ids at its context length)."""

@@ -24,6 +24,7 @@ class LayerCost(NamedTuple):
     macs: int
     bn_channels: int  # batch-norm channels: each stores a running mean and variance
     peak_elements: int  # activation elements alive at once while the layer runs (batch 1)
+    cached_elements: int = 0  # values the layer keeps after its pass (a KV cache's keys and values, batch 1)
 
 
 def make_divisible(value: float, divisor: int = 8, min_value: int | None = None) -> int:

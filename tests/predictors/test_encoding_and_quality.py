@@ -102,3 +102,16 @@ def test_measurement_noise_against_hand_computed_values():
     assert noise["mean_se"] == pytest.approx(4 / 3)
     unknown = measurement_noise([90.0, 92.0], [np.nan, np.nan], [np.nan, np.nan], [np.nan, np.nan])
     assert all(np.isnan(v) for v in unknown.values())
+
+
+def test_subnets_measured_alike_have_nothing_to_rank_and_say_so():
+    """Equal scores summed in different orders differ by rounding; that is no spread for noise to be a share of."""
+    import pandas as pd
+
+    from elasticnas.measure import describe_accuracy_noise
+
+    alike = [22.1 + 1e-14, 22.1, 22.1 - 1e-14]
+    noise = measurement_noise(alike, [0.3, 0.3, 0.3], [22.0, 22.2, 22.1], [22.2, 22.0, 22.1])
+    assert noise["noise_share"] == float("inf")
+    line = describe_accuracy_noise(pd.DataFrame([{"target": "val_top1", "kendall_tau": 0.0, **noise}]))
+    assert "no ranking to learn" in line and "%" not in line

@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import importlib.util
 
+import numpy as np
 import pytest
 import torch
 
@@ -254,3 +255,32 @@ def test_latency_tables_time_each_phase_on_token_inputs(phase, runtime):
     subnets = space.sample(1, n=3)
     assert (table.predict(subnets) > 0).all()
     assert (measure_archs(space, subnets, runtime=runtime, warmup=0, repeats=2, rounds=1) > 0).all()
+
+
+@pytest.mark.parametrize("phase", ["prefill", "decode"])
+def test_counted_memory_is_weights_plus_cache_for_whole_populations(phase):
+    from elasticnas.hardware import count_all, inference_memory_bytes, kv_cache_bytes
+
+    space = small_supernet("llama").space.in_phase(phase)
+    subnets = archs(space, n=6)
+    counted = count_all(space, subnets)
+    assert counted["memory_bytes"].tolist() == [inference_memory_bytes(space, a) for a in subnets]
+    assert counted["kv_cache_bytes"].tolist() == [kv_cache_bytes(space, a, a.resolution) for a in subnets]
+    image = create_space("tiny_mbv3", num_classes=10)
+    assert (count_all(image, image.sample(0, n=3))["kv_cache_bytes"] == 0).all()
+
+
+def test_a_memory_cap_keeps_the_search_within_it():
+    from elasticnas.hardware import count_all
+    from elasticnas.search import Constraint, Objective, cost_objective, run_search
+
+    space = small_supernet("gpt2").space
+    memory = count_all(space, space.sample(0, n=200))["memory_bytes"]
+    cap = float(np.quantile(memory, 0.3))
+    params = Objective("params", lambda a: count_all(space, a)["params"].astype(float), maximize=True,
+                       source="counted")
+    result = run_search(space, [params, cost_objective(space, "macs")], n_evals=300, seed=0, pop_size=20,
+                        constraints=[Constraint(cost_objective(space, "memory_bytes"), cap)])
+    front = [space.canonical(a) for a in result.front["arch"]]
+    assert front and (count_all(space, front)["memory_bytes"] <= cap).all()
+    assert count_all(space, [space.max()])["memory_bytes"][0] > cap  # the cap binds

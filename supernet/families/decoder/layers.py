@@ -102,7 +102,7 @@ class DecoderLayerSpec(LayerSpec):
         # the input stays alive for the residual; then the larger of attention's and the MLP's working sets
         attention = n * (a + 2 * kv) + 2 * self.num_heads * n * seen
         mlp = n * e + (mlp_inputs + 1) * n * hidden
-        return LayerCost(params, macs, 0, n * e + max(attention, mlp))
+        return LayerCost(params, macs, 0, n * e + max(attention, mlp), self.cached_values_per_token * seen)
 
     def build(self, bn_momentum: float = 0.1, bn_eps: float = 1e-5) -> nn.Module:
         return DecoderLayer(self)

@@ -51,8 +51,8 @@ class KVCache:
 
 def normalize(x: Tensor, weight: Tensor, bias: Tensor | None, kind: str, eps: float) -> Tensor:
     """LayerNorm, or RMSNorm computed in float32 as Llama does."""
-    if kind == "layernorm":
-        return F.layer_norm(x, (x.shape[-1],), weight, bias, eps)
+    if kind == "layernorm":  # the shape from the weight, a constant to exporters (the input's is traced)
+        return F.layer_norm(x, weight.shape, weight, bias, eps)
     scaled = x.float() * torch.rsqrt(x.float().pow(2).mean(-1, keepdim=True) + eps)
     return weight * scaled.to(x.dtype)
 
@@ -70,10 +70,9 @@ def rotate(x: Tensor, positions: Tensor, theta: float) -> Tensor:
     return x * angles.cos().to(x.dtype) + torch.cat([-second, first], dim=-1) * angles.sin().to(x.dtype)
 
 
-def attend(q: Tensor, k: Tensor, v: Tensor, past: int) -> Tensor:
-    """Causal attention of ``q`` (batch, heads, new tokens, dim) over ``k``, ``v`` (batch, kv heads,
+def attend(q: Tensor, k: Tensor, v: Tensor, past: int, group: int = 1) -> Tensor:
+    """Causal attention of ``q`` (batch, heads, new tokens, dim) over ``k``, ``v`` (batch, heads / group,
     past + new tokens, dim): token ``t`` of the new ones sees every cached token and new ones up to ``t``."""
-    group = q.shape[1] // k.shape[1]
     if group > 1:
         k, v = k.repeat_interleave(group, dim=1), v.repeat_interleave(group, dim=1)
     new = q.shape[2]
@@ -108,7 +107,7 @@ def decoder_layer(x: Tensor, s: dict[str, Tensor], spec, past: int, cache: KVCac
         q, k = rotate(q, positions, spec.rope_theta), rotate(k, positions, spec.rope_theta)
     if cache is not None:
         k, v = cache.append(index, k, v)
-    h = attend(q, k, v, past).transpose(1, 2)
+    h = attend(q, k, v, past, spec.num_heads // spec.kv_heads).transpose(1, 2)
     if probe is not None:
         probe["heads"] = h
     x = x + _linear(h.flatten(2), s, "attn.out")

@@ -36,12 +36,16 @@ class DecoderLM(nn.Module):
 
     def forward(self, tokens: Tensor, cache: KVCache | None = None) -> Tensor:
         past = cache.length if cache is not None else 0
-        if self.max_positions:
+        if self.max_positions and not torch.jit.is_tracing():  # an exporter's trace has no length to check
             check_length(past, tokens.shape[1], self.max_positions)
         x = self.embed(tokens, past)
         for index, layer in enumerate(self.layers):
             x = layer(x, past, cache, index)
         return self.head(x, self.embed.tokens.weight)
+
+    def generate(self, prompt: Tensor, new_tokens: int, **sampling) -> Tensor:
+        """``prompt`` continued by ``new_tokens`` tokens over a KV cache (see :func:`generate`)."""
+        return generate(self, prompt, new_tokens, **sampling)
 
 
 class DecodeStep(nn.Module):

@@ -160,13 +160,14 @@ class DecoderSpace(SearchSpace):
 
         return DecoderLM(self.layers(arch))
 
-    def timing_model(self, arch: DecoderArch):
+    def timing_model(self, arch: DecoderArch, model=None):
         from elasticnas.supernet.families.decoder.layers import OneInput
         from elasticnas.supernet.families.decoder.model import DecodeStep
 
+        model = self.static_model(arch) if model is None else model
         if self.phase == "prefill":
-            return OneInput(self.static_model(arch))
-        return DecodeStep(self.static_model(arch), arch.resolution - 1, self.num_classes)
+            return OneInput(model)
+        return DecodeStep(model, arch.resolution - 1, self.num_classes)
 
     def example_input(self, arch: DecoderArch, batch: int = 1, generator: torch.Generator | None = None):
         """Random token ids: a whole context of ``arch.resolution`` tokens per row (the decode phase: one)."""

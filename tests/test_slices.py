@@ -1,0 +1,59 @@
+"""Slice tables: one weights file, the best nested slice within a latency and a memory budget at run time."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from safetensors.torch import save as save_safetensors
+
+from elasticnas.core.checksums import sha256_bytes
+from elasticnas.core.errors import ConfigError
+from elasticnas.core.run_layout import SLICES_JSON, WEIGHTS
+from elasticnas.hardware import count_all
+from elasticnas.slices import load_slice, spread_along
+from tests.conftest import make_supernet
+
+
+def _table(tmp_path, net, archs, latencies, bits):
+    state = {k: v.contiguous() for k, v in net.state_dict().items()}
+    weights = save_safetensors(state)
+    (tmp_path / WEIGHTS).write_bytes(weights)
+    memory = count_all(net.space, archs)["memory_bytes"]
+    rows = [{"arch": a.to_dict(), "measured_latency_ms": ms, "predicted_latency_ms": ms, "memory_bytes": int(m),
+             "val_top1": 50.0, "val_bits_per_byte": b}
+            for a, ms, m, b in zip(archs, latencies, memory, bits, strict=True)]
+    (tmp_path / SLICES_JSON).write_text(json.dumps({"space": net.space.to_config(), "weights_sha256":
+                                                    sha256_bytes(weights), "slices": rows}))
+    return memory
+
+
+def test_the_best_slice_within_the_budgets_is_the_supernets_own_subnet(tmp_path):
+    net = make_supernet("tiny_gpt", num_classes=256).eval()
+    small, large = net.space.min(), net.space.max()
+    memory = _table(tmp_path, net, [small, large], [1.0, 3.0], [4.0, 3.0])
+    tokens = torch.randint(0, 256, (2, 20), generator=torch.Generator().manual_seed(0))
+    chosen = load_slice(tmp_path, budget_ms=2.0)
+    assert chosen.slice["measured_latency_ms"] == 1.0
+    torch.testing.assert_close(chosen(tokens), net(tokens, small), rtol=0, atol=0)
+    assert load_slice(tmp_path).slice["val_bits_per_byte"] == 3.0  # no budget: the fewest bits per byte
+    assert load_slice(tmp_path, memory_mb=memory[0] / 2**20).slice["measured_latency_ms"] == 1.0
+    with pytest.raises(ConfigError, match="fastest measured 1.000 ms"):
+        load_slice(tmp_path, budget_ms=0.5)
+
+
+def test_a_weights_file_that_is_not_the_tables_is_refused(tmp_path):
+    net = make_supernet("tiny_gpt", num_classes=256)
+    _table(tmp_path, net, [net.space.min()], [1.0], [4.0])
+    (tmp_path / WEIGHTS).write_bytes((tmp_path / WEIGHTS).read_bytes()[:-1] + b"\0")
+    with pytest.raises(ConfigError, match="SHA-256 differs"):
+        load_slice(tmp_path)
+
+
+def test_sizes_are_spread_along_the_front_in_latency_order():
+    import pandas as pd
+
+    front = pd.DataFrame({"latency_ms": [5.0, 1.0, 3.0, 2.0, 4.0]})
+    assert spread_along(front, 3) == [1, 2, 0]  # fastest, middle, slowest
+    assert sorted(spread_along(front, 10)) == [0, 1, 2, 3, 4]

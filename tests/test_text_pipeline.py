@@ -1,0 +1,40 @@
+"""The whole pipeline on a language model: train, decode-latency table, measure, fit, search, export,
+the slice table, and a sample through the command line."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from elasticnas.cli import main
+from elasticnas.core.run_layout import EXPORTS, SLICES, SLICES_JSON
+from elasticnas.pipeline import quickstart
+from elasticnas.text_data import load_corpus
+
+SMALL_TEXT = ["data.name=textfolder", "data.context=32", "data.batch_size=128",
+              "supernet.overrides.resolutions=[32]", "train.epochs=1"]
+
+
+@pytest.mark.slow
+def test_quickstart_runs_end_to_end_on_a_language_model(tmp_path, capsys):
+    root = tmp_path / "text"
+    root.mkdir()
+    (root / "topics.txt").write_bytes(load_corpus("pydoc_topics").train[:96_000].tobytes())
+    out = tmp_path / "run"
+    summary = quickstart(out, supernet="tiny_gpt", overrides=[*SMALL_TEXT, f"data.root={root}"], subnets=12,
+                         trials=3, predicted_evals=400, progress=False, table_repeats=3, table_rounds=1)
+    assert len(summary) == 3
+    for folder in summary["export"]:
+        report = json.loads((Path(folder) / "report.json").read_text())
+        assert report["reloaded_equals_supernet_subnet"] and 0 < report["test_bits_per_byte"] < 8
+        assert report["memory_bytes"] == report["size_bytes"] + report["kv_cache_bytes"] > report["size_bytes"]
+    table = json.loads((out / EXPORTS / SLICES / SLICES_JSON).read_text())
+    assert 1 <= len(table["slices"]) <= 6 and all(0 < row["val_bits_per_byte"] < 8 for row in table["slices"])
+    capsys.readouterr()
+    assert main(["generate", str(out / EXPORTS / SLICES), "--prompt", "def ", "--tokens", "20"]) == 0
+    printed = capsys.readouterr().out
+    assert "ms per token measured" in printed and "def " in printed
+    assert main(["search", str(out), "--predicted-evals", "200", "--max-memory-mb", "2", "--out",
+                 str(tmp_path / "capped")]) == 0
