@@ -99,9 +99,9 @@ def find_config(name_or_path: str | Path | None) -> Path:
     raise ConfigError(f"config {str(name_or_path)!r} not found; give a path or one of: {', '.join(known)}")
 
 
-def recipe_for(supernet: str, sampler: str = "sandwich", folder: Path = EXPERIMENTS) -> str | None:
-    """The bundled config that trains ``supernet`` with ``sampler`` (a family's own recipe, e.g.
-    AdamW and warm-up for transformers, on its kind of data), or None when there is none.
+def recipe_for(supernet: str, sampler: str | None = "sandwich", folder: Path = EXPERIMENTS) -> str | None:
+    """The bundled config that trains ``supernet`` with ``sampler`` (None: any sampler; a family's own
+    recipe, e.g. AdamW and warm-up for transformers, on its kind of data), or None when there is none.
 
     Where several do (a strategy and its variants, e.g. ``mnist_uniform`` and
     ``mnist_uniform_smallest``), the one setting the fewest sampler options is the recipe, whatever
@@ -110,7 +110,7 @@ def recipe_for(supernet: str, sampler: str = "sandwich", folder: Path = EXPERIME
     for path in sorted(folder.glob("*.yaml")) if folder.is_dir() else []:
         data = load_yaml(path)
         chosen = data.get("sampler") or {}
-        if (data.get("supernet") or {}).get("name") == supernet and chosen.get("name") == sampler:
+        if (data.get("supernet") or {}).get("name") == supernet and sampler in (None, chosen.get("name")):
             matches.append((len(chosen.get("options") or {}), path.stem))
     if not matches:
         return None
@@ -125,15 +125,16 @@ def recipe_for(supernet: str, sampler: str = "sandwich", folder: Path = EXPERIME
 def quickstart_config(supernet: str | None = None, run_folder: str | Path | None = None) -> str:
     """The config ``elasticnas quickstart`` trains: a run folder's own, when the run was begun
     earlier (it resumes as it began, whatever the default is now); else its own for its
-    supernet (or none named), else the named supernet's bundled sandwich recipe, else the
-    default config (the supernet swapped in by the caller): the quickstart's own choice was
-    measured on its supernet only."""
+    supernet (or none named), else the named supernet's bundled sandwich recipe, else its one
+    bundled recipe of another strategy (a language model's), else the default config (the
+    supernet swapped in by the caller): the quickstart's own choice was measured on its
+    supernet only."""
     if run_folder is not None and (Path(run_folder) / CONFIG).exists():
         return str(Path(run_folder) / CONFIG)
     own = load_yaml(find_config(QUICKSTART_CONFIG))["supernet"]["name"]
     if supernet is None or supernet == own:
         return QUICKSTART_CONFIG
-    return recipe_for(supernet) or SANDWICH_CONFIG
+    return recipe_for(supernet) or recipe_for(supernet, None) or SANDWICH_CONFIG
 
 
 def load_experiment(source: str | Path | dict | None = None, overrides: list[str] = ()) -> ExperimentConfig:

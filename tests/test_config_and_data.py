@@ -86,6 +86,7 @@ def test_the_quickstart_trains_its_own_config_on_its_supernet_and_recipes_on_oth
     assert quickstart_config("tiny_resnet") == "mnist_resnet_sandwich"
     assert quickstart_config("ofa_resnet50") == "mnist_sandwich"  # no recipe: the default config
     assert recipe_for("tiny_mbv3", "uniform") == "mnist_uniform"  # the quickstart's is a variant
+    assert recipe_for("tiny_gpt") is None and quickstart_config("tiny_gpt") == "text_tiny_gpt"  # its own strategy
 
 
 def test_a_quickstart_begun_with_another_config_resumes_with_its_own(tmp_path):
