@@ -35,7 +35,9 @@ Writers write whole files atomically; readers refuse a file that is not what it 
                                           model.torchscript.pt, model.xml + model.bin (OpenVINO),
                                           model.pte (ExecuTorch); an int8 subnet's model.int8.onnx,
                                           model.int8.bin + model.int8.xml or model.int8.pte;
-                                          finetune_checkpoint.pt while an export is fine-tuned
+                                          finetune_checkpoint.pt while an export is fine-tuned;
+                                          transformers/ (config.json, model.safetensors) where the
+                                          family's subnet is also a transformers model
 """
 
 LOCK = ".elasticnas.lock"
@@ -77,5 +79,7 @@ OPENVINO_INT8 = ("model.int8.bin", "model.int8.xml")  # weights first: an .xml i
 EXECUTORCH_INT8 = ("model.int8.pte",)
 REPORT = "report.json"  # an export's measured report, written last
 SLICES, SLICES_JSON = "slices", "slices.json"  # a slice table's folder under exports/ and its table
+# an export's copy in transformers' own layout (AutoModelForCausalLM.from_pretrained reads the folder)
+TRANSFORMERS_FOLDER, TRANSFORMERS_CONFIG, TRANSFORMERS_WEIGHTS = "transformers", "config.json", "model.safetensors"
 CANDIDATES = "candidates.csv"  # what an accuracy-checked export was chosen from
 FINETUNE_CHECKPOINT = "finetune_checkpoint.pt"

@@ -158,13 +158,17 @@ def write_export(model: nn.Module, space: SearchSpace, arch: Arch, out: str | Pa
         session = ort.InferenceSession(str(out / ONNX), providers=["CPUExecutionProvider"])
         differences["onnx"] = float(np.abs(session.run(None, {"input": example.numpy()})[0] - reference).max())
     differences.update(_edge_formats(model, example, reference, formats, out))
+    foreign = space.foreign_files(arch, state)
+    for name, data in foreign.items():
+        (out / name).parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_bytes(out / name, data)
     scale = max(1.0, float(np.abs(reference).max()))
     relative = {k: v / scale for k, v in differences.items()}
     worst = {k: v for k, v in relative.items() if v > RELATIVE_TOLERANCE}
     if worst:
         raise ConfigError(f"exported formats disagree with the torch model: largest difference relative to the "
                           f"largest output {worst}, allowed {RELATIVE_TOLERANCE}")
-    files = [ARCH_JSON, WEIGHTS, *[name for f in formats for name in FILES.get(f, [])]]
+    files = [ARCH_JSON, WEIGHTS, *[name for f in formats for name in FILES.get(f, [])], *foreign]
     written = {"max_abs_difference": differences, "max_relative_difference": relative}
     if int8:
         written.update(_int8_files(model, calibration_images, out, int8_runtime))

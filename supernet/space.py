@@ -361,6 +361,11 @@ class SearchSpace(LayerLists, DeploymentChoices):
         runs when deployed (a text family in its decode phase: one generation step over a filled KV cache)."""
         return self.static_model(arch) if model is None else model
 
+    def foreign_files(self, arch: Arch, state: dict) -> dict[str, bytes]:
+        """Files in another tool's own format that an export of ``arch`` (its static model's ``state``)
+        also holds, by path within the export folder; none unless the family has some."""
+        return {}
+
     def example_input(self, arch: Arch, batch: int = 1, generator=None):
         """A random input of ``arch``: images at its resolution (a text family: token ids at its context length)."""
         import torch

@@ -284,3 +284,30 @@ def test_a_memory_cap_keeps_the_search_within_it():
     front = [space.canonical(a) for a in result.front["arch"]]
     assert front and (count_all(space, front)["memory_bytes"] <= cap).all()
     assert count_all(space, [space.max()])["memory_bytes"][0] > cap  # the cap binds
+
+
+@needs_transformers
+@pytest.mark.parametrize("layout", ["gpt2", "llama"])
+def test_an_export_of_a_homogeneous_subnet_is_also_a_transformers_folder(layout, tmp_path):
+    import transformers
+
+    from elasticnas.core.run_layout import TRANSFORMERS_FOLDER
+    from elasticnas.export import export_subnet
+
+    net = small_supernet(layout)
+    space = net.space
+    heads = space.head_choices[-1]
+    embed = heads * space.head_dim if layout == "gpt2" else space.embed_choices[-1]
+    uniform = space.canonical(dataclasses.replace(space.max(), embed_dim=embed, num_heads=(heads,) * space.max_depth,
+                                                  mlp_hidden=(space.mlp_choices[0],) * space.max_depth))
+    written = export_subnet(net.extract(uniform), space, uniform, tmp_path / "uniform", formats="safetensors,onnx")
+    assert any(name.startswith(TRANSFORMERS_FOLDER) for name in written["files"])
+    model = transformers.AutoModelForCausalLM.from_pretrained(tmp_path / "uniform" / TRANSFORMERS_FOLDER).eval()
+    tokens = torch.randint(0, VOCAB, (2, 12), generator=torch.Generator().manual_seed(8))
+    with torch.no_grad():
+        ours = net(tokens, uniform)
+        assert (model(tokens).logits - ours).abs().max() <= 1e-5 * scale_of(ours)
+    mixed = space.canonical(dataclasses.replace(uniform, mlp_hidden=(space.mlp_choices[0], space.mlp_choices[-1],
+                                                                     space.mlp_choices[0])))
+    export_subnet(net.extract(mixed), space, mixed, tmp_path / "mixed", formats="safetensors")
+    assert not (tmp_path / "mixed" / TRANSFORMERS_FOLDER).exists()

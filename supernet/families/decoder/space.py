@@ -160,6 +160,23 @@ class DecoderSpace(SearchSpace):
 
         return DecoderLM(self.layers(arch))
 
+    def foreign_files(self, arch: DecoderArch, state: dict) -> dict[str, bytes]:
+        """A homogeneous subnet also as a ``transformers`` folder (GPT-2 or Llama); nothing for the others."""
+        import json
+
+        from safetensors.torch import save as save_safetensors
+
+        from elasticnas.core.errors import InvalidArchitectureError
+        from elasticnas.core.run_layout import TRANSFORMERS_CONFIG, TRANSFORMERS_FOLDER, TRANSFORMERS_WEIGHTS
+        from elasticnas.supernet.families.decoder.transformers_format import to_transformers
+
+        try:
+            config, tensors = to_transformers(self, arch, state)
+        except InvalidArchitectureError:  # layers of different sizes: transformers' configs hold one
+            return {}
+        return {f"{TRANSFORMERS_FOLDER}/{TRANSFORMERS_CONFIG}": json.dumps(config, indent=1).encode(),
+                f"{TRANSFORMERS_FOLDER}/{TRANSFORMERS_WEIGHTS}": save_safetensors(tensors, metadata={"format": "pt"})}
+
     def timing_model(self, arch: DecoderArch, model=None):
         from elasticnas.supernet.families.decoder.layers import OneInput
         from elasticnas.supernet.families.decoder.model import DecodeStep
