@@ -57,3 +57,33 @@ def test_sizes_are_spread_along_the_front_in_latency_order():
     front = pd.DataFrame({"latency_ms": [5.0, 1.0, 3.0, 2.0, 4.0]})
     assert spread_along(front, 3) == [1, 2, 0]  # fastest, middle, slowest
     assert sorted(spread_along(front, 10)) == [0, 1, 2, 3, 4]
+
+
+def test_an_image_runs_slices_carry_their_recalibrated_batch_norm(run_copy, tmp_path):
+    """Slices of a family with batch norm: each slice's own recalibrated statistics travel in the weights
+    file, so the loaded slice computes what the calibrated subnet computed when it was measured."""
+    import pandas as pd
+
+    from elasticnas.core.run_layout import FRONT, SEARCH
+    from elasticnas.runs import load_trained
+    from elasticnas.slices import write_slices
+    from elasticnas.supernet.evaluation import calibrated_subnet
+
+    run = load_trained(run_copy)
+    space = run.space
+    archs = [space.min(), space.middle(), space.max()]
+    (run_copy / SEARCH / "manual").mkdir(parents=True)
+    pd.DataFrame({"arch": [a.to_json() for a in archs], "latency_ms": [1.0, 2.0, 3.0]}).to_csv(
+        run_copy / SEARCH / "manual" / FRONT, index=False)
+    table = write_slices(run_copy, tmp_path / "slices", sizes=3, progress=False)
+    assert len(table) == 3 and (table["val_top1"] > 0).all() and "val_bits_per_byte" not in table
+    data = run.eval_data("val")
+    fastest = table["measured_latency_ms"].min()
+    model = load_slice(tmp_path / "slices", budget_ms=fastest)
+    arch = space.canonical(model.slice["arch"])
+    expected = calibrated_subnet(run.supernet, arch, data)
+    _, images = data.at(arch.resolution, torch.device("cpu"))
+    with torch.no_grad():
+        torch.testing.assert_close(model(images[:16]), expected(images[:16]), rtol=0, atol=0)
+        uncalibrated = run.supernet.extract(arch).eval()(images[:16])
+    assert not torch.allclose(uncalibrated, expected(images[:16]))  # the statistics mattered
