@@ -12,6 +12,7 @@ Writers write whole files atomically; readers refuse a file that is not what it 
       elasticize.csv                      elasticize: what became elastic and what stayed fixed, and why
       divergences.json                    train: the divergences met and the fix each needs before resuming
       metrics.csv, training_curves.png    train, one row per epoch (report, quickstart)
+      corpus.json                         train on text: the corpus's SHA-256 (train --resume checks it)
       tables/<device>_<runtime>/          profile, measure, search, export
         latency_table.csv                 the table, whole, with latency_table.json (its metadata);
                                           latency_table.partial.csv and latency_table.partial.json
@@ -48,6 +49,7 @@ EXPLAIN_CSV = "elasticize.csv"
 DIVERGENCES = "divergences.json"
 METRICS = "metrics.csv"
 TRAINING_CURVES = "training_curves.png"
+CORPUS = "corpus.json"
 
 TABLES = "tables"
 TABLE_CSV, TABLE_JSON = "latency_table.csv", "latency_table.json"

@@ -15,11 +15,12 @@ from typing import Any, Literal
 import torch
 import yaml
 
-from elasticnas.core.atomic import atomic_write_text
+from elasticnas.core.atomic import atomic_write_json, atomic_write_text
 from elasticnas.core.config import apply_overrides, config_to_dict, load_yaml, parse_config
 from elasticnas.core.distributed import init_from_env, rank_and_world
 from elasticnas.core.errors import ConfigError
-from elasticnas.core.run_layout import CHECKPOINT, CONFIG
+from elasticnas.core.files import read_json
+from elasticnas.core.run_layout import CHECKPOINT, CONFIG, CORPUS
 from elasticnas.data import DataConfig, load_data
 from elasticnas.parents import inherit_parent, with_parent_recorded, with_parent_space
 from elasticnas.supernet import build_supernet, create_supernet, space_from_config
@@ -215,14 +216,29 @@ def train_experiment(config: ExperimentConfig, run_dir: str | Path, *, resume: b
         raise ConfigError(f"{run_dir} already holds a training run; pass --resume to continue it "
                           f"or choose another --out")
     init_from_env(resolve_device(config.train.device))  # under torchrun: join before sharding the data
-    config, _, trainer = prepare_training(config, run_dir, resume=resume, progress=progress, on_step=on_step)
+    config, splits, trainer = prepare_training(config, run_dir, resume=resume, progress=progress, on_step=on_step)
+    if resume:
+        check_corpus(run_dir, splits)
     if trainer.rank == 0 and (not resume or changed):
         run_dir.mkdir(parents=True, exist_ok=True)
         atomic_write_text(saved, yaml.safe_dump(config.to_dict(), sort_keys=False))
         if changed:
             mark_fixed(run_dir, changed)
+    if trainer.rank == 0 and splits.sha256 is not None and not (run_dir / CORPUS).exists():
+        atomic_write_json(run_dir / CORPUS, {"dataset": splits.name, "sha256": splits.sha256})
     metrics = trainer.fit(resume=resume)
     return trainer, metrics
+
+
+def check_corpus(run_dir: Path, splits) -> None:
+    """Refuse to resume on another text than the run began with (Python versions ship other help topics)."""
+    if not (run_dir / CORPUS).exists() or splits.sha256 is None:
+        return
+    recorded = read_json(run_dir / CORPUS, "the run's corpus record", fields=("sha256",))["sha256"]
+    if recorded != splits.sha256:
+        raise ConfigError(f"dataset {splits.name!r} is not the text this run began with (SHA-256 {splits.sha256[:16]} "
+                          f"here, {recorded[:16]} in {run_dir / CORPUS}): another Python ships other help topics "
+                          f"and other sources; resume with the Python the run began with, or start a new run")
 
 
 def prepare_training(config: ExperimentConfig, run_dir: str | Path, *, resume: bool = False, progress: bool = True,

@@ -69,3 +69,20 @@ def test_every_strategy_trains_a_language_model(text_root, tmp_path, strategy):
     config = _config(text_root, f"sampler.name={strategy}", "sampler.options={}")
     trainer, metrics = train_experiment(config, tmp_path, progress=False)
     assert np.isfinite(metrics["train_loss"]).all() and (metrics["val_bits_per_byte_min"] < 8).all()
+
+
+def test_a_run_records_its_corpus_and_refuses_to_resume_on_another(text_root, tmp_path):
+    import hashlib
+    import json
+
+    from elasticnas.core.errors import ConfigError
+    from elasticnas.core.run_layout import CORPUS
+
+    config = _config(text_root, "data.batch_size=512")
+    train_experiment(config, tmp_path, progress=False)
+    record = json.loads((tmp_path / CORPUS).read_text())
+    assert record == {"dataset": "textfolder", "sha256": hashlib.sha256((text_root / "topics.txt").read_bytes())
+                      .hexdigest()}
+    (tmp_path / CORPUS).write_text(json.dumps({**record, "sha256": "0" * 64}))
+    with pytest.raises(ConfigError, match="not the text this run began with"):
+        train_experiment(config, tmp_path, resume=True, progress=False)
