@@ -32,6 +32,7 @@ from elasticnas.core.errors import ConfigError
 from elasticnas.supernet.families.decoder.arch import DecoderArch
 from elasticnas.supernet.families.decoder.layers import DecoderLayerSpec, LMHeadSpec, TokenEmbedSpec
 from elasticnas.supernet.families.decoder.math import MLPS, NORMS, POSITIONS
+from elasticnas.supernet.layer_stack import stack_genes, stack_slots
 from elasticnas.supernet.space import (
     Gene,
     LayerSlot,
@@ -118,42 +119,22 @@ class DecoderSpace(SearchSpace):
 
     # ----- the seam ---------------------------------------------------------------------------
     def _declare_genes(self) -> tuple[Gene, ...]:
-        least = min(self.depth_choices)
-        genes = [Gene("resolution", None, "resolution", self.resolutions),
-                 Gene("embed_dim", None, "width", self.embed_choices),
-                 Gene("depth", None, "depth", self.depth_choices)]
-        for field, dimension, choices in (("num_heads", "heads", self.head_choices),
-                                          ("mlp_hidden", "expand", self.mlp_choices)):
-            genes += [Gene(field, i, dimension, choices, active_if=(2, i + 1) if i >= least else None)
-                      for i in range(self.max_depth)]
-        return tuple(genes)
+        return stack_genes(self.resolutions, ("embed_dim", self.embed_choices), self.depth_choices,
+                           [("num_heads", "heads", self.head_choices), ("mlp_hidden", "expand", self.mlp_choices)])
 
     def _declare_layers(self) -> tuple[LayerSlot, ...]:
-        new = lambda n: self._new_and_cached(n)[0]  # noqa: E731
-        slots = [LayerSlot((0, 1), lambda n, e: TokenEmbedSpec(self.num_classes, e, new(n), self.position_rows))]
-        least = min(self.depth_choices)
-        for i in range(self.max_depth):
-            heads, hidden = 3 + i, 3 + self.max_depth + i
-            genes = (0, 1, heads, hidden) if i < least else (0, 1, 2, heads, hidden)
-            slots.append(LayerSlot(genes, self._layer_builder(i, optional=i >= least)))
-        slots.append(LayerSlot((0, 1), lambda n, e: LMHeadSpec(e, self.num_classes, new(n), self.norm,
-                                                               self.norm_eps, self.tie_embeddings)))
-        return tuple(slots)
-
-    def _layer_builder(self, index: int, optional: bool):
         theta = self.rope_theta if self.positions == "rope" else 0.0
+        new = lambda n: self._new_and_cached(n)[0]  # noqa: E731
 
-        def build(n, e, *values):
-            if optional:
-                depth, *values = values
-                if depth <= index:
-                    return None
-            heads, hidden = values
+        def layer(n, e, heads, hidden):
             tokens, cached = self._new_and_cached(n)
             return DecoderLayerSpec(e, heads, heads // self.kv_group, self.head_dim, hidden, tokens, self.norm,
                                     self.mlp, self.bias, theta, self.norm_eps, cached)
 
-        return build
+        return (LayerSlot((0, 1), lambda n, e: TokenEmbedSpec(self.num_classes, e, new(n), self.position_rows)),
+                *stack_slots(self.depth_choices, 2, layer),
+                LayerSlot((0, 1), lambda n, e: LMHeadSpec(e, self.num_classes, new(n), self.norm, self.norm_eps,
+                                                          self.tie_embeddings)))
 
     def static_model(self, arch: DecoderArch):
         from elasticnas.supernet.families.decoder.model import DecoderLM

@@ -16,6 +16,7 @@ from typing import Any, ClassVar
 from elasticnas.core.errors import ConfigError, InvalidArchitectureError
 from elasticnas.supernet.families.vit.arch import ViTArch
 from elasticnas.supernet.families.vit.layers import ClassTokenSpec, PatchEmbedSpec, TransformerLayerSpec
+from elasticnas.supernet.layer_stack import stack_genes, stack_slots
 from elasticnas.supernet.space import (
     Gene,
     LayerSlot,
@@ -113,36 +114,17 @@ class ViTSpace(SearchSpace):
 
     # ----- the seam ---------------------------------------------------------------------------
     def _declare_genes(self) -> tuple[Gene, ...]:
-        least = min(self.depth_choices)
-        genes = [Gene("resolution", None, "resolution", self.resolutions),
-                 Gene("embed_dim", None, "width", self.embed_choices),
-                 Gene("depth", None, "depth", self.depth_choices)]
-        for field, dimension, choices in (("num_heads", "heads", self.head_choices),
-                                          ("mlp_ratios", "expand", self.mlp_ratio_choices)):
-            genes += [Gene(field, i, dimension, choices, active_if=(2, i + 1) if i >= least else None)
-                      for i in range(self.max_depth)]
-        return tuple(genes)
+        return stack_genes(self.resolutions, ("embed_dim", self.embed_choices), self.depth_choices,
+                           [("num_heads", "heads", self.head_choices),
+                            ("mlp_ratios", "expand", self.mlp_ratio_choices)])
 
     def _declare_layers(self) -> tuple[LayerSlot, ...]:
-        slots = [LayerSlot((0, 1), lambda r, e: PatchEmbedSpec(self.in_channels, e, self.patch_size, r,
-                                                               self.pos_embed_std))]
-        least = min(self.depth_choices)
-        for i in range(self.max_depth):
-            heads, ratio = 3 + i, 3 + self.max_depth + i
-            genes = (0, 1, heads, ratio) if i < least else (0, 1, 2, heads, ratio)
-            slots.append(LayerSlot(genes, self._layer_builder(i, optional=i >= least)))
-        slots += [LayerSlot((0, 1), lambda r, e: ClassTokenSpec(e, self.tokens(r), self.norm_eps)),
-                  LayerSlot((1,), lambda e: LinearSpec(e, self.num_classes, self.dropout))]
-        return tuple(slots)
-
-    def _layer_builder(self, index: int, optional: bool):
-        def build(r, e, *values):
-            if optional:
-                depth, *values = values
-                if depth <= index:
-                    return None
-            heads, ratio = values
+        def layer(r, e, heads, ratio):
             return TransformerLayerSpec(e, heads, self.head_dim, self.mlp_hidden(e, ratio), self.tokens(r),
                                         self.qkv_bias, self.drop_path, self.norm_eps)
 
-        return build
+        return (LayerSlot((0, 1), lambda r, e: PatchEmbedSpec(self.in_channels, e, self.patch_size, r,
+                                                              self.pos_embed_std)),
+                *stack_slots(self.depth_choices, 2, layer),
+                LayerSlot((0, 1), lambda r, e: ClassTokenSpec(e, self.tokens(r), self.norm_eps)),
+                LayerSlot((1,), lambda e: LinearSpec(e, self.num_classes, self.dropout)))
