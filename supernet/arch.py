@@ -44,6 +44,24 @@ def as_numbers(value: Any, field: str, *, integers: bool = False) -> tuple:
     return tuple(convert(v, field) for v in value)
 
 
+def normalise_layer_stack(arch: Any, width: str, per_layer: dict[str, bool]) -> None:
+    """The fields of a layer stack's architecture (``supernet/layer_stack.py``), checked and made
+    canonical in place: ``width`` and ``depth`` integers, each ``per_layer`` list (name -> integers
+    only) one entry per layer slot, the depth within the slots, and the slots beyond it INACTIVE."""
+    width_value, depth = as_int(getattr(arch, width), width), as_int(arch.depth, "depth")
+    lists = {name: as_numbers(getattr(arch, name), name, integers=integers) for name, integers in per_layer.items()}
+    if len({len(values) for values in lists.values()}) > 1:
+        raise InvalidArchitectureError(f"{' and '.join(lists)} need one entry per layer slot, but got "
+                                       f"{' and '.join(str(len(values)) for values in lists.values())}")
+    slots = len(next(iter(lists.values())))
+    if not 0 <= depth <= slots:
+        raise InvalidArchitectureError(f"depth={depth} is outside 0..{slots} (the layer slots)")
+    object.__setattr__(arch, width, width_value)
+    object.__setattr__(arch, "depth", depth)
+    for name, values in lists.items():
+        object.__setattr__(arch, name, tuple(v if i < depth else INACTIVE for i, v in enumerate(values)))
+
+
 @dataclass(frozen=True)
 class Arch:
     """One subnet: an input resolution plus the family's genes (see the family's subclass).

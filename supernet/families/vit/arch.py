@@ -8,8 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from elasticnas.core.errors import InvalidArchitectureError
-from elasticnas.supernet.arch import INACTIVE, Arch, as_int, as_numbers
+from elasticnas.supernet.arch import Arch, normalise_layer_stack
 
 
 @dataclass(frozen=True)
@@ -28,15 +27,4 @@ class ViTArch(Arch):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        embed, depth = as_int(self.embed_dim, "embed_dim"), as_int(self.depth, "depth")
-        heads = as_numbers(self.num_heads, "num_heads", integers=True)
-        ratios = as_numbers(self.mlp_ratios, "mlp_ratios")
-        if len(heads) != len(ratios):
-            raise InvalidArchitectureError(f"num_heads and mlp_ratios need one entry per layer slot, "
-                                           f"but got {len(heads)} and {len(ratios)}")
-        if not 0 <= depth <= len(heads):
-            raise InvalidArchitectureError(f"depth={depth} is outside 0..{len(heads)} (the layer slots)")
-        object.__setattr__(self, "embed_dim", embed)
-        object.__setattr__(self, "depth", depth)
-        object.__setattr__(self, "num_heads", tuple(h if i < depth else INACTIVE for i, h in enumerate(heads)))
-        object.__setattr__(self, "mlp_ratios", tuple(r if i < depth else INACTIVE for i, r in enumerate(ratios)))
+        normalise_layer_stack(self, "embed_dim", {"num_heads": True, "mlp_ratios": False})
