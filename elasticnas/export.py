@@ -268,15 +268,19 @@ def load_subnet(folder: str | Path) -> nn.Module:
 
 
 def deployed_accuracy(folder: Path, arch: Arch, splits: dict[str, tuple[torch.Tensor, torch.Tensor]],
-                      threads: int | None = None, model: torch.nn.Module | None = None) -> dict:
+                      threads: int | None = None, model: torch.nn.Module | None = None, bits: bool = False) -> dict:
     """``<split>_top1`` of the exported model in ``folder`` as deployed, for each ``split: (images,
     labels)``: for an int8 subnet the int8 file's, with the float32 model's top-1 and what
-    quantizing cost (of the last split) beside it. ``model``: the float32 model, when already loaded."""
+    quantizing cost (of the last split) beside it. ``model``: the float32 model, when already loaded.
+    ``bits``: also ``<split>_bits_per_byte``, the float32 model's loss in bits (a byte-level language model's)."""
     model = model if model is not None else load_subnet(folder)
     int8 = load_int8(folder, int8_runtime_of(folder), threads) if arch.precision != 32 else None
     accuracy = {}
     for split, (images, labels) in splits.items():
-        top1 = score(model, images, labels).top1
+        result = score(model, images, labels)
+        top1 = result.top1
+        if bits:
+            accuracy[f"{split}_bits_per_byte"] = result.bits
         if int8 is None:
             accuracy[f"{split}_top1"] = top1
             continue

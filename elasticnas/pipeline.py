@@ -53,7 +53,7 @@ from elasticnas.measure import describe_accuracy_noise, fit_run, latency_table_f
 from elasticnas.predictors import load_predictor
 from elasticnas.runs import latest_search, load_trained, run_pointer
 from elasticnas.supernet.arch import PRECISIONS, Arch
-from elasticnas.supernet.evaluation import calibrated_subnet, score
+from elasticnas.supernet.evaluation import calibrated_subnet
 
 
 def choose_arch(run_folder: Path, space, *, budget_ms: float | None = None, arch_json: str | Path | None = None,
@@ -121,14 +121,13 @@ def _export_report(run, arch: Arch, stage: Path, out: Path, *, formats, device: 
     reloaded = load_subnet(stage)
     with torch.no_grad():
         reference = model(images[:8])
-    accuracy = deployed_accuracy(stage, arch, {"test": (images, test.labels)}, threads, model=reloaded)
+    accuracy = deployed_accuracy(stage, arch, {"test": (images, test.labels)}, threads, model=reloaded,
+                                 bits=space.modality == "text")
     table = latency_table_for(run_folder, space, device=device, runtime=runtime, check_speed=True)
     now = table.at_speed(table.current_reference_ms) if table.normalised and table.current_reference_ms else table
     measured = measured_ms if measured_ms is not None else float(measure_archs(
         space, [arch], device=device, runtime=runtime, threads=threads, models=[reloaded], progress=False)[0])
     costs = {k: int(v[0]) for k, v in count_all(space, [arch]).items()}
-    if space.modality == "text":  # byte-level tokens: the deployed model's test loss in bits per byte
-        accuracy["test_bits_per_byte"] = score(reloaded, images, test.labels, test.eval_batch_size).bits
     report = {
         "arch": arch.to_dict(), "supernet": space.name, "space_fingerprint": space.fingerprint,
         **run_pointer(run_folder, out),

@@ -63,6 +63,7 @@ def write_slices(run_folder: str | Path, out: str | Path, *, sizes: int = 6, run
     front = read_csv(folder / FRONT, "search front", columns=("arch", "latency_ms"), numeric=("latency_ms",))
     archs = [space.canonical(front["arch"].iloc[i]) for i in spread_along(front, sizes)]
     table = latency_table_for(run_folder, space, device=device, runtime=runtime, progress=progress)
+    predicted = table.predict(archs)
     measured = measure_archs(space, archs, runtime=runtime, device=device, progress=progress)
     counts = count_all(space, archs)
     data = run.eval_data("val")
@@ -73,7 +74,7 @@ def write_slices(run_folder: str | Path, out: str | Path, *, sizes: int = 6, run
         result = score(model, inputs, data.labels, data.eval_batch_size)
         statistics.update({f"{STATISTICS}{index}.{name}": tensor.detach().contiguous().clone()
                            for name, tensor in model.named_buffers() if "running_" in name})
-        rows.append({"arch": arch.to_dict(), "predicted_latency_ms": float(table.predict([arch])[0]),
+        rows.append({"arch": arch.to_dict(), "predicted_latency_ms": float(predicted[index]),
                      "measured_latency_ms": float(measured[index]), "memory_bytes": int(counts["memory_bytes"][index]),
                      "params": int(counts["params"][index]), "macs": int(counts["macs"][index]),
                      **_quality(space, result)})

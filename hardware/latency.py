@@ -195,17 +195,17 @@ def measure_archs(space, archs: Sequence, *, runtime: str = "torch", device: str
     bar = tqdm(total=rounds * len(archs), disable=not progress, desc=f"measuring ({runtime})", unit="subnet")
     for round_index in range(rounds):
         for i, arch in enumerate(archs):
-            example = space.example_input(arch, batch_size, torch.Generator().manual_seed(0))
-            shape = tuple(example.shape[1:])
-            ready = kept.get(i)
+            ready, shape = kept.get(i, (None, None))
             if ready is None:
+                example = space.example_input(arch, batch_size, torch.Generator().manual_seed(0))
+                shape = tuple(example.shape[1:])
                 model = space.timing_model(arch, models[i] if models is not None else None)
                 ready = prepare_for_timing(model, input_shape=shape, batch_size=batch_size, device=device,
                                            runtime=runtime, threads=threads, precision=arch.precision,
                                            example=example)
                 size = _weight_bytes(model)
                 if round_index < rounds - 1 and size <= room:
-                    kept[i], room = ready, room - size
+                    kept[i], room = (ready, shape), room - size
             result = measure_latency(
                 None, input_shape=shape, batch_size=batch_size, device=device, runtime=runtime, threads=threads,
                 warmup=warmup, repeats=repeats, reference=reference, precision=arch.precision, prepared=ready)
