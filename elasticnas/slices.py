@@ -26,7 +26,7 @@ from elasticnas.core.checksums import sha256_bytes
 from elasticnas.core.errors import ConfigError
 from elasticnas.core.files import read_csv, read_json, reading
 from elasticnas.core.run_layout import EXPORTS, FRONT, SLICES, SLICES_JSON, WEIGHTS
-from elasticnas.core.staging import staged_folder
+from elasticnas.core.staging import check_replaceable, staged_folder
 from elasticnas.hardware import count_all, measure_archs
 from elasticnas.hardware.table_build import cpu_model
 from elasticnas.measure import latency_table_for
@@ -56,6 +56,7 @@ def write_slices(run_folder: str | Path, out: str | Path, *, sizes: int = 6, run
     """Measure ``sizes`` subnets along the run's latest search front and write the slice table to ``out``."""
     if sizes < 1:
         raise ConfigError(f"a slice table holds at least one size, got sizes={sizes}")
+    check_replaceable(out, SLICES_JSON, "slice table")  # before minutes of measuring
     run_folder = Path(run_folder)
     run = load_trained(run_folder)
     space, supernet = run.space, run.supernet
@@ -110,14 +111,17 @@ def load_slice(folder: str | Path, *, budget_ms: float | None = None, memory_mb:
     ``memory_mb`` (MiB of weights plus KV cache), as a standalone model in eval mode; its row of the
     table is the model's ``slice`` attribute. Nothing pickled is read."""
     folder = Path(folder)
+    if not (folder / SLICES_JSON).is_file():
+        raise ConfigError(f"no {SLICES_JSON} in {folder}: write a slice table there with "
+                          f"`elasticnas slices RUN --out {folder}`")
     table = read_json(folder / SLICES_JSON, "slice table")
+    index = _best_within(table["slices"], budget_ms, memory_mb)
     with reading(folder / WEIGHTS, "slice table weights"):
         weights = (folder / WEIGHTS).read_bytes()
         if sha256_bytes(weights) != table["weights_sha256"]:
             raise ConfigError(f"{folder / WEIGHTS} is not the file {folder / SLICES_JSON} was written with "
                               f"(its SHA-256 differs); write the slice table again")
         tensors = load_safetensors(weights)
-        index = _best_within(table["slices"], budget_ms, memory_mb)
         space = space_from_config(table["space"])
         supernet = build_supernet(space)
         supernet.load_state_dict({k: v for k, v in tensors.items() if not k.startswith(STATISTICS)})

@@ -87,3 +87,12 @@ def test_an_image_runs_slices_carry_their_recalibrated_batch_norm(run_copy, tmp_
         torch.testing.assert_close(model(images[:16]), expected(images[:16]), rtol=0, atol=0)
         uncalibrated = run.supernet.extract(arch).eval()(images[:16])
     assert not torch.allclose(uncalibrated, expected(images[:16]))  # the statistics mattered
+
+
+def test_a_missing_table_and_an_occupied_folder_are_refused_before_any_work(run_copy, tmp_path):
+    from elasticnas.slices import write_slices
+
+    with pytest.raises(ConfigError, match="no slices.json in .*elasticnas slices RUN --out"):
+        load_slice(tmp_path / "nothing")
+    with pytest.raises(ConfigError, match="not a slice table"):  # the run folder itself: refused, nothing measured
+        write_slices(run_copy, run_copy, progress=False)
