@@ -26,7 +26,8 @@ def _spaces():
     small = nn.Sequential(nn.Conv2d(1, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(), nn.AdaptiveAvgPool2d(1),
                           nn.Flatten(), nn.Linear(8, 10))
     graph = elasticize(small, torch.randn(2, 1, 12, 12)).space
-    return [create_space(name, num_classes=10) for name in ("tiny_mbv3", "tiny_resnet", "tiny_vit")] + [graph]
+    families = [create_space(name, num_classes=10) for name in ("tiny_mbv3", "tiny_resnet", "tiny_vit")]
+    return [*families, create_space("tiny_gpt", num_classes=256), graph]
 
 
 @pytest.mark.slow
