@@ -25,15 +25,18 @@ from elasticnas.budget import FrontPoint
 from elasticnas.core.errors import ConfigError
 from elasticnas.core.run_layout import ACCURACY_CHECKS, EXPORTS
 from elasticnas.measure import append_evaluations, latency_table_for, read_evaluations
+from elasticnas.quality_metric import TOP1, QualityMetric, quality_of
 
 CHECKS = f"{EXPORTS}/{ACCURACY_CHECKS}"
-CHECK_COLUMNS = ("arch", "source", "predicted_ms", "val_top1", "val_top1_se")
 
 
-def best_measured_top1(run_folder: str | Path) -> float:
-    """The best validation top-1 among the run's measured subnets (-inf when none is)."""
-    measured = read_evaluations(run_folder)["val_top1"]
-    return float(measured.max()) if len(measured) else float("-inf")
+def check_columns(metric: QualityMetric = TOP1) -> tuple[str, ...]:
+    return ("arch", "source", "predicted_ms", metric.column, metric.noise_columns[0])
+
+
+def best_measured_quality(run_folder: str | Path, metric: QualityMetric = TOP1) -> float:
+    """The best measured quality among the run's measured subnets (the worst possible when none is)."""
+    return metric.best(read_evaluations(run_folder)[metric.column])
 
 
 def checked_candidates(run_folder: str | Path, run, searched: list[FrontPoint], budget_ms: float, *,
@@ -42,13 +45,14 @@ def checked_candidates(run_folder: str | Path, run, searched: list[FrontPoint], 
 
     ``searched``: the searched front within the budget, most accurate predicted first
     (:func:`elasticnas.budget.front_under`); its first ``top_k`` are measured where not already.
-    Returns one row per candidate (``CHECK_COLUMNS``; ``source`` is ``searched <rank>`` or
-    ``measured``), ordered by validation top-1, then predicted latency.
+    Returns one row per candidate (:func:`check_columns`; ``source`` is ``searched <rank>`` or
+    ``measured``), ordered by the measured quality metric (best first), then predicted latency.
     """
     if top_k < 1:
         raise ConfigError(f"the accuracy check needs top_k >= 1 searched subnets to measure, but got {top_k}")
     run_folder = Path(run_folder)
-    space = run.space
+    space, metric = run.space, quality_of(run.space)
+    se = metric.noise_columns[0]
     table = latency_table_for(run_folder, space, device=device, runtime=runtime, check_speed=True)
     measured = {row["arch"]: row for row in read_evaluations(run_folder).to_dict("records")}
     checked = {row["arch"]: row for row in read_evaluations(run_folder, CHECKS).to_dict("records")}
@@ -61,9 +65,9 @@ def checked_candidates(run_folder: str | Path, run, searched: list[FrontPoint], 
     pool = list(dict.fromkeys([*ranks, *measured]))
     predicted_ms = table.predict([space.canonical(text) for text in pool])
     rows = [{"arch": text, "source": f"searched {ranks[text]}" if text in ranks else "measured",
-             "predicted_ms": float(ms), "val_top1": float(known[text]["val_top1"]),
-             "val_top1_se": float(known[text].get("val_top1_se", float("nan")))}
+             "predicted_ms": float(ms), metric.column: float(known[text][metric.column]),
+             se: float(known[text].get(se, float("nan")))}
             for text, ms in zip(pool, predicted_ms, strict=True) if text in ranks or ms <= budget_ms]
-    frame = pd.DataFrame(rows, columns=list(CHECK_COLUMNS))
-    return frame.sort_values(["val_top1", "predicted_ms"], ascending=[False, True], kind="stable",
+    frame = pd.DataFrame(rows, columns=list(check_columns(metric)))
+    return frame.sort_values([metric.column, "predicted_ms"], ascending=[not metric.maximize, True], kind="stable",
                              ignore_index=True)

@@ -22,25 +22,28 @@ import pandas as pd
 from elasticnas.core.errors import ConfigError
 from elasticnas.core.files import read_csv
 from elasticnas.hardware.latency import measure_archs
+from elasticnas.quality_metric import quality_of
 
 
 class FrontPoint(NamedTuple):
     arch: object
     predicted_ms: float
-    predicted_top1: float  # the search's accuracy objective
+    predicted_quality: float  # the search's quality objective (quality_of(space))
 
 
 def front_under(archive_csv: Path, budget_ms: float, space) -> list[FrontPoint]:
-    """The searched subnets predicted within ``budget_ms`` that no other beats on both accuracy
-    and latency, most accurate first."""
-    archive = read_csv(archive_csv, "search archive", columns=("arch", "feasible", "latency_ms", "accuracy"),
-                       numeric=("latency_ms", "accuracy"))
+    """The searched subnets predicted within ``budget_ms`` that no other beats on both quality
+    (the run's :func:`~elasticnas.quality_metric.quality_of`) and latency, best first."""
+    metric = quality_of(space)
+    archive = read_csv(archive_csv, "search archive", columns=("arch", "feasible", "latency_ms", metric.objective),
+                       numeric=("latency_ms", metric.objective))
     fits = archive[archive["feasible"].astype(bool) & (archive["latency_ms"] <= budget_ms)]
-    fits = fits.sort_values(["accuracy", "latency_ms"], ascending=[False, True])
+    fits = fits.sort_values([metric.objective, "latency_ms"], ascending=[not metric.maximize, True])
     front, fastest = [], float("inf")
     for _, row in fits.iterrows():
         if row["latency_ms"] < fastest:
-            front.append(FrontPoint(space.canonical(row["arch"]), float(row["latency_ms"]), float(row["accuracy"])))
+            front.append(FrontPoint(space.canonical(row["arch"]), float(row["latency_ms"]),
+                                    float(row[metric.objective])))
             fastest = row["latency_ms"]
     if not front:
         raise ConfigError(f"no subnet in {archive_csv.parent} meets {budget_ms} ms; the fastest found takes "

@@ -33,7 +33,8 @@ def _search_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("run_folder", type=Path, metavar="RUN", help="a trained run (fitted predictors unless "
                         "--real-evals)")
     parser.add_argument("--objectives", type=_float_list, default=["accuracy", "latency"],
-                        help="comma-separated: accuracy, latency, macs, params, size_bytes, peak_activation_bytes, "
+                        help="comma-separated: accuracy (a language model's bits per byte, also named "
+                        "bits_per_byte), latency, macs, params, size_bytes, peak_activation_bytes, "
                         "memory_bytes (weights plus a language model's KV cache)")
     parser.add_argument("--latency-budget-ms", type=float, action="append", default=[], dest="budgets",
                         help="a latency budget in ms (repeat for several); the best subnet under each is saved")
@@ -99,6 +100,7 @@ def _export_arguments(parser: argparse.ArgumentParser) -> None:
 def _run_export(args: argparse.Namespace) -> None:
     from elasticnas.export import parse_formats
     from elasticnas.pipeline import choose_arch, export_from_run, export_within_budget
+    from elasticnas.quality_metric import quality_of
     from elasticnas.runs import run_space
 
     formats = parse_formats(args.formats)
@@ -108,10 +110,12 @@ def _run_export(args: argparse.Namespace) -> None:
                                       formats=formats, device=args.device, runtime=args.runtime,
                                       check_top_k=args.check_top_k)
         if report["chosen_on"] != "prediction":
-            print(f"the subnet predicted best, at {report['predicted_top1_of_best']:.2f}%, is above every measured "
-                  f"subnet ({report['best_measured_val_top1']:.2f}%): chosen on measured validation top-1 from "
-                  f"{report['candidates']} candidates: {report['chosen_from']}, {report['val_top1']:.2f}% "
-                  f"(SE {report['val_top1_se']:.2f})")
+            metric = quality_of(space)
+            print(f"the subnet predicted best, at {metric.format(report['predicted_quality_of_best'])}, is "
+                  f"{'above' if metric.maximize else 'below'} every measured subnet "
+                  f"({metric.format(report['best_measured_quality'])}): chosen on measured {metric.label} from "
+                  f"{report['candidates']} candidates: {report['chosen_from']}, "
+                  f"{metric.format(report[metric.column])} (SE {report[metric.noise_columns[0]]:.{metric.digits}f})")
         for tried in report["budget_tries"][:-1]:
             print(f"candidate {tried['rank']} measured {tried['measured_ms']:.3f} ms > {args.budget_ms} ms "
                   f"on {args.device}/{args.runtime}: trying the next one down the list")

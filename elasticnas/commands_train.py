@@ -237,11 +237,15 @@ def _measure_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _run_measure(args: argparse.Namespace) -> None:
     from elasticnas.measure import measure_run
+    from elasticnas.quality_metric import quality_of
+    from elasticnas.runs import run_space
 
     evaluations = measure_run(args.run_folder, args.n, seed=args.seed, device=args.device, runtime=args.runtime)
-    top1, latency = evaluations["val_top1"], evaluations["table_latency_ms"]
-    print(f"{len(evaluations)} subnets in {args.run_folder / EVALUATIONS}: validation top-1 "
-          f"{top1.min():.2f}-{top1.max():.2f}%, table latency {latency.min():.3f}-{latency.max():.3f} ms")
+    metric = quality_of(run_space(args.run_folder))
+    quality, latency = evaluations[metric.column], evaluations["table_latency_ms"]
+    print(f"{len(evaluations)} subnets in {args.run_folder / EVALUATIONS}: {metric.label} "
+          f"{quality.min():.{metric.digits}f}-{metric.format(quality.max())}, "
+          f"table latency {latency.min():.3f}-{latency.max():.3f} ms")
 
 
 @command("fit", "fit accuracy and latency predictors on a run's measured subnets and report their quality",
@@ -257,10 +261,12 @@ def _fit_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _run_fit(args: argparse.Namespace) -> None:
     from elasticnas.measure import describe_accuracy_noise, fit_run
+    from elasticnas.quality_metric import quality_of
+    from elasticnas.runs import run_space
 
     reports = fit_run(args.run_folder, n_trials=args.trials, seed=args.seed, encoding=args.encoding,
                       report_folds=args.folds)
     columns = ["target", "samples", "members", "kendall_tau", "spearman_rho", "rmse", "mape", "within", "tolerance"]
     print(reports[columns].round(3).to_string(index=False))
-    print(describe_accuracy_noise(reports))
+    print(describe_accuracy_noise(reports, quality_of(run_space(args.run_folder))))
     print(f"predictors and reports: {args.run_folder / 'predictors'}")

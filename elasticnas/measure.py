@@ -28,7 +28,15 @@ from elasticnas.hardware.counting import count_all
 from elasticnas.hardware.lookup import LatencyTable
 from elasticnas.hardware.quantize import evaluate_deployed
 from elasticnas.hardware.runtimes import check_runtime
-from elasticnas.predictors import ArchEncoder, AutoPredictor, cross_validated_report, measurement_noise, save_predictor
+from elasticnas.predictors import (
+    ArchEncoder,
+    AutoPredictor,
+    fit_with_folds,
+    measurement_noise,
+    quality_report,
+    save_predictor,
+)
+from elasticnas.quality_metric import TOP1, QualityMetric, quality_of
 from elasticnas.runs import TrainedRun, load_trained, run_space, spread_by_macs
 from elasticnas.supernet.space import SearchSpace
 
@@ -36,11 +44,15 @@ COST_COLUMNS = ("macs", "params", "size_bytes", "peak_activation_bytes")
 EVAL_COLUMNS = ("arch", "resolution", *COST_COLUMNS, "table_latency_ms", "val_top1", "val_loss", "val_images",
                 "eval_seconds")
 # Written since the measurement reports its noise; journals from before lack them.
-NOISE_COLUMNS = ("val_top1_se", "val_top1_half_a", "val_top1_half_b")
+NOISE_COLUMNS = TOP1.noise_columns
 # Written since spaces search precision (bits; the arch JSON holds it too); journals from before lack it.
 PRECISION_COLUMN = "precision"
-# target column -> (kind for the quality report, file stem)
-TARGETS = {"val_top1": ("accuracy", "accuracy"), "table_latency_ms": ("latency", "latency")}
+
+
+def fit_targets(space: SearchSpace) -> dict[str, tuple[str, str]]:
+    """target column -> (kind for the quality report, file stem): the run's quality metric, latency."""
+    metric = quality_of(space)
+    return {metric.column: (metric.report_kind, "accuracy"), "table_latency_ms": ("latency", "latency")}
 
 
 def table_folder(run_folder: str | Path, device: str, runtime: str) -> Path:
@@ -122,7 +134,7 @@ def append_evaluations(run_folder: Path, run: TrainedRun, archs: list, table: La
     ``journal`` (evaluations.csv unless named; a path relative to the run folder)."""
     if not archs:
         return []
-    space = run.space
+    space, metric = run.space, quality_of(run.space)
     costs = count_all(space, archs)
     latency = table.predict(archs)
     rows = []
@@ -137,7 +149,7 @@ def append_evaluations(run_folder: Path, run: TrainedRun, archs: list, table: La
                    **{c: int(costs[c][i]) for c in COST_COLUMNS}, "table_latency_ms": float(latency[i]),
                    "val_top1": result.top1, "val_loss": result.loss, "val_images": result.images,
                    "eval_seconds": round(time.perf_counter() - start, 4),
-                   **dict(zip(NOISE_COLUMNS, (result.top1_se, *result.top1_halves), strict=True))}
+                   **TOP1.columns_of(result), **metric.columns_of(result)}
             append_row(handle, row, columns)
             rows.append(row)
             if on_each is not None:
@@ -146,11 +158,13 @@ def append_evaluations(run_folder: Path, run: TrainedRun, archs: list, table: La
 
 
 def fit_run(run_folder: str | Path, *, n_trials: int = 40, seed: int = 0, encoding: str = "ordinal",
-            report_folds: int = 5, progress: bool = True) -> pd.DataFrame:
+            report_folds: int = 5, n_jobs: int = -1, progress: bool = True) -> pd.DataFrame:
     """Fit accuracy and latency predictors on ``evaluations.csv``; write them with their quality reports.
 
     The report of each predictor comes from an outer cross-validation of the whole tuning
-    procedure (``report_folds`` folds), so it is measured on subnets the tuning never saw.
+    procedure (``report_folds`` folds), so it is measured on subnets the tuning never saw. The
+    folds' tunings and the final one run in ``n_jobs`` processes (-1: one per core; the
+    predictors are the same for any number).
     """
     run_folder = Path(run_folder)
     space = run_space(run_folder)
@@ -162,19 +176,20 @@ def fit_run(run_folder: str | Path, *, n_trials: int = 40, seed: int = 0, encodi
     out = run_folder / PREDICTORS
     out.mkdir(parents=True, exist_ok=True)
     rows, predictions = [], {}
-    for target, (kind, stem) in tqdm(TARGETS.items(), desc="fitting predictors", disable=not progress):
+    targets, metric = fit_targets(space), quality_of(space)
+    for target, (kind, stem) in tqdm(targets.items(), desc="fitting predictors", disable=not progress):
         y = evaluations[target].to_numpy(dtype=float)
         model = make_pipeline(ArchEncoder(space, encoding), AutoPredictor(n_trials=n_trials, seed=seed))
-        report, oof = cross_validated_report(model, archs, y, kind=kind, cv=report_folds, seed=seed)
-        model.fit(archs, y)
+        model, oof = fit_with_folds(model, archs, y, cv=report_folds, seed=seed, n_jobs=n_jobs)
+        report = quality_report(y, oof, kind)
         auto = model[-1]
         save_predictor(model, out / f"{stem}.skops", space=space, target=target, report=report)
         rows.append({"target": target, "kind": kind, "samples": len(y), "members": "+".join(auto.member_names_),
                      "inner_cv_tau": auto.cv_score_, **report,
-                     **(accuracy_noise(evaluations) if target == "val_top1" else {})})
+                     **(accuracy_noise(evaluations, metric) if target == metric.column else {})})
         predictions[target] = (y, oof, report)
     reports = pd.DataFrame(rows)
-    held_out = pd.concat([pd.DataFrame({"target": t, "kind": TARGETS[t][0], "arch": evaluations["arch"],
+    held_out = pd.concat([pd.DataFrame({"target": t, "kind": targets[t][0], "arch": evaluations["arch"],
                                         "measured": y, "predicted": oof}) for t, (y, oof, _) in predictions.items()])
     atomic_write_text(out / HELD_OUT_PREDICTIONS, held_out.to_csv(index=False))
     atomic_write_text(out / PREDICTOR_REPORTS, reports.to_csv(index=False))
@@ -182,29 +197,30 @@ def fit_run(run_folder: str | Path, *, n_trials: int = 40, seed: int = 0, encodi
     return reports
 
 
-def accuracy_noise(evaluations: pd.DataFrame) -> dict[str, float]:
-    """The measured top-1's own noise (see :func:`measurement_noise`); NaN for a journal
-    written before the measurement recorded it."""
-    if not set(NOISE_COLUMNS) <= set(evaluations.columns):
+def accuracy_noise(evaluations: pd.DataFrame, metric: QualityMetric = TOP1) -> dict[str, float]:
+    """The measured quality metric's own noise (see :func:`measurement_noise`); NaN for a
+    journal written before the measurement recorded it."""
+    columns = (metric.column, *metric.noise_columns)
+    if not set(columns) <= set(evaluations.columns):
         return measurement_noise([], [], [], [])
-    values = {c: pd.to_numeric(evaluations[c], errors="coerce").to_numpy(dtype=float)
-              for c in ("val_top1", *NOISE_COLUMNS)}
+    values = {c: pd.to_numeric(evaluations[c], errors="coerce").to_numpy(dtype=float) for c in columns}
     return measurement_noise(*values.values())
 
 
-def describe_accuracy_noise(reports: pd.DataFrame) -> str:
+def describe_accuracy_noise(reports: pd.DataFrame, metric: QualityMetric = TOP1) -> str:
     """One line: the accuracy predictor's held-out tau next to the measurement's own ceiling."""
-    row = reports[reports["target"] == "val_top1"].iloc[0]
+    row = reports[reports["target"] == metric.column].iloc[0]
     line = f"accuracy predictor: held-out Kendall tau {row['kendall_tau']:.2f}"
+    line += "" if metric is TOP1 else f" ({metric.label})"
     if not np.isfinite(row.get("retest_tau", float("nan"))):
         return line + " (this journal predates the noise columns: measure again for the ceiling)"
     share = row["noise_share"]
-    noise = (f"sampling noise is at most {share:.0%} of the subnets' top-1 variance" if share < 1 else
-             "the subnets' top-1 differ no more than sampling noise does, so there is no ranking to learn "
-             "(train longer, or measure on more validation data)")
+    noise = (f"sampling noise is at most {share:.0%} of the subnets' {metric.short} variance" if share < 1 else
+             f"the subnets' {metric.short} differ no more than sampling noise does, so there is no ranking to "
+             f"learn (train longer, or measure on more validation data)")
     return (f"{line}; the measurement's own ceiling, tau {row['retest_tau']:.2f} between two measurements "
-            f"(halves of the validation images agree at {row['retest_tau_halves']:.2f}); {noise} "
-            f"(mean standard error {row['mean_se']:.2f} points)")
+            f"(halves of the validation {metric.samples} agree at {row['retest_tau_halves']:.2f}); {noise} "
+            f"(mean standard error {row['mean_se']:.{metric.digits}f} {metric.difference_unit})")
 
 
 def plot_predictor_quality(predictions: dict, path: Path) -> Path:

@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from elasticnas.accuracy_check import best_measured_top1, checked_candidates
+from elasticnas.accuracy_check import best_measured_quality, checked_candidates
 from elasticnas.budget import first_within, front_under
 from elasticnas.core.atomic import atomic_write_json, atomic_write_text
 from elasticnas.core.config import require_range
@@ -51,6 +51,7 @@ from elasticnas.hardware.quantize import require_int8
 from elasticnas.hardware.runtimes import check_runtime
 from elasticnas.measure import describe_accuracy_noise, fit_run, latency_table_for, measure_run, read_evaluations
 from elasticnas.predictors import load_predictor
+from elasticnas.quality_metric import TOP1, QualityMetric, quality_of
 from elasticnas.runs import latest_search, load_trained, run_pointer
 from elasticnas.supernet.arch import PRECISIONS, Arch
 from elasticnas.supernet.evaluation import calibrated_subnet
@@ -171,11 +172,13 @@ def export_within_budget(run_folder: str | Path, budget_ms: float, out: str | Pa
     folder = search_folder or latest_search(run_folder)
     extra_files = {}
     candidates = front_under(folder / ARCHIVE, budget_ms, run.space)
-    best_measured = best_measured_top1(run_folder)
-    extra = {"budget_ms": budget_ms, "check_top_k": check_top_k, "predicted_top1_of_best": candidates[0].predicted_top1,
-             "best_measured_val_top1": best_measured, "chosen_on": "prediction"}
+    metric = quality_of(run.space)
+    best_measured = best_measured_quality(run_folder, metric)
+    extra = {"budget_ms": budget_ms, "check_top_k": check_top_k, "quality_metric": metric.column,
+             "predicted_quality_of_best": candidates[0].predicted_quality, "best_measured_quality": best_measured,
+             "chosen_on": "prediction"}
     checks = None
-    if check_top_k and candidates[0].predicted_top1 > best_measured:
+    if check_top_k and metric.better(candidates[0].predicted_quality, best_measured):
         checks = checked_candidates(run_folder, run, candidates, budget_ms, top_k=check_top_k, device=device,
                                     runtime=runtime)
         candidates = [(run.space.canonical(text), ms) for text, ms in zip(checks["arch"], checks["predicted_ms"],
@@ -187,9 +190,9 @@ def export_within_budget(run_folder: str | Path, budget_ms: float, out: str | Pa
     extra.update({"rank": rank, "within_budget": measured <= budget_ms, "budget_tries": tried.to_dict("records")})
     if checks is not None:
         row = checks.iloc[rank]
-        extra.update({"chosen_on": "measured validation top-1", "chosen_from": row["source"],
-                      "candidates": len(checks), "val_top1": float(row["val_top1"]),
-                      "val_top1_se": float(row["val_top1_se"])})
+        extra.update({"chosen_on": f"measured {metric.label}", "chosen_from": row["source"],
+                      "candidates": len(checks), metric.column: float(row[metric.column]),
+                      metric.noise_columns[0]: float(row[metric.noise_columns[0]])})
     return export_from_run(run_folder, arch, out, formats=formats, device=device, runtime=runtime, threads=threads,
                            run=run, measured_ms=measured, extra=extra, files=extra_files)
 
@@ -198,7 +201,7 @@ def quickstart(out: str | Path = "runs/quickstart", *, supernet: str | None = No
                overrides: list[str] = (), subnets: int = 100, trials: int = 20, predicted_evals: int = 20_000,
                runtime: str = "torch", seed: int = 0, progress: bool = True, log=print,
                precision: str = "fp32", finetune_epochs: int = 0, table_repeats: int = 30,
-               table_rounds: int = 3, check_top_k: int = 5) -> pd.DataFrame:
+               table_rounds: int = 3, check_top_k: int = 5, report_folds: int = 5) -> pd.DataFrame:
     """Train, profile, measure, fit, search under three budgets, export; returns the summary table.
 
     Without ``config``, a run begun earlier in ``out`` resumes with its own config; a new one of
@@ -213,6 +216,7 @@ def quickstart(out: str | Path = "runs/quickstart", *, supernet: str | None = No
     ``check_top_k``: where the subnet predicted best within a budget is predicted above every
     measured subnet, this many searched subnets are measured and the export is chosen on measured
     validation top-1 (0: always on the prediction; see :func:`export_within_budget`).
+    ``report_folds``: outer folds of the predictors' held-out report (``elasticnas fit``).
     """
     from elasticnas.experiment import load_experiment, quickstart_config, train_experiment
     from elasticnas.searching import search_run
@@ -251,8 +255,10 @@ def quickstart(out: str | Path = "runs/quickstart", *, supernet: str | None = No
     reports_csv = out / PREDICTORS / PREDICTOR_REPORTS
     if not reports_csv.exists() or read_csv(reports_csv, "predictor reports", columns=("samples",),
                                             numeric=("samples",))["samples"].iloc[0] != len(read_evaluations(out)):
-        fit_run(out, n_trials=trials, seed=seed, progress=progress)
-    stage("  " + describe_accuracy_noise(read_csv(reports_csv, "predictor reports", columns=("target", "kendall_tau"))))
+        fit_run(out, n_trials=trials, seed=seed, report_folds=report_folds, progress=progress)
+    metric = quality_of(run.space)
+    stage("  " + describe_accuracy_noise(read_csv(reports_csv, "predictor reports", columns=("target", "kendall_tau")),
+                                         metric))
     budgets = quickstart_budgets(read_evaluations(out))
     stage(f"5/6 searching the accuracy-latency front under {budgets} ms")
     _, search_folder = search_run(out, latency_budgets_ms=budgets, runtime=runtime, algorithm="nsga2",
@@ -268,11 +274,12 @@ def quickstart(out: str | Path = "runs/quickstart", *, supernet: str | None = No
         if not report["within_budget"]:
             stage(f"  budget {budget} ms NOT MET: no subnet tried measured within it; exported the fastest "
                   f"measured, {report['latency_ms_measured']:.3f} ms (the table is optimistic on this machine today)")
-        predicted_top1 = float(predictor.predict([run.space.canonical(report["arch"])])[0])
+        predicted = float(predictor.predict([run.space.canonical(report["arch"])])[0])
+        tested = {name: report[name] for name in ("test_top1", "test_bits_per_byte") if name in report}
         rows.append({"budget_ms": budget, "chosen_on": report["chosen_on"].split()[0], "rank": report["rank"],
                      "within_budget": report["within_budget"], "predicted_ms": report["latency_ms_predicted"],
-                     "measured_ms": report["latency_ms_measured"], "predicted_val_top1": predicted_top1,
-                     "val_top1": report.get("val_top1", float("nan")), "test_top1": report["test_top1"],
+                     "measured_ms": report["latency_ms_measured"], f"predicted_{metric.column}": predicted,
+                     metric.column: report.get(metric.column, float("nan")), **tested,
                      "precision": report["precision"],
                      "int8_accuracy_drop": report.get("int8_accuracy_drop", float("nan")),
                      "macs": report["macs"], "params": report["params"],
@@ -280,7 +287,8 @@ def quickstart(out: str | Path = "runs/quickstart", *, supernet: str | None = No
     summary = pd.DataFrame(rows)
     atomic_write_text(out / SUMMARY, summary.to_csv(index=False))
     stage(f"  budgets met: {int(summary['within_budget'].sum())} of {len(summary)} (measured on this machine)")
-    warning = None if check_top_k else beyond_measured(summary["predicted_val_top1"], read_evaluations(out)["val_top1"])
+    warning = None if check_top_k else beyond_measured(summary[f"predicted_{metric.column}"],
+                                                         read_evaluations(out)[metric.column], metric)
     if warning:
         stage("  " + warning)
     if run.space.modality == "text":
@@ -307,19 +315,21 @@ def quickstart_budgets(evaluations: pd.DataFrame, shares=(0.15, 0.4, 0.7)) -> li
     return [math.ceil(float(np.quantile(latencies, share, method="higher")) * 1000) / 1000 for share in shares]
 
 
-def beyond_measured(predicted_top1: pd.Series, measured_top1: pd.Series) -> str | None:
-    """A warning where exports were chosen on a predicted accuracy above every measured subnet's.
+def beyond_measured(predicted: pd.Series, measured: pd.Series, metric: QualityMetric = TOP1) -> str | None:
+    """A warning where exports were chosen on a predicted quality better than every measured subnet's.
 
     There the accuracy predictor extrapolates (an additive model scores the combination of each
-    gene's best choice above any subnet it was fitted on), and the search, which maximises the
-    prediction, goes exactly there; the exports' measured test top-1 is then the figure to trust."""
-    best = float(measured_top1.max())
-    above = predicted_top1 > best
-    if not above.any():
+    gene's best choice above any subnet it was fitted on), and the search, which optimises the
+    prediction, goes exactly there; the exports' measured test figure is then the one to trust."""
+    best = metric.best(measured)
+    beyond = predicted.map(lambda value: metric.better(value, best))
+    if not beyond.any():
         return None
-    return (f"{int(above.sum())} of {len(predicted_top1)} exports were chosen on a predicted validation top-1 above "
-            f"every measured subnet's (up to {predicted_top1.max():.2f}% against the best measured, {best:.2f}%): "
-            f"the accuracy predictor extrapolates there; judge them by their measured test_top1")
+    test = "test_top1" if metric is TOP1 else "test_" + metric.column.removeprefix("val_")
+    return (f"{int(beyond.sum())} of {len(predicted)} exports were chosen on a predicted {metric.label} "
+            f"{'above' if metric.maximize else 'below'} every measured subnet's (up to "
+            f"{metric.format(metric.best(predicted))} against the best measured, {metric.format(best)}): "
+            f"the accuracy predictor extrapolates there; judge them by their measured {test}")
 
 
 def _finetuned(run_folder: Path, export: Path, arch: dict, epochs: int, progress: bool) -> dict:

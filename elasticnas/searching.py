@@ -13,6 +13,7 @@ from elasticnas.core.errors import ConfigError
 from elasticnas.core.run_layout import ACCURACY_PREDICTOR, PREDICTORS, SEARCH
 from elasticnas.measure import append_evaluations, latency_table_for, read_evaluations
 from elasticnas.predictors import load_predictor
+from elasticnas.quality_metric import quality_of
 from elasticnas.runs import load_trained, run_space
 from elasticnas.search import (
     Constraint,
@@ -26,23 +27,27 @@ from elasticnas.search import (
 )
 from elasticnas.search.studies import check_storage_url
 
-OBJECTIVES = ("accuracy", "latency", "macs", "params", "size_bytes", "peak_activation_bytes", "memory_bytes")
+# "accuracy" names the run's quality objective whatever it is (a language model's: bits_per_byte)
+OBJECTIVES = ("accuracy", "bits_per_byte", "latency", "macs", "params", "size_bytes", "peak_activation_bytes",
+              "memory_bytes")
 
 
 def measured_accuracy_objective(run_folder: Path, table) -> Objective:
-    """Validation top-1 measured on the trained supernet (BN recalibrated); every measurement
-    lands in evaluations.csv, and subnets already there are not measured again."""
+    """The run's quality metric (validation top-1, or bits per byte) measured on the trained
+    supernet (BN recalibrated); every measurement lands in evaluations.csv, and subnets already
+    there are not measured again."""
     run = load_trained(run_folder)
     data = run.eval_data("val")
-    known = {row["arch"]: row["val_top1"] for row in read_evaluations(run_folder).to_dict("records")}
+    metric = quality_of(run.space)
+    known = {row["arch"]: row[metric.column] for row in read_evaluations(run_folder).to_dict("records")}
 
     def measure(archs):
         todo = [a for a in dict.fromkeys(archs) if a.to_json() not in known]
         for row in append_evaluations(run_folder, run, todo, table, data):
-            known[row["arch"]] = row["val_top1"]
+            known[row["arch"]] = row[metric.column]
         return np.array([known[a.to_json()] for a in archs])
 
-    return Objective("accuracy", measure, maximize=True, source="measured")
+    return Objective(metric.objective, measure, maximize=metric.maximize, source="measured")
 
 
 def search_run(run_folder: str | Path, *, objectives: Sequence[str] = ("accuracy", "latency"),
@@ -75,12 +80,16 @@ def search_run(run_folder: str | Path, *, objectives: Sequence[str] = ("accuracy
     if memory_budget_mb is not None:
         require_range("--max-memory-mb", memory_budget_mb, above=0)
     space = run_space(run_folder)
+    metric = quality_of(space)
+    if "bits_per_byte" in objectives and metric.objective != "bits_per_byte":
+        raise ConfigError(f"objective 'bits_per_byte' is a language model's; this run measures {metric.label}: "
+                          f"search it with 'accuracy'")
     table = latency_table_for(run_folder, space, device=device, runtime=runtime, seed=seed, progress=progress,
                               check_speed=True)
     latency = table_latency_objective(table, "latency_ms")
     built = []
     for name in objectives:
-        if name == "accuracy":
+        if name in ("accuracy", "bits_per_byte"):
             if real_evals:
                 built.append(measured_accuracy_objective(run_folder, table))
             else:
@@ -88,7 +97,8 @@ def search_run(run_folder: str | Path, *, objectives: Sequence[str] = ("accuracy
                 if not path.exists():
                     raise ConfigError(f"no accuracy predictor in {run_folder / PREDICTORS}: run "
                                       f"`elasticnas fit {run_folder}` first, or search with --real-evals N")
-                built.append(predictor_objective(load_predictor(path, space), "accuracy"))
+                built.append(predictor_objective(load_predictor(path, space), metric.objective,
+                                                 maximize=metric.maximize))
         elif name == "latency":
             built.append(latency)
         else:

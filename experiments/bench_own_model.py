@@ -130,7 +130,8 @@ def run(args) -> pd.DataFrame:
     seconds_supernet = float(pd.read_csv(supernet / "metrics.csv")["seconds"].sum())  # also when resumed
     summary = quickstart(supernet, config=str(elastic / "config.yaml"), overrides=overrides, subnets=args.subnets,
                          trials=args.trials, predicted_evals=args.evals, progress=False, table_repeats=args.repeats,
-                         table_rounds=1, log=lambda line: print(line, flush=True))
+                         table_rounds=1, report_folds=2 if args.quick else 5,
+                         log=lambda line: print(line, flush=True))
 
     rows = [{"route": "original", "budget_ms": np.nan, "macs": count_macs(*_space_and_max(elastic)), "resolution": 28,
              "test_top1": test_top1(original, splits), "latency_ms": latency_ms(original, args.repeats),
@@ -177,6 +178,7 @@ def main(argv=None) -> None:
     args = parser.parse_args(argv)
     if args.quick:
         args.epochs, args.finetune_epochs, args.subnets, args.trials, args.evals, args.repeats = 1, 1, 12, 2, 300, 3
+        args.supernet_epochs = args.supernet_epochs or 1
     args.epochs = args.epochs or MODELS[args.model]["epochs"]
     args.supernet_epochs = args.supernet_epochs or 3 * args.finetune_epochs
     folder = results_folder(args)

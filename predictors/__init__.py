@@ -25,6 +25,7 @@ from elasticnas.predictors.persistence import load_predictor, read_predictor, sa
 from elasticnas.predictors.quality import (
     cross_validated_report,
     doubled_length_tau,
+    fit_with_folds,
     kendall_tau,
     measurement_noise,
     out_of_fold_predictions,
@@ -47,6 +48,7 @@ __all__ = [
     "create_estimator",
     "cross_validated_report",
     "encode_archs",
+    "fit_with_folds",
     "kendall_tau",
     "list_estimators",
     "load_predictor",

@@ -7,13 +7,16 @@ whether predicted values can be quoted (e.g. "2.9 ms, under the 3 ms budget").
 from __future__ import annotations
 
 import numpy as np
+from joblib import Parallel, delayed
 from scipy.stats import kendalltau, spearmanr
 from sklearn.base import clone
 from sklearn.model_selection import KFold
 
 from elasticnas.core.errors import ConfigError
 
-TARGET_KINDS = ("accuracy", "latency")
+# kind -> (absolute tolerance, its label), or None for the relative ±10% of a latency
+TOLERANCES = {"accuracy": (1.0, "±1 point"), "bits": (0.05, "±0.05 bits"), "latency": None}
+TARGET_KINDS = tuple(TOLERANCES)
 
 
 def kendall_tau(y_true, y_pred) -> float:
@@ -23,7 +26,8 @@ def kendall_tau(y_true, y_pred) -> float:
 
 def quality_report(y_true, y_pred, kind: str = "accuracy") -> dict[str, float]:
     """Kendall tau, Spearman rho, RMSE, MAPE (%) and the share (%) of predictions within
-    ±1 point (``kind="accuracy"``, top-1 in percent) or ±10% (``kind="latency"``)."""
+    ±1 point (``kind="accuracy"``, top-1 in percent), ±0.05 bits (``kind="bits"``, a language
+    model's bits per byte) or ±10% (``kind="latency"``)."""
     if kind not in TARGET_KINDS:
         raise ConfigError(f"unknown target kind={kind!r}; choose one of {list(TARGET_KINDS)}")
     y_true, y_pred = np.asarray(y_true, dtype=np.float64), np.asarray(y_pred, dtype=np.float64)
@@ -31,7 +35,8 @@ def quality_report(y_true, y_pred, kind: str = "accuracy") -> dict[str, float]:
         raise ConfigError(f"y_true and y_pred must be 1-D and equally long, but got {y_true.shape} and {y_pred.shape}")
     error = y_pred - y_true
     relative = np.abs(error) / np.maximum(np.abs(y_true), 1e-12)
-    within = np.abs(error) <= 1.0 if kind == "accuracy" else relative <= 0.10
+    absolute = TOLERANCES[kind]
+    within = np.abs(error) <= absolute[0] if absolute else relative <= 0.10
     rho = spearmanr(y_true, y_pred).statistic if len(y_true) > 1 else np.nan
     return {
         "n": int(len(y_true)),
@@ -40,7 +45,7 @@ def quality_report(y_true, y_pred, kind: str = "accuracy") -> dict[str, float]:
         "rmse": float(np.sqrt(np.mean(error**2))) if len(error) else float("nan"),
         "mape": float(100 * np.mean(relative)) if len(error) else float("nan"),
         "within": float(100 * np.mean(within)) if len(error) else float("nan"),
-        "tolerance": "±1 point" if kind == "accuracy" else "±10%",
+        "tolerance": absolute[1] if absolute else "±10%",
     }
 
 
@@ -83,22 +88,40 @@ def measurement_noise(measured, standard_errors, half_a, half_b) -> dict[str, fl
             "mean_se": float(np.mean(errors[known]))}
 
 
-def out_of_fold_predictions(estimator, X, y, *, cv: int = 5, seed: int | None = 0) -> np.ndarray:
-    """Each sample predicted by a clone of ``estimator`` fitted on the folds without it."""
+def out_of_fold_predictions(estimator, X, y, *, cv: int = 5, seed: int | None = 0, n_jobs: int = 1) -> np.ndarray:
+    """Each sample predicted by a clone of ``estimator`` fitted on the folds without it;
+    ``n_jobs`` processes fit the folds (joblib's convention: -1 is every core)."""
+    return fit_with_folds(estimator, X, y, cv=cv, seed=seed, n_jobs=n_jobs, refit=False)[1]
+
+
+def fit_with_folds(estimator, X, y, *, cv: int = 5, seed: int | None = 0, n_jobs: int = 1,
+                   refit: bool = True):
+    """``(fitted, out_of_fold_predictions)``: the ``cv`` fold fits and (``refit``) the fit on
+    every sample as independent jobs in ``n_jobs`` processes. Each job is seeded as in one
+    process, so the results do not depend on ``n_jobs``."""
     y = np.asarray(y, dtype=np.float64)
     if len(y) < cv or cv < 2:
         raise ConfigError(f"cross-validation with cv={cv} needs at least {max(cv, 2)} samples, but got {len(y)}")
+    jobs = list(KFold(cv, shuffle=True, random_state=seed).split(np.arange(len(y))))
+    if refit:
+        jobs.append((np.arange(len(y)), np.arange(0)))
+    done = Parallel(n_jobs=min(n_jobs, len(jobs)) if n_jobs > 0 else n_jobs)(
+        delayed(_fit_part)(estimator, _take(X, train), y[train], _take(X, test)) for train, test in jobs)
     predictions = np.empty(len(y))
-    folds = KFold(cv, shuffle=True, random_state=seed).split(np.arange(len(y)))
-    for train, test in folds:
-        model = clone(estimator).fit(_take(X, train), y[train])
-        predictions[test] = model.predict(_take(X, test))
-    return predictions
+    for (_, test), (_, predicted) in zip(jobs[:cv], done, strict=False):
+        predictions[test] = predicted
+    return (done[-1][0] if refit else None), predictions
 
 
-def cross_validated_report(estimator, X, y, *, kind: str = "accuracy", cv: int = 5, seed: int | None = 0):
+def _fit_part(estimator, X_train, y_train, X_test):
+    model = clone(estimator).fit(X_train, y_train)
+    return model, (model.predict(X_test) if len(X_test) else np.empty(0))
+
+
+def cross_validated_report(estimator, X, y, *, kind: str = "accuracy", cv: int = 5, seed: int | None = 0,
+                           n_jobs: int = 1):
     """``(report, out_of_fold_predictions)`` for ``estimator`` on ``X, y``."""
-    predictions = out_of_fold_predictions(estimator, X, y, cv=cv, seed=seed)
+    predictions = out_of_fold_predictions(estimator, X, y, cv=cv, seed=seed, n_jobs=n_jobs)
     return quality_report(y, predictions, kind), predictions
 
 

@@ -37,11 +37,23 @@ class EvalResult:
     # Top-1 on the even- and the odd-numbered images: two disjoint halves, so the agreement of
     # the halves over many subnets is the measurement's own test-retest ceiling.
     top1_halves: tuple[float, float] = (float("nan"), float("nan"))
+    # The mean loss on the same two halves, and its standard error over the images (windows, for a
+    # sequence model: the positions of one window are not independent draws)
+    loss_halves: tuple[float, float] = (float("nan"), float("nan"))
+    loss_se: float = float("nan")
 
     @property
     def bits(self) -> float:
         """The loss in bits: bits per byte for a byte-level language model."""
         return self.loss / math.log(2)
+
+    @property
+    def bits_halves(self) -> tuple[float, float]:
+        return tuple(loss / math.log(2) for loss in self.loss_halves)
+
+    @property
+    def bits_se(self) -> float:
+        return self.loss_se / math.log(2)
 
     @property
     def top1_se(self) -> float:
@@ -154,25 +166,33 @@ def score(model: Callable[[torch.Tensor], torch.Tensor], images: torch.Tensor, l
     """Top-1 and mean loss of any callable from images to logits (a module, a runtime's model),
     per token for a sequence model (its labels cut to the tokens it read), summed over the
     processes of a distributed run (each holding images ``rank::world``, as :class:`EvalData`
-    shards them), with the top-1 of each half of the images."""
+    shards them), with the top-1 and loss of each half of the images and the loss's standard error."""
     rank, world = rank_and_world()
-    totals = torch.zeros(6, dtype=torch.float64, device=images.device)  # correct, loss, count, then per half
+    # correct, loss, count; correct, loss and count of the odd half; images, sum and sum of
+    # squares of their mean losses
+    totals = torch.zeros(9, dtype=torch.float64, device=images.device)
     for start in range(0, len(images), batch_size):
         logits = model(images[start : start + batch_size]).float().to(images.device)
         target = labels[start : start + batch_size]
         odd = (rank + world * torch.arange(start, start + len(target), device=images.device)) % 2 == 1
+        per_image = 1
         if logits.dim() == 3:  # a sequence model: every position predicts its next token; halves by window
-            odd = odd.repeat_interleave(logits.shape[1])
+            per_image = logits.shape[1]
+            odd = odd.repeat_interleave(per_image)
             logits, target = per_position(logits, target)
         right = logits.argmax(1) == target
-        totals[0] += right.sum()
-        totals[1] += F.cross_entropy(logits, target, reduction="sum")
-        totals[2] += len(target)
-        totals[3] += right[~odd].sum()
-        totals[4] += right[odd].sum()
-        totals[5] += odd.sum()
-    correct, loss, count, correct_even, correct_odd, count_odd = all_reduce_sum(totals).tolist()
+        losses = F.cross_entropy(logits, target, reduction="none").double()
+        image_losses = losses.view(-1, per_image).mean(1)
+        parts = (right.sum(), losses.sum(), len(target), right[odd].sum(), losses[odd].sum(), odd.sum(),
+                 len(image_losses), image_losses.sum(), image_losses.square().sum())
+        totals += torch.stack([torch.as_tensor(part).to(totals) for part in parts])
+    (correct, loss, count, correct_odd, loss_odd, count_odd, n_images, image_sum,
+     image_squares) = all_reduce_sum(totals).tolist()
     count_even = count - count_odd
     halves = tuple(100.0 * c / n if n else float("nan")
-                   for c, n in ((correct_even, count_even), (correct_odd, count_odd)))
-    return EvalResult(top1=100.0 * correct / count, loss=loss / count, images=int(count), top1_halves=halves)
+                   for c, n in ((correct - correct_odd, count_even), (correct_odd, count_odd)))
+    loss_halves = tuple(v / n if n else float("nan") for v, n in ((loss - loss_odd, count_even), (loss_odd, count_odd)))
+    spread = max(image_squares / n_images - (image_sum / n_images) ** 2, 0.0) if n_images else float("nan")
+    loss_se = math.sqrt(spread * n_images / (n_images - 1) / n_images) if n_images > 1 else float("nan")
+    return EvalResult(top1=100.0 * correct / count, loss=loss / count, images=int(count), top1_halves=halves,
+                      loss_halves=loss_halves, loss_se=loss_se)

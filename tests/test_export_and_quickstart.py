@@ -16,6 +16,7 @@ from elasticnas.cli import main
 from elasticnas.experiment import SupernetConfig
 from elasticnas.export import FILES, export_subnet
 from elasticnas.pipeline import beyond_measured, quickstart, quickstart_budgets
+from elasticnas.quality_metric import BITS_PER_BYTE
 from elasticnas.runs import load_trained
 from elasticnas.supernet import ConfigError
 from tests.conftest import image_presets
@@ -219,6 +220,24 @@ def _archive(tmp_path, space):
     return path, archs
 
 
+def test_a_language_models_front_is_best_at_the_fewest_bits_per_byte(tmp_path):
+    from elasticnas import budget
+    from elasticnas.core.errors import ConfigError
+    from elasticnas.supernet import create_space
+
+    space = create_space("tiny_gpt", num_classes=256)
+    archs = [space.max(), space.middle(), space.min()]
+    rows = [{"arch": a.to_json(), "feasible": True, "latency_ms": ms, "bits_per_byte": bits}
+            for a, ms, bits in zip(archs, (3.0, 2.0, 1.0), (2.1, 2.4, 2.9), strict=True)]
+    rows.append({"arch": space.sample(0).to_json(), "feasible": True, "latency_ms": 2.5, "bits_per_byte": 2.6})
+    path = tmp_path / "archive.csv"
+    pd.DataFrame(rows).to_csv(path, index=False)
+    assert budget.front_under(path, 3.0, space) == [(archs[0], 3.0, 2.1), (archs[1], 2.0, 2.4), (archs[2], 1.0, 2.9)]
+    pd.DataFrame(rows).rename(columns={"bits_per_byte": "accuracy"}).to_csv(path, index=False)
+    with pytest.raises(ConfigError, match="bits_per_byte"):  # an archive of another metric is not read as this one
+        budget.front_under(path, 3.0, space)
+
+
 def test_the_budget_walks_down_the_front_until_a_subnet_measures_within_it(tmp_path, monkeypatch):
     from elasticnas import budget
     from elasticnas.core.errors import ConfigError
@@ -269,6 +288,11 @@ def test_exports_predicted_above_every_measured_subnet_are_flagged():
     assert beyond_measured(pd.Series([98.0, 98.27]), measured) is None  # at the best measured: not beyond
     warning = beyond_measured(pd.Series([98.33, 97.9, 99.38]), measured)
     assert warning.startswith("2 of 3 exports") and "up to 99.38%" in warning and "best measured, 98.27%" in warning
+    bits = pd.Series([3.1, 2.9])  # lower is better: predicted below every measured subnet is beyond
+    assert beyond_measured(pd.Series([2.9, 3.5]), bits, BITS_PER_BYTE) is None
+    warning = beyond_measured(pd.Series([2.95, 2.7]), bits, BITS_PER_BYTE)
+    assert warning.startswith("1 of 2 exports") and "below every measured" in warning
+    assert "up to 2.700 bits per byte against the best measured, 2.900 bits per byte" in warning
 
 
 def _measured_by_hand(run_folder, space, table, rows):
@@ -311,7 +335,7 @@ def test_a_budget_export_is_chosen_on_measured_validation_accuracy(run_copy, tmp
     report = export_within_budget(run_copy, budget_ms, tmp_path / "checked", check_top_k=2, **kwargs)
     assert report["arch"] == fast.to_dict() and report["chosen_from"] == "measured"
     assert report["val_top1"] == 98.5 and report["candidates"] == 3 and report["check_top_k"] == 2
-    assert report["chosen_on"] == "measured validation top-1" and report["best_measured_val_top1"] == 98.5
+    assert report["chosen_on"] == "measured validation top-1" and report["best_measured_quality"] == 98.5
     candidates = pd.read_csv(tmp_path / "checked" / "candidates.csv")
     assert candidates["source"].tolist()[0] == "measured" and slow.to_json() not in set(candidates["arch"])
     assert sorted(candidates["source"][1:]) == ["searched 0", "searched 1"]

@@ -6,10 +6,12 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
+import pandas as pd
 import pytest
 
 from elasticnas.cli import main
-from elasticnas.core.run_layout import EXPORTS, SLICES, SLICES_JSON
+from elasticnas.core.run_layout import EVALUATIONS, EXPORTS, PREDICTOR_REPORTS, PREDICTORS, SEARCH, SLICES, SLICES_JSON
 from elasticnas.pipeline import quickstart
 from elasticnas.text_data import load_corpus
 
@@ -26,6 +28,14 @@ def test_quickstart_runs_end_to_end_on_a_language_model(tmp_path, capsys):
     summary = quickstart(out, supernet="tiny_gpt", overrides=[*SMALL_TEXT, f"data.root={root}"], subnets=12,
                          trials=3, predicted_evals=400, progress=False, table_repeats=3, table_rounds=1)
     assert len(summary) == 3
+    # ranked on bits per byte, lower better, from measurement to predictor, search and export
+    evaluations = pd.read_csv(out / EVALUATIONS)
+    assert np.allclose(evaluations["val_bits_per_byte"], evaluations["val_loss"] / np.log(2))
+    assert (evaluations["val_bits_per_byte_se"] > 0).all()
+    assert "val_bits_per_byte" in set(pd.read_csv(out / PREDICTORS / PREDICTOR_REPORTS)["target"])
+    archive = pd.read_csv(next((out / SEARCH).glob("*/archive.csv")))
+    assert "bits_per_byte" in archive and "accuracy" not in archive
+    assert {"predicted_val_bits_per_byte", "test_bits_per_byte"} <= set(summary.columns)
     for folder in summary["export"]:
         report = json.loads((Path(folder) / "report.json").read_text())
         assert report["reloaded_equals_supernet_subnet"] and 0 < report["test_bits_per_byte"] < 8

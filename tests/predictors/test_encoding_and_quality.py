@@ -86,6 +86,8 @@ def test_quality_report_against_hand_computed_values():
     assert report["within"] == 100.0
     latency = quality_report([10.0, 20.0], [10.5, 23.0], kind="latency")
     assert latency["within"] == 50.0 and latency["tolerance"] == "±10%"
+    bits = quality_report([2.50, 2.60, 2.70, 2.80], [2.54, 2.70, 2.72, 2.70], kind="bits")  # errors .04 .1 .02 .1
+    assert bits["within"] == 50.0 and bits["tolerance"] == "±0.05 bits"
     with pytest.raises(ConfigError, match="accuracy"):
         quality_report([1, 2], [1, 2], kind="flops")
     with pytest.raises(ConfigError, match="equally long"):

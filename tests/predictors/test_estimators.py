@@ -3,6 +3,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from sklearn.exceptions import NotFittedError
+from sklearn.pipeline import make_pipeline
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from elasticnas.predictors import (
@@ -10,6 +11,7 @@ from elasticnas.predictors import (
     AutoPredictor,
     DynastBaselinePredictor,
     create_estimator,
+    fit_with_folds,
     kendall_tau,
     list_estimators,
 )
@@ -91,3 +93,17 @@ def test_auto_predictor_one_hot_expands_discrete_choices_when_that_ranks_better(
     assert kendall_tau(y[test], model.predict(X[test])) > 0.75  # ridge on ordinal codes: about 0.4
     path = save_predictor(model, tmp_path / "auto.skops", space=SPACE, target="val_top1")
     assert np.array_equal(load_predictor(path, SPACE).predict(X[test]), model.predict(X[test]))
+
+
+def test_fold_fits_in_two_processes_equal_those_in_one():
+    """fit_run tunes the report's folds and the final predictor in parallel processes: the same
+    predictions and the same fitted model as in one process, for a pipeline that encodes
+    architectures itself (what fit_run pickles to its workers)."""
+    archs = list(dict.fromkeys(SPACE.sample(0, n=30)))
+    y = np.linspace(80, 95, len(archs))
+    model = make_pipeline(ArchEncoder(SPACE, "ordinal"), AutoPredictor(candidates=("ridge", "rf"), n_trials=2, cv=3))
+    one, one_oof = fit_with_folds(model, archs, y, cv=3, n_jobs=1)
+    two, two_oof = fit_with_folds(model, archs, y, cv=3, n_jobs=2)
+    assert np.array_equal(one_oof, two_oof) and np.array_equal(one.predict(archs), two.predict(archs))
+    with pytest.raises(NotFittedError):
+        model.predict(archs)  # the estimator given is cloned, never fitted in place

@@ -1,8 +1,10 @@
 from __future__ import annotations
 
+import math
 import os
 import signal
 
+import numpy as np
 import pandas as pd
 import pytest
 import torch
@@ -150,6 +152,10 @@ def test_score_counts_each_half_of_the_images_and_the_standard_error_by_hand():
     assert result.top1 == pytest.approx(400 / 6) and result.images == 6
     assert result.top1_halves == pytest.approx((100.0, 100 / 3))  # images 0, 2, 4 and 1, 3, 5 (across batches)
     assert result.top1_se == pytest.approx(100 * ((2 / 3) * (1 / 3) / 6) ** 0.5)
+    right, wrong = math.log(1 + math.exp(-1)), math.log(1 + math.exp(1))  # cross-entropy of the two cases
+    assert result.loss_halves == pytest.approx((right, (2 * wrong + right) / 3))
+    assert result.loss_se == pytest.approx(float(np.std([right, wrong, right, right, right, wrong], ddof=1)) / 6**0.5)
+    assert result.bits_se == pytest.approx(result.loss_se / math.log(2))
 
 
 def test_evaluation_recalibrates_exactly_without_touching_the_supernet():
