@@ -62,7 +62,7 @@ BENCH_SET := \
 	"bench_own_model.py --model resnet" "bench_own_model.py --model vit" \
 	"bench_supernet_overhead.py" "bench_sampling_strategies.py" \
 	"bench_latency_table.py --cases ofa160 --runtimes torch" "bench_predictors.py" \
-	"bench_validation_split.py" "bench_search.py" "bench_search_speed.py" "bench_token_latency.py" \
+	"bench_validation_split.py" "bench_search.py" "bench_search_speed.py" "bench_token_latency.py" "bench_lm_routes.py" \
 	"bench_export_choice.py --run runs/quickstart" "bench_precision.py" \
 	"bench_stage_precision.py --subnets 12 --rounds 5" "bench_transfer.py" \
 	"bench_export_formats.py" "bench_fuzz.py"

@@ -28,7 +28,8 @@ warnings.filterwarnings("ignore", category=UserWarning)
 
 # A noisy latency table is enough to run every stage; the default one (30 timings in 3 rounds
 # per layer) takes most of a quickstart's minute here.
-QUICK_TABLE = {"table_repeats": 3, "table_rounds": 1}
+# toy sizes of the stages after training: a table of 3 timings per layer, predictors reported on 2 folds
+QUICK_TABLE = {"table_repeats": 3, "table_rounds": 1, "report_folds": 2}
 
 EDGE_RUNTIMES = [pytest.param(name, marks=pytest.mark.skipif(importlib.util.find_spec(name) is None,
                                                             reason=f'not installed: pip install -e ".[{name}]"'))

@@ -26,7 +26,8 @@ def test_quickstart_runs_end_to_end_on_a_language_model(tmp_path, capsys):
     (root / "topics.txt").write_bytes(load_corpus("pydoc_topics").train[:96_000].tobytes())
     out = tmp_path / "run"
     summary = quickstart(out, supernet="tiny_gpt", overrides=[*SMALL_TEXT, f"data.root={root}"], subnets=12,
-                         trials=3, predicted_evals=400, progress=False, table_repeats=3, table_rounds=1)
+                         trials=3, predicted_evals=400, progress=False, table_repeats=3, table_rounds=1,
+                         report_folds=2)
     assert len(summary) == 3
     # ranked on bits per byte, lower better, from measurement to predictor, search and export
     evaluations = pd.read_csv(out / EVALUATIONS)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -35,8 +36,16 @@ def _train(out, processes: int, *, script: Path | None = None) -> dict:
         if processes > 1 else [sys.executable]
     program = [str(script)] if script else ["-m", "elasticnas"]
     command = [*launcher, *program, "train", "mnist_sandwich", "--out", str(out), "--set", *SETTINGS]
-    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
-    assert done.returncode == 0, done.stderr[-3000:]
+    # its own session, so that a run past the timeout is killed with its workers, not only the launcher
+    process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               start_new_session=True)
+    try:
+        _, stderr = process.communicate(timeout=600)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        _, stderr = process.communicate()
+        pytest.fail(f"{' '.join(command[:6])} ... ran past 600 s:\n{stderr[-3000:]}")
+    assert process.returncode == 0, stderr[-3000:]
     return load_checkpoint(out / "checkpoint.pt")["model"]
 
 
