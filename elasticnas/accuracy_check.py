@@ -36,7 +36,7 @@ def check_columns(metric: QualityMetric = TOP1) -> tuple[str, ...]:
 
 def best_measured_quality(run_folder: str | Path, metric: QualityMetric = TOP1) -> float:
     """The best measured quality among the run's measured subnets (the worst possible when none is)."""
-    return metric.best(read_evaluations(run_folder)[metric.column])
+    return metric.best(metric.of_row(read_evaluations(run_folder)))
 
 
 def checked_candidates(run_folder: str | Path, run, searched: list[FrontPoint], budget_ms: float, *,
@@ -65,7 +65,7 @@ def checked_candidates(run_folder: str | Path, run, searched: list[FrontPoint], 
     pool = list(dict.fromkeys([*ranks, *measured]))
     predicted_ms = table.predict([space.canonical(text) for text in pool])
     rows = [{"arch": text, "source": f"searched {ranks[text]}" if text in ranks else "measured",
-             "predicted_ms": float(ms), metric.column: float(known[text][metric.column]),
+             "predicted_ms": float(ms), metric.column: float(metric.of_row(known[text])),
              se: float(known[text].get(se, float("nan")))}
             for text, ms in zip(pool, predicted_ms, strict=True) if text in ranks or ms <= budget_ms]
     frame = pd.DataFrame(rows, columns=list(check_columns(metric)))

@@ -242,7 +242,7 @@ def _run_measure(args: argparse.Namespace) -> None:
 
     evaluations = measure_run(args.run_folder, args.n, seed=args.seed, device=args.device, runtime=args.runtime)
     metric = quality_of(run_space(args.run_folder))
-    quality, latency = evaluations[metric.column], evaluations["table_latency_ms"]
+    quality, latency = metric.of_row(evaluations), evaluations["table_latency_ms"]
     print(f"{len(evaluations)} subnets in {args.run_folder / EVALUATIONS}: {metric.label} "
           f"{quality.min():.{metric.digits}f}-{metric.format(quality.max())}, "
           f"table latency {latency.min():.3f}-{latency.max():.3f} ms")

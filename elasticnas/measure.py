@@ -178,7 +178,7 @@ def fit_run(run_folder: str | Path, *, n_trials: int = 40, seed: int = 0, encodi
     rows, predictions = [], {}
     targets, metric = fit_targets(space), quality_of(space)
     for target, (kind, stem) in tqdm(targets.items(), desc="fitting predictors", disable=not progress):
-        y = evaluations[target].to_numpy(dtype=float)
+        y = (metric.of_row(evaluations) if target == metric.column else evaluations[target]).to_numpy(dtype=float)
         model = make_pipeline(ArchEncoder(space, encoding), AutoPredictor(n_trials=n_trials, seed=seed))
         model, oof = fit_with_folds(model, archs, y, cv=report_folds, seed=seed, n_jobs=n_jobs)
         report = quality_report(y, oof, kind)

@@ -288,7 +288,7 @@ def quickstart(out: str | Path = "runs/quickstart", *, supernet: str | None = No
     atomic_write_text(out / SUMMARY, summary.to_csv(index=False))
     stage(f"  budgets met: {int(summary['within_budget'].sum())} of {len(summary)} (measured on this machine)")
     warning = None if check_top_k else beyond_measured(summary[f"predicted_{metric.column}"],
-                                                         read_evaluations(out)[metric.column], metric)
+                                                         metric.of_row(read_evaluations(out)), metric)
     if warning:
         stage("  " + warning)
     if run.space.modality == "text":

@@ -11,6 +11,7 @@ tables) asks :func:`quality_of` for the column and the direction, never assumes 
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -47,6 +48,16 @@ class QualityMetric:
     def noise_columns(self) -> tuple[str, str, str]:
         """Its standard error and its value on each half of the validation data."""
         return f"{self.column}_se", f"{self.column}_half_a", f"{self.column}_half_b"
+
+    def of_row(self, row) -> float:
+        """The metric of one measured subnet (a journal row as a dict or a whole journal): a language
+        model's journal written before bits per byte were recorded (2026-12-03) holds its mean
+        loss per token in nats, from which they follow exactly."""
+        if self.column in row:
+            return row[self.column]
+        if self.column == "val_bits_per_byte" and "val_loss" in row:
+            return row["val_loss"] / math.log(2)
+        raise KeyError(f"a measured subnet without {self.column}")
 
     def columns_of(self, result) -> dict[str, float]:
         """The metric and its noise columns from an :class:`~elasticnas.supernet.evaluation.EvalResult`."""

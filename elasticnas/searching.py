@@ -39,12 +39,12 @@ def measured_accuracy_objective(run_folder: Path, table) -> Objective:
     run = load_trained(run_folder)
     data = run.eval_data("val")
     metric = quality_of(run.space)
-    known = {row["arch"]: row[metric.column] for row in read_evaluations(run_folder).to_dict("records")}
+    known = {row["arch"]: metric.of_row(row) for row in read_evaluations(run_folder).to_dict("records")}
 
     def measure(archs):
         todo = [a for a in dict.fromkeys(archs) if a.to_json() not in known]
         for row in append_evaluations(run_folder, run, todo, table, data):
-            known[row["arch"]] = row[metric.column]
+            known[row["arch"]] = metric.of_row(row)
         return np.array([known[a.to_json()] for a in archs])
 
     return Objective(metric.objective, measure, maximize=metric.maximize, source="measured")
