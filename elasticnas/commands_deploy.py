@@ -112,7 +112,7 @@ def _run_export(args: argparse.Namespace) -> None:
         if report["chosen_on"] != "prediction":
             metric = quality_of(space)
             print(f"the subnet predicted best, at {metric.format(report['predicted_quality_of_best'])}, is "
-                  f"{'above' if metric.maximize else 'below'} every measured subnet "
+                  f"{metric.beyond} every measured subnet "
                   f"({metric.format(report['best_measured_quality'])}): chosen on measured {metric.label} from "
                   f"{report['candidates']} candidates: {report['chosen_from']}, "
                   f"{metric.format(report[metric.column])} (SE {report[metric.noise_columns[0]]:.{metric.digits}f})")

@@ -327,7 +327,7 @@ def beyond_measured(predicted: pd.Series, measured: pd.Series, metric: QualityMe
         return None
     test = "test_top1" if metric is TOP1 else "test_" + metric.column.removeprefix("val_")
     return (f"{int(beyond.sum())} of {len(predicted)} exports were chosen on a predicted {metric.label} "
-            f"{'above' if metric.maximize else 'below'} every measured subnet's (up to "
+            f"{metric.beyond} every measured subnet's (up to "
             f"{metric.format(metric.best(predicted))} against the best measured, {metric.format(best)}): "
             f"the accuracy predictor extrapolates there; judge them by their measured {test}")
 

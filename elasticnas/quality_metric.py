@@ -45,6 +45,11 @@ class QualityMetric:
         return value > than if self.maximize else value < than
 
     @property
+    def beyond(self) -> str:
+        """The side of a value that is better: "above" or "below"."""
+        return "above" if self.maximize else "below"
+
+    @property
     def noise_columns(self) -> tuple[str, str, str]:
         """Its standard error and its value on each half of the validation data."""
         return f"{self.column}_se", f"{self.column}_half_a", f"{self.column}_half_b"
