@@ -37,10 +37,12 @@ wheel-smoke:
 # bit-identity, quickstart on every small preset, distributed training, the shared study, every
 # benchmark script's --quick). CI runs both; `make test-all` is both in one run.
 test: venv
-	$(BIN)/python -m pytest -q -m "not slow"
+	$(BIN)/python -m pytest -q -m "not slow" $(PYTEST_ARGS)
 
+# PYTEST_ARGS: more pytest options, e.g. `make test-slow PYTEST_ARGS="-n 2 --dist loadfile"` (CI's
+# two workers, pytest-xdist from the dev extras).
 test-slow: venv
-	$(BIN)/python -m pytest -q -m slow
+	$(BIN)/python -m pytest -q -m slow $(PYTEST_ARGS)
 
 test-all: venv
 	$(BIN)/python -m pytest -q

@@ -47,15 +47,18 @@ def reference_dataset():
     return space, [space.canonical(a) for a in trace["arch"]], trace["top1"].to_numpy()
 
 
-def mnist_dataset(run: Path, n: int, overrides=()):
+def mnist_dataset(run: Path, n: int, overrides=(), quick: bool = False):
+    """The run's measured subnets (trained and measured on first use). The predictors here learn
+    accuracy only, so a quick run builds the latency table that measuring needs from few timings."""
     from elasticnas.experiment import load_experiment, train_experiment
-    from elasticnas.measure import measure_run
+    from elasticnas.measure import latency_table_for, measure_run
     from elasticnas.runs import run_space
 
     if not (run / "checkpoint.pt").exists():
         train_experiment(load_experiment("mnist_sandwich", list(overrides)), run)
-    evaluations = measure_run(run, n)
     space = run_space(run)
+    latency_table_for(run, space, **({"repeats": 3, "rounds": 1, "calibrate": 2} if quick else {}))
+    evaluations = measure_run(run, n)
     return space, [space.canonical(a) for a in evaluations["arch"]], evaluations["val_top1"].to_numpy()
 
 
@@ -130,7 +133,7 @@ def main(argv=None) -> None:
             rows += benchmark("ofa_imagenet_reference", *reference_dataset(), repeats=args.repeats,
                               trials=args.trials, sizes=sizes)
     if args.skip != "mnist":
-        rows += benchmark("mnist_supernet", *mnist_dataset(args.run, args.mnist_subnets, overrides),
+        rows += benchmark("mnist_supernet", *mnist_dataset(args.run, args.mnist_subnets, overrides, args.quick),
                           repeats=args.repeats, trials=args.trials, sizes=sizes)
     frame = pd.DataFrame(rows)
     write_results(frame, folder / "predictors.csv", quick=args.quick)
