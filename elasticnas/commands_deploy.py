@@ -213,7 +213,7 @@ def _report_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _run_report(args: argparse.Namespace) -> None:
-    from elasticnas.pipeline import redraw
+    from elasticnas.drawings import redraw
     from elasticnas.runs import run_config
 
     run_config(args.run_folder)

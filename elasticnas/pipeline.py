@@ -1,4 +1,4 @@
-"""The whole pipeline from a run folder: export a chosen subnet with its report, quickstart, redraw.
+"""The whole pipeline from a run folder: export a chosen subnet with its report, quickstart.
 
 Each stage writes into the run folder (layout in :mod:`elasticnas.runs`) and skips or
 resumes what is already there, so an interrupted quickstart picks up where it stopped.
@@ -24,24 +24,17 @@ from elasticnas.core.run_layout import (
     ACCURACY_PREDICTOR,
     ARCH_JSON,
     ARCHIVE,
-    BEST_UNDER_BUDGET,
     CANDIDATES,
     CHECKPOINT,
     EXPORTS,
-    EXPORTS_TABLE,
     FRONT,
-    HELD_OUT_PREDICTIONS,
     METRICS,
     PARETO_PLOT,
-    PREDICTOR_PLOT,
     PREDICTOR_REPORTS,
     PREDICTORS,
     REPORT,
-    SEARCH,
-    SEARCH_RESULT,
     SLICES,
     SUMMARY,
-    TRAINING_CURVES,
 )
 from elasticnas.core.staging import check_replaceable, staged_folder
 from elasticnas.export import FORMATS, deployed_accuracy, load_subnet, write_export
@@ -52,7 +45,7 @@ from elasticnas.hardware.runtimes import check_runtime
 from elasticnas.measure import describe_accuracy_noise, fit_run, latency_table_for, measure_run, read_evaluations
 from elasticnas.predictors import load_predictor
 from elasticnas.quality_metric import TOP1, QualityMetric, quality_of
-from elasticnas.runs import latest_search, load_trained, run_pointer
+from elasticnas.runs import latest_search, load_trained, read_metrics, run_pointer
 from elasticnas.supernet.arch import PRECISIONS, Arch
 from elasticnas.supernet.evaluation import calibrated_subnet
 
@@ -348,12 +341,7 @@ def _finetuned(run_folder: Path, export: Path, arch: dict, epochs: int, progress
 
 def _training_finished(folder: Path, epochs: int) -> bool:
     metrics = folder / METRICS
-    return metrics.exists() and len(_read_metrics(metrics)) >= epochs and (folder / CHECKPOINT).exists()
-
-
-def _read_metrics(path: Path) -> pd.DataFrame:
-    return read_csv(path, "training metrics (one row per epoch)", columns=("epoch", "train_loss"),
-                    numeric=("epoch", "train_loss"))
+    return metrics.exists() and len(read_metrics(metrics)) >= epochs and (folder / CHECKPOINT).exists()
 
 
 def _read_budget_report(folder: Path, budget_ms: float, check_top_k: int) -> dict | None:
@@ -363,67 +351,3 @@ def _read_budget_report(folder: Path, budget_ms: float, check_top_k: int) -> dic
     report = read_json(path, "export report", fields=())
     same = report.get("budget_ms") == budget_ms and report.get("check_top_k", 0) == check_top_k
     return report if same and "rank" in report else None
-
-
-def redraw(run_folder: str | Path) -> list[Path]:
-    """Re-draw the run's tables and plots from its CSV/JSON files; returns what was written.
-
-    Every input is read (and refused if broken) before anything is drawn, so a refusal leaves
-    the run's plots as they were."""
-    from elasticnas.supernet.training import plot_training_curves
-
-    run_folder = Path(run_folder)
-    drawings = []  # (path, draw) once every input has been read
-    if (run_folder / METRICS).exists():
-        metrics = _read_metrics(run_folder / METRICS)
-
-        def curves(path: Path) -> None:
-            with reading(run_folder / METRICS, "training metrics (one row per epoch)"):
-                plot_training_curves(metrics, path)
-
-        drawings.append((run_folder / TRAINING_CURVES, curves))
-    drawings += _predictor_drawing(run_folder) + _search_drawings(run_folder)
-    reports = sorted(p for p in (run_folder / EXPORTS).glob(f"*/{REPORT}") if not p.parent.name.startswith("."))
-    if reports:
-        rows = [{"export": str(p.parent), **{k: v for k, v in read_json(p, "export report", fields=()).items()
-                                              if not isinstance(v, (dict, list))}} for p in reports]
-        table = pd.DataFrame(rows).to_csv(index=False)
-        drawings.append((run_folder / EXPORTS_TABLE, lambda path: atomic_write_text(path, table)))
-    for path, draw in drawings:
-        draw(path)
-    return [path for path, _ in drawings]
-
-
-def _predictor_drawing(run_folder: Path) -> list:
-    from elasticnas.measure import plot_predictor_quality
-    from elasticnas.predictors import quality_report
-
-    oof = run_folder / PREDICTORS / HELD_OUT_PREDICTIONS
-    if not oof.exists():
-        return []
-    what = "held-out predictions (target, kind, measured, predicted per row)"
-    frame = read_csv(oof, what, columns=("target", "kind", "measured", "predicted"), numeric=("measured", "predicted"))
-    with reading(oof, what):
-        kinds = dict(zip(frame["target"], frame["kind"], strict=False))
-        data = {t: (g["measured"].to_numpy(), g["predicted"].to_numpy(),
-                    quality_report(g["measured"], g["predicted"], kinds[t])) for t, g in frame.groupby("target")}
-    return [(run_folder / PREDICTORS / PREDICTOR_PLOT, lambda path: plot_predictor_quality(data, path))]
-
-
-def _search_drawings(run_folder: Path) -> list:
-    from elasticnas.search.result import SearchResult
-
-    drawings = []
-    for settings in sorted((run_folder / SEARCH).glob(f"*/{SEARCH_RESULT}")):
-        archive = read_csv(settings.parent / ARCHIVE, "search archive")
-        with reading(settings, "search settings"):
-            meta = read_json(settings, "search settings", fields=("objectives", "constraints", "reference_point",
-                                                                  "algorithm", "seed"))
-            result = SearchResult(archive, meta["objectives"], {k: tuple(v) for k, v in meta["constraints"].items()},
-                                  meta["reference_point"], meta["algorithm"], meta["seed"], meta.get("sources", {}))
-        every_best = BEST_UNDER_BUDGET.format(metric="latency_ms", budget="*")
-        budgets = sorted(float(p.stem.split("_")[-1]) for p in settings.parent.glob(every_best))
-        marks = {"latency_ms": budgets} if budgets else None
-        drawings.append((settings.parent / PARETO_PLOT,
-                         lambda path, result=result, marks=marks: result.plot(path, marks)))
-    return drawings

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import torch
 from torch import nn
 
@@ -18,7 +19,7 @@ from elasticnas.core.checkpoint import load_checkpoint
 from elasticnas.core.checksums import sha256_file
 from elasticnas.core.config import load_yaml, parse_config
 from elasticnas.core.errors import ConfigError
-from elasticnas.core.files import reading
+from elasticnas.core.files import read_csv, reading
 from elasticnas.core.run_layout import CHECKPOINT, CONFIG, FRONT, IMPORTED_WEIGHTS, SEARCH
 from elasticnas.data import DataSplits, load_data
 from elasticnas.experiment import ExperimentConfig, build_supernet_of, check_dimensions
@@ -57,6 +58,12 @@ class TrainedRun:
                                       calibration_images=train.bn_calibration_images, seed=train.seed,
                                       calibration_batch_size=train.bn_calibration_batch_size,
                                       eval_batch_size=self.config.data.eval_batch_size)
+
+
+def read_metrics(path: Path) -> pd.DataFrame:
+    """A run's training metrics (``metrics.csv``: one row per epoch), refused if broken."""
+    return read_csv(path, "training metrics (one row per epoch)", columns=("epoch", "train_loss"),
+                    numeric=("epoch", "train_loss"))
 
 
 def run_config(folder: str | Path) -> ExperimentConfig:

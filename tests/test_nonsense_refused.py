@@ -131,13 +131,13 @@ def test_a_storage_that_cannot_be_opened_never_shows_its_password(tmp_path):
 def test_warnings_reach_the_user_as_one_line_each(monkeypatch, tmp_path, capsys):
     import warnings
 
-    import elasticnas.pipeline
+    import elasticnas.drawings
 
     def redraw(folder):
         warnings.warn("the table is\nslower today", UserWarning, stacklevel=1)
         return []
 
-    monkeypatch.setattr(elasticnas.pipeline, "redraw", redraw)
+    monkeypatch.setattr(elasticnas.drawings, "redraw", redraw)
     (tmp_path / "config.yaml").write_text("data: {name: digits}\n")
     def shown_as_python_does(message, category, filename, lineno, file=None, line=None):
         sys.stderr.write(warnings.formatwarning(message, category, filename, lineno, line))
