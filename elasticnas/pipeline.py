@@ -318,11 +318,10 @@ def beyond_measured(predicted: pd.Series, measured: pd.Series, metric: QualityMe
     beyond = predicted.map(lambda value: metric.better(value, best))
     if not beyond.any():
         return None
-    test = "test_top1" if metric is TOP1 else "test_" + metric.column.removeprefix("val_")
     return (f"{int(beyond.sum())} of {len(predicted)} exports were chosen on a predicted {metric.label} "
             f"{metric.beyond} every measured subnet's (up to "
             f"{metric.format(metric.best(predicted))} against the best measured, {metric.format(best)}): "
-            f"the accuracy predictor extrapolates there; judge them by their measured {test}")
+            f"the accuracy predictor extrapolates there; judge them by their measured {metric.test_column}")
 
 
 def _finetuned(run_folder: Path, export: Path, arch: dict, epochs: int, progress: bool) -> dict:

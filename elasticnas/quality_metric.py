@@ -30,6 +30,7 @@ class QualityMetric:
     samples: str  # what the validation data is made of: "images"
     report_kind: str  # for predictors.quality_report: "accuracy" (±1 point) or "bits" (±0.05 bits)
     result_fields: tuple[str, str, str] = ("top1", "top1_se", "top1_halves")  # of an EvalResult
+    test_column: str = "test_top1"  # an export report's figure on the test split
 
     def format(self, value: float) -> str:
         return f"{value:.{self.digits}f}{self.unit}"
@@ -74,7 +75,7 @@ TOP1 = QualityMetric("val_top1", "accuracy", True, "validation top-1", "%", 2, "
                     "accuracy")
 BITS_PER_BYTE = QualityMetric("val_bits_per_byte", "bits_per_byte", False, "validation bits per byte",
                               " bits per byte", 3, "bits per byte", "bits per byte", "windows", "bits",
-                              ("bits", "bits_se", "bits_halves"))
+                              ("bits", "bits_se", "bits_halves"), "test_bits_per_byte")
 
 
 def quality_of(space) -> QualityMetric:

@@ -289,6 +289,7 @@ def test_exports_predicted_above_every_measured_subnet_are_flagged():
     assert beyond_measured(pd.Series([98.0, 98.27]), measured) is None  # at the best measured: not beyond
     warning = beyond_measured(pd.Series([98.33, 97.9, 99.38]), measured)
     assert warning.startswith("2 of 3 exports") and "up to 99.38%" in warning and "best measured, 98.27%" in warning
+    assert warning.endswith("judge them by their measured test_top1")
     old_journal = pd.DataFrame({"val_loss": [2.0, 1.5]})  # a language model's, from before bits per byte
     assert np.allclose(BITS_PER_BYTE.of_row(old_journal), [2.0 / np.log(2), 1.5 / np.log(2)])
     assert BITS_PER_BYTE.of_row({"val_bits_per_byte": 2.5, "val_loss": 9.0}) == 2.5
@@ -297,6 +298,7 @@ def test_exports_predicted_above_every_measured_subnet_are_flagged():
     warning = beyond_measured(pd.Series([2.95, 2.7]), bits, BITS_PER_BYTE)
     assert warning.startswith("1 of 2 exports") and "below every measured" in warning
     assert "up to 2.700 bits per byte against the best measured, 2.900 bits per byte" in warning
+    assert warning.endswith("judge them by their measured test_bits_per_byte")
 
 
 def _measured_by_hand(run_folder, space, table, rows):
