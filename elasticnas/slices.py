@@ -30,6 +30,7 @@ from elasticnas.core.staging import check_replaceable, staged_folder
 from elasticnas.hardware import count_all, measure_archs
 from elasticnas.hardware.table_build import cpu_model
 from elasticnas.measure import latency_table_for
+from elasticnas.quality_metric import QualityMetric, quality_of
 from elasticnas.runs import latest_search, load_trained
 from elasticnas.supernet.catalogue import build_supernet, space_from_config
 from elasticnas.supernet.evaluation import calibrated_subnet, score
@@ -45,10 +46,8 @@ def spread_along(front: pd.DataFrame, sizes: int) -> list[int]:
 
 
 def _quality(space, result) -> dict:
-    quality = {"val_top1": result.top1, "val_loss": result.loss}
-    if space.modality == "text":
-        quality["val_bits_per_byte"] = result.bits
-    return quality
+    metric = quality_of(space)
+    return {"val_top1": result.top1, "val_loss": result.loss, metric.column: getattr(result, metric.result_fields[0])}
 
 
 def write_slices(run_folder: str | Path, out: str | Path, *, sizes: int = 6, runtime: str = "torch",
@@ -91,8 +90,8 @@ def write_slices(run_folder: str | Path, out: str | Path, *, sizes: int = 6, run
     return pd.DataFrame(rows)
 
 
-def _best_within(rows: list[dict], budget_ms: float | None, memory_mb: float | None) -> int:
-    """Index of the best-quality slice within the budgets (fewest bits per byte, else highest top-1)."""
+def _best_within(rows: list[dict], budget_ms: float | None, memory_mb: float | None, metric: QualityMetric) -> int:
+    """Index of the slice of the best ``metric`` within the budgets."""
     fits = [i for i, row in enumerate(rows)
             if (budget_ms is None or row["measured_latency_ms"] <= budget_ms)
             and (memory_mb is None or row["memory_bytes"] <= memory_mb * 2**20)]
@@ -101,9 +100,8 @@ def _best_within(rows: list[dict], budget_ms: float | None, memory_mb: float | N
         smallest = min(row["memory_bytes"] for row in rows) / 2**20
         raise ConfigError(f"no slice fits budget_ms={budget_ms} and memory_mb={memory_mb}: the fastest measured "
                           f"{fastest:.3f} ms, the smallest needs {smallest:.2f} MiB")
-    if "val_bits_per_byte" in rows[0]:
-        return min(fits, key=lambda i: rows[i]["val_bits_per_byte"])
-    return max(fits, key=lambda i: rows[i]["val_top1"])
+    best = metric.best([rows[i][metric.column] for i in fits])
+    return next(i for i in fits if rows[i][metric.column] == best)
 
 
 def load_slice(folder: str | Path, *, budget_ms: float | None = None, memory_mb: float | None = None) -> nn.Module:
@@ -115,14 +113,18 @@ def load_slice(folder: str | Path, *, budget_ms: float | None = None, memory_mb:
         raise ConfigError(f"no {SLICES_JSON} in {folder}: write a slice table there with "
                           f"`elasticnas slices RUN --out {folder}`")
     table = read_json(folder / SLICES_JSON, "slice table")
-    index = _best_within(table["slices"], budget_ms, memory_mb)
+    with reading(folder / SLICES_JSON, "slice table"):
+        space = space_from_config(table["space"])
+        metric = quality_of(space)
+        rows = [{"measured_latency_ms": float(r["measured_latency_ms"]), "memory_bytes": int(r["memory_bytes"]),
+                 metric.column: float(r[metric.column])} for r in table["slices"]]
+    index = _best_within(rows, budget_ms, memory_mb, metric)
     with reading(folder / WEIGHTS, "slice table weights"):
         weights = (folder / WEIGHTS).read_bytes()
         if sha256_bytes(weights) != table["weights_sha256"]:
             raise ConfigError(f"{folder / WEIGHTS} is not the file {folder / SLICES_JSON} was written with "
                               f"(its SHA-256 differs); write the slice table again")
         tensors = load_safetensors(weights)
-        space = space_from_config(table["space"])
         supernet = build_supernet(space)
         supernet.load_state_dict({k: v for k, v in tensors.items() if not k.startswith(STATISTICS)})
         arch = space.canonical(table["slices"][index]["arch"])

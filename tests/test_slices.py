@@ -51,6 +51,16 @@ def test_a_weights_file_that_is_not_the_tables_is_refused(tmp_path):
         load_slice(tmp_path)
 
 
+def test_a_table_without_its_metric_is_refused_naming_the_file(tmp_path):
+    net = make_supernet("tiny_gpt", num_classes=256)
+    _table(tmp_path, net, [net.space.min()], [1.0], [4.0])
+    table = json.loads((tmp_path / SLICES_JSON).read_text())
+    del table["slices"][0]["val_bits_per_byte"]  # a language model's slices are chosen on bits per byte
+    (tmp_path / SLICES_JSON).write_text(json.dumps(table))
+    with pytest.raises(ConfigError, match=f"{SLICES_JSON} is not a valid slice table: .*val_bits_per_byte"):
+        load_slice(tmp_path)
+
+
 def test_sizes_are_spread_along_the_front_in_latency_order():
     import pandas as pd
 
