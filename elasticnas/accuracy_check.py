@@ -24,6 +24,7 @@ import pandas as pd
 from elasticnas.budget import FrontPoint
 from elasticnas.core.errors import ConfigError
 from elasticnas.core.run_layout import ACCURACY_CHECKS, EXPORTS
+from elasticnas.hardware.counting import count_all
 from elasticnas.measure import append_evaluations, latency_table_for, read_evaluations
 from elasticnas.quality_metric import TOP1, QualityMetric, quality_of
 
@@ -40,13 +41,16 @@ def best_measured_quality(run_folder: str | Path, metric: QualityMetric = TOP1) 
 
 
 def checked_candidates(run_folder: str | Path, run, searched: list[FrontPoint], budget_ms: float, *,
-                       top_k: int, device: str = "cpu", runtime: str = "torch") -> pd.DataFrame:
+                       top_k: int, device: str = "cpu", runtime: str = "torch",
+                       memory_mb: float | None = None) -> pd.DataFrame:
     """The subnets a budget's export is chosen from, most accurate *measured* first.
 
     ``searched``: the searched front within the budget, most accurate predicted first
     (:func:`elasticnas.budget.front_under`); its first ``top_k`` are measured where not already.
     Returns one row per candidate (:func:`check_columns`; ``source`` is ``searched <rank>`` or
     ``measured``), ordered by the measured quality metric (best first), then predicted latency.
+    Measured subnets join when predicted within the budget and, given ``memory_mb``, when their
+    weights plus KV cache fit in that many MiB (``searched`` is expected to fit already).
     """
     if top_k < 1:
         raise ConfigError(f"the accuracy check needs top_k >= 1 searched subnets to measure, but got {top_k}")
@@ -63,6 +67,9 @@ def checked_candidates(run_folder: str | Path, run, searched: list[FrontPoint], 
             checked[row["arch"]] = row
     known = {**checked, **measured}
     pool = list(dict.fromkeys([*ranks, *measured]))
+    if memory_mb is not None:
+        memory = count_all(space, [space.canonical(text) for text in pool])["memory_bytes"]
+        pool = [text for text, used in zip(pool, memory, strict=True) if text in ranks or used <= memory_mb * 2**20]
     predicted_ms = table.predict([space.canonical(text) for text in pool])
     rows = [{"arch": text, "source": f"searched {ranks[text]}" if text in ranks else "measured",
              "predicted_ms": float(ms), metric.column: float(metric.of_row(known[text])),

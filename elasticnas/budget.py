@@ -21,6 +21,7 @@ import pandas as pd
 
 from elasticnas.core.errors import ConfigError
 from elasticnas.core.files import read_csv
+from elasticnas.hardware.counting import count_all
 from elasticnas.hardware.latency import measure_archs
 from elasticnas.quality_metric import quality_of
 
@@ -31,13 +32,17 @@ class FrontPoint(NamedTuple):
     predicted_quality: float  # the search's quality objective (quality_of(space))
 
 
-def front_under(archive_csv: Path, budget_ms: float, space) -> list[FrontPoint]:
-    """The searched subnets predicted within ``budget_ms`` that no other beats on both quality
-    (the run's :func:`~elasticnas.quality_metric.quality_of`) and latency, best first."""
+def front_under(archive_csv: Path, budget_ms: float, space, memory_mb: float | None = None) -> list[FrontPoint]:
+    """The searched subnets predicted within ``budget_ms`` (and, given ``memory_mb``, whose weights
+    plus KV cache fit in that many MiB) that no other beats on both quality (the run's
+    :func:`~elasticnas.quality_metric.quality_of`) and latency, best first."""
     metric = quality_of(space)
     archive = read_csv(archive_csv, "search archive", columns=("arch", "feasible", "latency_ms", metric.objective),
                        numeric=("latency_ms", metric.objective))
     fits = archive[archive["feasible"].astype(bool) & (archive["latency_ms"] <= budget_ms)]
+    if memory_mb is not None and len(fits):
+        memory = count_all(space, [space.canonical(text) for text in fits["arch"]])["memory_bytes"]
+        fits = fits[memory <= memory_mb * 2**20]
     fits = fits.sort_values([metric.objective, "latency_ms"], ascending=[not metric.maximize, True])
     front, fastest = [], float("inf")
     for _, row in fits.iterrows():
@@ -46,7 +51,8 @@ def front_under(archive_csv: Path, budget_ms: float, space) -> list[FrontPoint]:
                                     float(row[metric.objective])))
             fastest = row["latency_ms"]
     if not front:
-        raise ConfigError(f"no subnet in {archive_csv.parent} meets {budget_ms} ms; the fastest found takes "
+        cap = "" if memory_mb is None else f" within {memory_mb} MiB"
+        raise ConfigError(f"no subnet in {archive_csv.parent} meets {budget_ms} ms{cap}; the fastest found takes "
                           f"{archive['latency_ms'].min():.4g} ms")
     return front
 

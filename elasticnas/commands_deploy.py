@@ -190,6 +190,10 @@ def _quickstart_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--check-top-k", type=int, default=5,
                         help="where a budget's best prediction is above every measured subnet: searched subnets "
                              "measured before its export is chosen on validation top-1 (0: always on the prediction)")
+    parser.add_argument("--max-memory-mb", type=float, default=None,
+                        help="search and export only subnets whose weights plus KV cache fit in this many MiB "
+                             "(default: none for an image model; a language model's is placed among its measured "
+                             "subnets, 70%% of the way up)")
     parser.add_argument("--seed", type=int, default=0)
     parser.set_defaults(run=_run_quickstart)
 
@@ -201,7 +205,7 @@ def _run_quickstart(args: argparse.Namespace) -> None:
                          runtime=args.runtime, seed=args.seed,
                          precision=args.precision, finetune_epochs=args.finetune_epochs,
                          table_repeats=args.table_repeats, table_rounds=args.table_rounds,
-                         check_top_k=args.check_top_k)
+                         check_top_k=args.check_top_k, max_memory_mb=args.max_memory_mb)
     print(summary.round(3).to_string(index=False))
 
 

@@ -146,7 +146,7 @@ def check_top_k_allowed(check_top_k: int) -> None:
 def export_within_budget(run_folder: str | Path, budget_ms: float, out: str | Path, *,
                          search_folder: Path | None = None, device: str = "cpu", runtime: str = "torch",
                          threads: int | None = None, run=None, formats=FORMATS, max_tries: int = 8,
-                         strict: bool = True, check_top_k: int = 5) -> dict:
+                         strict: bool = True, check_top_k: int = 5, memory_mb: float | None = None) -> dict:
     """Export the most accurate subnet that *measures* within ``budget_ms`` on ``device``/``runtime``.
 
     "Most accurate" is predicted, down the searched front, unless the subnet predicted best is
@@ -155,7 +155,8 @@ def export_within_budget(run_folder: str | Path, budget_ms: float, out: str | Pa
     subnets predicted within the budget (:mod:`elasticnas.accuracy_check`; the list is written
     to ``candidates.csv`` beside the export). The walk of :mod:`elasticnas.budget` then takes the
     first candidate that measures within the budget; with ``strict=False`` the fastest one tried
-    when none does (the report says so).
+    when none does (the report says so). ``memory_mb`` keeps to subnets whose weights plus KV
+    cache fit in that many MiB (exact from the architecture, not measured).
     """
     check_top_k_allowed(check_top_k)
     require_range("--budget-ms", budget_ms, above=0)
@@ -164,16 +165,16 @@ def export_within_budget(run_folder: str | Path, budget_ms: float, out: str | Pa
     run = run or load_trained(run_folder)
     folder = search_folder or latest_search(run_folder)
     extra_files = {}
-    candidates = front_under(folder / ARCHIVE, budget_ms, run.space)
+    candidates = front_under(folder / ARCHIVE, budget_ms, run.space, memory_mb)
     metric = quality_of(run.space)
     best_measured = best_measured_quality(run_folder, metric)
-    extra = {"budget_ms": budget_ms, "check_top_k": check_top_k, "quality_metric": metric.column,
-             "predicted_quality_of_best": candidates[0].predicted_quality, "best_measured_quality": best_measured,
-             "chosen_on": "prediction"}
+    extra = {"budget_ms": budget_ms, "memory_mb": memory_mb, "check_top_k": check_top_k,
+             "quality_metric": metric.column, "predicted_quality_of_best": candidates[0].predicted_quality,
+             "best_measured_quality": best_measured, "chosen_on": "prediction"}
     checks = None
     if check_top_k and metric.better(candidates[0].predicted_quality, best_measured):
         checks = checked_candidates(run_folder, run, candidates, budget_ms, top_k=check_top_k, device=device,
-                                    runtime=runtime)
+                                    runtime=runtime, memory_mb=memory_mb)
         candidates = [(run.space.canonical(text), ms) for text, ms in zip(checks["arch"], checks["predicted_ms"],
                                                                            strict=True)]
         extra_files = {CANDIDATES: checks.to_csv(index=False)}
@@ -194,7 +195,8 @@ def quickstart(out: str | Path = "runs/quickstart", *, supernet: str | None = No
                overrides: list[str] = (), subnets: int = 100, trials: int = 20, predicted_evals: int = 20_000,
                runtime: str = "torch", seed: int = 0, progress: bool = True, log=print,
                precision: str = "fp32", finetune_epochs: int = 0, table_repeats: int = 30,
-               table_rounds: int = 3, check_top_k: int = 5, report_folds: int = 5) -> pd.DataFrame:
+               table_rounds: int = 3, check_top_k: int = 5, report_folds: int = 5,
+               max_memory_mb: float | None = None) -> pd.DataFrame:
     """Train, profile, measure, fit, search under three budgets, export; returns the summary table.
 
     Without ``config``, a run begun earlier in ``out`` resumes with its own config; a new one of
@@ -210,6 +212,8 @@ def quickstart(out: str | Path = "runs/quickstart", *, supernet: str | None = No
     measured subnet, this many searched subnets are measured and the export is chosen on measured
     validation top-1 (0: always on the prediction; see :func:`export_within_budget`).
     ``report_folds``: outer folds of the predictors' held-out report (``elasticnas fit``).
+    ``max_memory_mb``: the search and the exports keep to subnets whose weights plus KV cache fit
+    in it; a language model's run without one is capped by :func:`quickstart_memory_cap`.
     """
     from elasticnas.experiment import load_experiment, quickstart_config, train_experiment
     from elasticnas.searching import search_run
@@ -217,6 +221,8 @@ def quickstart(out: str | Path = "runs/quickstart", *, supernet: str | None = No
     if precision not in ("fp32", "int8"):
         raise ConfigError(f"precision {precision!r} is not known; choose 'fp32' or 'int8'")
     check_top_k_allowed(check_top_k)  # before hours of training
+    if max_memory_mb is not None:
+        require_range("--max-memory-mb", max_memory_mb, above=0)
     if table_repeats < 1 or table_rounds < 1:
         raise ConfigError(f"the latency table needs --table-repeats >= 1 and --table-rounds >= 1, "
                           f"got {table_repeats} and {table_rounds}")
@@ -253,17 +259,21 @@ def quickstart(out: str | Path = "runs/quickstart", *, supernet: str | None = No
     stage("  " + describe_accuracy_noise(read_csv(reports_csv, "predictor reports", columns=("target", "kendall_tau")),
                                          metric))
     budgets = quickstart_budgets(read_evaluations(out))
-    stage(f"5/6 searching the accuracy-latency front under {budgets} ms")
-    _, search_folder = search_run(out, latency_budgets_ms=budgets, runtime=runtime, algorithm="nsga2",
-                                  predicted_evals=predicted_evals, seed=seed, progress=progress)
+    cap = max_memory_mb
+    if cap is None and run.space.modality == "text":
+        cap = quickstart_memory_cap(run.space, read_evaluations(out))
+    stage(f"5/6 searching the accuracy-latency front under {budgets} ms"
+          + ("" if cap is None else f" and {cap} MiB of weights and KV cache"))
+    _, search_folder = search_run(out, latency_budgets_ms=budgets, memory_budget_mb=cap, runtime=runtime,
+                                  algorithm="nsga2", predicted_evals=predicted_evals, seed=seed, progress=progress)
     stage("6/6 exporting the best subnet for each budget")
     predictor = load_predictor(out / PREDICTORS / ACCURACY_PREDICTOR, run.space)  # the search's accuracy objective
     rows = []
     for budget in budgets:
         folder = out / EXPORTS / f"budget_{budget:g}ms"
-        report = _read_budget_report(folder, budget, check_top_k) or export_within_budget(
+        report = _read_budget_report(folder, budget, check_top_k, cap) or export_within_budget(
             out, budget, folder, search_folder=search_folder, runtime=runtime, run=run, strict=False,
-            check_top_k=check_top_k)
+            check_top_k=check_top_k, memory_mb=cap)
         if not report["within_budget"]:
             stage(f"  budget {budget} ms NOT MET: no subnet tried measured within it; exported the fastest "
                   f"measured, {report['latency_ms_measured']:.3f} ms (the table is optimistic on this machine today)")
@@ -276,6 +286,7 @@ def quickstart(out: str | Path = "runs/quickstart", *, supernet: str | None = No
                      "precision": report["precision"],
                      "int8_accuracy_drop": report.get("int8_accuracy_drop", float("nan")),
                      "macs": report["macs"], "params": report["params"],
+                     **({} if cap is None else {"memory_mib": report["memory_bytes"] / 2**20, "memory_cap_mib": cap}),
                      "export": str(folder), **_finetuned(out, folder, report["arch"], finetune_epochs, progress)})
     summary = pd.DataFrame(rows)
     atomic_write_text(out / SUMMARY, summary.to_csv(index=False))
@@ -306,6 +317,18 @@ def quickstart_budgets(evaluations: pd.DataFrame, shares=(0.15, 0.4, 0.7)) -> li
         raise ConfigError(f"budgets are placed among measured subnets; the run has {len(latencies)}: measure more "
                           f"(elasticnas measure RUN --subnets N)")
     return [math.ceil(float(np.quantile(latencies, share, method="higher")) * 1000) / 1000 for share in shares]
+
+
+def quickstart_memory_cap(space, evaluations: pd.DataFrame, share: float = 0.7) -> float:
+    """A memory cap placed among the run's measured subnets, as :func:`quickstart_budgets` places
+    latency budgets: the weights plus KV cache (MiB) of the measured subnet at that share of them,
+    rounded up to 0.01 MiB; the largest subnets are then out of reach, whatever the latency budget."""
+    archs = [space.canonical(text) for text in evaluations["arch"]]
+    if len(archs) < 2:
+        raise ConfigError(f"the memory cap is placed among measured subnets; the run has {len(archs)}: measure more "
+                          f"(elasticnas measure RUN --subnets N)")
+    memory = count_all(space, archs)["memory_bytes"] / 2**20
+    return math.ceil(float(np.quantile(memory, share, method="higher")) * 100) / 100
 
 
 def beyond_measured(predicted: pd.Series, measured: pd.Series, metric: QualityMetric = TOP1) -> str | None:
@@ -343,10 +366,11 @@ def _training_finished(folder: Path, epochs: int) -> bool:
     return metrics.exists() and len(read_metrics(metrics)) >= epochs and (folder / CHECKPOINT).exists()
 
 
-def _read_budget_report(folder: Path, budget_ms: float, check_top_k: int) -> dict | None:
+def _read_budget_report(folder: Path, budget_ms: float, check_top_k: int, memory_mb: float | None) -> dict | None:
     path = folder / REPORT
     if not path.exists():
         return None
     report = read_json(path, "export report", fields=())
-    same = report.get("budget_ms") == budget_ms and report.get("check_top_k", 0) == check_top_k
+    same = (report.get("budget_ms") == budget_ms and report.get("check_top_k", 0) == check_top_k
+            and report.get("memory_mb") == memory_mb)
     return report if same and "rank" in report else None

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import re
 import sys
 import warnings
 
@@ -15,7 +16,8 @@ from elasticnas import load_subnet
 from elasticnas.cli import main
 from elasticnas.experiment import SupernetConfig
 from elasticnas.export import FILES, export_subnet
-from elasticnas.pipeline import beyond_measured, quickstart, quickstart_budgets
+from elasticnas.hardware import count_all
+from elasticnas.pipeline import beyond_measured, quickstart, quickstart_budgets, quickstart_memory_cap
 from elasticnas.quality_metric import BITS_PER_BYTE
 from elasticnas.runs import load_trained
 from elasticnas.supernet import ConfigError
@@ -182,6 +184,20 @@ def test_quickstart_budgets_sit_on_measured_subnets_by_hand():
         quickstart_budgets(evaluations.head(1))
 
 
+def test_the_quickstarts_memory_cap_sits_on_a_measured_subnet():
+    from elasticnas.supernet import create_space
+
+    space = create_space("tiny_gpt", num_classes=256)
+    archs = list(dict.fromkeys(space.sample(np.random.default_rng(0), n=10)))
+    memory = np.sort(count_all(space, archs)["memory_bytes"] / 2**20)
+    cap = quickstart_memory_cap(space, pd.DataFrame({"arch": [a.to_json() for a in archs]}))
+    # the subnet at or just above 70% of the way through the sorted list, rounded up to 0.01 MiB
+    at = memory[int(np.ceil(0.7 * (len(memory) - 1)))]
+    assert at <= cap < at + 0.01 and (memory <= cap).sum() >= 0.7 * len(memory) and (memory > cap).any()
+    with pytest.raises(ConfigError, match="measured subnets; the run has 1"):
+        quickstart_memory_cap(space, pd.DataFrame({"arch": [archs[0].to_json()]}))
+
+
 @pytest.mark.parametrize("flag", ["--table-repeats", "--table-rounds"])
 def test_quickstart_refuses_an_empty_latency_table_before_training(tmp_path, capsys, flag):
     out = tmp_path / "quick"
@@ -234,6 +250,12 @@ def test_a_language_models_front_is_best_at_the_fewest_bits_per_byte(tmp_path):
     path = tmp_path / "archive.csv"
     pd.DataFrame(rows).to_csv(path, index=False)
     assert budget.front_under(path, 3.0, space) == [(archs[0], 3.0, 2.1), (archs[1], 2.0, 2.4), (archs[2], 1.0, 2.9)]
+    memory = count_all(space, archs)["memory_bytes"] / 2**20  # weights + KV cache, largest first
+    # a memory cap between the middle and the largest subnet leaves the front from the middle one down
+    capped = budget.front_under(path, 3.0, space, (memory[0] + memory[1]) / 2)
+    assert [p.arch for p in capped] == archs[1:]  # the random one, 2.5 ms, is slower than the middle one
+    with pytest.raises(ConfigError, match=re.escape(f"meets 3.0 ms within {memory[2] / 2} MiB")):
+        budget.front_under(path, 3.0, space, memory[2] / 2)
     pd.DataFrame(rows).rename(columns={"bits_per_byte": "accuracy"}).to_csv(path, index=False)
     with pytest.raises(ConfigError, match="bits_per_byte"):  # an archive of another metric is not read as this one
         budget.front_under(path, 3.0, space)

@@ -12,7 +12,9 @@ import pytest
 
 from elasticnas.cli import main
 from elasticnas.core.run_layout import EVALUATIONS, EXPORTS, PREDICTOR_REPORTS, PREDICTORS, SEARCH, SLICES, SLICES_JSON
-from elasticnas.pipeline import quickstart
+from elasticnas.hardware import count_all
+from elasticnas.pipeline import quickstart, quickstart_memory_cap
+from elasticnas.runs import run_space
 from elasticnas.text_data import load_corpus
 
 SMALL_TEXT = ["data.name=textfolder", "data.context=32", "data.batch_size=128",
@@ -37,10 +39,17 @@ def test_quickstart_runs_end_to_end_on_a_language_model(tmp_path, capsys):
     archive = pd.read_csv(next((out / SEARCH).glob("*/archive.csv")))
     assert "bits_per_byte" in archive and "accuracy" not in archive
     assert {"predicted_val_bits_per_byte", "test_bits_per_byte"} <= set(summary.columns)
+    # a memory cap placed among the measured subnets binds the search and every export
+    cap = quickstart_memory_cap(run_space(out), evaluations)
+    memory = count_all(run_space(out), [run_space(out).canonical(a) for a in evaluations["arch"]])["memory_bytes"]
+    assert memory.min() <= cap * 2**20 < memory.max()
+    assert (summary["memory_cap_mib"] == cap).all() and (summary["memory_mib"] <= cap).all()
+    assert not archive.loc[archive["feasible"], "memory_bytes"].gt(cap * 2**20).any()
     for folder in summary["export"]:
         report = json.loads((Path(folder) / "report.json").read_text())
         assert report["reloaded_equals_supernet_subnet"] and 0 < report["test_bits_per_byte"] < 8
         assert report["memory_bytes"] == report["size_bytes"] + report["kv_cache_bytes"] > report["size_bytes"]
+        assert report["memory_mb"] == cap and report["memory_bytes"] <= cap * 2**20
     table = json.loads((out / EXPORTS / SLICES / SLICES_JSON).read_text())
     assert 1 <= len(table["slices"]) <= 6 and all(0 < row["val_bits_per_byte"] < 8 for row in table["slices"])
     capsys.readouterr()
