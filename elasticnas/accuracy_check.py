@@ -21,10 +21,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from elasticnas.budget import FrontPoint
+from elasticnas.budget import FrontPoint, within_memory
 from elasticnas.core.errors import ConfigError
 from elasticnas.core.run_layout import ACCURACY_CHECKS, EXPORTS
-from elasticnas.hardware.counting import count_all
 from elasticnas.measure import append_evaluations, latency_table_for, read_evaluations
 from elasticnas.quality_metric import TOP1, QualityMetric, quality_of
 
@@ -66,11 +65,11 @@ def checked_candidates(run_folder: str | Path, run, searched: list[FrontPoint], 
         for row in append_evaluations(run_folder, run, todo, table, run.eval_data("val"), journal=CHECKS):
             checked[row["arch"]] = row
     known = {**checked, **measured}
-    pool = list(dict.fromkeys([*ranks, *measured]))
+    pool = {text: space.canonical(text) for text in dict.fromkeys([*ranks, *measured])}
     if memory_mb is not None:
-        memory = count_all(space, [space.canonical(text) for text in pool])["memory_bytes"]
-        pool = [text for text, used in zip(pool, memory, strict=True) if text in ranks or used <= memory_mb * 2**20]
-    predicted_ms = table.predict([space.canonical(text) for text in pool])
+        fits = within_memory(space, list(pool.values()), memory_mb)
+        pool = {text: arch for (text, arch), fit in zip(pool.items(), fits, strict=True) if text in ranks or fit}
+    predicted_ms = table.predict(list(pool.values()))
     rows = [{"arch": text, "source": f"searched {ranks[text]}" if text in ranks else "measured",
              "predicted_ms": float(ms), metric.column: float(metric.of_row(known[text])),
              se: float(known[text].get(se, float("nan")))}

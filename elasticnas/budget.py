@@ -32,6 +32,11 @@ class FrontPoint(NamedTuple):
     predicted_quality: float  # the search's quality objective (quality_of(space))
 
 
+def within_memory(space, archs: list, memory_mb: float):
+    """Whether each architecture's weights plus KV cache (``memory_bytes``, exact) fit in ``memory_mb`` MiB."""
+    return count_all(space, archs)["memory_bytes"] <= memory_mb * 2**20
+
+
 def front_under(archive_csv: Path, budget_ms: float, space, memory_mb: float | None = None) -> list[FrontPoint]:
     """The searched subnets predicted within ``budget_ms`` (and, given ``memory_mb``, whose weights
     plus KV cache fit in that many MiB) that no other beats on both quality (the run's
@@ -41,8 +46,7 @@ def front_under(archive_csv: Path, budget_ms: float, space, memory_mb: float | N
                        numeric=("latency_ms", metric.objective))
     fits = archive[archive["feasible"].astype(bool) & (archive["latency_ms"] <= budget_ms)]
     if memory_mb is not None and len(fits):
-        memory = count_all(space, [space.canonical(text) for text in fits["arch"]])["memory_bytes"]
-        fits = fits[memory <= memory_mb * 2**20]
+        fits = fits[within_memory(space, [space.canonical(text) for text in fits["arch"]], memory_mb)]
     fits = fits.sort_values([metric.objective, "latency_ms"], ascending=[not metric.maximize, True])
     front, fastest = [], float("inf")
     for _, row in fits.iterrows():

@@ -258,10 +258,11 @@ def quickstart(out: str | Path = "runs/quickstart", *, supernet: str | None = No
     metric = quality_of(run.space)
     stage("  " + describe_accuracy_noise(read_csv(reports_csv, "predictor reports", columns=("target", "kendall_tau")),
                                          metric))
-    budgets = quickstart_budgets(read_evaluations(out))
+    evaluations = read_evaluations(out)  # the search and the exports add none
+    budgets = quickstart_budgets(evaluations)
     cap = max_memory_mb
     if cap is None and run.space.modality == "text":
-        cap = quickstart_memory_cap(run.space, read_evaluations(out))
+        cap = quickstart_memory_cap(run.space, evaluations)
     stage(f"5/6 searching the accuracy-latency front under {budgets} ms"
           + ("" if cap is None else f" and {cap} MiB of weights and KV cache"))
     _, search_folder = search_run(out, latency_budgets_ms=budgets, memory_budget_mb=cap, runtime=runtime,
@@ -292,7 +293,7 @@ def quickstart(out: str | Path = "runs/quickstart", *, supernet: str | None = No
     atomic_write_text(out / SUMMARY, summary.to_csv(index=False))
     stage(f"  budgets met: {int(summary['within_budget'].sum())} of {len(summary)} (measured on this machine)")
     warning = None if check_top_k else beyond_measured(summary[f"predicted_{metric.column}"],
-                                                         metric.of_row(read_evaluations(out)), metric)
+                                                         metric.of_row(evaluations), metric)
     if warning:
         stage("  " + warning)
     if run.space.modality == "text":
@@ -313,10 +314,7 @@ def quickstart_budgets(evaluations: pd.DataFrame, shares=(0.15, 0.4, 0.7)) -> li
     the table; the accuracy check and the budget walk have candidates there, not only the
     single cheapest subnet the space allows."""
     latencies = evaluations["table_latency_ms"].to_numpy(dtype=float)
-    if len(latencies) < 2:
-        raise ConfigError(f"budgets are placed among measured subnets; the run has {len(latencies)}: measure more "
-                          f"(elasticnas measure RUN --subnets N)")
-    return [math.ceil(float(np.quantile(latencies, share, method="higher")) * 1000) / 1000 for share in shares]
+    return _placed_among_measured(latencies, shares, 3, "budgets are")
 
 
 def quickstart_memory_cap(space, evaluations: pd.DataFrame, share: float = 0.7) -> float:
@@ -324,11 +322,17 @@ def quickstart_memory_cap(space, evaluations: pd.DataFrame, share: float = 0.7) 
     latency budgets: the weights plus KV cache (MiB) of the measured subnet at that share of them,
     rounded up to 0.01 MiB; the largest subnets are then out of reach, whatever the latency budget."""
     archs = [space.canonical(text) for text in evaluations["arch"]]
-    if len(archs) < 2:
-        raise ConfigError(f"the memory cap is placed among measured subnets; the run has {len(archs)}: measure more "
+    memory = count_all(space, archs)["memory_bytes"] / 2**20 if archs else np.zeros(0)
+    return _placed_among_measured(memory, (share,), 2, "the memory cap is")[0]
+
+
+def _placed_among_measured(values: np.ndarray, shares, decimals: int, what: str) -> list[float]:
+    """The value of the measured subnet at or just above each share of them, rounded up to ``decimals``."""
+    if len(values) < 2:
+        raise ConfigError(f"{what} placed among measured subnets; the run has {len(values)}: measure more "
                           f"(elasticnas measure RUN --subnets N)")
-    memory = count_all(space, archs)["memory_bytes"] / 2**20
-    return math.ceil(float(np.quantile(memory, share, method="higher")) * 100) / 100
+    scale = 10**decimals
+    return [math.ceil(float(np.quantile(values, share, method="higher")) * scale) / scale for share in shares]
 
 
 def beyond_measured(predicted: pd.Series, measured: pd.Series, metric: QualityMetric = TOP1) -> str | None:
