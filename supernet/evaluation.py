@@ -27,6 +27,7 @@ from elasticnas.core.distributed import all_reduce_mean_, all_reduce_sum, rank_a
 from elasticnas.supernet.arch import Arch
 from elasticnas.supernet.batches import iterate, resize
 from elasticnas.supernet.losses import per_position
+from elasticnas.supernet.memory_layout import channels_last, default_layout
 
 
 @dataclass(frozen=True)
@@ -138,8 +139,8 @@ def calibrated_subnet(supernet: nn.Module, arch: Arch, data: EvalData) -> nn.Mod
     """The static model of ``arch`` with batch norm recalibrated, in eval mode."""
     device = next(supernet.parameters()).device
     calibration, _ = data.at(arch.resolution, device)
-    model = supernet.extract(arch)
-    return recalibrate_bn(model, calibration, data.calibration_batch_size).eval()
+    model = channels_last(supernet.extract(arch))
+    return default_layout(recalibrate_bn(model, calibration, data.calibration_batch_size).eval())
 
 
 @torch.no_grad()
@@ -154,7 +155,7 @@ def evaluate_many(supernet: nn.Module, archs: Sequence[Arch], data: EvalData) ->
     device = next(supernet.parameters()).device
     results = []
     for arch in archs:
-        model = calibrated_subnet(supernet, arch, data)
+        model = channels_last(calibrated_subnet(supernet, arch, data))
         _, images = data.at(arch.resolution, device)
         results.append(score(model, images, data.labels.to(device), data.eval_batch_size))
     return results

@@ -33,6 +33,7 @@ from elasticnas.supernet.batches import epoch_order, iterate, resize
 from elasticnas.supernet.divergence import record_divergence
 from elasticnas.supernet.evaluation import EvalData, batch_norms, calibrated_subnet, evaluate_many
 from elasticnas.supernet.losses import distillation_loss, label_loss
+from elasticnas.supernet.memory_layout import channels_last, default_layout
 from elasticnas.supernet.regularisation import regularisation_off
 from elasticnas.supernet.reorder import reorder_channels
 from elasticnas.supernet.samplers import StepContext, create_strategy
@@ -232,10 +233,12 @@ class Trainer:
         previous = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT)}
         for sig in previous:
             signal.signal(sig, lambda *_: self.request_stop())
+        channels_last(self.model)  # copy_ (restoring, reordering channels) keeps the layout from here on
         try:
             while self.epoch < self.train_cfg.epochs:
                 self._train_epoch()
         finally:
+            default_layout(self.model)
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
         return pd.DataFrame(self.history)
@@ -378,7 +381,7 @@ class Trainer:
         data = self.eval_data or EvalData.from_datasets(
             self.train_set, None, calibration_images=self.train_cfg.bn_calibration_images, seed=self.train_cfg.seed,
             calibration_batch_size=self.train_cfg.bn_calibration_batch_size)
-        self.teacher = calibrated_subnet(self.model, self.space.max(), data).requires_grad_(False)
+        self.teacher = channels_last(calibrated_subnet(self.model, self.space.max(), data).requires_grad_(False))
         self.model.train()
 
     # ----- checkpoints -------------------------------------------------------------------
@@ -414,7 +417,7 @@ class Trainer:
         self.scheduler.load_state_dict(state["scheduler"])
         self.scaler.load_state_dict(state["scaler"])
         if state["teacher"] is not None:
-            self.teacher = self.model.extract(self.space.max()).eval().requires_grad_(False)
+            self.teacher = channels_last(self.model.extract(self.space.max()).eval().requires_grad_(False))
             self.teacher.load_state_dict(state["teacher"])
         self.phase = state["phase"]
         torch.set_rng_state(state["rng"]["torch"])
