@@ -183,10 +183,13 @@ def _quickstart_arguments(parser: argparse.ArgumentParser) -> None:
                              "runtime's own tool: --runtime onnxruntime, openvino or executorch)")
     parser.add_argument("--finetune-epochs", type=int, default=0,
                         help="also fine-tune each exported subnet for this many epochs (elasticnas finetune)")
-    parser.add_argument("--table-repeats", type=int, default=30,
-                        help="timings per layer of the latency table (elasticnas profile --repeats)")
-    parser.add_argument("--table-rounds", type=int, default=3,
-                        help="passes over the latency table's layers (elasticnas profile --rounds)")
+    parser.add_argument("--table-repeats", type=int, default=None,
+                        help="timings per layer of the latency table (default 10; elasticnas profile --repeats)")
+    parser.add_argument("--table-rounds", type=int, default=None,
+                        help="passes over the latency table's layers (default 2; elasticnas profile --rounds)")
+    parser.add_argument("--trials", type=int, default=None, help="optuna trials per predictor (default 12)")
+    parser.add_argument("--report-folds", type=int, default=None,
+                        help="outer folds of the predictors' held-out report (default 3)")
     parser.add_argument("--check-top-k", type=int, default=5,
                         help="where a budget's best prediction is above every measured subnet: searched subnets "
                              "measured before its export is chosen on validation top-1 (0: always on the prediction)")
@@ -201,11 +204,12 @@ def _quickstart_arguments(parser: argparse.ArgumentParser) -> None:
 def _run_quickstart(args: argparse.Namespace) -> None:
     from elasticnas.pipeline import quickstart
 
+    chosen = {name: getattr(args, name) for name in ("table_repeats", "table_rounds", "trials", "report_folds")}
     summary = quickstart(args.out, supernet=args.supernet, config=args.config, subnets=args.subnets,
                          runtime=args.runtime, seed=args.seed,
                          precision=args.precision, finetune_epochs=args.finetune_epochs,
-                         table_repeats=args.table_repeats, table_rounds=args.table_rounds,
-                         check_top_k=args.check_top_k, max_memory_mb=args.max_memory_mb)
+                         check_top_k=args.check_top_k, max_memory_mb=args.max_memory_mb,
+                         **{name: value for name, value in chosen.items() if value is not None})
     print(summary.round(3).to_string(index=False))
 
 
