@@ -48,11 +48,11 @@ test-all: venv
 	$(BIN)/python -m pytest -q
 
 # The default experiment, the quickstart's training alone: the small-image supernet on the
-# bundled MNIST subset, uniform sampling plus the smallest subnet, 24 epochs (about 5 minutes).
+# bundled MNIST subset, uniform sampling plus the smallest subnet, 20 epochs (about 3 minutes).
 train: venv
 	$(BIN)/elasticnas train mnist_quickstart --out runs/mnist_quickstart $(if $(wildcard runs/mnist_quickstart/checkpoint.pt),--resume,)
 
-# Train, profile, measure, fit, search under three budgets, export: about 10 minutes on 2 cores; resumes.
+# Train, profile, measure, fit, search under three budgets, export: about 5.5 minutes on 2 cores; resumes.
 quickstart: venv
 	$(BIN)/elasticnas quickstart --out runs/quickstart
 

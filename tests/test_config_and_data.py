@@ -13,7 +13,8 @@ def test_default_config_is_the_quickstarts_and_parses_into_typed_dataclasses():
     config = load_experiment()
     assert isinstance(config, ExperimentConfig) and config == load_experiment("mnist_quickstart")
     assert config.data.name == "mnist5k" and config.sampler.name == "uniform"
-    assert config.sampler.options == {"num_subnets": 2, "with_smallest": True} and config.train.epochs == 24
+    assert config.sampler.options == {"num_subnets": 2, "with_smallest": True} and config.train.epochs == 20
+    assert config.train.evaluate_every == 4 and config.train.bn_calibration_images == 1000
     assert isinstance(config.optim.lr, float)
 
 
@@ -82,7 +83,7 @@ def test_the_quickstart_trains_its_own_config_on_its_supernet_and_recipes_on_oth
     assert quickstart_config() == quickstart_config("tiny_mbv3") == "mnist_quickstart"
     own = load_experiment("mnist_quickstart")
     assert own.supernet.name == "tiny_mbv3" and own.sampler.name == "uniform"
-    assert own.sampler.options["with_smallest"] is True and own.train.epochs == 24
+    assert own.sampler.options["with_smallest"] is True and own.train.epochs == 20
     assert quickstart_config("tiny_resnet") == "mnist_resnet_sandwich"
     assert quickstart_config("ofa_resnet50") == "mnist_sandwich"  # no recipe: the default config
     assert recipe_for("tiny_mbv3", "uniform") == "mnist_uniform"  # the quickstart's is a variant

@@ -198,10 +198,11 @@ def test_the_quickstarts_memory_cap_sits_on_a_measured_subnet():
         quickstart_memory_cap(space, pd.DataFrame({"arch": [archs[0].to_json()]}))
 
 
-@pytest.mark.parametrize("flag", ["--table-repeats", "--table-rounds"])
-def test_quickstart_refuses_an_empty_latency_table_before_training(tmp_path, capsys, flag):
+@pytest.mark.parametrize(("flag", "value"), [("--table-repeats", "0"), ("--table-rounds", "0"), ("--trials", "0"),
+                                           ("--report-folds", "1")])
+def test_quickstart_refuses_an_empty_table_or_fit_before_training(tmp_path, capsys, flag, value):
     out = tmp_path / "quick"
-    assert main(["quickstart", "--out", str(out), flag, "0"]) == 2
+    assert main(["quickstart", "--out", str(out), flag, value]) == 2
     assert flag in capsys.readouterr().err and not out.exists()
 
 
