@@ -18,6 +18,8 @@ Writers write whole files atomically; readers refuse a file that is not what it 
                                           latency_table.partial.csv and latency_table.partial.json
                                           while it is built
         latency_check.csv                 profile --check: fresh subnets measured against the table
+      tables/<device>_<runtime>_<phase>/  search: another phase's table (a language model's prefill),
+                                          built when an objective or budget names it
       evaluations.csv                     measure: one measured subnet per row (fit, search, export)
       predictors/                         fit: accuracy.skops, latency.skops (search, export), reports.csv,
                                           held_out_predictions.csv, predictor_quality.png

@@ -18,12 +18,21 @@ def _search_writes(args: argparse.Namespace) -> list[tuple[Path, bool]]:
     run, out = (args.run_folder, False), (args.out, True)
     if args.out is None:
         return [run]
-    writes_run = args.real_evals or not has_latency_table(args.run_folder, args.device, args.runtime)
+    phases = args.phase_budgets or any(name.startswith("latency_") for name in args.objectives)  # may build tables
+    writes_run = args.real_evals or phases or not has_latency_table(args.run_folder, args.device, args.runtime)
     return [run, out] if writes_run else [out]
 
 
 def _float_list(text: str) -> list[str]:
     return [part.strip() for part in text.split(",") if part.strip()]
+
+
+def _phase_budget(text: str) -> tuple[str, float]:
+    phase, _, budget = text.partition("=")
+    try:
+        return phase.strip(), float(budget)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not PHASE=MS (e.g. prefill=20)") from None
 
 
 @command("search", "search the accuracy-latency Pareto front of a run's space under latency budgets",
@@ -40,6 +49,10 @@ def _search_arguments(parser: argparse.ArgumentParser) -> None:
                         help="a latency budget in ms (repeat for several); the best subnet under each is saved")
     parser.add_argument("--max-memory-mb", type=float, default=None,
                         help="only subnets whose weights plus KV cache (at their context) fit in this many MiB")
+    parser.add_argument("--phase-budget-ms", type=_phase_budget, action="append", default=[], dest="phase_budgets",
+                        metavar="PHASE=MS", help="where the space times phases (a language model: prefill, decode), "
+                        "keep that phase's table latency within MS, e.g. prefill=20 (repeat for several); the "
+                        "objective latency_<phase> searches it")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--runtime", default="torch", choices=runtime_names())
     parser.add_argument("--algorithm", default="nsga2", choices=algorithm_names())
@@ -61,7 +74,8 @@ def _run_search(args: argparse.Namespace) -> None:
     from elasticnas.searching import best_per_budget, search_run
 
     result, folder = search_run(args.run_folder, objectives=args.objectives, latency_budgets_ms=args.budgets,
-                                memory_budget_mb=args.max_memory_mb, device=args.device, runtime=args.runtime,
+                                memory_budget_mb=args.max_memory_mb, phase_budgets_ms=dict(args.phase_budgets),
+                                device=args.device, runtime=args.runtime,
                                 algorithm=args.algorithm,
                                 real_evals=args.real_evals, predicted_evals=args.predicted_evals, seed=args.seed,
                                 out=args.out, storage=args.storage, study=args.study, heartbeat_s=args.heartbeat_s)

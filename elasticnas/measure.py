@@ -55,11 +55,12 @@ def fit_targets(space: SearchSpace) -> dict[str, tuple[str, str]]:
     return {metric.column: (metric.report_kind, "accuracy"), "table_latency_ms": ("latency", "latency")}
 
 
-def table_folder(run_folder: str | Path, device: str, runtime: str) -> Path:
-    """Where the run keeps its table for ``device``/``runtime``, both checked first: each becomes
-    part of a path, so only known names (never ``..`` or ``/``) are allowed."""
+def table_folder(run_folder: str | Path, device: str, runtime: str, phase: str | None = None) -> Path:
+    """Where the run keeps its table for ``device``/``runtime`` (and another ``phase`` than its
+    space's own), each checked first: each becomes part of a path, so only known names (never
+    ``..`` or ``/``) are allowed."""
     check_runtime(runtime, device)
-    return Path(run_folder) / TABLES / f"{device.replace(':', '')}_{runtime}"
+    return Path(run_folder) / TABLES / (f"{device.replace(':', '')}_{runtime}" + (f"_{phase}" if phase else ""))
 
 
 def has_latency_table(run_folder: str | Path, device: str, runtime: str) -> bool:
@@ -67,11 +68,21 @@ def has_latency_table(run_folder: str | Path, device: str, runtime: str) -> bool
     return (table_folder(run_folder, device, runtime) / TABLE_JSON).exists()
 
 
+def timed_phase(space: SearchSpace, phase: str | None) -> tuple[SearchSpace, str | None]:
+    """The space that times ``phase`` and the suffix of its table's folder: none for the space's
+    own phase (or ``phase=None``), whose table is the run's."""
+    if phase is None:
+        return space, None
+    timed = space.in_phase(phase)  # refuses a phase the space does not have
+    return timed, (None if timed.fingerprint == space.fingerprint else phase)
+
+
 def latency_table_for(run_folder: str | Path, space: SearchSpace, *, device: str = "cpu",
                       runtime: str = "torch", threads: int | None = None, calibrate: int = 10, seed: int = 0,
                       repeats: int = 30, rounds: int = 3, progress: bool = True,
-                      check_speed: bool = False) -> LatencyTable:
-    """The run's latency table for ``device``/``runtime``, built (resumably) on first use.
+                      check_speed: bool = False, phase: str | None = None) -> LatencyTable:
+    """The run's latency table for ``device``/``runtime`` (and ``phase``, one of the space's
+    :attr:`~SearchSpace.phases`, where it times several), built (resumably) on first use.
 
     A new table is calibrated on ``calibrate`` random subnets measured among its layers;
     ``repeats`` and ``rounds`` are :meth:`LatencyTable.build`'s (an existing table is kept as built).
@@ -79,8 +90,9 @@ def latency_table_for(run_folder: str | Path, space: SearchSpace, *, device: str
     another speed than when the table was built (predictions stay at the build-time speed,
     so searches are reproducible; see :meth:`LatencyTable.at_current_speed`).
     """
-    folder = table_folder(run_folder, device, runtime)
-    if has_latency_table(run_folder, device, runtime):
+    space, suffix = timed_phase(space, phase)
+    folder = table_folder(run_folder, device, runtime, suffix)
+    if (folder / TABLE_JSON).exists():
         table = LatencyTable.load(folder)
         table.check(space)
         return table.at_current_speed(rescale=False) if check_speed else table

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -27,9 +27,25 @@ from elasticnas.search import (
 )
 from elasticnas.search.studies import check_storage_url
 
-# "accuracy" names the run's quality objective whatever it is (a language model's: bits_per_byte)
+# "accuracy" names the run's quality objective whatever it is (a language model's: bits_per_byte);
+# "latency_<phase>" one phase's latency where the space times several (PHASE_LATENCY)
 OBJECTIVES = ("accuracy", "bits_per_byte", "latency", "macs", "params", "size_bytes", "peak_activation_bytes",
               "memory_bytes")
+PHASE_LATENCY = "latency_"
+
+
+def phase_latency_objectives(run_folder: Path, space, phases, *, device: str, runtime: str, seed: int,
+                             progress: bool) -> dict[str, Objective]:
+    """phase -> its latency (``latency_<phase>_ms``) from the run's table for that phase, built on
+    first use; a phase the space does not time is refused, naming those it does."""
+    unknown = [p for p in phases if p not in space.phases]
+    if unknown:
+        allowed = [PHASE_LATENCY + p for p in space.phases] or "none: this space times one kind of pass"
+        raise ConfigError(f"phases {unknown} are not timed by space {space.name!r}; phase latencies: {allowed}")
+    return {phase: table_latency_objective(
+                latency_table_for(run_folder, space, device=device, runtime=runtime, seed=seed, progress=progress,
+                                  check_speed=True, phase=phase), f"{PHASE_LATENCY}{phase}_ms")
+            for phase in dict.fromkeys(phases)}
 
 
 def measured_accuracy_objective(run_folder: Path, table) -> Objective:
@@ -52,7 +68,7 @@ def measured_accuracy_objective(run_folder: Path, table) -> Objective:
 
 def search_run(run_folder: str | Path, *, objectives: Sequence[str] = ("accuracy", "latency"),
                latency_budgets_ms: Sequence[float] = (), memory_budget_mb: float | None = None,
-               device: str = "cpu", runtime: str = "torch",
+               phase_budgets_ms: Mapping[str, float] | None = None, device: str = "cpu", runtime: str = "torch",
                algorithm: str = "nsga2", real_evals: int = 0, predicted_evals: int = 20_000, pop_size: int = 100,
                seed: int = 0, out: str | Path | None = None, storage: str | None = None, study: str = "search",
                heartbeat_s: int = 10, progress: bool = True) -> tuple[SearchResult, Path]:
@@ -63,6 +79,9 @@ def search_run(run_folder: str | Path, *, objectives: Sequence[str] = ("accuracy
     on the supernet. Latency is the run's lookup table for ``device``/``runtime``. Budgets
     constrain latency to the largest one; the best subnet under each is saved as JSON.
     ``memory_budget_mb`` keeps subnets whose weights plus KV cache (``memory_bytes``) fit in it.
+    Where the space times several phases (a language model: ``prefill``, ``decode``), the
+    objective ``latency_<phase>`` is that phase's table latency, and ``phase_budgets_ms``
+    (phase -> ms) keeps each phase within its budget; ``latency`` stays the run's own table's.
     ``storage``/``study``: a database URL and study name shared by several search workers
     (optuna algorithms, predictor search), each writing its own ``out``.
     """
@@ -72,10 +91,12 @@ def search_run(run_folder: str | Path, *, objectives: Sequence[str] = ("accuracy
     if storage is not None and real_evals:
         raise ConfigError("a shared study storage is for searches on the predictor; measured subnets (--real-evals) "
                           "are written to the one run folder, so run those in one process")
-    unknown = [o for o in objectives if o not in OBJECTIVES]
+    unknown = [o for o in objectives if o not in OBJECTIVES and not o.startswith(PHASE_LATENCY)]
     if unknown or len(objectives) < 1:
-        raise ConfigError(f"unknown objectives {unknown}; choose from {list(OBJECTIVES)}")
-    for budget in latency_budgets_ms:
+        raise ConfigError(f"unknown objectives {unknown}; choose from {list(OBJECTIVES)} or "
+                          f"{PHASE_LATENCY}<phase> where the space times phases")
+    phase_budgets_ms = dict(phase_budgets_ms or {})
+    for budget in [*latency_budgets_ms, *phase_budgets_ms.values()]:
         require_range("--latency-budget-ms", budget, above=0)
     if memory_budget_mb is not None:
         require_range("--max-memory-mb", memory_budget_mb, above=0)
@@ -87,6 +108,9 @@ def search_run(run_folder: str | Path, *, objectives: Sequence[str] = ("accuracy
     table = latency_table_for(run_folder, space, device=device, runtime=runtime, seed=seed, progress=progress,
                               check_speed=True)
     latency = table_latency_objective(table, "latency_ms")
+    phased = phase_latency_objectives(
+        run_folder, space, [o.removeprefix(PHASE_LATENCY) for o in objectives if o.startswith(PHASE_LATENCY)]
+        + list(phase_budgets_ms), device=device, runtime=runtime, seed=seed, progress=progress)
     built = []
     for name in objectives:
         if name in ("accuracy", "bits_per_byte"):
@@ -101,12 +125,16 @@ def search_run(run_folder: str | Path, *, objectives: Sequence[str] = ("accuracy
                                                  maximize=metric.maximize))
         elif name == "latency":
             built.append(latency)
+        elif name.startswith(PHASE_LATENCY):
+            built.append(phased[name.removeprefix(PHASE_LATENCY)])
         else:
             built.append(cost_objective(space, name))
     constraints = [Constraint(latency, max(latency_budgets_ms))] if latency_budgets_ms else []
+    constraints += [Constraint(phased[phase], budget) for phase, budget in phase_budgets_ms.items()]
     if memory_budget_mb is not None:
         constraints.append(Constraint(cost_objective(space, "memory_bytes"), memory_budget_mb * 2**20))
     metrics = [] if "latency" in objectives else [latency]
+    metrics += [phased[p] for p in phased if PHASE_LATENCY + p not in objectives]  # a budget's phase, recorded
     folder = Path(out) if out is not None else run_folder / SEARCH / (f"{algorithm}_real{real_evals}_seed{seed}")
     if real_evals:
         measured = read_evaluations(run_folder)["arch"].tolist()

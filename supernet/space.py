@@ -75,6 +75,9 @@ class SearchSpace(LayerLists, DeploymentChoices):
     reorder_dimensions: ClassVar[tuple[str, ...]] = ("expand",)
     # what a subnet reads: "image" (batch, channels, resolution, resolution) or "text" (batch, tokens)
     modality: ClassVar[str] = "image"
+    # kinds of pass timed apart (a language model's prompt and its next token), each its own latency
+    # table: see in_phase; a space with one kind of pass lists none
+    phases: ClassVar[tuple[str, ...]] = ()
 
     name: str
     family: str
@@ -90,6 +93,11 @@ class SearchSpace(LayerLists, DeploymentChoices):
         cached = {name for klass in type(self).__mro__ for name, value in vars(klass).items()
                   if isinstance(value, cached_property)}
         return {k: v for k, v in vars(self).items() if k not in cached}
+
+    def in_phase(self, phase: str) -> SearchSpace:
+        """This space costing and timing ``phase`` (one of :attr:`phases`): the same subnets and weights."""
+        raise ConfigError(f"space {self.name!r} times one kind of pass: it has no phase {phase!r} (phases are "
+                          f"for spaces that time several, as a language model's prefill and decode)")
 
     def _declare_genes(self) -> tuple[Gene, ...]:
         raise NotImplementedError

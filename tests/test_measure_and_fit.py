@@ -123,3 +123,13 @@ def test_measure_refuses_a_folder_that_is_not_a_run(tmp_path, capsys):
 def test_measure_rejects_a_non_positive_count(run_copy, capsys, n):
     assert main(["measure", str(run_copy), "--n", n]) == 2
     assert "--n" in capsys.readouterr().err
+
+
+def test_a_phase_latency_is_refused_where_the_space_times_one_kind_of_pass(run_copy, capsys):
+    for option in (["--objectives", "accuracy,latency_prefill"], ["--phase-budget-ms", "prefill=5"]):
+        assert main(["search", str(run_copy), *option, "--predicted-evals", "50"]) == 2
+        err = capsys.readouterr().err
+        assert "'prefill'" in err and "one kind of pass" in err
+    assert not (run_copy / "tables" / "cpu_torch_prefill").exists()
+    assert main(["search", str(run_copy), "--phase-budget-ms", "prefill"]) == 2
+    assert "PHASE=MS" in capsys.readouterr().err

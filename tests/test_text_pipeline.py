@@ -11,7 +11,16 @@ import pandas as pd
 import pytest
 
 from elasticnas.cli import main
-from elasticnas.core.run_layout import EVALUATIONS, EXPORTS, PREDICTOR_REPORTS, PREDICTORS, SEARCH, SLICES, SLICES_JSON
+from elasticnas.core.run_layout import (
+    EVALUATIONS,
+    EXPORTS,
+    PREDICTOR_REPORTS,
+    PREDICTORS,
+    SEARCH,
+    SLICES,
+    SLICES_JSON,
+    TABLES,
+)
 from elasticnas.hardware import count_all
 from elasticnas.pipeline import quickstart, quickstart_memory_cap
 from elasticnas.runs import run_space
@@ -58,3 +67,15 @@ def test_quickstart_runs_end_to_end_on_a_language_model(tmp_path, capsys):
     assert "ms per token measured" in printed and "def " in printed
     assert main(["search", str(out), "--predicted-evals", "200", "--max-memory-mb", "2", "--out",
                  str(tmp_path / "capped")]) == 0
+    # the prompt's prefill as a second latency: its own table, an objective and a budget
+    assert main(["search", str(out), "--predicted-evals", "200", "--objectives",
+                 "bits_per_byte,latency,latency_prefill", "--out", str(tmp_path / "phases")]) == 0
+    assert (out / TABLES / "cpu_torch_prefill" / "latency_table.json").exists()
+    phases = pd.read_csv(tmp_path / "phases" / "archive.csv")
+    prefill = phases["latency_prefill_ms"]
+    assert (prefill > 0).all() and not np.allclose(prefill, phases["latency_ms"])
+    budget = float(prefill.median())
+    assert main(["search", str(out), "--predicted-evals", "200", "--phase-budget-ms", f"prefill={budget}",
+                 "--out", str(tmp_path / "prefill_capped")]) == 0
+    capped = pd.read_csv(tmp_path / "prefill_capped" / "archive.csv")
+    assert capped["feasible"].any() and not capped.loc[capped["feasible"], "latency_prefill_ms"].gt(budget).any()

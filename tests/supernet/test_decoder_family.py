@@ -311,3 +311,15 @@ def test_an_export_of_a_homogeneous_subnet_is_also_a_transformers_folder(layout,
                                                                      space.mlp_choices[0])))
     export_subnet(net.extract(mixed), space, mixed, tmp_path / "mixed", formats="safetensors")
     assert not (tmp_path / "mixed" / TRANSFORMERS_FOLDER).exists()
+
+
+def test_a_decoder_times_two_phases_and_refuses_a_third():
+    space = create_space("tiny_gpt", num_classes=256)
+    assert space.phases == ("prefill", "decode") and space.in_phase("prefill").phase == "prefill"
+    assert space.in_phase("decode").fingerprint != space.in_phase("prefill").fingerprint
+    with pytest.raises(ConfigError, match="'training' is not known; choose one of \\['prefill', 'decode'\\]"):
+        space.in_phase("training")
+    image = create_space("tiny_mbv3", num_classes=10)
+    assert image.phases == ()
+    with pytest.raises(ConfigError, match="no phase 'prefill'"):
+        image.in_phase("prefill")

@@ -53,6 +53,7 @@ class DecoderSpace(SearchSpace):
     shrink_order: ClassVar[tuple[str, ...]] = ("depth", "expand", "heads", "width")
     reorder_dimensions: ClassVar[tuple[str, ...]] = ("expand", "heads")  # sorted before they shrink
     modality: ClassVar[str] = "text"
+    phases: ClassVar[tuple[str, ...]] = PHASES
 
     name: str
     num_classes: int  # the vocabulary
@@ -100,6 +101,8 @@ class DecoderSpace(SearchSpace):
 
     def in_phase(self, phase: str) -> DecoderSpace:
         """This space costing and timing ``phase`` ("prefill" or "decode"): the same subnets and weights."""
+        if phase not in PHASES:
+            raise ConfigError(f"phase {phase!r} is not known; choose one of {list(PHASES)}")
         return replace(self, phase=phase)
 
     def _new_and_cached(self, context: int) -> tuple[int, int]:
