@@ -66,6 +66,34 @@ def measured_accuracy_objective(run_folder: Path, table) -> Objective:
     return Objective(metric.objective, measure, maximize=metric.maximize, source="measured")
 
 
+def predicted_quality_objective(run_folder: Path, space) -> Objective:
+    """The run's quality metric as its fitted accuracy predictor predicts it."""
+    path = run_folder / PREDICTORS / ACCURACY_PREDICTOR
+    if not path.exists():
+        raise ConfigError(f"no accuracy predictor in {run_folder / PREDICTORS}: run "
+                          f"`elasticnas fit {run_folder}` first, or search with --real-evals N")
+    metric = quality_of(space)
+    return predictor_objective(load_predictor(path, space), metric.objective, maximize=metric.maximize)
+
+
+def _check_search_inputs(objectives: Sequence[str], budgets_ms: Sequence[float], memory_budget_mb: float | None,
+                         storage: str | None, real_evals: int) -> None:
+    """Refuse what no search can run, before any work."""
+    if storage is not None:
+        check_storage_url(storage)
+    if storage is not None and real_evals:
+        raise ConfigError("a shared study storage is for searches on the predictor; measured subnets (--real-evals) "
+                          "are written to the one run folder, so run those in one process")
+    unknown = [o for o in objectives if o not in OBJECTIVES and not o.startswith(PHASE_LATENCY)]
+    if unknown or len(objectives) < 1:
+        raise ConfigError(f"unknown objectives {unknown}; choose from {list(OBJECTIVES)} or "
+                          f"{PHASE_LATENCY}<phase> where the space times phases")
+    for budget in budgets_ms:
+        require_range("--latency-budget-ms", budget, above=0)
+    if memory_budget_mb is not None:
+        require_range("--max-memory-mb", memory_budget_mb, above=0)
+
+
 def search_run(run_folder: str | Path, *, objectives: Sequence[str] = ("accuracy", "latency"),
                latency_budgets_ms: Sequence[float] = (), memory_budget_mb: float | None = None,
                phase_budgets_ms: Mapping[str, float] | None = None, device: str = "cpu", runtime: str = "torch",
@@ -86,20 +114,9 @@ def search_run(run_folder: str | Path, *, objectives: Sequence[str] = ("accuracy
     (optuna algorithms, predictor search), each writing its own ``out``.
     """
     run_folder = Path(run_folder)
-    if storage is not None:
-        check_storage_url(storage)  # before any work
-    if storage is not None and real_evals:
-        raise ConfigError("a shared study storage is for searches on the predictor; measured subnets (--real-evals) "
-                          "are written to the one run folder, so run those in one process")
-    unknown = [o for o in objectives if o not in OBJECTIVES and not o.startswith(PHASE_LATENCY)]
-    if unknown or len(objectives) < 1:
-        raise ConfigError(f"unknown objectives {unknown}; choose from {list(OBJECTIVES)} or "
-                          f"{PHASE_LATENCY}<phase> where the space times phases")
     phase_budgets_ms = dict(phase_budgets_ms or {})
-    for budget in [*latency_budgets_ms, *phase_budgets_ms.values()]:
-        require_range("--latency-budget-ms", budget, above=0)
-    if memory_budget_mb is not None:
-        require_range("--max-memory-mb", memory_budget_mb, above=0)
+    _check_search_inputs(objectives, [*latency_budgets_ms, *phase_budgets_ms.values()], memory_budget_mb,
+                         storage, real_evals)
     space = run_space(run_folder)
     metric = quality_of(space)
     if "bits_per_byte" in objectives and metric.objective != "bits_per_byte":
@@ -114,15 +131,8 @@ def search_run(run_folder: str | Path, *, objectives: Sequence[str] = ("accuracy
     built = []
     for name in objectives:
         if name in ("accuracy", "bits_per_byte"):
-            if real_evals:
-                built.append(measured_accuracy_objective(run_folder, table))
-            else:
-                path = run_folder / PREDICTORS / ACCURACY_PREDICTOR
-                if not path.exists():
-                    raise ConfigError(f"no accuracy predictor in {run_folder / PREDICTORS}: run "
-                                      f"`elasticnas fit {run_folder}` first, or search with --real-evals N")
-                built.append(predictor_objective(load_predictor(path, space), metric.objective,
-                                                 maximize=metric.maximize))
+            built.append(measured_accuracy_objective(run_folder, table) if real_evals
+                         else predicted_quality_objective(run_folder, space))
         elif name == "latency":
             built.append(latency)
         elif name.startswith(PHASE_LATENCY):

@@ -92,6 +92,9 @@ class TrainConfig:
     evaluate_every: int = 1  # epochs between validation of the max, middle and min subnets
     # BigNAS: dropout, stochastic depth and label smoothing on the largest subnet only
     regularise_largest_only: bool = False
+    # convolutions channels-last (supernet/memory_layout.py: 1.3-1.6x faster steps on CPU); its
+    # batch norm sums in another order, so a run differs from a default-layout one at rounding
+    channels_last: bool = True
 
     def __post_init__(self) -> None:
         if self.epochs < 1 or self.evaluate_every < 1:
@@ -233,7 +236,7 @@ class Trainer:
         previous = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT)}
         for sig in previous:
             signal.signal(sig, lambda *_: self.request_stop())
-        channels_last(self.model)  # copy_ (restoring, reordering channels) keeps the layout from here on
+        self._layout(self.model)  # copy_ (restoring, reordering channels) keeps the layout from here on
         try:
             while self.epoch < self.train_cfg.epochs:
                 self._train_epoch()
@@ -242,6 +245,9 @@ class Trainer:
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
         return pd.DataFrame(self.history)
+
+    def _layout(self, module: nn.Module) -> nn.Module:
+        return channels_last(module) if self.train_cfg.channels_last else module
 
     # ----- one epoch ---------------------------------------------------------------------
     def _train_epoch(self) -> None:
@@ -381,7 +387,7 @@ class Trainer:
         data = self.eval_data or EvalData.from_datasets(
             self.train_set, None, calibration_images=self.train_cfg.bn_calibration_images, seed=self.train_cfg.seed,
             calibration_batch_size=self.train_cfg.bn_calibration_batch_size)
-        self.teacher = channels_last(calibrated_subnet(self.model, self.space.max(), data).requires_grad_(False))
+        self.teacher = self._layout(calibrated_subnet(self.model, self.space.max(), data).requires_grad_(False))
         self.model.train()
 
     # ----- checkpoints -------------------------------------------------------------------
@@ -417,7 +423,7 @@ class Trainer:
         self.scheduler.load_state_dict(state["scheduler"])
         self.scaler.load_state_dict(state["scaler"])
         if state["teacher"] is not None:
-            self.teacher = channels_last(self.model.extract(self.space.max()).eval().requires_grad_(False))
+            self.teacher = self._layout(self.model.extract(self.space.max()).eval().requires_grad_(False))
             self.teacher.load_state_dict(state["teacher"])
         self.phase = state["phase"]
         torch.set_rng_state(state["rng"]["torch"])
