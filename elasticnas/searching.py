@@ -38,10 +38,8 @@ def phase_latency_objectives(run_folder: Path, space, phases, *, device: str, ru
                              progress: bool) -> dict[str, Objective]:
     """phase -> its latency (``latency_<phase>_ms``) from the run's table for that phase, built on
     first use; a phase the space does not time is refused, naming those it does."""
-    unknown = [p for p in phases if p not in space.phases]
-    if unknown:
-        allowed = [PHASE_LATENCY + p for p in space.phases] or "none: this space times one kind of pass"
-        raise ConfigError(f"phases {unknown} are not timed by space {space.name!r}; phase latencies: {allowed}")
+    for phase in phases:
+        space.in_phase(phase)  # refuses an unknown phase before any table is built
     return {phase: table_latency_objective(
                 latency_table_for(run_folder, space, device=device, runtime=runtime, seed=seed, progress=progress,
                                   check_speed=True, phase=phase), f"{PHASE_LATENCY}{phase}_ms")

@@ -137,10 +137,15 @@ def recalibrate_bn(model: nn.Module, images: torch.Tensor, batch_size: int = 250
 
 def calibrated_subnet(supernet: nn.Module, arch: Arch, data: EvalData) -> nn.Module:
     """The static model of ``arch`` with batch norm recalibrated, in eval mode."""
+    return default_layout(_calibrated_channels_last(supernet, arch, data))
+
+
+def _calibrated_channels_last(supernet: nn.Module, arch: Arch, data: EvalData) -> nn.Module:
+    """:func:`calibrated_subnet`, left channels-last for the caller that scores it next."""
     device = next(supernet.parameters()).device
     calibration, _ = data.at(arch.resolution, device)
     model = channels_last(supernet.extract(arch))
-    return default_layout(recalibrate_bn(model, calibration, data.calibration_batch_size).eval())
+    return recalibrate_bn(model, calibration, data.calibration_batch_size).eval()
 
 
 @torch.no_grad()
@@ -155,7 +160,7 @@ def evaluate_many(supernet: nn.Module, archs: Sequence[Arch], data: EvalData) ->
     device = next(supernet.parameters()).device
     results = []
     for arch in archs:
-        model = channels_last(calibrated_subnet(supernet, arch, data))
+        model = _calibrated_channels_last(supernet, arch, data)
         _, images = data.at(arch.resolution, device)
         results.append(score(model, images, data.labels.to(device), data.eval_batch_size))
     return results
