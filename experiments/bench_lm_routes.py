@@ -21,6 +21,7 @@ per byte of the better of (b) and (c) at every size, for one training.
 
     python experiments/bench_lm_routes.py [--epochs 8] [--sizes 6] [--distill-steps 200]
     python experiments/bench_lm_routes.py --quick   # a toy space and corpus slice: seconds
+    python experiments/bench_lm_routes.py --others-from experiments/results   # route (a) alone, a new recipe
 
 Writes results/lm_routes.csv (one row per size and route) and lm_routes_summary.csv (one row per
 size: the three routes' bits per byte side by side, the gap, latencies and memory).
@@ -37,7 +38,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
-from bench_common import add_common_arguments, results_folder, write_results
+from bench_common import add_common_arguments, read_results, results_folder, write_results
 
 from elasticnas.experiment import load_experiment, train_experiment
 from elasticnas.hardware import count_all, measure_archs
@@ -124,6 +125,8 @@ def routes(run, archs, args, seconds_supernet: float) -> pd.DataFrame:
         rows.append({"size": index, "route": "(a) supernet", "train_s": seconds_supernet / len(archs),
                      **dict(zip(("val_bits_per_byte", "val_bits_per_byte_se"),
                                 validation_bits(run.supernet.extract(arch).eval(), run), strict=True))})
+    if args.others_from:
+        return pd.concat([pd.DataFrame(rows), other_routes(args.others_from, archs)], ignore_index=True)
     fresh = _fresh_supernet(space)
     for index, arch in enumerate(archs):
         model = fresh.extract(arch)
@@ -147,6 +150,16 @@ def routes(run, archs, args, seconds_supernet: float) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def other_routes(folder: Path, archs) -> pd.DataFrame:
+    """Routes (b) and (c) as an earlier run of this benchmark wrote them, for the same sizes: they
+    depend on the space, corpus, optimiser and schedule, not on the supernet's sampling strategy."""
+    earlier = read_results(folder / "lm_routes_summary.csv")["arch"].map(json.loads).tolist()
+    if earlier != [json.loads(a.to_json()) for a in archs]:
+        raise SystemExit(f"--others-from {folder}: its sizes are not this run's; rerun routes (b) and (c) without it")
+    frame = read_results(folder / "lm_routes.csv")
+    return frame[frame["route"] != "(a) supernet"].reset_index(drop=True)
+
+
 def _fresh_supernet(space):
     torch.manual_seed(0)
     return build_supernet(space)
@@ -167,6 +180,8 @@ def main(argv=None) -> None:
     parser.add_argument("--distill-steps", type=int, default=200, help="(c): each pruned size's distillation")
     parser.add_argument("--contexts", default="64,128", help="context lengths the latencies are timed at")
     parser.add_argument("--repeats", type=int, default=30)
+    parser.add_argument("--others-from", type=Path, default=None,
+                        help="a results folder whose routes (b) and (c) to reuse, for a new supernet recipe")
     parser.add_argument("--out", type=Path, default=None, help="the supernet's run folder (resumed; default "
                         "runs/bench_lm_routes)")
     add_common_arguments(parser)

@@ -115,10 +115,10 @@ class Strategy:
         return {**saved, "options": {**defaults, **saved["options"]}} == self.state_dict()
 
 
-def _sandwich(space, rng, num_random: int, weight: float = 1.0) -> list[SubnetTask]:
-    tasks = [SubnetTask(space.max(), teacher=True), SubnetTask(space.min(), distill=True, weight=weight)]
-    tasks += [SubnetTask(space.sample(rng), distill=True, weight=weight) for _ in range(num_random)]
-    return tasks
+def _sandwich(space, rng, num_random: int, weight: float = 1.0, with_labels: bool = False) -> list[SubnetTask]:
+    students = [space.min()] + [space.sample(rng) for _ in range(num_random)]
+    return [SubnetTask(space.max(), teacher=True)] + [
+        SubnetTask(arch, distill=True, with_labels=with_labels, weight=weight) for arch in students]
 
 
 @register_strategy("uniform")
@@ -160,6 +160,10 @@ class Sandwich(Strategy):
         # training starts (with its labels for the max): a pretrained network (an elasticized model, a
         # parent run) teaches its own subnets, InstaTune/BootstrapNAS-style
         teacher: Literal["inplace", "frozen"] = "inplace"
+        # the min and random subnets learn from the labels too (loss = CE + KD): without them, a
+        # language model's subnets held the max subnet near the corpus's byte frequencies
+        # (docs/language_models.md: training once)
+        student_labels: bool = False
 
     @property
     def distillation(self) -> str:
@@ -169,7 +173,8 @@ class Sandwich(Strategy):
         return ("main",) if self.options.teacher == "frozen" else ()
 
     def sample(self, context: StepContext) -> list[SubnetTask]:
-        tasks = _sandwich(self.space, self.rng(context.step), self.options.num_random)
+        tasks = _sandwich(self.space, self.rng(context.step), self.options.num_random,
+                          with_labels=self.options.student_labels)
         if self.options.teacher == "frozen":
             tasks[0] = dataclasses.replace(tasks[0], teacher=False, distill=True, with_labels=True)
         return tasks
@@ -306,6 +311,13 @@ class DelayedShrinking(Strategy):
         delay_fraction: float = 0.5
         ramp_fraction: float = 0.2
         num_random: int = 2
+        student_labels: bool = False  # the smaller subnets learn from the labels too (loss = CE + KD)
+        # sort the hidden channels (heads, MLP units) by importance as shrinking begins, so that
+        # every smaller subnet starts from the full network's most important ones (Minitron)
+        reorder: bool = False
+
+    def reorder_phases(self) -> tuple[str, ...]:
+        return ("shrinking",) if self.options.reorder and self.space.reorder_dimensions else ()
 
     def phase(self, step: int, total_steps: int) -> str:
         return "full" if step < self.options.delay_fraction * total_steps else "shrinking"
@@ -316,4 +328,5 @@ class DelayedShrinking(Strategy):
         start = self.options.delay_fraction * context.total_steps
         ramp = max(self.options.ramp_fraction * context.total_steps, 1.0)
         weight = float(min(1.0, (context.step - start + 1) / ramp))
-        return _sandwich(self.space, self.rng(context.step), self.options.num_random, weight)
+        return _sandwich(self.space, self.rng(context.step), self.options.num_random, weight,
+                         with_labels=self.options.student_labels)

@@ -53,6 +53,14 @@ def test_sandwich_trains_max_min_and_random():
     assert len(tasks) == 5 and tasks[0].teacher and all(t.distill for t in tasks[1:])
 
 
+def test_sandwich_students_can_learn_from_the_labels_beside_the_teacher():
+    plain = create_strategy("sandwich", SPACE, {"num_random": 2}, seed=4).sample(_context(7))
+    tasks = create_strategy("sandwich", SPACE, {"num_random": 2, "student_labels": True}, seed=4).sample(_context(7))
+    assert [t.arch for t in tasks] == [t.arch for t in plain]  # the same draws
+    assert tasks[0].teacher and not tasks[0].with_labels  # the teacher learns from the labels alone, as before
+    assert all(t.distill and t.with_labels for t in tasks[1:]) and not any(t.with_labels for t in plain)
+
+
 def test_uniform_with_the_smallest_adds_the_min_subnet_to_the_same_random_draws():
     plain = create_strategy("uniform", SPACE, {"num_subnets": 2}, seed=4).sample(_context(7))
     tasks = create_strategy("uniform", SPACE, {"num_subnets": 2, "with_smallest": True}, seed=4).sample(_context(7))
@@ -111,6 +119,16 @@ def test_delayed_shrinking_trains_the_full_net_then_ramps_the_rest_in():
     assert [t.arch for t in strategy.sample(_context(10))] == [SPACE.max()]
     weights = [strategy.sample(_context(s))[1].weight for s in (50, 55, 69, 90)]
     assert weights[0] == pytest.approx(1 / 20) and weights[1] < weights[2] <= 1.0 and weights[3] == 1.0
+
+
+def test_delayed_shrinking_can_reorder_as_shrinking_begins_and_give_students_the_labels():
+    plain = create_strategy("delayed_shrinking", SPACE, {"delay_fraction": 0.5})
+    assert plain.reorder_phases() == () and not any(t.with_labels for t in plain.sample(_context(80)))
+    options = {"delay_fraction": 0.5, "reorder": True, "student_labels": True}
+    strategy = create_strategy("delayed_shrinking", SPACE, options)
+    assert strategy.reorder_phases() == ("shrinking",) and strategy.phase(80, 100) == "shrinking"
+    tasks = strategy.sample(_context(80))
+    assert tasks[0].teacher and all(t.distill and t.with_labels for t in tasks[1:])
 
 
 def test_unknown_strategy_and_options_are_rejected():
