@@ -4,7 +4,8 @@ On the bundled corpus (Python's pydoc topics, bytes as tokens) and for the same 
 ``tiny_gpt`` space, three routes to a family of models:
 
 - (a) ``supernet``: every size is a nested slice of one supernet trained once with
-  ``experiments/configs/text_tiny_gpt.yaml`` (the largest, the smallest and one random subnet per step);
+  ``experiments/configs/text_tiny_gpt.yaml`` (delayed shrinking: the largest alone first, then it, the
+  smallest and one random subnet per step);
 - (b) ``scratch``: each size trained alone from the supernet's initialisation for as many steps,
   with the same batches, context, optimiser and schedule as the supernet's one training;
 - (c) ``pruned``: the largest size trained alone for as many steps, its key/value groups and MLP
