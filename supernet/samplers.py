@@ -160,9 +160,9 @@ class Sandwich(Strategy):
         # training starts (with its labels for the max): a pretrained network (an elasticized model, a
         # parent run) teaches its own subnets, InstaTune/BootstrapNAS-style
         teacher: Literal["inplace", "frozen"] = "inplace"
-        # the min and random subnets learn from the labels too (loss = CE + KD): without them, a
-        # language model's subnets held the max subnet near the corpus's byte frequencies
-        # (docs/language_models.md: training once)
+        # the min and random subnets learn from the labels too (loss = CE + KD), as Once-for-All's
+        # subnets do; on a language model this halved, but did not cure, the collapse that
+        # distilling from an untrained teacher causes (docs/language_models.md: training once)
         student_labels: bool = False
 
     @property
