@@ -303,7 +303,8 @@ class DelayedShrinking(Strategy):
 
     Only the full network trains during the first ``delay_fraction`` of the steps; then
     the sandwich rule with in-place distillation, the smaller subnets' loss weight (their
-    learning-rate multiplier) ramping linearly from 0 to 1 over ``ramp_fraction`` of the steps.
+    learning-rate multiplier) ramping linearly from 0 to ``student_weight`` over ``ramp_fraction``
+    of the steps.
     """
 
     @dataclass(frozen=True)
@@ -315,6 +316,15 @@ class DelayedShrinking(Strategy):
         # sort the hidden channels (heads, MLP units) by importance as shrinking begins, so that
         # every smaller subnet starts from the full network's most important ones (Minitron)
         reorder: bool = False
+        # the smaller subnets' loss weight once ramped in, the largest's being 1: below 1, the
+        # largest's own gradient counts for more in the weights all of them share
+        student_weight: float = 1.0
+
+    def __init__(self, space, options, *, seed: int = 0):
+        super().__init__(space, options, seed=seed)
+        if not 0.0 < options.student_weight <= 1.0:
+            raise ConfigError(f"sampler.options.student_weight must be in (0, 1], the largest subnet's weight being "
+                              f"1, but got {options.student_weight}")
 
     def reorder_phases(self) -> tuple[str, ...]:
         return ("shrinking",) if self.options.reorder and self.space.reorder_dimensions else ()
@@ -327,6 +337,6 @@ class DelayedShrinking(Strategy):
             return [SubnetTask(self.space.max())]
         start = self.options.delay_fraction * context.total_steps
         ramp = max(self.options.ramp_fraction * context.total_steps, 1.0)
-        weight = float(min(1.0, (context.step - start + 1) / ramp))
+        weight = self.options.student_weight * float(min(1.0, (context.step - start + 1) / ramp))
         return _sandwich(self.space, self.rng(context.step), self.options.num_random, weight,
                          with_labels=self.options.student_labels)

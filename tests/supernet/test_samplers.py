@@ -129,6 +129,11 @@ def test_delayed_shrinking_can_reorder_as_shrinking_begins_and_give_students_the
     assert strategy.reorder_phases() == ("shrinking",) and strategy.phase(80, 100) == "shrinking"
     tasks = strategy.sample(_context(80))
     assert tasks[0].teacher and all(t.distill and t.with_labels for t in tasks[1:])
+    lighter = create_strategy("delayed_shrinking", SPACE, {**options, "student_weight": 0.5}).sample(_context(80))
+    assert [t.weight for t in tasks] == [1.0] * len(tasks)  # step 80: past the ramp
+    assert [t.weight for t in lighter] == [1.0] + [0.5] * (len(tasks) - 1)
+    with pytest.raises(ConfigError, match="student_weight"):
+        create_strategy("delayed_shrinking", SPACE, {"student_weight": 0.0})
 
 
 def test_unknown_strategy_and_options_are_rejected():
