@@ -74,8 +74,8 @@ def predicted_quality_objective(run_folder: Path, space) -> Objective:
     return predictor_objective(load_predictor(path, space), metric.objective, maximize=metric.maximize)
 
 
-def _check_search_inputs(objectives: Sequence[str], budgets_ms: Sequence[float], memory_budget_mb: float | None,
-                         storage: str | None, real_evals: int) -> None:
+def _check_search_inputs(objectives: Sequence[str], budgets_ms: Sequence[float], phase_budgets_ms: Mapping[str, float],
+                         memory_budget_mb: float | None, storage: str | None, real_evals: int) -> None:
     """Refuse what no search can run, before any work."""
     if storage is not None:
         check_storage_url(storage)
@@ -88,6 +88,8 @@ def _check_search_inputs(objectives: Sequence[str], budgets_ms: Sequence[float],
                           f"{PHASE_LATENCY}<phase> where the space times phases")
     for budget in budgets_ms:
         require_range("--latency-budget-ms", budget, above=0)
+    for phase, budget in phase_budgets_ms.items():
+        require_range(f"--phase-budget-ms {phase}", budget, above=0)
     if memory_budget_mb is not None:
         require_range("--max-memory-mb", memory_budget_mb, above=0)
 
@@ -113,8 +115,7 @@ def search_run(run_folder: str | Path, *, objectives: Sequence[str] = ("accuracy
     """
     run_folder = Path(run_folder)
     phase_budgets_ms = dict(phase_budgets_ms or {})
-    _check_search_inputs(objectives, [*latency_budgets_ms, *phase_budgets_ms.values()], memory_budget_mb,
-                         storage, real_evals)
+    _check_search_inputs(objectives, latency_budgets_ms, phase_budgets_ms, memory_budget_mb, storage, real_evals)
     space = run_space(run_folder)
     metric = quality_of(space)
     if "bits_per_byte" in objectives and metric.objective != "bits_per_byte":

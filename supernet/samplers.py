@@ -14,7 +14,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from elasticnas.core.config import parse_config
+from elasticnas.core.config import parse_config, require_range
 from elasticnas.core.errors import ConfigError
 from elasticnas.core.registry import Registry
 from elasticnas.supernet.arch import Arch
@@ -322,9 +322,7 @@ class DelayedShrinking(Strategy):
 
     def __init__(self, space, options, *, seed: int = 0):
         super().__init__(space, options, seed=seed)
-        if not 0.0 < options.student_weight <= 1.0:
-            raise ConfigError(f"sampler.options.student_weight must be in (0, 1], the largest subnet's weight being "
-                              f"1, but got {options.student_weight}")
+        require_range("sampler.options.student_weight", options.student_weight, above=0.0, high=1.0)
 
     def reorder_phases(self) -> tuple[str, ...]:
         return ("shrinking",) if self.options.reorder and self.space.reorder_dimensions else ()

@@ -133,3 +133,5 @@ def test_a_phase_latency_is_refused_where_the_space_times_one_kind_of_pass(run_c
     assert not (run_copy / "tables" / "cpu_torch_prefill").exists()
     assert main(["search", str(run_copy), "--phase-budget-ms", "prefill"]) == 2
     assert "PHASE=MS" in capsys.readouterr().err
+    assert main(["search", str(run_copy), "--phase-budget-ms", "prefill=-1"]) == 2
+    assert "--phase-budget-ms prefill=-1.0 is not allowed" in capsys.readouterr().err  # its own option, not another's
