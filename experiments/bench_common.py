@@ -62,12 +62,20 @@ def results_folder(args: argparse.Namespace) -> Path:
     return args.results
 
 
+def changes_beyond_results(porcelain_status: str) -> bool:
+    """Whether ``git status --porcelain`` names a changed file outside experiments/results/: a run
+    that rewrites the committed results (its own earlier output, or a sibling benchmark's) still ran
+    the committed code."""
+    paths = [line[3:].split(" -> ")[-1].strip('"') for line in porcelain_status.splitlines() if line.strip()]
+    return any(not path.startswith("experiments/results/") for path in paths)
+
+
 def provenance(quick: bool = False) -> dict:
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
                             cwd=Path(__file__).parent).stdout.strip()
-    dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True, text=True,
-                           cwd=Path(__file__).parent).stdout.strip()
-    return {"commit": (commit or "unknown") + (" (with uncommitted changes)" if dirty else ""),
+    status = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True, text=True,
+                            cwd=Path(__file__).parent).stdout
+    return {"commit": (commit or "unknown") + (" (with uncommitted changes)" if changes_beyond_results(status) else ""),
             "cpu": cpu_model(), "cores": os.cpu_count(), "torch_threads": torch.get_num_threads(),
             "torch": torch.__version__, "python": platform.python_version(),
             "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "quick": quick}

@@ -51,3 +51,14 @@ def test_quick_mode_runs_and_records_its_provenance(script, tmp_path):
         given = header(path)
         assert set(PROVENANCE) <= set(given), f"{path.name} lacks {sorted(set(PROVENANCE) - set(given))}"
         assert given["quick"] == "True" and given["cores"].isdigit() and given["commit"]
+
+
+def test_rewritten_results_alone_do_not_mark_the_commit_changed(monkeypatch):
+    monkeypatch.syspath_prepend(str(EXPERIMENTS))
+    from bench_common import changes_beyond_results
+
+    rerun = " M experiments/results/lm_routes.csv\n M experiments/results/lm_routes_summary.csv\n"
+    assert not changes_beyond_results(rerun)
+    assert not changes_beyond_results("")
+    assert changes_beyond_results(" M experiments/results/a.csv\n M supernet/samplers.py\n")
+    assert changes_beyond_results('R  experiments/results/a.csv -> "docs/a b.md"\n')
