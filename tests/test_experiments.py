@@ -23,11 +23,6 @@ PROVENANCE = ("commit", "cpu", "cores", "torch", "python", "date", "quick")
 # Each quick run starts a Python process (torch imported again) and most train, time or search for
 # a while: all but the cheapest are in the slow tier (make test-slow, which CI runs).
 FAST = {"bench_search_speed.py"}
-# CI's slow tier gives whole test files to each of its two workers; these quick runs (about 200 s of
-# the 450 s all take on two quiet cores, 2026-12-03) are in test_experiments_second_half.py, so that
-# the two halves can run side by side.
-SECOND_HALF = ("bench_own_model.py", "bench_export_choice.py", "bench_sampling_strategies.py",
-               "bench_latency_table.py", "bench_transfer.py")
 
 
 def header(path: Path) -> dict[str, str]:
@@ -38,20 +33,11 @@ def header(path: Path) -> dict[str, str]:
 def test_every_script_is_covered():
     assert {"bench_search_speed.py", "bench_own_model.py", "check_cuda.py"} <= set(SCRIPTS)
     assert set(SCRIPTS) >= FAST, f"FAST names scripts that are gone: {sorted(FAST - set(SCRIPTS))}"
-    assert set(SCRIPTS) >= set(SECOND_HALF), f"SECOND_HALF names scripts that are gone: " \
-                                             f"{sorted(set(SECOND_HALF) - set(SCRIPTS))}"
 
 
-def quick_cases(scripts) -> list:
-    return [name if name in FAST else pytest.param(name, marks=pytest.mark.slow) for name in scripts]
-
-
-@pytest.mark.parametrize("script", quick_cases(name for name in SCRIPTS if name not in SECOND_HALF))
+@pytest.mark.parametrize("script", [name if name in FAST else pytest.param(name, marks=pytest.mark.slow)
+                                    for name in SCRIPTS])
 def test_quick_mode_runs_and_records_its_provenance(script, tmp_path):
-    run_quick_mode(script, tmp_path)
-
-
-def run_quick_mode(script: str, tmp_path: Path) -> None:
     if script == "check_cuda.py" and not torch.cuda.is_available():
         pytest.skip("check_cuda.py checks the CUDA paths: no CUDA device here")
     if script == "bench_search.py" and reference_trace_path() is None:
