@@ -66,8 +66,9 @@ def changes_beyond_results(porcelain_status: str) -> bool:
     """Whether ``git status --porcelain`` names a changed file outside experiments/results/: a run
     that rewrites the committed results (its own earlier output, or a sibling benchmark's) still ran
     the committed code."""
+    results = RESULTS.relative_to(RESULTS.parents[1]).as_posix() + "/"  # as git names it, from the repository root
     paths = [line[3:].split(" -> ")[-1].strip('"') for line in porcelain_status.splitlines() if line.strip()]
-    return any(not path.startswith("experiments/results/") for path in paths)
+    return any(not path.startswith(results) for path in paths)
 
 
 def provenance(quick: bool = False) -> dict:
